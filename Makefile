@@ -1,0 +1,30 @@
+# The two commands a new user runs: `make demo` and `make test`. Each works alone on a fresh
+# machine: it creates .venv if missing and installs the package with its test needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.jaxseq-installed
+
+.PHONY: install demo test bench quality clean
+
+install: $(STAMP)
+
+# torch==2.13.0 first and explicitly: it is the CPU build (see pyproject.toml).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/jaxseq demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/jaxseq bench
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .hypothesis
