@@ -1,0 +1,56 @@
+"""Pure-function layers with hand-written backward passes.
+
+Each layer comes as three names (see DESIGN.md, "The layer contract"):
+`<name>_forward(...) -> (out, cache)`, `<name>_backward(dout, cache) -> grads` derived by
+hand, and `<name>(...) -> out`, a `jax.custom_vjp` function whose rule is that pair.
+"""
+
+from jaxseq.layers.affine import (
+    TemporalAffineCache,
+    temporal_affine,
+    temporal_affine_backward,
+    temporal_affine_forward,
+)
+from jaxseq.layers.embedding import (
+    WordEmbeddingCache,
+    word_embedding,
+    word_embedding_backward,
+    word_embedding_forward,
+)
+from jaxseq.layers.loss import (
+    TemporalSoftmaxLossCache,
+    temporal_softmax_loss,
+    temporal_softmax_loss_backward,
+    temporal_softmax_loss_forward,
+)
+from jaxseq.layers.lstm import (
+    LSTMCache,
+    LSTMStepCache,
+    lstm,
+    lstm_backward,
+    lstm_forward,
+    lstm_step,
+    lstm_step_backward,
+    lstm_step_forward,
+)
+from jaxseq.layers.rnn import (
+    RNNCache,
+    RNNStepCache,
+    rnn,
+    rnn_backward,
+    rnn_forward,
+    rnn_step,
+    rnn_step_backward,
+    rnn_step_forward,
+)
+
+__all__ = [
+    "rnn_step", "rnn_step_forward", "rnn_step_backward", "RNNStepCache",
+    "rnn", "rnn_forward", "rnn_backward", "RNNCache",
+    "lstm_step", "lstm_step_forward", "lstm_step_backward", "LSTMStepCache",
+    "lstm", "lstm_forward", "lstm_backward", "LSTMCache",
+    "word_embedding", "word_embedding_forward", "word_embedding_backward", "WordEmbeddingCache",
+    "temporal_affine", "temporal_affine_forward", "temporal_affine_backward", "TemporalAffineCache",
+    "temporal_softmax_loss", "temporal_softmax_loss_forward", "temporal_softmax_loss_backward",
+    "TemporalSoftmaxLossCache",
+]

@@ -1,0 +1,69 @@
+"""Input checks shared by the public layer entry points.
+
+Every check raises `ValueError` naming the argument and what was expected, because a shape
+mistake inside a `lax.scan` otherwise surfaces as an opaque XLA error (or, for gathers, as
+silently clamped indices).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _describe(shape: Sequence[int | None]) -> str:
+    return "(" + ", ".join("?" if dim is None else str(dim) for dim in shape) + ")"
+
+
+def as_float_array(name: str, value, rank: int) -> jax.Array:
+    """`value` as a JAX floating array of the given rank (integers are an error)."""
+    array = jnp.asarray(value)
+    if not jnp.issubdtype(array.dtype, jnp.floating):
+        raise ValueError(f"{name} must be a floating-point array, got dtype {array.dtype}")
+    if array.ndim != rank:
+        raise ValueError(f"{name} must have rank {rank}, got shape {tuple(array.shape)}")
+    return array
+
+
+def as_int_array(name: str, value, rank: int) -> jax.Array:
+    """`value` as a JAX integer array of the given rank."""
+    array = jnp.asarray(value)
+    if not jnp.issubdtype(array.dtype, jnp.integer):
+        raise ValueError(f"{name} must be an integer array, got dtype {array.dtype}")
+    if array.ndim != rank:
+        raise ValueError(f"{name} must have rank {rank}, got shape {tuple(array.shape)}")
+    return array
+
+
+def expect_shape(name: str, array: jax.Array, shape: Sequence[int | None], meaning: str) -> None:
+    """Check `array.shape` against `shape` (None = any size); `meaning` names the dims."""
+    try:
+        chex.assert_shape(array, tuple(shape))
+    except AssertionError:
+        raise ValueError(
+            f"{name} must have shape {meaning} = {_describe(shape)}, got {tuple(array.shape)}"
+        ) from None
+
+
+def common_float_dtype(*arrays: jax.Array):
+    """The floating dtype all float arguments are promoted to."""
+    return jnp.result_type(*arrays)
+
+
+def check_index_range(name: str, indices: jax.Array, size: int, what: str) -> None:
+    """Check 0 <= indices < size when the values are known (outside jit).
+
+    JAX clamps out-of-range gathers silently, so concrete inputs are checked here; inside
+    `jit` the values are not known and the data loaders validate before data gets there.
+    """
+    if isinstance(indices, jax.core.Tracer) or indices.size == 0:
+        return
+    values = np.asarray(indices)
+    low, high = values.min(), values.max()
+    if low < 0 or high >= size:
+        bad = low if low < 0 else high
+        raise ValueError(f"{name} holds {what} {int(bad)}, outside the valid range [0, {size})")
