@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jaxseq.commands import check, demo
+from jaxseq.commands import check, data, demo
 
-COMMAND_MODULES = [check, demo]
+COMMAND_MODULES = [check, data, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

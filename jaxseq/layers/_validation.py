@@ -16,7 +16,8 @@ import numpy as np
 
 
 def _describe(shape: Sequence[int | None]) -> str:
-    return "(" + ", ".join("?" if dim is None else str(dim) for dim in shape) + ")"
+    dims = ["?" if dim is None else str(dim) for dim in shape]
+    return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
 
 
 def as_float_array(name: str, value, rank: int) -> jax.Array:

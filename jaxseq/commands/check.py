@@ -1,0 +1,38 @@
+"""`jaxseq check`: every layer's gradient check, printed as a table of relative errors."""
+
+from __future__ import annotations
+
+import argparse
+
+# Thresholds the test suite holds the layers to (float64, course rel_error).
+AUTODIFF_TOLERANCE = 1e-9
+NUMERICAL_TOLERANCE = 5e-7
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "check", help="gradient-check every layer: hand backward vs jax.grad vs numerical (float64)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+    parser.set_defaults(func=run)
+
+
+def print_check_table(seed: int = 0) -> bool:
+    """Run the checks, print the table and a verdict; True when every error is within tolerance."""
+    from jaxseq.gradcheck import builtin_layer_checks, format_results
+
+    results = builtin_layer_checks(seed=seed)
+    print(format_results(results))
+    worst_autodiff = max(max(r.hand_vs_autodiff, r.custom_vjp_vs_hand or 0.0) for r in results)
+    worst_numerical = max(r.hand_vs_numerical for r in results)
+    ok = worst_autodiff < AUTODIFF_TOLERANCE and worst_numerical < NUMERICAL_TOLERANCE
+    print(
+        f"\nlargest error vs jax.grad: {worst_autodiff:.2e} (tolerance {AUTODIFF_TOLERANCE:.0e}); "
+        f"vs numerical: {worst_numerical:.2e} (tolerance {NUMERICAL_TOLERANCE:.0e}) -> "
+        + ("all layers pass" if ok else "FAILED")
+    )
+    return ok
+
+
+def run(args: argparse.Namespace) -> int:
+    return 0 if print_check_table(seed=args.seed) else 1

@@ -1,0 +1,229 @@
+"""Gradient checking: numerical gradients, relative error, and a whole-layer check.
+
+The first three functions keep the course's names and semantics, so course code ports
+unchanged; `check_layer` compares a layer's hand-written backward with `jax.grad` of its
+forward and with central-difference numerical gradients, all in float64, and is what
+`jaxseq check` prints for every built-in layer. Use it on your own layers too: all it needs
+is the forward/backward pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def rel_error(x, y) -> float:
+    """max |x - y| / max(1e-8, |x| + |y|), elementwise, as the course defined it."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"rel_error: shapes differ, {x.shape} vs {y.shape}")
+    if x.size == 0:
+        return 0.0
+    return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
+
+
+def eval_numerical_gradient(f: Callable, x: np.ndarray, verbose: bool = False, h: float = 1e-5) -> np.ndarray:
+    """Central-difference gradient of a scalar function f at x.
+
+    `x` must be a writable NumPy array: each entry is nudged by +h and -h in place (and
+    restored), as in the course, so `f` may close over `x`.
+    Returns: an array shaped like x.
+    """
+    _require_writable(x)
+    grad = np.zeros_like(x, dtype=np.float64)
+    for index in np.ndindex(*x.shape):
+        old = x[index]
+        x[index] = old + h
+        plus = float(f(x))
+        x[index] = old - h
+        minus = float(f(x))
+        x[index] = old
+        grad[index] = (plus - minus) / (2 * h)
+        if verbose:
+            print(index, grad[index])
+    return grad
+
+
+def eval_numerical_gradient_array(f: Callable, x: np.ndarray, df, h: float = 1e-5) -> np.ndarray:
+    """Numerical gradient of sum(f(x) * df) with respect to x, for an array-valued f.
+
+    `x` is nudged in place as in `eval_numerical_gradient`; df has f(x)'s shape.
+    Returns: an array shaped like x.
+    """
+    _require_writable(x)
+    df = np.asarray(df)
+    grad = np.zeros_like(x, dtype=np.float64)
+    for index in np.ndindex(*x.shape):
+        old = x[index]
+        x[index] = old + h
+        plus = np.array(f(x), dtype=np.float64, copy=True)
+        x[index] = old - h
+        minus = np.array(f(x), dtype=np.float64, copy=True)
+        x[index] = old
+        grad[index] = np.sum((plus - minus) * df) / (2 * h)
+    return grad
+
+
+def _require_writable(x) -> None:
+    if not isinstance(x, np.ndarray) or not x.flags.writeable:
+        raise ValueError("x must be a writable NumPy array (it is perturbed in place)")
+
+
+@dataclass(frozen=True)
+class GradCheckResult:
+    """Relative errors of one argument's gradient (course `rel_error`)."""
+
+    layer: str
+    argument: str
+    hand_vs_autodiff: float  # hand-written backward vs jax.grad of the plain forward
+    hand_vs_numerical: float  # hand-written backward vs central differences
+    custom_vjp_vs_hand: float | None  # jax.grad of the custom_vjp function vs the hand backward
+
+
+def check_layer(
+    name: str,
+    forward: Callable,
+    backward: Callable,
+    inputs: Mapping[str, np.ndarray],
+    wrt: Sequence[str],
+    *,
+    differentiable: Callable | None = None,
+    seed: int = 0,
+    h: float = 1e-5,
+) -> list[GradCheckResult]:
+    """Check a layer's hand-written backward against autodiff and numerical gradients.
+
+    Conventions (those of every jaxseq layer):
+      forward(*inputs.values()) -> (*outputs, cache)
+      backward(*douts, cache) -> the gradients of the `wrt` inputs, in that order
+        (a single array when there is one).
+      differentiable(*inputs.values()) -> the outputs, as a custom_vjp function (optional).
+
+    Everything runs in float64 (JAX's x64 mode inside this call). Upstream gradients `douts`
+    are standard normal from `seed`. Returns one result per name in `wrt`.
+    """
+    with jax.enable_x64(True):
+        names = list(inputs)
+        values = [_as_float64(np.asarray(value)) for value in inputs.values()]
+        missing = [argument for argument in wrt if argument not in names]
+        if missing:
+            raise ValueError(f"wrt names {missing} are not among the inputs {names}")
+        positions = [names.index(argument) for argument in wrt]
+
+        *outputs, cache = forward(*values)
+        rng = np.random.default_rng(seed)
+        douts = [rng.standard_normal(np.shape(out)) for out in outputs]
+
+        hand = backward(*douts, cache)
+        hand = [np.asarray(g) for g in (hand if isinstance(hand, tuple) else (hand,))]
+        if len(hand) != len(wrt):
+            raise ValueError(f"{name}: backward returned {len(hand)} gradients for {len(wrt)} wrt inputs")
+
+        def projected(fn: Callable) -> Callable:
+            """sum_i <output_i, dout_i> as a function of the wrt inputs."""
+
+            def scalar(*wrt_values):
+                args = list(values)
+                for position, value in zip(positions, wrt_values):
+                    args[position] = value
+                result = fn(*args)
+                outs = result if isinstance(result, tuple) else (result,)
+                return sum(jnp.sum(out * dout) for out, dout in zip(outs, douts))
+
+            return scalar
+
+        wrt_values = [values[position] for position in positions]
+        argnums = tuple(range(len(wrt)))
+        plain = projected(lambda *args: tuple(forward(*args)[:-1]))
+        autodiff = jax.grad(plain, argnums=argnums)(*wrt_values)
+        through_vjp = (
+            jax.grad(projected(differentiable), argnums=argnums)(*wrt_values) if differentiable else None
+        )
+        plain_jit = jax.jit(plain)
+
+        results = []
+        for k, argument in enumerate(wrt):
+            point = np.array(wrt_values[k], dtype=np.float64, copy=True)
+
+            def along_k(v, k=k):
+                moved = list(wrt_values)
+                moved[k] = v
+                return plain_jit(*moved)
+
+            numerical = eval_numerical_gradient(along_k, point, h=h)
+            results.append(
+                GradCheckResult(
+                    layer=name,
+                    argument=argument,
+                    hand_vs_autodiff=rel_error(hand[k], autodiff[k]),
+                    hand_vs_numerical=rel_error(hand[k], numerical),
+                    custom_vjp_vs_hand=None if through_vjp is None else rel_error(through_vjp[k], hand[k]),
+                )
+            )
+        return results
+
+
+def _as_float64(array: np.ndarray) -> np.ndarray:
+    return array.astype(np.float64) if np.issubdtype(array.dtype, np.floating) else array
+
+
+def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
+    """`check_layer` for every jaxseq layer on small random float64 inputs."""
+    from jaxseq import layers as L
+
+    rng = np.random.default_rng(seed)
+    N, T, D, H, V = 3, 4, 5, 6, 7
+
+    def normal(*shape, scale=1.0):
+        return scale * rng.standard_normal(shape)
+
+    step_rnn = dict(x=normal(N, D), prev_h=normal(N, H), Wx=normal(D, H, scale=0.5), Wh=normal(H, H, scale=0.5), b=normal(H))
+    seq_rnn = dict(x=normal(N, T, D), h0=normal(N, H), Wx=normal(D, H, scale=0.5), Wh=normal(H, H, scale=0.5), b=normal(H))
+    step_lstm = dict(
+        x=normal(N, D), prev_h=normal(N, H), prev_c=normal(N, H),
+        Wx=normal(D, 4 * H, scale=0.5), Wh=normal(H, 4 * H, scale=0.5), b=normal(4 * H),
+    )
+    seq_lstm = dict(x=normal(N, T, D), h0=normal(N, H), Wx=normal(D, 4 * H, scale=0.5), Wh=normal(H, 4 * H, scale=0.5), b=normal(4 * H))
+    embedding = dict(x=rng.integers(0, V, size=(N, T)), W=normal(V, D))
+    affine = dict(x=normal(N, T, D), w=normal(D, V), b=normal(V))
+    loss = dict(x=normal(N, T, V), y=rng.integers(0, V, size=(N, T)), mask=rng.random((N, T)) > 0.3)
+
+    cases = [
+        ("rnn_step", L.rnn_step_forward, L.rnn_step_backward, L.rnn_step, step_rnn, list(step_rnn)),
+        ("rnn", L.rnn_forward, L.rnn_backward, L.rnn, seq_rnn, list(seq_rnn)),
+        ("lstm_step", L.lstm_step_forward, L.lstm_step_backward, L.lstm_step, step_lstm, list(step_lstm)),
+        ("lstm", L.lstm_forward, L.lstm_backward, L.lstm, seq_lstm, list(seq_lstm)),
+        ("word_embedding", L.word_embedding_forward, L.word_embedding_backward, L.word_embedding, embedding, ["W"]),
+        ("temporal_affine", L.temporal_affine_forward, L.temporal_affine_backward, L.temporal_affine, affine, list(affine)),
+        (
+            "temporal_softmax_loss",
+            L.temporal_softmax_loss_forward,
+            L.temporal_softmax_loss_backward,
+            L.temporal_softmax_loss,
+            loss,
+            ["x"],
+        ),
+    ]
+    results = []
+    for name, forward, backward, differentiable, inputs, wrt in cases:
+        results.extend(
+            check_layer(name, forward, backward, inputs, wrt, differentiable=differentiable, seed=seed)
+        )
+    return results
+
+
+def format_results(results: Sequence[GradCheckResult]) -> str:
+    """A plain-text table of gradient-check results."""
+    header = f"{'layer':<22} {'grad':<7} {'hand vs jax.grad':>17} {'hand vs numerical':>18} {'custom_vjp vs hand':>19}"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        vjp = "-" if r.custom_vjp_vs_hand is None else f"{r.custom_vjp_vs_hand:.2e}"
+        lines.append(
+            f"{r.layer:<22} d{r.argument:<6} {r.hand_vs_autodiff:>17.2e} {r.hand_vs_numerical:>18.2e} {vjp:>19}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,558 @@
+"""The data downloader, against a local HTTP server on 127.0.0.1 (no internet needed).
+
+The server serves zips the tests build in the real layouts (the course's
+`coco_captioning.zip`, CoLA's `cola_public_1.1.zip`), honours `Range: bytes=N-`, and can
+be told to drop the connection part-way through a file, to ignore ranges, or to redirect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import socket
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from jaxseq.data import download as dl
+
+COCO_FILES = {
+    "coco2014_captions.h5": b"HDF-captions" * 50,
+    "coco2014_vocab.json": b'{"idx_to_word": ["<NULL>", "<START>", "<END>", "<UNK>"]}',
+    "train2014_vgg16_fc7.h5": b"",  # filled below with incompressible bytes
+    "train2014_vgg16_fc7_pca.h5": b"train-pca" * 200,
+    "val2014_vgg16_fc7.h5": b"val-fc7" * 300,
+    "val2014_vgg16_fc7_pca.h5": b"val-pca" * 200,
+    "train2014_urls.txt": b"http://images.cocodataset.org/train2014/a.jpg\n",
+    "val2014_urls.txt": b"http://images.cocodataset.org/val2014/b.jpg\n",
+}
+
+COLA_FILES = {
+    "cola_public/README": b"CoLA public release 1.1\n",
+    "cola_public/raw/in_domain_train.tsv": b"gj04\t1\t\tOur friends won't buy this analysis.\n",
+    "cola_public/raw/in_domain_dev.tsv": b"gj04\t0\t*\tThey drank the pub.\n",
+    "cola_public/raw/out_of_domain_dev.tsv": b"clc95\t1\t\tSomebody just left.\n",
+    "cola_public/tokenized/in_domain_train.tsv": b"gj04\t1\t\tour friends wo n't buy this .\n",
+    "cola_public/tokenized/in_domain_dev.tsv": b"gj04\t0\t*\tthey drank the pub .\n",
+    "cola_public/tokenized/out_of_domain_dev.tsv": b"clc95\t1\t\tsomebody just left .\n",
+}
+
+
+def big_payload(size: int = 300_000) -> bytes:
+    # Deterministic, incompressible bytes, so that offsets and sizes are meaningful.
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(counter.to_bytes(8, "little")).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+COCO_FILES["train2014_vgg16_fc7.h5"] = big_payload(40_000)
+
+
+def make_zip(files: dict[str, bytes], *, dirs: bool = True,
+             compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip with `files` (name -> bytes), plus directory entries as real archivers write."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as zf:
+        if dirs:
+            folders = sorted({name.rsplit("/", i)[0] + "/" for name in files
+                              for i in range(1, name.count("/") + 1)})
+            for folder in folders:
+                zf.writestr(folder, b"")
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def coco_zip(top_folder: bool = True) -> bytes:
+    prefix = "coco_captioning/" if top_folder else ""
+    return make_zip({prefix + name: data for name, data in COCO_FILES.items()})
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------------------
+# The local server
+# --------------------------------------------------------------------------------------
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):
+        server = self.server
+        path = urlsplit(self.path).path
+        range_header = self.headers.get("Range")
+        server.requests.append((path, range_header))
+        if path in server.redirects:
+            self.send_response(302)
+            self.send_header("Location", server.redirects[path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = server.files.get(path)
+        if data is None:
+            self.send_error(404, "Not Found")
+            return
+        start, status = 0, 200
+        if range_header and not server.ignore_range:
+            match = re.fullmatch(r"bytes=(\d+)-", range_header)
+            assert match, range_header
+            start = int(match[1])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status = 206
+        body = data[start:]
+        self.send_response(status)
+        self.send_header("Content-Type", "application/zip")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        drops = server.drop_after.get(path)
+        if drops:  # send part of the body, then cut the connection
+            cut = drops.pop(0)
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+
+class LocalServer:
+    def __init__(self):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.files = {}
+        self.httpd.requests = []
+        self.httpd.redirects = {}
+        self.httpd.drop_after = {}  # path -> list of byte counts, one per request to cut
+        self.httpd.ignore_range = False
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def add(self, path: str, data: bytes) -> str:
+        self.httpd.files[path] = data
+        return self.url(path)
+
+    @property
+    def requests(self):
+        return self.httpd.requests
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def server(monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                 "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    local = LocalServer()
+    yield local
+    local.close()
+
+
+# --------------------------------------------------------------------------------------
+# download_file
+# --------------------------------------------------------------------------------------
+
+
+def test_full_download_and_checksum(server, tmp_path):
+    data = big_payload()
+    url = server.add("/file.bin", data)
+    dest = tmp_path / "sub" / "file.bin"
+    digest = dl.download_file(url, dest, expected_sha256=sha(data).upper(), progress=False,
+                              chunk_size=8192)
+    assert digest == sha(data)
+    assert dest.read_bytes() == data
+    assert not (tmp_path / "sub" / "file.bin.part").exists()
+    assert server.requests == [("/file.bin", None)]
+
+
+def test_progress_bar_runs(server, tmp_path, capsys):
+    data = big_payload(50_000)
+    url = server.add("/file.bin", data)
+    assert dl.download_file(url, tmp_path / "f", progress=True) == sha(data)
+    assert "file" not in capsys.readouterr().out  # the bar goes to stderr, not stdout
+
+
+def test_resume_after_interruption(server, tmp_path):
+    data = big_payload()
+    url = server.add("/file.bin", data)
+    server.httpd.drop_after["/file.bin"] = [123_457]
+    dest = tmp_path / "file.bin"
+    part = tmp_path / "file.bin.part"
+    with pytest.raises(dl.DownloadError, match=r"interrupted.*run again to resume") as info:
+        dl.download_file(url, dest, progress=False, retries=0, chunk_size=4096)
+    assert url in str(info.value)
+    assert not dest.exists()
+    assert part.read_bytes() == data[:123_457]
+
+    digest = dl.download_file(url, dest, expected_sha256=sha(data), progress=False,
+                              retries=0, chunk_size=4096)
+    assert digest == sha(data)
+    assert dest.read_bytes() == data
+    assert not part.exists()
+    assert server.requests[-1] == ("/file.bin", "bytes=123457-")
+
+
+def test_retries_resume_within_one_call(server, tmp_path):
+    data = big_payload()
+    url = server.add("/file.bin", data)
+    server.httpd.drop_after["/file.bin"] = [70_000, 50_000]  # two cuts, then complete
+    dest = tmp_path / "file.bin"
+    digest = dl.download_file(url, dest, progress=False, retries=2, retry_wait=0)
+    assert digest == sha(data) and dest.read_bytes() == data
+    assert [r for _, r in server.requests] == [None, "bytes=70000-", "bytes=120000-"]
+
+
+def test_server_ignoring_range_restarts(server, tmp_path):
+    data = big_payload()
+    url = server.add("/file.bin", data)
+    server.httpd.ignore_range = True
+    dest = tmp_path / "file.bin"
+    (tmp_path / "file.bin.part").write_bytes(b"stale bytes from another file" * 100)
+    digest = dl.download_file(url, dest, progress=False)
+    assert server.requests == [("/file.bin", "bytes=2900-")]  # asked, got 200 + whole file
+    assert digest == sha(data) and dest.read_bytes() == data
+
+
+def test_416_with_complete_part_finishes(server, tmp_path):
+    data = big_payload(10_000)
+    url = server.add("/file.bin", data)
+    (tmp_path / "file.bin.part").write_bytes(data)
+    assert dl.download_file(url, tmp_path / "file.bin", progress=False) == sha(data)
+    assert (tmp_path / "file.bin").read_bytes() == data
+
+
+def test_416_with_too_long_part_restarts(server, tmp_path):
+    data = big_payload(10_000)
+    url = server.add("/file.bin", data)
+    (tmp_path / "file.bin.part").write_bytes(b"x" * 20_000)
+    assert dl.download_file(url, tmp_path / "file.bin", progress=False) == sha(data)
+    assert (tmp_path / "file.bin").read_bytes() == data
+    assert [r for _, r in server.requests] == ["bytes=20000-", None]
+
+
+def test_checksum_mismatch(server, tmp_path):
+    data = big_payload(10_000)
+    url = server.add("/file.bin", data)
+    wrong = "0" * 64
+    with pytest.raises(ValueError) as info:
+        dl.download_file(url, tmp_path / "file.bin", expected_sha256=wrong, progress=False)
+    message = str(info.value)
+    assert url in message and wrong in message and sha(data) in message
+    assert not (tmp_path / "file.bin").exists()
+    assert not (tmp_path / "file.bin.part").exists()
+
+
+def test_bad_expected_sha256_is_rejected_before_download(server, tmp_path):
+    url = server.add("/file.bin", b"abc")
+    with pytest.raises(ValueError, match="64 hexadecimal"):
+        dl.download_file(url, tmp_path / "f", expected_sha256="abc", progress=False)
+    assert server.requests == []
+
+
+def test_http_404_names_url_and_status(server, tmp_path):
+    url = server.url("/missing.zip")
+    with pytest.raises(dl.DownloadError) as info:
+        dl.download_file(url, tmp_path / "missing.zip", progress=False)
+    assert url in str(info.value) and "404" in str(info.value)
+    assert info.value.status == 404
+    assert not (tmp_path / "missing.zip").exists()
+    assert len(server.requests) == 1  # a 404 is not retried
+
+
+def test_unreachable_host(tmp_path):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    url = f"http://127.0.0.1:{port}/x.zip"
+    with pytest.raises(dl.DownloadError, match=re.escape(url)):
+        dl.download_file(url, tmp_path / "x.zip", progress=False, retry_wait=0)
+
+
+def test_redirect_is_followed(server, tmp_path):
+    data = big_payload(5_000)
+    target = server.add("/real.zip", data)
+    server.httpd.redirects["/old.zip"] = target
+    assert dl.download_file(server.url("/old.zip"), tmp_path / "a.zip",
+                            progress=False) == sha(data)
+
+
+# --------------------------------------------------------------------------------------
+# unpack_zip
+# --------------------------------------------------------------------------------------
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("evil", ["../evil.txt", "a/../../evil.txt", "/etc/evil.txt",
+                                  "C:/evil.txt", "..\\evil.txt"])
+def test_zip_slip_rejected(tmp_path, evil):
+    archive = tmp_path / "evil.zip"
+    archive.write_bytes(make_zip({"ok.txt": b"fine", evil: b"gotcha"}, dirs=False))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ValueError) as info:
+        dl.unpack_zip(archive, out / "target")
+    assert evil in str(info.value)
+    assert leftovers(out) == []
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_corrupt_zip(tmp_path):
+    archive = tmp_path / "broken.zip"
+    archive.write_bytes(b"this is not a zip file at all" * 10)
+    with pytest.raises(ValueError, match=re.escape(str(archive))):
+        dl.unpack_zip(archive, tmp_path / "target")
+    assert leftovers(tmp_path) == ["broken.zip"]
+
+
+def test_truncated_zip(tmp_path):
+    archive = tmp_path / "cut.zip"
+    archive.write_bytes(coco_zip()[:-100])  # central directory cut off
+    with pytest.raises(ValueError, match=re.escape(str(archive))):
+        dl.unpack_zip(archive, tmp_path / "target")
+    assert leftovers(tmp_path) == ["cut.zip"]
+
+
+def test_atomic_unpack_failure_midway_leaves_no_target(tmp_path):
+    # Stored (uncompressed) members, so flipping bytes in the second member's data gives a
+    # CRC error after the first member has been extracted.
+    files = {"a.txt": b"A" * 1000, "b.txt": b"B" * 1000, "c.txt": b"C" * 1000}
+    blob = bytearray(make_zip(files, dirs=False, compression=zipfile.ZIP_STORED))
+    where = blob.find(b"B" * 1000)
+    blob[where + 10: where + 20] = b"X" * 10
+    archive = tmp_path / "bad.zip"
+    archive.write_bytes(bytes(blob))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ValueError, match=r"b\.txt"):
+        dl.unpack_zip(archive, out / "target")
+    assert leftovers(out) == []  # no target, no staging folder
+
+
+def test_atomic_unpack_interrupted_keeps_old_target(tmp_path, monkeypatch):
+    archive = tmp_path / "coco.zip"
+    archive.write_bytes(coco_zip())
+    target = tmp_path / "out" / "coco_captioning"
+    target.mkdir(parents=True)
+    (target / "old.txt").write_text("old data")
+
+    real_extract = zipfile.ZipFile.extract
+    calls = []
+
+    def flaky_extract(self, member, path=None, pwd=None):
+        calls.append(member)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of unpacking
+        return real_extract(self, member, path, pwd)
+
+    monkeypatch.setattr(zipfile.ZipFile, "extract", flaky_extract)
+    with pytest.raises(KeyboardInterrupt):
+        dl.unpack_zip(archive, target, top_folder="coco_captioning")
+    assert leftovers(target.parent) == ["coco_captioning"]
+    assert leftovers(target) == ["old.txt"]
+
+
+def test_unpack_replaces_existing_target(tmp_path):
+    archive = tmp_path / "coco.zip"
+    archive.write_bytes(coco_zip())
+    target = tmp_path / "out" / "coco_captioning"
+    target.mkdir(parents=True)
+    (target / "old.txt").write_text("old data")
+    dl.unpack_zip(archive, target, top_folder="coco_captioning")
+    assert leftovers(target) == sorted(COCO_FILES)
+    assert leftovers(target.parent) == ["coco_captioning"]
+
+
+def test_missing_required_files(tmp_path):
+    archive = tmp_path / "other.zip"
+    archive.write_bytes(make_zip({"something/else.txt": b"x"}))
+    with pytest.raises(ValueError, match="coco2014_captions.h5"):
+        dl.unpack_zip(archive, tmp_path / "coco_captioning", top_folder="coco_captioning",
+                      required=dl.DATASETS["coco"].required)
+    assert leftovers(tmp_path) == ["other.zip"]
+
+
+def test_macos_junk_is_skipped(tmp_path):
+    files = dict(COLA_FILES)
+    files["__MACOSX/cola_public/._README"] = b"resource fork"
+    files["cola_public/.DS_Store"] = b"finder"
+    archive = tmp_path / "cola.zip"
+    archive.write_bytes(make_zip(files))
+    target = dl.unpack_zip(archive, tmp_path / "cola", top_folder="cola_public",
+                           keep_top_folder=True)
+    assert leftovers(target) == ["cola_public"]
+    assert not (target / "cola_public" / ".DS_Store").exists()
+
+
+# --------------------------------------------------------------------------------------
+# Registry, data root, download_dataset
+# --------------------------------------------------------------------------------------
+
+
+def test_registry_and_cli_names_agree():
+    from jaxseq.commands.data import DATASET_NAMES
+
+    assert sorted(DATASET_NAMES) == sorted(dl.DATASETS)
+    assert dl.DATASETS["coco"].url == "http://cs231n.stanford.edu/coco_captioning.zip"
+    assert dl.DATASETS["cola"].url == "https://nyu-mll.github.io/CoLA/cola_public_1.1.zip"
+
+
+def test_default_data_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAXSEQ_DATA", str(tmp_path / "d"))
+    assert dl.default_data_root() == tmp_path / "d"
+    monkeypatch.delenv("JAXSEQ_DATA")
+    assert dl.default_data_root() == Path.home() / ".cache" / "jaxseq"
+
+
+def test_download_dataset_uses_env_root_and_skips_when_present(server, tmp_path,
+                                                                monkeypatch):
+    blob = coco_zip()
+    url = server.add("/coco_captioning.zip", blob)
+    monkeypatch.setenv("JAXSEQ_DATA", str(tmp_path))
+    path = dl.download_dataset("coco", url=url, progress=False, log=None)
+    assert path == tmp_path / "coco_captioning"
+    assert dl.read_download_record(path)["sha256"] == sha(blob)
+    assert not (tmp_path / "coco_captioning.zip").exists()  # deleted after unpacking
+    assert dl.download_dataset("coco", url=url, progress=False, log=None) == path
+    assert len(server.requests) == 1  # the second call did not download
+    dl.download_dataset("coco", url=url, progress=False, force=True, log=None)
+    assert len(server.requests) == 2
+
+
+def test_download_dataset_resumes_partial_zip(server, tmp_path):
+    blob = make_zip(COLA_FILES, compression=zipfile.ZIP_STORED)
+    url = server.add("/cola_public_1.1.zip", blob)
+    (tmp_path / "cola_public_1.1.zip.part").write_bytes(blob[:500])
+    path = dl.download_dataset("cola", root=tmp_path, url=url, progress=False, log=None)
+    assert server.requests == [("/cola_public_1.1.zip", "bytes=500-")]
+    assert dl.read_download_record(path)["sha256"] == sha(blob)
+    assert (path / "cola_public" / "raw" / "in_domain_train.tsv").is_file()
+
+
+def test_download_dataset_wrong_archive_is_deleted(server, tmp_path):
+    url = server.add("/cola_public_1.1.zip", coco_zip())  # the wrong data set
+    with pytest.raises(ValueError, match=r"missing cola_public/raw/in_domain_train.tsv.*"
+                                         r"archive was deleted"):
+        dl.download_dataset("cola", root=tmp_path, url=url, progress=False, log=None)
+    assert leftovers(tmp_path) == []
+
+
+def test_download_dataset_unknown_name(tmp_path):
+    with pytest.raises(ValueError, match="unknown data set 'mnist'"):
+        dl.download_dataset("mnist", root=tmp_path, log=None)
+
+
+# --------------------------------------------------------------------------------------
+# The command line, end to end
+# --------------------------------------------------------------------------------------
+
+
+def run_cli(*argv: str) -> int:
+    from jaxseq.cli import main
+
+    return main(["data", "download", *argv])
+
+
+@pytest.mark.parametrize("top_folder", [True, False], ids=["with-top-folder", "flat"])
+def test_cli_coco(server, tmp_path, capsys, top_folder):
+    blob = coco_zip(top_folder)
+    url = server.add("/coco_captioning.zip", blob)
+    assert run_cli("coco", "--root", str(tmp_path), "--url", url, "--no-progress") == 0
+    out = capsys.readouterr().out
+    target = tmp_path / "coco_captioning"
+    assert str(target) in out and sha(blob) in out
+    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) \
+        == sorted(COCO_FILES)
+    for name, data in COCO_FILES.items():
+        assert (target / name).read_bytes() == data
+    assert leftovers(tmp_path) == ["coco_captioning"]  # no zip, part or staging left
+
+
+@pytest.mark.parametrize("top_folder", [True, False], ids=["with-top-folder", "flat"])
+def test_cli_cola(server, tmp_path, capsys, top_folder):
+    files = COLA_FILES if top_folder else {
+        name.removeprefix("cola_public/"): data for name, data in COLA_FILES.items()}
+    blob = make_zip(files)
+    url = server.add("/cola_public_1.1.zip", blob)
+    assert run_cli("cola", "--root", str(tmp_path), "--url", url, "--no-progress",
+                   "--sha256", sha(blob)) == 0
+    out = capsys.readouterr().out
+    target = tmp_path / "cola"
+    assert str(target) in out and sha(blob) in out
+    for name, data in COLA_FILES.items():
+        assert (target / name).read_bytes() == data
+    assert leftovers(tmp_path) == ["cola"]
+
+
+def test_cli_checksum_mismatch(server, tmp_path, capsys):
+    url = server.add("/coco_captioning.zip", coco_zip())
+    code = run_cli("coco", "--root", str(tmp_path), "--url", url, "--no-progress",
+                   "--sha256", "ab" * 32)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "checksum mismatch" in err and url in err and "ab" * 32 in err
+    assert leftovers(tmp_path) == []
+
+
+def test_cli_rejects_malformed_sha256(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        run_cli("coco", "--root", str(tmp_path), "--sha256", "xyz")
+    assert info.value.code == 2
+    assert "--sha256" in capsys.readouterr().err
+    assert leftovers(tmp_path) == []
+
+
+def test_cli_http_error(server, tmp_path, capsys):
+    url = server.url("/nope.zip")
+    assert run_cli("cola", "--root", str(tmp_path), "--url", url, "--no-progress") == 1
+    err = capsys.readouterr().err
+    assert "404" in err and url in err
+    assert not (tmp_path / "cola").exists()
+
+
+def test_cli_interrupted_then_resumed(server, tmp_path, capsys, monkeypatch):
+    blob = coco_zip()
+    url = server.add("/coco_captioning.zip", blob)
+    server.httpd.drop_after["/coco_captioning.zip"] = [1000] * 4  # more cuts than retries
+    monkeypatch.setattr(dl.time, "sleep", lambda seconds: None)
+    assert run_cli("coco", "--root", str(tmp_path), "--url", url, "--no-progress") == 1
+    err = capsys.readouterr().err
+    assert "resume" in err
+    assert (tmp_path / "coco_captioning.zip.part").is_file()
+    assert not (tmp_path / "coco_captioning").exists()
+    assert run_cli("coco", "--root", str(tmp_path), "--url", url, "--no-progress") == 0
+    assert sha(blob) in capsys.readouterr().out
+    assert (tmp_path / "coco_captioning" / "coco2014_vocab.json").is_file()
