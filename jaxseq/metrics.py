@@ -45,7 +45,7 @@ def _binary_labels(values, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be a 1-D sequence of 0/1 labels, got shape {array.shape}")
     if array.size and not np.isin(array, (0, 1, False, True)).all():
         bad = array[~np.isin(array, (0, 1, False, True))][0]
-        raise ValueError(f"{name} must hold only 0/1 labels, found {bad!r}")
+        raise ValueError(f"{name} must hold only 0/1 labels, found {bad.item()!r}")
     return array.astype(np.int64)
 
 

@@ -1,0 +1,80 @@
+"""jaxseq.gradcheck: course semantics of the numerical helpers, check_layer, `jaxseq check`."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxseq import gradcheck
+from jaxseq.cli import main
+
+
+def test_rel_error_course_definition():
+    assert gradcheck.rel_error(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.0
+    assert np.isclose(gradcheck.rel_error(np.array([1.0]), np.array([3.0])), 0.5)
+    assert gradcheck.rel_error(np.zeros(3), np.full(3, 1e-12)) == pytest.approx(1e-4)  # 1e-8 floor
+    with pytest.raises(ValueError, match="shapes differ"):
+        gradcheck.rel_error(np.zeros(2), np.zeros(3))
+
+
+def test_eval_numerical_gradient_of_known_functions():
+    x = np.array([[1.0, -2.0], [0.5, 3.0]])
+    grad = gradcheck.eval_numerical_gradient(lambda v: np.sum(v**3), x)
+    np.testing.assert_allclose(grad, 3 * x**2, rtol=1e-8)
+    np.testing.assert_array_equal(x, [[1.0, -2.0], [0.5, 3.0]])  # restored after perturbing
+    df = np.array([[1.0, 0.0], [2.0, -1.0]])
+    grad_array = gradcheck.eval_numerical_gradient_array(lambda v: np.sin(v), x, df)
+    np.testing.assert_allclose(grad_array, np.cos(x) * df, rtol=1e-8)
+
+
+def test_numerical_gradient_needs_writable_numpy():
+    with pytest.raises(ValueError, match="writable NumPy array"):
+        gradcheck.eval_numerical_gradient(lambda v: v.sum(), jnp.ones(3))
+
+
+def test_check_layer_catches_a_wrong_backward():
+    """A deliberately wrong backward must show large errors — the check can fail."""
+
+    def forward(x, w):
+        out = jnp.tanh(x @ w)
+        return out, (x, w, out)
+
+    def right_backward(dout, cache):
+        x, w, out = cache
+        da = dout * (1 - out**2)
+        return da @ w.T, x.T @ da
+
+    def wrong_backward(dout, cache):  # forgets tanh's derivative
+        x, w, _ = cache
+        return dout @ w.T, x.T @ dout
+
+    rng = np.random.default_rng(0)
+    inputs = dict(x=rng.standard_normal((3, 4)), w=rng.standard_normal((4, 2)))
+    good = gradcheck.check_layer("toy", forward, right_backward, inputs, ["x", "w"])
+    bad = gradcheck.check_layer("toy", forward, wrong_backward, inputs, ["x", "w"])
+    assert max(r.hand_vs_autodiff for r in good) < 1e-12
+    assert max(r.hand_vs_numerical for r in good) < 1e-7
+    assert min(r.hand_vs_autodiff for r in bad) > 1e-3
+    assert min(r.hand_vs_numerical for r in bad) > 1e-3
+    with pytest.raises(ValueError, match="not among the inputs"):
+        gradcheck.check_layer("toy", forward, right_backward, inputs, ["y"])
+
+
+def test_builtin_checks_cover_every_layer_within_tolerance():
+    results = gradcheck.builtin_layer_checks(seed=1)
+    assert {r.layer for r in results} == {
+        "rnn_step", "rnn", "lstm_step", "lstm", "word_embedding", "temporal_affine", "temporal_softmax_loss",
+    }
+    assert max(r.hand_vs_autodiff for r in results) < 1e-9
+    assert max(r.custom_vjp_vs_hand for r in results) < 1e-9
+    assert max(r.hand_vs_numerical for r in results) < 5e-7
+    table = gradcheck.format_results(results)
+    assert "lstm" in table and "dWh" in table
+
+
+def test_jaxseq_check_command_prints_table(capsys):
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "hand vs jax.grad" in out and "temporal_softmax_loss" in out
+    assert "all layers pass" in out
