@@ -180,11 +180,11 @@ def test_lstm_gradients_match_autodiff_over_shapes(N, T, D, H, seed):
     with jax.enable_x64(True):
         inputs = random_lstm_inputs(np.random.default_rng(seed), N, T, D, H)
         dh = np.random.default_rng(seed + 1).standard_normal((N, T, H))
-        h, cache = L.lstm_forward(**inputs)
+        h, cache = jax.jit(L.lstm_forward)(**inputs)
         assert h.shape == (N, T, H)
         np.testing.assert_allclose(h, numpy_lstm(**inputs)[0], rtol=1e-10, atol=1e-12)
-        hand = L.lstm_backward(dh, cache)
-        auto = jax.grad(lambda *a: jnp.sum(L.lstm_forward(*a)[0] * dh), argnums=range(5))(*inputs.values())
+        hand = jax.jit(L.lstm_backward)(dh, cache)
+        auto = jax.jit(jax.grad(lambda *a: jnp.sum(L.lstm_forward(*a)[0] * dh), argnums=range(5)))(*inputs.values())
         for name, g_hand, g_auto, value in zip(inputs, hand, auto, inputs.values()):
             assert g_hand.shape == value.shape, name
             assert relative_error(g_hand, g_auto) < 1e-9, name

@@ -147,10 +147,10 @@ def test_rnn_gradients_match_autodiff_over_shapes(N, T, D, H, seed):
     with jax.enable_x64(True):
         inputs = random_rnn_inputs(np.random.default_rng(seed), N, T, D, H)
         dh = np.random.default_rng(seed + 1).standard_normal((N, T, H))
-        h, cache = L.rnn_forward(**inputs)
+        h, cache = jax.jit(L.rnn_forward)(**inputs)
         assert h.shape == (N, T, H)
-        hand = L.rnn_backward(dh, cache)
-        auto = jax.grad(lambda *a: jnp.sum(L.rnn_forward(*a)[0] * dh), argnums=range(5))(*inputs.values())
+        hand = jax.jit(L.rnn_backward)(dh, cache)
+        auto = jax.jit(jax.grad(lambda *a: jnp.sum(L.rnn_forward(*a)[0] * dh), argnums=range(5)))(*inputs.values())
         for name, g_hand, g_auto, value in zip(inputs, hand, auto, inputs.values()):
             assert g_hand.shape == value.shape, name
             assert relative_error(g_hand, g_auto) < 1e-9, name
