@@ -1,7 +1,7 @@
 """`jaxseq demo`: the main job end to end on built-in data (what `make demo` runs).
 
 The demo is a list of steps; each step is a function `step(args) -> None` that prints its
-own section. Later parts of the library append their steps to `DEMO_STEPS`.
+own section (importing what it needs only when it runs, so `jaxseq --help` stays fast).
 """
 
 from __future__ import annotations
@@ -17,7 +17,16 @@ def _gradient_checks(args: argparse.Namespace) -> None:
     print_check_table(seed=args.seed)
 
 
-DEMO_STEPS = [("Layer gradient checks", _gradient_checks)]
+def _captioning(args: argparse.Namespace) -> None:
+    from jaxseq.commands.caption import demo_step
+
+    demo_step(args)
+
+
+DEMO_STEPS = [
+    ("Layer gradient checks", _gradient_checks),
+    ("LSTM captioning on the built-in set", _captioning),
+]
 
 
 def register(subparsers) -> None:

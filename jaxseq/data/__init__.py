@@ -1,1 +1,4 @@
 """Data loaders, vocabularies and built-in data sets (no JAX models imported here)."""
+
+from jaxseq.data.coco import check_captioning_data, decode_captions, load_coco_data, sample_coco_minibatch
+from jaxseq.data.synthetic_captions import load_scene_captions, random_captioning_data

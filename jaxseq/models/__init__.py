@@ -1,1 +1,4 @@
 """Flax linen models and decoding."""
+
+from jaxseq.models.captioning import CaptioningRNN
+from jaxseq.models.decoding import beam_search, sample

@@ -1,0 +1,310 @@
+"""COCO captioning in the course's format: loading, validation, minibatches, decoding.
+
+The course's files, all in one folder (`base_dir`):
+
+    coco2014_captions.h5         train_captions (N_train, T+1) int32, train_image_idxs (N_train,)
+                                 int32, val_captions, val_image_idxs
+    train2014_vgg16_fc7_pca.h5   features (num_train_images, 512) float32   (pca_features=True)
+    train2014_vgg16_fc7.h5       features (num_train_images, 4096) float32  (pca_features=False)
+    val2014_vgg16_fc7[_pca].h5   features (num_val_images, D) float32
+    coco2014_vocab.json          {"idx_to_word": [...], "word_to_idx": {...}}
+    train2014_urls.txt           one image URL per line, one line per feature row
+    val2014_urls.txt
+
+`load_coco_data` returns them as one dict of NumPy arrays (the *captioning data layout*):
+`train_captions`, `train_image_idxs`, `val_captions`, `val_image_idxs`, `train_features`,
+`val_features`, `idx_to_word` (list of str), `word_to_idx` (dict), `train_urls`, `val_urls`.
+The built-in generated set (`jaxseq.data.synthetic_captions`) returns the same layout, and
+`check_captioning_data` validates any dict in it: JAX clamps out-of-range gathers silently,
+so token ids and image indices are checked here, before data reaches `jit`.
+
+Caption ids 0..3 are `<NULL>`, `<START>`, `<END>`, `<UNK>`; a caption row is
+`<START> w1 ... wk <END> <NULL> ... <NULL>`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NULL, START, END, UNK = "<NULL>", "<START>", "<END>", "<UNK>"
+SPECIAL_TOKENS = (NULL, START, END, UNK)
+NULL_ID, START_ID, END_ID, UNK_ID = 0, 1, 2, 3
+
+SPLITS = ("train", "val")
+CAPTIONS_FILE = "coco2014_captions.h5"
+VOCAB_FILE = "coco2014_vocab.json"
+
+
+def default_coco_dir() -> Path:
+    """`$JAXSEQ_DATA/coco_captioning`, else `~/.cache/jaxseq/coco_captioning`."""
+    if os.environ.get("JAXSEQ_DATA"):
+        return Path(os.environ["JAXSEQ_DATA"]) / "coco_captioning"
+    return Path.home() / ".cache" / "jaxseq" / "coco_captioning"
+
+
+def feature_file_name(split: str, pca_features: bool) -> str:
+    return f"{split}2014_vgg16_fc7{'_pca' if pca_features else ''}.h5"
+
+
+def _require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"COCO captioning file {path} not found; get the data with "
+            f"`jaxseq data download coco` or point base_dir (or $JAXSEQ_DATA) at it"
+        )
+    return path
+
+
+def _read_h5_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    import h5py
+
+    _require_file(path)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"{path}: not a readable HDF5 file ({error})") from None
+    with handle:
+        arrays = {}
+        for key in keys:
+            if key not in handle:
+                raise ValueError(f"{path}: missing key {key!r} (found {sorted(handle.keys())})")
+            if not isinstance(handle[key], h5py.Dataset):
+                raise ValueError(f"{path}: key {key!r} is not a dataset")
+            arrays[key] = np.asarray(handle[key])
+        return arrays
+
+
+def _read_vocab(path: Path) -> tuple[list[str], dict[str, int]]:
+    _require_file(path)
+    try:
+        vocab = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(vocab, dict):
+        raise ValueError(f"{path}: expected a JSON object with idx_to_word and word_to_idx")
+    for key in ("idx_to_word", "word_to_idx"):
+        if key not in vocab:
+            raise ValueError(f"{path}: missing key {key!r}")
+    return vocab["idx_to_word"], vocab["word_to_idx"]
+
+
+def _read_urls(path: Path) -> np.ndarray:
+    _require_file(path)
+    return np.asarray([line.strip() for line in path.read_text(encoding="utf-8").splitlines()])
+
+
+def load_coco_data(
+    base_dir: str | os.PathLike | None = None,
+    max_train: int | None = None,
+    pca_features: bool = True,
+    *,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Read the course's COCO captioning files into the captioning data layout.
+
+    Inputs:
+      base_dir: folder with the files (default: `default_coco_dir()`).
+      max_train: keep this many training captions, a random subset drawn with `seed`
+        (without replacement; the course drew with replacement).
+      pca_features: the 512-d PCA features (True) or the 4096-d fc7 features.
+    Returns: dict with train/val captions (N, T+1) int32, image_idxs (N,) int32,
+      features (num_images, D) float32, urls (num_images,) str, idx_to_word, word_to_idx.
+    Raises: FileNotFoundError for a missing file; ValueError naming the file and key for a
+      missing key, a wrong dtype or shape, ids outside the vocabulary, or image indices
+      outside the feature table.
+    """
+    base = Path(base_dir) if base_dir is not None else default_coco_dir()
+    caption_path = base / CAPTIONS_FILE
+    keys = tuple(f"{split}_{name}" for split in SPLITS for name in ("captions", "image_idxs"))
+    data: dict[str, Any] = _read_h5_arrays(caption_path, keys)
+    sources = {key: f"{caption_path}:{key}" for key in keys}
+    for split in SPLITS:
+        feature_path = base / feature_file_name(split, pca_features)
+        data[f"{split}_features"] = _read_h5_arrays(feature_path, ("features",))["features"]
+        sources[f"{split}_features"] = f"{feature_path}:features"
+        url_path = base / f"{split}2014_urls.txt"
+        data[f"{split}_urls"] = _read_urls(url_path)
+        sources[f"{split}_urls"] = str(url_path)
+    vocab_path = base / VOCAB_FILE
+    data["idx_to_word"], data["word_to_idx"] = _read_vocab(vocab_path)
+    sources["idx_to_word"] = f"{vocab_path}:idx_to_word"
+    sources["word_to_idx"] = f"{vocab_path}:word_to_idx"
+
+    data = check_captioning_data(data, sources=sources)
+    if max_train is not None:
+        data = subsample_train(data, max_train, seed=seed)
+    return data
+
+
+def subsample_train(data: dict[str, Any], max_train: int, *, seed: int = 0) -> dict[str, Any]:
+    """A copy of `data` keeping `max_train` training captions chosen at random with `seed`."""
+    if max_train < 1:
+        raise ValueError(f"max_train must be >= 1, got {max_train}")
+    num_train = data["train_captions"].shape[0]
+    if max_train >= num_train:
+        return dict(data)
+    keep = np.sort(np.random.default_rng(seed).choice(num_train, size=max_train, replace=False))
+    return {**data, "train_captions": data["train_captions"][keep],
+            "train_image_idxs": data["train_image_idxs"][keep]}
+
+
+def _as_int32(array: Any, source: str, ndim: int) -> np.ndarray:
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{source}: expected an integer array, got dtype {array.dtype}")
+    if array.ndim != ndim:
+        raise ValueError(f"{source}: expected {ndim} dimensions, got shape {array.shape}")
+    return array.astype(np.int32, copy=False)
+
+
+def _check_range(array: np.ndarray, size: int, source: str, what: str) -> None:
+    if array.size and (array.min() < 0 or array.max() >= size):
+        bad = int(array.min()) if array.min() < 0 else int(array.max())
+        raise ValueError(f"{source}: {what} {bad} is outside [0, {size})")
+
+
+def _check_vocab(idx_to_word: Any, word_to_idx: Any, sources: dict[str, str]) -> list[str]:
+    where = sources.get("idx_to_word", "idx_to_word")
+    if not isinstance(idx_to_word, (list, tuple)) or not all(isinstance(w, str) for w in idx_to_word):
+        raise ValueError(f"{where}: expected a list of words (str)")
+    if tuple(idx_to_word[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+        raise ValueError(
+            f"{where}: the first words must be {list(SPECIAL_TOKENS)}, got {list(idx_to_word[:4])}"
+        )
+    where = sources.get("word_to_idx", "word_to_idx")
+    if not isinstance(word_to_idx, dict):
+        raise ValueError(f"{where}: expected a mapping from word to index")
+    for word, index in word_to_idx.items():
+        if not isinstance(index, int) or not 0 <= index < len(idx_to_word) or idx_to_word[index] != word:
+            raise ValueError(f"{where}: entry {word!r} -> {index!r} does not match idx_to_word")
+    return list(idx_to_word)
+
+
+def check_captioning_data(data: dict[str, Any], sources: dict[str, str] | None = None) -> dict[str, Any]:
+    """Validate a dict in the captioning data layout; returns it with canonical dtypes.
+
+    Checks every key is present, captions are (N, T+1) integers with ids in [0, V), image
+    indices are (N,) integers inside the split's feature table, features are 2-D finite
+    floats with the same D in both splits, there is one URL per feature row, the vocabulary
+    starts with `<NULL> <START> <END> <UNK>`, and the training split is not empty.
+    `sources` maps keys to the file (and HDF5 key) they came from, for the error messages.
+
+    Returns: a new dict; captions and image indices int32, features float32 (float64 kept).
+    """
+    sources = dict(sources or {})
+    required = [f"{split}_{name}" for split in SPLITS
+                for name in ("captions", "image_idxs", "features", "urls")]
+    missing = [key for key in required + ["idx_to_word", "word_to_idx"] if key not in data]
+    if missing:
+        raise ValueError(f"captioning data is missing keys {missing}")
+    out = dict(data)
+    idx_to_word = _check_vocab(data["idx_to_word"], data["word_to_idx"], sources)
+    out["idx_to_word"] = idx_to_word
+    vocab_size = len(idx_to_word)
+
+    feature_dim = None
+    for split in SPLITS:
+        key = f"{split}_features"
+        where = sources.get(key, key)
+        features = np.asarray(data[key])
+        if not np.issubdtype(features.dtype, np.floating):
+            raise ValueError(f"{where}: expected a floating-point array, got dtype {features.dtype}")
+        if features.ndim != 2:
+            raise ValueError(f"{where}: expected shape (num_images, D), got {features.shape}")
+        if feature_dim is not None and features.shape[1] != feature_dim:
+            raise ValueError(f"{where}: feature size {features.shape[1]} differs from train's {feature_dim}")
+        feature_dim = features.shape[1]
+        if not np.isfinite(features).all():
+            raise ValueError(f"{where}: holds NaN or infinite values")
+        if features.dtype != np.float64:
+            features = features.astype(np.float32, copy=False)
+        out[key] = features
+
+        key = f"{split}_urls"
+        urls = np.asarray(data[key])
+        if urls.shape != (features.shape[0],):
+            raise ValueError(
+                f"{sources.get(key, key)}: expected one URL per feature row ({features.shape[0]}), "
+                f"got {urls.shape[0] if urls.ndim else 0}"
+            )
+        out[key] = urls
+
+        key = f"{split}_captions"
+        captions = _as_int32(data[key], sources.get(key, key), 2)
+        if captions.shape[1] < 2:
+            raise ValueError(f"{sources.get(key, key)}: captions need at least 2 tokens, got shape {captions.shape}")
+        _check_range(captions, vocab_size, sources.get(key, key), "token id")
+        out[key] = captions
+
+        key = f"{split}_image_idxs"
+        idxs = _as_int32(data[key], sources.get(key, key), 1)
+        if idxs.shape[0] != captions.shape[0]:
+            raise ValueError(
+                f"{sources.get(key, key)}: {idxs.shape[0]} image indices for {captions.shape[0]} captions"
+            )
+        _check_range(idxs, features.shape[0], sources.get(key, key), "image index")
+        out[key] = idxs
+
+    if out["train_captions"].shape[0] == 0:
+        raise ValueError(f"{sources.get('train_captions', 'train_captions')}: the training split is empty")
+    if out["train_captions"].shape[1] != out["val_captions"].shape[1]:
+        raise ValueError(
+            f"train_captions have {out['train_captions'].shape[1]} tokens per row but "
+            f"val_captions have {out['val_captions'].shape[1]}"
+        )
+    return out
+
+
+def sample_coco_minibatch(
+    data: dict[str, Any],
+    batch_size: int = 100,
+    split: str = "train",
+    rng: np.random.Generator | int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random minibatch of captions (drawn with replacement, as the course did).
+
+    Inputs: data in the captioning layout; split "train" or "val"; rng a NumPy Generator
+      or a seed.
+    Returns: (captions (B, T+1) int32, features (B, D), urls (B,)).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    size = data[f"{split}_captions"].shape[0]
+    if size == 0:
+        raise ValueError(f"the {split} split has no captions")
+    rng = np.random.default_rng(rng)
+    rows = rng.choice(size, batch_size)
+    image_idxs = data[f"{split}_image_idxs"][rows]
+    return (data[f"{split}_captions"][rows], data[f"{split}_features"][image_idxs],
+            data[f"{split}_urls"][image_idxs])
+
+
+def decode_captions(captions, idx_to_word) -> list[str] | str:
+    """Token ids to strings, as the course: `<NULL>` dropped, stop after `<END>` (kept).
+
+    Inputs: captions (N, T) or (T,) integer ids; idx_to_word a list of words.
+    Returns: a list of N strings, or one string for a 1-D input.
+    """
+    captions = np.asarray(captions)
+    if captions.ndim not in (1, 2):
+        raise ValueError(f"captions must have shape (N, T) or (T,), got {captions.shape}")
+    _check_range(captions, len(idx_to_word), "captions", "token id")
+    rows = captions[None] if captions.ndim == 1 else captions
+    decoded = []
+    for row in rows:
+        words = []
+        for index in row:
+            word = idx_to_word[index]
+            if word != NULL:
+                words.append(word)
+            if word == END:
+                break
+        decoded.append(" ".join(words))
+    return decoded[0] if captions.ndim == 1 else decoded

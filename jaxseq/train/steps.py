@@ -1,0 +1,91 @@
+"""Building blocks any trainer can use: the train state, one jitted step, device-side batches.
+
+    state = init_train_state(params, optimizer, seed)
+    step = make_train_step(loss_fn, optimizer, sample_batch)
+    state, loss = step(state, data)          # one compiled call: sample, forward, loss,
+                                             # backward, optimizer update
+
+`data` is any pytree of arrays already on the device (put there once with
+`jax.device_put`); `sample_batch(key, data) -> batch` draws a batch from it inside the
+compiled step (e.g. with `random_rows`), so no batch ever crosses from the host.
+`loss_fn(params, batch) -> scalar`. The random key lives in the state, so a run restored
+from a checkpoint of the state continues with exactly the batches it would have drawn.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+class TrainState(NamedTuple):
+    """Everything a training run carries from step to step (a pytree; checkpointable).
+
+    step: () int32, optimizer steps taken; params; opt_state: the optax state;
+    key: (2,) uint32 raw PRNG key for the batches still to be drawn.
+    """
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    key: jax.Array
+
+
+class NonFiniteLossError(ValueError):
+    """The training loss became NaN or infinite."""
+
+
+def init_train_state(params: Any, optimizer: optax.GradientTransformation, seed: int | jax.Array) -> TrainState:
+    """A fresh TrainState; `seed` is an int or a raw (2,) uint32 key."""
+    key = jax.random.PRNGKey(seed) if isinstance(seed, int) else jnp.asarray(seed, jnp.uint32)
+    return TrainState(jnp.int32(0), params, optimizer.init(params), key)
+
+
+def random_rows(key: jax.Array, num_rows: int, batch_size: int) -> jax.Array:
+    """batch_size row indices drawn uniformly with replacement from [0, num_rows), on device.
+
+    Returns: (batch_size,) int32.
+    """
+    return jax.random.randint(key, (batch_size,), 0, num_rows, dtype=jnp.int32)
+
+
+def make_train_step(
+    loss_fn: Callable[[Any, Any], jax.Array],
+    optimizer: optax.GradientTransformation,
+    sample_batch: Callable[[jax.Array, Any], Any],
+) -> Callable[[TrainState, Any], tuple[TrainState, jax.Array]]:
+    """The whole training step as one jitted function `(state, data) -> (state, loss)`.
+
+    It splits the state's key, draws `batch = sample_batch(subkey, data)`, takes
+    `jax.value_and_grad(loss_fn)(params, batch)`, and applies the optax update. The loss
+    returned is the batch's loss before the update.
+    """
+
+    def step(state: TrainState, data: Any) -> tuple[TrainState, jax.Array]:
+        key, batch_key = jax.random.split(state.key)
+        batch = sample_batch(batch_key, data)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(state.step + 1, params, opt_state, key), loss
+
+    return jax.jit(step)
+
+
+def losses_to_host(losses: list[jax.Array], first_step: int) -> list[float]:
+    """Device loss scalars to Python floats (one transfer), checked for NaN/inf.
+
+    `first_step` is the global step of `losses[0]`, for the error message.
+    Raises: NonFiniteLossError naming the first step whose loss is not finite.
+    """
+    if not losses:
+        return []
+    values = np.asarray(jax.device_get(jnp.stack(losses)), dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise NonFiniteLossError(f"training loss became {values[bad[0]]} at step {first_step + int(bad[0])}")
+    return values.tolist()
