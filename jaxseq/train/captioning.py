@@ -37,6 +37,7 @@ import numpy as np
 from jaxseq.data.coco import check_captioning_data
 from jaxseq.train.checkpoint import latest_checkpoint, load_checkpoint, read_metadata, save_checkpoint
 from jaxseq.train.optim import make_optimizer
+from jaxseq.train.parallel import DataParallel
 from jaxseq.train.progress import progress_bar
 from jaxseq.train.steps import (
     NonFiniteLossError,
@@ -91,6 +92,9 @@ class CaptioningSolver:
         per epoch), verbose (progress bar and loss lines), seed (initialization and batches),
       checkpoint_dir (None: no checkpoints), clip_norm (global gradient-norm clipping),
       metadata: extra JSON-able entries for the checkpoints (e.g. where the data came from).
+      devices: data parallelism over this many devices (None: one device, no mesh); the
+        batch is split over them, parameters and optimizer state are replicated, and
+        batch_size must divide by the device count.
     Attributes after `train()`: params, loss_history (one float per step), val_loss_history
       (one per epoch), epoch, steps_per_second (compilation excluded).
     """
@@ -111,6 +115,7 @@ class CaptioningSolver:
         checkpoint_dir: str | Path | None = None,
         clip_norm: float | None = None,
         metadata: dict[str, Any] | None = None,
+        devices: int | None = None,
     ):
         for name, value in (("num_epochs", num_epochs), ("batch_size", batch_size)):
             if not isinstance(value, int) or value < 1:
@@ -133,6 +138,9 @@ class CaptioningSolver:
         self.clip_norm = clip_norm
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.metadata = dict(metadata or {})
+        self.parallel = DataParallel.create(devices) if devices is not None else None
+        if self.parallel is not None:
+            self.parallel.check_batch_size(batch_size)
 
         num_train = data["train_captions"].shape[0]
         self.iterations_per_epoch = max(num_train // batch_size, 1)
@@ -144,14 +152,15 @@ class CaptioningSolver:
         init_key, batch_key = jax.random.split(jax.random.PRNGKey(seed))
         features, captions = self._train["features"][:1], self._train["captions"][:1]
         params = model.init(init_key, features, captions[:, :-1])["params"]
-        self.state = init_train_state(params, self.optimizer, batch_key)
+        self.state = self._place(init_train_state(params, self.optimizer, batch_key))
 
         def loss_fn(params, batch):
             features, captions = batch
             return model.apply({"params": params}, features, captions, method="loss")
 
         self._step = make_train_step(loss_fn, self.optimizer,
-                                     lambda key, split: caption_batch(key, split, batch_size))
+                                     lambda key, split: caption_batch(key, split, batch_size),
+                                     parallel=self.parallel)
         self._loss = jax.jit(lambda params, features, captions: loss_fn(params, (features, captions)))
         self.epoch = 0
         self.loss_history: list[float] = []
@@ -162,12 +171,17 @@ class CaptioningSolver:
     def params(self) -> Any:
         return self.state.params
 
+    def _place(self, state):
+        """The train state on the device, or replicated over the mesh."""
+        return self.parallel.replicate(state) if self.parallel is not None else jax.device_put(state)
+
     def _to_device(self, split: str) -> dict[str, jax.Array]:
-        return jax.device_put({
-            "features": jnp.asarray(self.data[f"{split}_features"]),
-            "captions": jnp.asarray(self.data[f"{split}_captions"]),
-            "image_idxs": jnp.asarray(self.data[f"{split}_image_idxs"]),
-        })
+        arrays = {
+            "features": np.asarray(self.data[f"{split}_features"]),
+            "captions": np.asarray(self.data[f"{split}_captions"]),
+            "image_idxs": np.asarray(self.data[f"{split}_image_idxs"]),
+        }
+        return self.parallel.put_data(arrays) if self.parallel is not None else jax.device_put(arrays)
 
     def _val_subset(self) -> tuple[jax.Array, jax.Array] | None:
         captions = self.data["val_captions"]
@@ -205,7 +219,7 @@ class CaptioningSolver:
         if meta.get("idx_to_word") != self.data["idx_to_word"]:
             raise ValueError(f"checkpoint {path} was trained with a different vocabulary")
         state, meta = load_checkpoint(path, self.state)
-        self.state = jax.device_put(state)
+        self.state = self._place(state)
         self.epoch = int(meta["epoch"])
         self.loss_history = list(meta.get("loss_history", []))
         self.val_loss_history = list(meta.get("val_loss_history", []))
