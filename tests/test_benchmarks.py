@@ -1,0 +1,159 @@
+"""The benchmark harness and the layer benchmarks' contenders (structure and agreement only).
+
+No timing is asserted anywhere: these tests check that the harness records what it should
+(interleaving order, medians, ratios, outputs) and that the contenders of `bench_layers`
+compute the same thing as jaxseq, at a tiny shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH_DIR))
+
+import harness  # noqa: E402
+
+
+def _trivial_contenders():
+    calls = []
+
+    def a():
+        calls.append("a")
+        return sum(range(100))
+
+    def b():
+        calls.append("b")
+        return np.ones(10).sum()
+
+    return [("a", a), ("b", b)], calls
+
+
+def test_harness_interleaves_and_reports_medians_and_ratios():
+    contenders, calls = _trivial_contenders()
+    results = harness.bench("trivial", contenders, variant="v", shape="s", flops=1e6, reference="a",
+                            reps=7, warmup=2, verbose=False, gap_s=0.0)
+    assert [r["contender"] for r in results] == ["a", "b"]
+    assert calls == ["a", "b"] * (2 + 7)  # warm-up rounds then timed rounds, interleaved
+    for r in results:
+        assert r["order"] == ["a", "b"] * 7
+        assert len(r["times_ms"]) == r["reps"] == 7
+        assert r["median_ms"] == pytest.approx(statistics.median(r["times_ms"]))
+        assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+        assert r["gflops"] == pytest.approx(1e6 / (r["median_ms"] * 1e-3) / 1e9)
+        assert len(r["load_before"]) == len(r["load_after"]) == 3
+        assert (r["case"], r["variant"], r["shape"], r["reference"]) == ("trivial", "v", "s", "a")
+        assert r["clock"] == "wall" and r["gap_s"] == 0.0 and r["page_faults"] >= 0
+    ra, rb = results
+    assert ra["ratio"] == pytest.approx(1.0)
+    assert rb["ratio"] == pytest.approx(rb["median_ms"] / ra["median_ms"])
+    assert [r["position"] for r in results] == [0, 1]
+
+
+def test_harness_rejects_duplicate_names_and_no_reference_gives_no_ratio():
+    contenders, _ = _trivial_contenders()
+    with pytest.raises(ValueError, match="unique"):
+        harness.time_interleaved(contenders + contenders[:1], reps=1, warmup=0)
+    results = harness.bench("trivial", contenders, reference="missing", reps=1, warmup=0, verbose=False)
+    assert all(r["ratio"] is None and r["reference"] is None for r in results)
+
+
+def test_outputs_table_json_and_chart(tmp_path):
+    contenders, _ = _trivial_contenders()
+    results = harness.bench("trivial", contenders, shape="s", flops=1e6, reference="a", reps=3, warmup=0,
+                            verbose=False)
+    results += harness.bench(harness.ROOFLINE_CASE, contenders, shape="mm", flops=2e6, reference="a",
+                             reps=3, warmup=0, verbose=False)
+    paths = harness.write_outputs(results, tmp_path, stem="t")
+    assert set(paths) == {"md", "json", "png"}
+    data = json.loads(paths["json"].read_text())
+    assert data["meta"]["best_matmul_gflops"] == pytest.approx(max(r["gflops"] for r in results[2:]))
+    assert "load_average" in data["meta"] and "load_average_end" in data["meta"]
+    assert len(data["results"]) == 4
+    for r in data["results"]:
+        assert 0 < r["frac_best_matmul"] <= 1.0 + 1e-12 or r["case"] == "trivial"
+    table = paths["md"].read_text()
+    assert "| contender | median ms | min..max ms | ratio to a | GFLOP/s | % best mm | page faults/call |" in table
+    assert "Load average" in table and "### trivial · s" in table
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_assert_agree_names_the_contender_and_array():
+    ref = {"h": np.ones(4)}
+    assert harness.assert_agree("x", {"h": np.ones(4) * (1 + 1e-6)}, ref)["h"] < 1e-5
+    with pytest.raises(AssertionError, match="bad disagrees.*h: 1.00e-02"):
+        harness.assert_agree("bad", {"h": np.ones(4) * 1.01}, ref)
+    with pytest.raises(AssertionError, match="outputs"):
+        harness.assert_agree("bad", {"g": np.ones(4)}, ref)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "rnn"])
+def test_layer_contenders_agree_at_a_tiny_shape(kind):
+    pytest.importorskip("torch")
+    import bench_layers
+
+    harness.setup()
+    p = bench_layers.make_problem(3, 4, 5, 6, 4 if kind == "lstm" else 1, seed=1)
+    impls = bench_layers.lstm_impls(p) if kind == "lstm" else bench_layers.rnn_impls(p)
+    expected = {"lstm": {"jaxseq-variant", "autodiff-scan", "flax", "torch", "numpy"},
+                "rnn": {"jaxseq-variant", "autodiff-scan", "flax", "torch", "numpy"}}[kind]
+    errors = bench_layers.check_agreement(impls)
+    assert set(errors) == expected
+    for errs in errors.values():
+        assert set(errs) == {"dx", "dh0", "dWx", "dWh", "db", "h"}
+        assert max(errs.values()) < bench_layers.AGREEMENT_RTOL
+
+
+def test_agreement_check_catches_a_different_computation():
+    import bench_layers
+
+    p = bench_layers.make_problem(2, 3, 4, 5, 1, seed=2)
+    impls = bench_layers.rnn_impls(p)
+    good = impls["numpy"]
+    impls = {"jaxseq": impls["jaxseq"], "wrong": good._replace(out=lambda r: {"h": np.asarray(r) * 1.1})}
+    with pytest.raises(AssertionError, match="wrong"):
+        bench_layers.check_agreement(impls)
+
+
+def test_flop_counts():
+    import bench_layers
+
+    N, T, D, H = 64, 16, 256, 512
+    assert bench_layers.forward_flops(N, T, D, H, 4) == 2 * N * T * D * 4 * H + 2 * N * T * H * 4 * H
+    assert bench_layers.fwd_bwd_flops(N, T, D, H, 1) == 3 * bench_layers.forward_flops(N, T, D, H, 1)
+
+
+def test_bench_command_finds_the_runner_and_builds_the_command(tmp_path, monkeypatch):
+    from jaxseq.commands import bench
+
+    runner = bench.find_runner(BENCH_DIR.parent / "jaxseq")
+    assert runner == BENCH_DIR / "run_all.py"
+    args = argparse.Namespace(quick=True, only=["layers"], tune_malloc=False)
+    assert bench.build_command(args, runner)[1:] == [str(runner), "--quick", "--only", "layers"]
+    args.tune_malloc = True
+    assert bench.build_command(args, runner)[-1] == "--tune-malloc"
+    monkeypatch.setattr(bench, "RUNNER", Path("benchmarks") / "no_such_runner.py")
+    with pytest.raises(FileNotFoundError, match="not installed with the package"):
+        bench.find_runner(tmp_path)
+
+
+def test_cli_registers_bench():
+    from jaxseq.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--quick", "--only", "layers"])
+    assert args.command == "bench" and args.quick and args.only == ["layers"]
+
+
+def test_run_all_lists_modules_and_rejects_unknown(capsys):
+    import run_all
+
+    assert "layers" in run_all.available_modules()
+    assert run_all.main(["--only", "no-such-module"]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err
