@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 from jaxseq.train.parallel import DataParallel, initialize_distributed
@@ -46,3 +47,40 @@ def test_mesh_arguments_are_checked():
 def test_batch_must_divide_by_device_count():
     report = run_with_devices("mesh_checks.py", devices=4, timeout=120)
     assert report["error"] == "batch size 10 does not divide by the 4 devices; use a multiple of 4"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_on_localhost_equal_one_process(tmp_path):
+    """jax.distributed.initialize with a coordinator on 127.0.0.1, Gloo collectives on CPU."""
+    script = str(REPO_ROOT / "tests" / "scripts" / "multiprocess_captioning.py")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"}
+    single = subprocess.run([sys.executable, script, "-", "1", "0", str(tmp_path / "single.json")],
+                            capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    coordinator = f"127.0.0.1:{free_port()}"
+    workers = [
+        subprocess.Popen([sys.executable, script, coordinator, "2", str(rank), str(tmp_path / "multi.json")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
+        for rank in range(2)
+    ]
+    try:
+        errors = [worker.communicate(timeout=300)[1] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert all(worker.returncode == 0 for worker in workers), "\n".join(e[-2000:] for e in errors)
+
+    one = json.loads((tmp_path / "single.json").read_text())
+    two = json.loads((tmp_path / "multi.json").read_text())
+    assert one["processes"] == 1 and two["processes"] == 2 and two["devices"] == 2
+    for name, values in one["params"].items():
+        a, b = np.asarray(values), np.asarray(two["params"][name])
+        assert np.max(np.abs(a - b)) <= 1e-5 * max(np.max(np.abs(a)), 1e-12), name
+    np.testing.assert_allclose(one["loss_history"], two["loss_history"], rtol=1e-5)

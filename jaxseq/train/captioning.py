@@ -188,8 +188,8 @@ class CaptioningSolver:
         if captions.shape[0] == 0:
             return None
         rows = np.random.default_rng(self.seed).permutation(captions.shape[0])[:VAL_LOSS_CAPTIONS]
-        features = self.data["val_features"][self.data["val_image_idxs"][rows]]
-        return jnp.asarray(features), jnp.asarray(captions[rows])
+        subset = (self.data["val_features"][self.data["val_image_idxs"][rows]], captions[rows])
+        return self.parallel.put_data(subset) if self.parallel is not None else jax.device_put(subset)
 
     def run_config(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run that wrote the checkpoint."""
@@ -263,7 +263,7 @@ class CaptioningSolver:
                 timed_seconds += time.perf_counter() - start  # the flush above synchronized
                 self.epoch = epoch
                 self._end_of_epoch(bar)
-                if self.checkpoint_dir is not None:
+                if self.checkpoint_dir is not None and jax.process_index() == 0:  # one writer
                     last_good = save_checkpoint(
                         self.checkpoint_dir, step, self.state, metadata=self._checkpoint_metadata(),
                         metric=self.val_loss_history[-1] if self._val is not None else None,
