@@ -17,25 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+from jaxseq.commands._options import add_parallel_args, positive_float, positive_int, setup_parallel
 
 
 def register(subparsers) -> None:
@@ -48,35 +30,36 @@ def register(subparsers) -> None:
                        help="builtin: generated scenes, no download (default); coco: the course's files")
     train.add_argument("--data-dir", type=Path, default=None,
                        help="COCO folder (default: $JAXSEQ_DATA/coco_captioning or ~/.cache/jaxseq/coco_captioning)")
-    train.add_argument("--max-train", type=_positive_int, default=None, help="use at most this many training captions")
-    train.add_argument("--epochs", type=_positive_int, default=15, help="epochs (default: 15)")
-    train.add_argument("--batch-size", type=_positive_int, default=100, help="batch size (default: 100)")
-    train.add_argument("--lr", type=_positive_float, default=5e-3, help="learning rate (default: 5e-3)")
-    train.add_argument("--lr-decay", type=_positive_float, default=0.95,
+    train.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training captions")
+    train.add_argument("--epochs", type=positive_int, default=15, help="epochs (default: 15)")
+    train.add_argument("--batch-size", type=positive_int, default=100, help="batch size (default: 100)")
+    train.add_argument("--lr", type=positive_float, default=5e-3, help="learning rate (default: 5e-3)")
+    train.add_argument("--lr-decay", type=positive_float, default=0.95,
                        help="learning-rate factor after every epoch (default: 0.95)")
     train.add_argument("--update-rule", choices=("sgd", "sgd_momentum", "adam", "adamw", "rmsprop"),
                        default="adam", help="optimizer (default: adam)")
-    train.add_argument("--clip-norm", type=_positive_float, default=None, help="clip the gradients' global norm")
-    train.add_argument("--hidden-dim", type=_positive_int, default=128, help="H (default: 128)")
-    train.add_argument("--wordvec-dim", type=_positive_int, default=128, help="W (default: 128)")
+    train.add_argument("--clip-norm", type=positive_float, default=None, help="clip the gradients' global norm")
+    train.add_argument("--hidden-dim", type=positive_int, default=128, help="H (default: 128)")
+    train.add_argument("--wordvec-dim", type=positive_int, default=128, help="W (default: 128)")
     train.add_argument("--checkpoint-dir", type=Path, default=None,
                        help="where checkpoints go (default: checkpoints/caption-CELL-DATA); a folder "
                             "holding this run's checkpoints is resumed")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add_parallel_args(train)
     train.set_defaults(func=run_train)
 
     sample = actions.add_parser("sample", help="print generated and true captions of a few images")
     _add_checkpoint_args(sample)
-    sample.add_argument("--beam", type=_positive_int, default=1, help="beam width (default: 1, greedy)")
-    sample.add_argument("--num", type=_positive_int, default=5, help="how many images (default: 5)")
+    sample.add_argument("--beam", type=positive_int, default=1, help="beam width (default: 1, greedy)")
+    sample.add_argument("--num", type=positive_int, default=5, help="how many images (default: 5)")
     sample.add_argument("--seed", type=int, default=0, help="which images, by seed (default: 0)")
     sample.set_defaults(func=run_sample)
 
     evaluate = actions.add_parser("eval", help="BLEU-1 of greedy and beam-search captions")
     _add_checkpoint_args(evaluate)
-    evaluate.add_argument("--beam", type=_positive_int, default=5, help="beam width (default: 5)")
-    evaluate.add_argument("--num-samples", type=_positive_int, default=1000,
+    evaluate.add_argument("--beam", type=positive_int, default=5, help="beam width (default: 5)")
+    evaluate.add_argument("--num-samples", type=positive_int, default=1000,
                           help="captions to score (default: 1000)")
     evaluate.add_argument("--seed", type=int, default=0, help="which captions, by seed (default: 0)")
     evaluate.set_defaults(func=run_eval)
@@ -120,7 +103,8 @@ def print_examples(references: list[str], hypotheses: list[str], urls=None, labe
 def train_captioner(*, cell: str, data: dict[str, Any], data_spec: dict[str, Any], epochs: int,
                     batch_size: int = 100, lr: float = 5e-3, lr_decay: float = 0.95, update_rule: str = "adam",
                     clip_norm: float | None = None, hidden_dim: int = 128, wordvec_dim: int = 128,
-                    checkpoint_dir: Path | None = None, seed: int = 0, verbose: bool = True):
+                    checkpoint_dir: Path | None = None, seed: int = 0, verbose: bool = True,
+                    devices: int | None = None):
     """Build a CaptioningRNN for `data` and train it with the CaptioningSolver; returns the solver."""
     from jaxseq.models import CaptioningRNN
     from jaxseq.train.captioning import CaptioningSolver
@@ -130,11 +114,12 @@ def train_captioner(*, cell: str, data: dict[str, Any], data_spec: dict[str, Any
     solver = CaptioningSolver(model, data, update_rule=update_rule, optim_config={"learning_rate": lr},
                               lr_decay=lr_decay, num_epochs=epochs, batch_size=batch_size, print_every=0,
                               verbose=verbose, seed=seed, checkpoint_dir=checkpoint_dir, clip_norm=clip_norm,
-                              metadata={"data": data_spec})
+                              metadata={"data": data_spec}, devices=devices)
     return solver.train()
 
 
 def run_train(args: argparse.Namespace) -> int:
+    devices = setup_parallel(args)  # first: a multi-process run must join before JAX starts
     from jaxseq.metrics import evaluate_captions
 
     if args.data == "builtin":
@@ -156,7 +141,7 @@ def run_train(args: argparse.Namespace) -> int:
         cell=args.cell, data=data, data_spec=spec, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         lr_decay=args.lr_decay, update_rule=args.update_rule, clip_norm=args.clip_norm,
         hidden_dim=args.hidden_dim, wordvec_dim=args.wordvec_dim, checkpoint_dir=checkpoint_dir,
-        seed=args.seed, verbose=not args.quiet)
+        seed=args.seed, verbose=not args.quiet, devices=devices)
     variables = {"params": solver.params}
     print(f"final training loss {solver.loss_history[-1]:.4f}", end="")
     if solver.val_loss_history:
