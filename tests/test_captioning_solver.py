@@ -115,7 +115,7 @@ def test_non_finite_loss_stops_and_names_the_step(tmp_path):
     solver = CaptioningSolver(model, data, update_rule="sgd", optim_config={"learning_rate": 1e38},
                               num_epochs=5, batch_size=60, verbose=False, checkpoint_dir=tmp_path)
     with pytest.raises(NonFiniteLossError, match=r"training loss became (nan|inf) at step 2; stopped "
-                                                 r"\(the last good checkpoint is .*ckpt-00000001\)"):
+                                                 r"\(the last good checkpoint is .*ckpt-00000001\); try a lower learning rate"):
         solver.train()
     assert [path.name for path in tmp_path.iterdir()] == ["ckpt-00000001"]
 

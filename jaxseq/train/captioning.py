@@ -277,7 +277,9 @@ class CaptioningSolver:
             self.loss_history.extend(losses_to_host(pending, first_step))
         except NonFiniteLossError as error:
             kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written"
-            raise NonFiniteLossError(f"{error}; stopped ({kept})") from None
+            raise NonFiniteLossError(
+                f"{error}; stopped ({kept}); try a lower learning rate or gradient clipping (clip_norm)"
+            ) from None
 
     def _end_of_epoch(self, bar) -> None:
         message = f"(Epoch {self.epoch} / {self.num_epochs}) train loss: {self.loss_history[-1]:f}"
