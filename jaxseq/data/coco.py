@@ -71,11 +71,19 @@ def _read_h5_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     with handle:
         arrays = {}
         for key in keys:
-            if key not in handle:
-                raise ValueError(f"{path}: missing key {key!r} (found {sorted(handle.keys())})")
-            if not isinstance(handle[key], h5py.Dataset):
+            try:
+                present = key in handle
+                names = sorted(handle.keys())
+                node = handle[key] if present else None
+                if isinstance(node, h5py.Dataset):
+                    arrays[key] = np.asarray(node)
+            except (OSError, RuntimeError, KeyError, TypeError, ValueError) as error:
+                # h5py raises these from its C layer on damaged files (checksums, B-trees).
+                raise ValueError(f"{path}: corrupt HDF5 file, reading key {key!r} failed ({error})") from None
+            if not present:
+                raise ValueError(f"{path}: missing key {key!r} (found {names})")
+            if key not in arrays:
                 raise ValueError(f"{path}: key {key!r} is not a dataset")
-            arrays[key] = np.asarray(handle[key])
         return arrays
 
 
@@ -95,7 +103,11 @@ def _read_vocab(path: Path) -> tuple[list[str], dict[str, int]]:
 
 def _read_urls(path: Path) -> np.ndarray:
     _require_file(path)
-    return np.asarray([line.strip() for line in path.read_text(encoding="utf-8").splitlines()])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
+    return np.asarray([line.strip() for line in text.splitlines()])
 
 
 def load_coco_data(
