@@ -3,9 +3,7 @@
 Contenders (every one computes the same thing; `check_agreement` asserts it before timing):
 
 - jaxseq          `jaxseq.layers.lstm` / `rnn` (custom_vjp, hand backward) + `jax.grad`, jitted
-- jaxseq-variant  a benchmark-local copy of the jaxseq LSTM / RNN with the performance levers
-                  applied (`make_lstm_variant`, `make_rnn_variant` below; each lever measured
-                  alone by `lstm_levers.py`); a proposal for `jaxseq/layers/`, not library code
+                  (the performance levers it uses were measured one by one in `lstm_levers.py`)
 - autodiff-scan   the same forward (input projection hoisted, one `lax.scan` over the
                   recurrence) differentiated by `jax.grad`, jitted
 - flax            `nn.RNN(nn.OptimizedLSTMCell(H))` / `nn.RNN(nn.SimpleCell(H))` + `jax.grad`, jitted
@@ -151,6 +149,49 @@ def jax_impl(layer, p: dict) -> Impl:
     )
 
 
+def _flax_functions(model, initial_carry):
+    """forward(params, x, h0) -> h and loss(params, x, h0, dout) = sum(h * dout) of a Flax `nn.RNN`."""
+    import jax.numpy as jnp
+
+    def forward(params, x, h0):
+        return model.apply(params, x, initial_carry=initial_carry(h0))
+
+    def loss(params, x, h0, dout):
+        return jnp.sum(forward(params, x, h0) * dout)
+
+    return forward, loss
+
+
+def _flax_lstm_carry(h0):
+    """OptimizedLSTMCell's carry is (c, h); jaxseq starts from c0 = 0."""
+    import jax.numpy as jnp
+
+    return jnp.zeros_like(h0), h0
+
+
+def _flax_impl(model, initial_carry, cell: dict, p: dict, weight_grads: Callable[[dict], dict]) -> Impl:
+    """A Flax `nn.RNN` with the given cell parameters; `weight_grads` maps the cell's parameter
+    gradients to {dWx, dWh, db} in jaxseq's layout."""
+    import jax
+
+    forward, loss = _flax_functions(model, initial_carry)
+    params = jax.device_put({"params": {"cell": cell}})
+    x, h0, dout = (jax.device_put(p[k]) for k in ("x", "h0", "dout"))
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    fwd = jax.jit(forward)
+
+    def grads(r):
+        dparams, dx, dh0 = r
+        return {"dx": np.asarray(dx), "dh0": np.asarray(dh0), **weight_grads(dparams["params"]["cell"])}
+
+    return Impl(
+        fwd_bwd=lambda: jax.block_until_ready(grad(params, x, h0, dout)),
+        fwd=lambda: jax.block_until_ready(fwd(params, x, h0)),
+        grads=grads,
+        out=lambda r: {"h": np.asarray(r)},
+    )
+
+
 # Flax OptimizedLSTMCell keeps one kernel per gate: input kernels i{gate} (no bias), hidden
 # kernels h{gate} with the bias. jaxseq's 4H axis is ordered i, f, o, g.
 _JAXSEQ_GATES = ("i", "f", "o", "g")
@@ -158,81 +199,35 @@ _JAXSEQ_GATES = ("i", "f", "o", "g")
 
 def flax_lstm_impl(p: dict) -> Impl:
     import flax.linen as nn
-    import jax
-    import jax.numpy as jnp
 
     H = p["h0"].shape[1]
-    model = nn.RNN(nn.OptimizedLSTMCell(H))
     cell = {}
     for k, gate in enumerate(_JAXSEQ_GATES):
         cols = slice(k * H, (k + 1) * H)
         cell[f"i{gate}"] = {"kernel": p["Wx"][:, cols]}
         cell[f"h{gate}"] = {"kernel": p["Wh"][:, cols], "bias": p["b"][cols]}
-    params = jax.device_put({"params": {"cell": cell}})
-    x, h0, dout = (jax.device_put(p[k]) for k in ("x", "h0", "dout"))
 
-    def forward(params, x, h0):
-        return model.apply(params, x, initial_carry=(jnp.zeros_like(h0), h0))
-
-    def loss(params, x, h0, dout):
-        return jnp.sum(forward(params, x, h0) * dout)
-
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
-    fwd = jax.jit(forward)
-
-    def grads(r):
-        dparams, dx, dh0 = r
-        c = dparams["params"]["cell"]
+    def weight_grads(c):
         return {
-            "dx": np.asarray(dx),
-            "dh0": np.asarray(dh0),
             "dWx": np.concatenate([np.asarray(c[f"i{g}"]["kernel"]) for g in _JAXSEQ_GATES], axis=1),
             "dWh": np.concatenate([np.asarray(c[f"h{g}"]["kernel"]) for g in _JAXSEQ_GATES], axis=1),
             "db": np.concatenate([np.asarray(c[f"h{g}"]["bias"]) for g in _JAXSEQ_GATES]),
         }
 
-    return Impl(
-        fwd_bwd=lambda: jax.block_until_ready(grad(params, x, h0, dout)),
-        fwd=lambda: jax.block_until_ready(fwd(params, x, h0)),
-        grads=grads,
-        out=lambda r: {"h": np.asarray(r)},
-    )
+    return _flax_impl(nn.RNN(nn.OptimizedLSTMCell(H)), _flax_lstm_carry, cell, p, weight_grads)
 
 
 def flax_rnn_impl(p: dict) -> Impl:
     """nn.SimpleCell: h = tanh(Dense_i(x) + Dense_h(h)); the input Dense carries the bias."""
     import flax.linen as nn
-    import jax
-    import jax.numpy as jnp
 
-    H = p["h0"].shape[1]
-    model = nn.RNN(nn.SimpleCell(H))
-    params = jax.device_put(
-        {"params": {"cell": {"i": {"kernel": p["Wx"], "bias": p["b"]}, "h": {"kernel": p["Wh"]}}}}
-    )
-    x, h0, dout = (jax.device_put(p[k]) for k in ("x", "h0", "dout"))
+    cell = {"i": {"kernel": p["Wx"], "bias": p["b"]}, "h": {"kernel": p["Wh"]}}
 
-    def forward(params, x, h0):
-        return model.apply(params, x, initial_carry=h0)
+    def weight_grads(c):
+        return {"dWx": np.asarray(c["i"]["kernel"]), "dWh": np.asarray(c["h"]["kernel"]),
+                "db": np.asarray(c["i"]["bias"])}
 
-    def loss(params, x, h0, dout):
-        return jnp.sum(forward(params, x, h0) * dout)
-
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
-    fwd = jax.jit(forward)
-
-    def grads(r):
-        dparams, dx, dh0 = r
-        c = dparams["params"]["cell"]
-        return {"dx": np.asarray(dx), "dh0": np.asarray(dh0), "dWx": np.asarray(c["i"]["kernel"]),
-                "dWh": np.asarray(c["h"]["kernel"]), "db": np.asarray(c["i"]["bias"])}
-
-    return Impl(
-        fwd_bwd=lambda: jax.block_until_ready(grad(params, x, h0, dout)),
-        fwd=lambda: jax.block_until_ready(fwd(params, x, h0)),
-        grads=grads,
-        out=lambda r: {"h": np.asarray(r)},
-    )
+    return _flax_impl(nn.RNN(nn.SimpleCell(p["h0"].shape[1])), lambda h0: h0, cell, p, weight_grads)
 
 
 # ----------------------------------------------------------------------------- PyTorch contender
@@ -392,339 +387,20 @@ def numpy_impl(p: dict, kind: str) -> Impl:
     )
 
 
-# ----------------------------------------------------------------------------- jaxseq-variant (proposal)
-#
-# A benchmark-local copy of `jaxseq.layers.lstm` (same math, same custom_vjp structure, hand
-# backward) whose performance levers can be switched one by one, so each is measured against
-# the library in the same process (`benchmarks/lstm_levers.py`). `lstm_variant` is the
-# combination proposed for `jaxseq/layers/lstm.py`.
-#
-#   layout   "einsum": the library's einsum("ntd,dm->tnm") projections (XLA picks a transposed
-#                      dot plus copies for them)
-#            "flat":   x is made time-major once (T*N, D); every big matmul is a plain 2-D
-#                      row-major matmul on (T*N, .) arrays; dx is transposed back at the end
-#   gates    "split":  sigmoid on i, f, o and tanh on g, then a concatenate (the library)
-#            "tanh":   one pass over the 4H axis, sigmoid(a) = 0.5 tanh(a / 2) + 0.5:
-#                      gates = s * tanh(s * a) + t with per-column constants s, t; the backward
-#                      uses d gates / da = s^2 (1 - tanh^2) in one pass as well
-#   unroll   lax.scan's unroll, forward and backward
-#   store    "c":      the forward saves c_t; the backward recomputes tanh(c_t) (the library)
-#            "tanh_c": the forward saves tanh(c_t) as well, the backward reads it
-#            "deriv":  the forward saves the local derivatives instead of c and the gates:
-#                      P = [g, c_{t-1}, tanh c_t, i] * d gates/da (N, 4H), q = o (1 - tanh^2 c_t)
-#                      and f; the backward step is then dc = dnext_c + dh q,
-#                      da = [dc, dc, dh, dc] * P, dprev_c = dc f (two light passes)
-#   bias     "pre":    b is added to the input projection (one more pass over (T, N, 4H))
-#            "step":   b is added inside the step's elementwise pass (free)
-#   loop     "scan":   lax.scan with stacked outputs (zero-filled (T, N, 4H) buffers)
-#            "inplace": lax.fori_loop over explicit buffers: the forward overwrites x Wx's
-#                      (T, N, 4H) buffer with the gates (or P), the backward overwrites those
-#                      with da; no zero-filled (T, N, 4H) buffers, updates in place. With
-#                      store="c" XLA copies the whole buffer twice per backward step (the gates
-#                      are read by several fusions before the update): use it with "deriv".
-#   dgates   "concat": the backward builds da from four (N, H) products and a concatenate
-#            "select": da in one elementwise pass over an (N, 4, H) view, each block selecting
-#                      its factors (no concatenate)
-
-VARIANT_LEVERS = {"layout": "flat", "gates": "tanh", "unroll": 1, "store": "deriv", "dgates": "concat",
-                  "bias": "step", "loop": "inplace"}
-_LIBRARY_LEVERS = {"layout": "einsum", "gates": "split", "unroll": 1, "store": "c", "dgates": "concat",
-                   "bias": "pre", "loop": "scan"}
-
-
-def _gate_constants(H, dtype):
-    import jax.numpy as jnp
-
-    scale = jnp.concatenate([jnp.full((3 * H,), 0.5, dtype), jnp.ones((H,), dtype)])
-    shift = jnp.concatenate([jnp.full((3 * H,), 0.5, dtype), jnp.zeros((H,), dtype)])
-    return scale, shift
-
-
-def make_lstm_variant(layout: str = "flat", gates: str = "tanh", unroll: int = 1, store: str = "c",
-                      dgates: str = "concat", bias: str = "pre", loop: str = "scan"):
-    """An LSTM (x, h0, Wx, Wh, b) -> h with a hand backward (custom_vjp) and the given levers."""
-    import jax
-    import jax.numpy as jnp
-    from jax import lax
-
-    assert layout in ("einsum", "flat") and gates in ("split", "tanh") and store in ("c", "tanh_c", "deriv")
-    assert dgates in ("concat", "select") and bias in ("pre", "step") and loop in ("scan", "inplace")
-
-    def activate(a, H):
-        """Activated gates (N, 4H) and, for gates="tanh", the raw tanh t (None otherwise)."""
-        if gates == "tanh":
-            scale, shift = _gate_constants(H, a.dtype)
-            t = jnp.tanh(scale * a)
-            return scale * t + shift, t
-        return jnp.concatenate([jax.nn.sigmoid(a[:, :3 * H]), jnp.tanh(a[:, 3 * H:])], axis=-1), None
-
-    def gate_derivative(gv, H, t=None):
-        """d gates / d a (N, 4H), from the activated gates (or the raw tanh t of gates="tanh")."""
-        if gates == "tanh":
-            scale, shift = _gate_constants(H, gv.dtype)
-            t = (gv - shift) / scale if t is None else t
-            return scale * scale * (1.0 - t * t)
-        s, g = gv[:, :3 * H], gv[:, 3 * H:]
-        return jnp.concatenate([s * (1.0 - s), 1.0 - g * g], axis=-1)
-
-    def split4(v, H):
-        return v[:, :H], v[:, H:2 * H], v[:, 2 * H:3 * H], v[:, 3 * H:]
-
-    def project(x, Wx, b_pre):
-        """x Wx (+ b) for all steps, time-major (T, N, 4H); also the x the backward uses."""
-        N, T, D = x.shape
-        if layout == "flat":
-            x2 = jnp.swapaxes(x, 0, 1).reshape(T * N, D)  # time-major rows: one copy of x
-            return (x2 @ Wx + b_pre).reshape(T, N, Wx.shape[1]), x2
-        return jnp.einsum("ntd,dm->tnm", x, Wx) + b_pre, x
-
-    def run_loop(step, carry, big, others, T, reverse=False):
-        """Run `step(carry, (big[t], *others[t])) -> (carry, (new_big_t, *outs_t))` over t.
-
-        loop="scan": lax.scan with stacked outputs (fresh zero-filled buffers).
-        loop="inplace": a fori_loop that writes new_big_t over big[t] (same shape), so XLA
-        updates that buffer in place; the other outputs get (T, ...) buffers of their own.
-        """
-        if loop == "scan":
-            return lax.scan(step, carry, (big, *others), reverse=reverse, unroll=unroll)
-        at = lambda arr, t: lax.dynamic_index_in_dim(arr, t, 0, keepdims=False)  # noqa: E731
-        put = lambda arr, v, t: lax.dynamic_update_index_in_dim(arr, v, t, 0)  # noqa: E731
-        out_shapes = jax.eval_shape(lambda c, xs: step(c, xs)[1][1:], carry,
-                                    tuple(at(a, 0) for a in (big, *others)))
-        outs = tuple(jnp.zeros((T, *s.shape), s.dtype) for s in out_shapes)
-
-        def body(k, state):
-            carry, big, outs = state
-            t = T - 1 - k if reverse else k
-            carry, (new_big, *new_outs) = step(carry, tuple(at(a, t) for a in (big, *others)))
-            return carry, put(big, new_big, t), tuple(put(o, v, t) for o, v in zip(outs, new_outs))
-
-        carry, big, outs = lax.fori_loop(0, T, body, (carry, big, outs), unroll=unroll)
-        return carry, (big, *outs)
-
-    def forward(x, h0, Wx, Wh, b):
-        N, T, D = x.shape
-        H = h0.shape[-1]
-        b_pre, b_step = (b, 0.0) if bias == "pre" else (0.0, b)
-        xw_tm, x2 = project(x, Wx, b_pre)
-
-        def step(carry, inputs):
-            prev_h, prev_c = carry
-            gv, t = activate(inputs[0] + b_step + prev_h @ Wh, H)
-            i, f, o, g = split4(gv, H)
-            next_c = f * prev_c + i * g
-            tanh_c = jnp.tanh(next_c)
-            next_h = o * tanh_c
-            if store == "deriv":
-                # the backward's local derivatives, computed while the step's values are at hand:
-                # da = [dc, dc, dh, dc] * P and dc = dnext_c + dh * q
-                P = jnp.concatenate([g, prev_c, tanh_c, i], axis=-1) * gate_derivative(gv, H, t)
-                saved = (P, next_h, o * (1.0 - tanh_c * tanh_c), f)
-            else:
-                saved = (gv, next_h, next_c) + ((tanh_c,) if store == "tanh_c" else ())
-            return (next_h, next_c), saved
-
-        _, saved = run_loop(step, (h0, jnp.zeros_like(h0)), xw_tm, (), T)
-        return jnp.swapaxes(saved[1], 0, 1), (x2, h0, Wx, Wh) + tuple(saved)
-
-    def backward(cache, dh):
-        x2, h0, Wx, Wh, big_tm, h_tm = cache[:6]
-        T, N, H = h_tm.shape
-        WhT = Wh.T
-        dh_tm = jnp.swapaxes(dh, 0, 1)
-        zeros = jnp.zeros_like(h0)
-        if store == "deriv":
-            q_tm, f_tm = cache[6:]
-
-            def step(carry, inputs):
-                dnext_h, dnext_c = carry
-                P, dh_t, q, f = inputs
-                dh_t = dh_t + dnext_h
-                dc = dnext_c + dh_t * q
-                da = jnp.concatenate([dc, dc, dh_t, dc], axis=-1) * P
-                return (da @ WhT, dc * f), (da,)
-
-            (dh0, _), (da_tm,) = run_loop(step, (zeros, zeros), big_tm, (dh_tm, q_tm, f_tm), T, reverse=True)
-        else:
-            c_tm = cache[6]
-            per_step_c = cache[7] if store == "tanh_c" else c_tm
-            prev_c_tm = jnp.concatenate([zeros[None], c_tm[:-1]], axis=0)
-
-            def step(carry, inputs):
-                dnext_h, dnext_c = carry
-                gv, dh_t, c_or_tanh_c, prev_c = inputs
-                i, f, o, g = split4(gv, H)
-                dh_t = dh_t + dnext_h
-                tanh_c = c_or_tanh_c if store == "tanh_c" else jnp.tanh(c_or_tanh_c)
-                dc = dnext_c + dh_t * o * (1.0 - tanh_c * tanh_c)
-                if dgates == "select":
-                    # one elementwise pass over (N, 4, H): block k of da picks its own factors
-                    k = lax.broadcasted_iota(jnp.int32, (1, 4, 1), 1)
-                    up = jnp.where(k == 2, dh_t[:, None], dc[:, None])
-                    other = jnp.where(k == 0, g[:, None], jnp.where(k == 1, prev_c[:, None],
-                                                                   jnp.where(k == 2, tanh_c[:, None], i[:, None])))
-                    da = (up * other * gate_derivative(gv, H).reshape(N, 4, H)).reshape(N, 4 * H)
-                else:
-                    da = jnp.concatenate([dc * g, dc * prev_c, dh_t * tanh_c, dc * i], axis=-1) * gate_derivative(gv, H)
-                return (da @ WhT, dc * f), (da,)
-
-            (dh0, _), (da_tm,) = run_loop(step, (zeros, zeros), big_tm, (dh_tm, per_step_c, prev_c_tm), T,
-                                          reverse=True)
-        h_prev_tm = jnp.concatenate([h0[None], h_tm[:-1]], axis=0)
-        if layout == "flat":
-            D = x2.shape[1]
-            da2 = da_tm.reshape(T * N, 4 * H)
-            dx = jnp.swapaxes((da2 @ Wx.T).reshape(T, N, D), 0, 1)
-            dWx = x2.T @ da2
-            dWh = h_prev_tm.reshape(T * N, H).T @ da2
-            db = da2.sum(axis=0)
-        else:
-            dx = jnp.einsum("tnm,dm->ntd", da_tm, Wx)
-            dWx = jnp.einsum("ntd,tnm->dm", x2, da_tm)
-            dWh = jnp.einsum("tnh,tnm->hm", h_prev_tm, da_tm)
-            db = da_tm.sum(axis=(0, 1))
-        return dx, dh0, dWx, dWh, db
-
-    def primal(x, h0, Wx, Wh, b):
-        """Forward without residuals (what runs when nothing is differentiated)."""
-        H = h0.shape[-1]
-        b_pre, b_step = (b, 0.0) if bias == "pre" else (0.0, b)
-        xw_tm, _ = project(x, Wx, b_pre)
-
-        def step(carry, xw_t):
-            prev_h, prev_c = carry
-            i, f, o, g = split4(activate(xw_t + b_step + prev_h @ Wh, H)[0], H)
-            next_c = f * prev_c + i * g
-            next_h = o * jnp.tanh(next_c)
-            return (next_h, next_c), next_h
-
-        return jnp.swapaxes(lax.scan(step, (h0, jnp.zeros_like(h0)), xw_tm, unroll=unroll)[1], 0, 1)
-
-    @jax.custom_vjp
-    def lstm(x, h0, Wx, Wh, b):
-        return primal(x, h0, Wx, Wh, b)
-
-    lstm.defvjp(forward, backward)
-    return lstm
-
-
-def make_rnn_variant(layout: str = "flat", bias: str = "step", loop: str = "inplace"):
-    """A tanh RNN (x, h0, Wx, Wh, b) -> h with a hand backward and the LSTM's levers that apply:
-    `layout` and `bias` as for the LSTM; `loop="inplace"`: the backward overwrites the
-    (time-major copy of the) upstream gradient dh[t] with da_t instead of stacking scan outputs."""
-    import jax
-    import jax.numpy as jnp
-    from jax import lax
-
-    assert layout in ("einsum", "flat") and bias in ("pre", "step") and loop in ("scan", "inplace")
-
-    def forward(x, h0, Wx, Wh, b):
-        N, T, D = x.shape
-        H = h0.shape[-1]
-        b_pre, b_step = (b, 0.0) if bias == "pre" else (0.0, b)
-        if layout == "flat":
-            x2 = jnp.swapaxes(x, 0, 1).reshape(T * N, D)
-            xw_tm = (x2 @ Wx + b_pre).reshape(T, N, H)
-        else:
-            x2 = x
-            xw_tm = jnp.einsum("ntd,dm->tnm", x, Wx) + b_pre
-
-        def step(prev_h, xw_t):
-            next_h = jnp.tanh(xw_t + b_step + prev_h @ Wh)
-            return next_h, next_h
-
-        _, h_tm = lax.scan(step, h0, xw_tm)
-        return jnp.swapaxes(h_tm, 0, 1), (x2, h0, Wx, Wh, h_tm)
-
-    def backward(cache, dh):
-        x2, h0, Wx, Wh, h_tm = cache
-        T, N, H = h_tm.shape
-        WhT = Wh.T
-        dh_tm = jnp.swapaxes(dh, 0, 1)
-
-        def step(dnext_h, inputs):
-            dh_t, h_t = inputs
-            da = (dh_t + dnext_h) * (1.0 - h_t * h_t)
-            return da @ WhT, da
-
-        if loop == "inplace":
-            def body(k, state):
-                carry, buf = state
-                t = T - 1 - k
-                at = lambda arr: lax.dynamic_index_in_dim(arr, t, 0, keepdims=False)  # noqa: E731
-                carry, da = step(carry, (at(buf), at(h_tm)))
-                return carry, lax.dynamic_update_index_in_dim(buf, da, t, 0)
-
-            dh0, da_tm = lax.fori_loop(0, T, body, (jnp.zeros_like(h0), dh_tm))
-        else:
-            dh0, da_tm = lax.scan(step, jnp.zeros_like(h0), (dh_tm, h_tm), reverse=True)
-        h_prev_tm = jnp.concatenate([h0[None], h_tm[:-1]], axis=0)
-        if layout == "flat":
-            D = x2.shape[1]
-            da2 = da_tm.reshape(T * N, H)
-            dx = jnp.swapaxes((da2 @ Wx.T).reshape(T, N, D), 0, 1)
-            return dx, dh0, x2.T @ da2, h_prev_tm.reshape(T * N, H).T @ da2, da2.sum(axis=0)
-        dx = jnp.einsum("tnh,dh->ntd", da_tm, Wx)
-        return (dx, dh0, jnp.einsum("ntd,tnm->dm", x2, da_tm), jnp.einsum("tnh,tnm->hm", h_prev_tm, da_tm),
-                da_tm.sum(axis=(0, 1)))
-
-    @jax.custom_vjp
-    def rnn(x, h0, Wx, Wh, b):
-        return forward(x, h0, Wx, Wh, b)[0]
-
-    rnn.defvjp(forward, backward)
-    return rnn
-
-
-RNN_VARIANT_LEVERS = {"layout": "flat", "bias": "pre", "loop": "scan"}
-_RNN_VARIANT = None
-
-
-def rnn_variant(x, h0, Wx, Wh, b):
-    """The tanh RNN with `RNN_VARIANT_LEVERS`: the proposal measured as "jaxseq-variant" in case 2."""
-    global _RNN_VARIANT
-    if _RNN_VARIANT is None:
-        _RNN_VARIANT = make_rnn_variant(**RNN_VARIANT_LEVERS)
-    return _RNN_VARIANT(x, h0, Wx, Wh, b)
-
-
-_VARIANTS: dict = {}
-
-
-def lstm_variant(x, h0, Wx, Wh, b, **levers):
-    """The LSTM with `VARIANT_LEVERS` (or the given levers): the proposal measured as "jaxseq-variant"."""
-    key = tuple(sorted({**VARIANT_LEVERS, **levers}.items()))
-    if key not in _VARIANTS:
-        _VARIANTS[key] = make_lstm_variant(**dict(key))
-    return _VARIANTS[key](x, h0, Wx, Wh, b)
-
-
 # ----------------------------------------------------------------------------- contenders per case
 
 
-def lstm_impls(p: dict, with_variant: bool = True) -> dict[str, Impl]:
+def layer_impls(p: dict, kind: str) -> dict[str, Impl]:
+    """The contenders of case 1 (kind="lstm") or case 2 (kind="rnn"), jaxseq first."""
     import jaxseq.layers
 
-    impls = {"jaxseq": jax_impl(jaxseq.layers.lstm, p)}
-    if with_variant:
-        impls["jaxseq-variant"] = jax_impl(lstm_variant, p)
-    impls["autodiff-scan"] = jax_impl(lstm_scan, p)
-    impls["flax"] = flax_lstm_impl(p)
-    impls["torch"] = torch_impl(p, "lstm")
-    impls["numpy"] = numpy_impl(p, "lstm")
-    return impls
-
-
-def rnn_impls(p: dict) -> dict[str, Impl]:
-    import jaxseq.layers
-
+    lstm = kind == "lstm"
     return {
-        "jaxseq": jax_impl(jaxseq.layers.rnn, p),
-        "jaxseq-variant": jax_impl(rnn_variant, p),
-        "autodiff-scan": jax_impl(rnn_scan, p),
-        "flax": flax_rnn_impl(p),
-        "torch": torch_impl(p, "rnn"),
-        "numpy": numpy_impl(p, "rnn"),
+        "jaxseq": jax_impl(jaxseq.layers.lstm if lstm else jaxseq.layers.rnn, p),
+        "autodiff-scan": jax_impl(lstm_scan if lstm else rnn_scan, p),
+        "flax": flax_lstm_impl(p) if lstm else flax_rnn_impl(p),
+        "torch": torch_impl(p, kind),
+        "numpy": numpy_impl(p, kind),
     }
 
 
@@ -757,7 +433,7 @@ def bench_recurrent(kind: str, shapes: dict, *, reps: int, warmup: int) -> list[
     results = []
     for key, (N, T, D, H) in shapes.items():
         p = make_problem(N, T, D, H, gates, seed=0)
-        impls = lstm_impls(p) if kind == "lstm" else rnn_impls(p)
+        impls = layer_impls(p, kind)
         note = _agreement_note(check_agreement(impls))
         label = shape_label(key, N, T, D, H)
         results += harness.bench(kind, [(name, impl.fwd_bwd) for name, impl in impls.items()],
@@ -787,7 +463,6 @@ def compile_contenders(p_lstm: dict, p_rnn: dict) -> list[harness.Contender]:
     """Trace + lower + compile of each JAX fwd+bwd from scratch (a fresh function every call)."""
     import flax.linen as nn
     import jax
-    import jax.numpy as jnp
 
     import jaxseq.layers
 
@@ -806,18 +481,13 @@ def compile_contenders(p_lstm: dict, p_rnn: dict) -> list[harness.Contender]:
         params = jax.device_put(nn.RNN(nn.OptimizedLSTMCell(H)).init(jax.random.key(0), x))
 
         def compile_once():
-            model = nn.RNN(nn.OptimizedLSTMCell(H))
-
-            def loss(params, x, h0, dout):
-                return jnp.sum(model.apply(params, x, initial_carry=(jnp.zeros_like(h0), h0)) * dout)
-
+            _, loss = _flax_functions(nn.RNN(nn.OptimizedLSTMCell(H)), _flax_lstm_carry)
             return jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(params, x, h0, dout).compile()
 
         return compile_once
 
     return [
         ("jaxseq", timer(jaxseq.layers.lstm, p_lstm)),
-        ("jaxseq-variant", timer(lstm_variant, p_lstm)),
         ("autodiff-scan", timer(lstm_scan, p_lstm)),
         ("flax", flax_timer(p_lstm)),
         ("jaxseq rnn", timer(jaxseq.layers.rnn, p_rnn)),

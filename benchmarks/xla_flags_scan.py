@@ -2,8 +2,9 @@
 
 XLA_FLAGS is read once per process, so each setting runs in its own child process; the
 children are run in interleaved rounds (setting A, B, C, A, B, C, ...) so that a change in the
-machine's load hits every setting alike, and each child times `jaxseq` and `jaxseq-variant`
-fwd+bwd (interleaved, after warm-up). Reported: the median over rounds of each child's median.
+machine's load hits every setting alike, and each child times the `jaxseq` LSTM fwd+bwd (after
+warm-up). Reported: the median over rounds of each child's median. (Result of the lever study,
+`lstm_levers.py`: no setting gained.)
 
     python benchmarks/xla_flags_scan.py [--shape a] [--rounds 3] [--reps 5]
 """
@@ -41,9 +42,8 @@ harness.setup()
 import bench_layers as bl, jaxseq.layers as L
 N, T, D, H = bl.SHAPES[{shape!r}]
 p = bl.make_problem(N, T, D, H, 4)
-impls = {{"jaxseq": bl.jax_impl(L.lstm, p), "jaxseq-variant": bl.jax_impl(bl.lstm_variant, p)}}
-bl.check_agreement(impls)
-res = harness.bench("x", [(k, v.fwd_bwd) for k, v in impls.items()], reps={reps}, verbose=False)
+impl = bl.jax_impl(L.lstm, p)
+res = harness.bench("x", [("jaxseq", impl.fwd_bwd)], reps={reps}, verbose=False)
 print("RESULT " + json.dumps({{r["contender"]: r["median_ms"] for r in res}}))
 """
 
@@ -73,11 +73,10 @@ def main(argv=None) -> int:
             runs[name].append(run_child(env, args.shape, args.reps))
     load_after = os.getloadavg()
     print(f"shape ({args.shape}), {args.rounds} rounds x {args.reps} reps; load {load_before} -> {load_after}")
-    print("| setting | jaxseq ms | jaxseq-variant ms |")
-    print("|---|---:|---:|")
+    print("| setting | jaxseq ms |")
+    print("|---|---:|")
     for name, rs in runs.items():
-        med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-        print(f"| {name} | {med['jaxseq']:.1f} | {med['jaxseq-variant']:.1f} |")
+        print(f"| {name} | {statistics.median(r['jaxseq'] for r in rs):.1f} |")
     return 0
 
 

@@ -1,8 +1,9 @@
 """The benchmark harness and the layer benchmarks' contenders (structure and agreement only).
 
 No timing is asserted anywhere: these tests check that the harness records what it should
-(interleaving order, medians, ratios, outputs) and that the contenders of `bench_layers`
-compute the same thing as jaxseq, at a tiny shape.
+(interleaving order, medians, ratios, outputs), that the contenders of `bench_layers` compute
+the same thing as jaxseq, and that the lever study (`lstm_levers`) still runs and its
+lever-parameterized layers agree with the library, at a tiny shape.
 """
 
 from __future__ import annotations
@@ -101,11 +102,10 @@ def test_layer_contenders_agree_at_a_tiny_shape(kind):
 
     harness.setup()
     p = bench_layers.make_problem(3, 4, 5, 6, 4 if kind == "lstm" else 1, seed=1)
-    impls = bench_layers.lstm_impls(p) if kind == "lstm" else bench_layers.rnn_impls(p)
-    expected = {"lstm": {"jaxseq-variant", "autodiff-scan", "flax", "torch", "numpy"},
-                "rnn": {"jaxseq-variant", "autodiff-scan", "flax", "torch", "numpy"}}[kind]
+    impls = bench_layers.layer_impls(p, kind)
     errors = bench_layers.check_agreement(impls)
-    assert set(errors) == expected
+    assert set(impls) == {"jaxseq", "autodiff-scan", "flax", "torch", "numpy"}
+    assert set(errors) == set(impls) - {"jaxseq"}
     for errs in errors.values():
         assert set(errs) == {"dx", "dh0", "dWx", "dWh", "db", "h"}
         assert max(errs.values()) < bench_layers.AGREEMENT_RTOL
@@ -115,11 +115,68 @@ def test_agreement_check_catches_a_different_computation():
     import bench_layers
 
     p = bench_layers.make_problem(2, 3, 4, 5, 1, seed=2)
-    impls = bench_layers.rnn_impls(p)
+    impls = bench_layers.layer_impls(p, "rnn")
     good = impls["numpy"]
     impls = {"jaxseq": impls["jaxseq"], "wrong": good._replace(out=lambda r: {"h": np.asarray(r) * 1.1})}
     with pytest.raises(AssertionError, match="wrong"):
         bench_layers.check_agreement(impls)
+
+
+def test_lever_sets_measure_every_lever_and_defaults_are_the_adopted_levers():
+    import inspect
+
+    import lstm_levers as lv
+
+    defaults = {k: v.default for k, v in inspect.signature(lv.make_lstm).parameters.items()}
+    assert defaults == lv.ADOPTED_LEVERS == lv.LEVER_SETS["adopted (copy)"]
+    rnn_defaults = {k: v.default for k, v in inspect.signature(lv.make_rnn).parameters.items()}
+    assert rnn_defaults == lv.ADOPTED_RNN_LEVERS
+    for sets, levers in ((lv.LEVER_SETS, lv.PREVIOUS_LEVERS), (lv.RNN_LEVER_SETS, lv.PREVIOUS_RNN_LEVERS)):
+        assert next(iter(sets.values())) == levers
+        for lever in levers:  # every lever is measured at every setting
+            measured = {s[lever] for s in sets.values()}
+            assert measured == set(lv.LEVER_CHOICES.get(lever, measured)) and len(measured) > 1, lever
+
+
+def _lstm_sets_checked():
+    """Three lever sets that together switch every LSTM lever to each of its settings."""
+    import lstm_levers as lv
+
+    mixed = {"layout": "flat", "gates": "tanh", "unroll": 2, "store": "tanh_c", "dgates": "select",
+             "bias": "step", "loop": "scan"}
+    return {"previous library": lv.PREVIOUS_LEVERS, "mixed": mixed, "adopted (copy)": lv.ADOPTED_LEVERS}
+
+
+@pytest.mark.parametrize("layer", ["lstm", "rnn"])
+def test_lever_variants_agree_with_the_library(layer):
+    import bench_layers
+    import lstm_levers as lv
+
+    harness.setup()
+    if layer == "lstm":
+        sets = _lstm_sets_checked()
+    else:  # every RNN lever at each setting
+        sets = {k: lv.RNN_LEVER_SETS[k] for k in ("previous library", "adopted (copy): layout=flat",
+                                                  "flat+bias=step+inplace")}
+    for lever, choices in lv.LEVER_CHOICES.items():
+        assert {s[lever] for s in sets.values() if lever in s} in (set(choices), set()), lever
+    p = bench_layers.make_problem(3, 4, 5, 6, 4 if layer == "lstm" else 1, seed=3)
+    contenders, errors = lv.lever_contenders(p, "fwd+bwd", sets, layer)
+    assert [name for name, _ in contenders][:len(sets) + 1] == ["jaxseq", *sets]
+    assert max(errors.values()) < bench_layers.AGREEMENT_RTOL
+    assert errors["adopted (copy)" if layer == "lstm" else "adopted (copy): layout=flat"] < 1e-6
+
+
+def test_lstm_levers_runs_quick_and_help(capsys):
+    import lstm_levers as lv
+
+    with pytest.raises(SystemExit) as exit_info:
+        lv.main(["--help"])
+    assert exit_info.value.code == 0 and "--quick" in capsys.readouterr().out
+    assert lv.main(["--quick", "--part", "fwd", "--sets", "previous library,adopted (copy)"]) == 0
+    out = capsys.readouterr().out
+    assert "lstm levers · fwd · (q) N=8 T=4 D=16 H=32" in out
+    assert "| previous library |" in out and "| adopted (copy) |" in out
 
 
 def test_flop_counts():
