@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jaxseq.commands import bench, caption, check, data, demo
+from jaxseq.commands import bench, caption, check, cola, data, demo
 
-COMMAND_MODULES = [bench, caption, check, data, demo]
+COMMAND_MODULES = [bench, caption, check, cola, data, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,9 +23,16 @@ def _captioning(args: argparse.Namespace) -> None:
     demo_step(args)
 
 
+def _classifier(args: argparse.Namespace) -> None:
+    from jaxseq.commands.classifier_demo import demo_step
+
+    demo_step(args)
+
+
 DEMO_STEPS = [
     ("Layer gradient checks", _gradient_checks),
     ("LSTM captioning on the built-in set", _captioning),
+    ("Transformer sentence classifier", _classifier),
 ]
 
 

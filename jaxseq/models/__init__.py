@@ -2,3 +2,4 @@
 
 from jaxseq.models.captioning import CaptioningRNN
 from jaxseq.models.decoding import beam_search, sample
+from jaxseq.models.transformer import ClassificationTransformer

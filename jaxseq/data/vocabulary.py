@@ -1,0 +1,138 @@
+"""Word vocabulary for sentence classification: `[PAD]`=0, `[UNK]`=1, `[CLS]`=2, then words.
+
+Words kept are those seen at least `min_count` times in the training sentences, ordered by
+count (most frequent first, ties alphabetically), so a vocabulary built twice from the same
+data is identical. Saved as JSON next to checkpoints and loaded back with its checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+from jaxseq.data.sentences import ClassificationData, LabelledSentences
+
+PAD, UNK, CLS = "[PAD]", "[UNK]", "[CLS]"
+SPECIAL_TOKENS = (PAD, UNK, CLS)
+PAD_ID, UNK_ID, CLS_ID = 0, 1, 2
+
+
+class EncodedSentences(NamedTuple):
+    """Token ids ready for the model.
+
+    ids: (N, T) int32, `[CLS]` first, then word ids, then `[PAD]` (0) up to T = max_length.
+    lengths: (N,) int32, number of real tokens per row (`[CLS]` included).
+    num_truncated: how many sentences were longer than T and lost their tail.
+    """
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    num_truncated: int
+
+    @property
+    def pad_mask(self) -> np.ndarray:
+        """(N, T) bool, True at real tokens."""
+        return np.arange(self.ids.shape[1])[None, :] < self.lengths[:, None]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Index <-> token mapping; `tokens[i]` is the token of id i, specials first."""
+
+    tokens: tuple[str, ...]
+    min_count: int = 1
+
+    def __post_init__(self):
+        if tuple(self.tokens[:3]) != SPECIAL_TOKENS:
+            raise ValueError(f"vocabulary must start with {SPECIAL_TOKENS}, got {tuple(self.tokens[:3])}")
+        if len(set(self.tokens)) != len(self.tokens):
+            duplicate = next(t for t, c in Counter(self.tokens).items() if c > 1)
+            raise ValueError(f"vocabulary holds the token {duplicate!r} more than once")
+        object.__setattr__(self, "_index", {token: i for i, token in enumerate(self.tokens)})
+
+    @classmethod
+    def build(cls, sentences: Iterable[Sequence[str]], min_count: int = 1) -> "Vocabulary":
+        """Vocabulary of the words occurring at least `min_count` times in `sentences` (token lists)."""
+        if min_count < 1:
+            raise ValueError(f"min_count must be >= 1, got {min_count}")
+        counts = Counter(word for sentence in sentences for word in sentence)
+        for special in SPECIAL_TOKENS:
+            counts.pop(special, None)
+        words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+        return cls(SPECIAL_TOKENS + tuple(words), min_count)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def index(self, token: str) -> int:
+        """Id of `token`, `[UNK]`'s id if it is not in the vocabulary."""
+        return self._index.get(token, UNK_ID)
+
+    def encode(self, sentences: Sequence[Sequence[str]], max_length: int) -> EncodedSentences:
+        """`[CLS]` + word ids, padded with `[PAD]` or truncated to `max_length` tokens.
+
+        Inputs: sentences: N token lists. Returns: EncodedSentences with ids (N, max_length).
+        """
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2 (room for [CLS] and a word), got {max_length}")
+        ids = np.full((len(sentences), max_length), PAD_ID, dtype=np.int32)
+        lengths = np.empty(len(sentences), dtype=np.int32)
+        truncated = 0
+        for row, sentence in enumerate(sentences):
+            row_ids = [CLS_ID] + [self.index(word) for word in sentence]
+            if len(row_ids) > max_length:
+                truncated += 1
+                row_ids = row_ids[:max_length]
+            ids[row, : len(row_ids)] = row_ids
+            lengths[row] = len(row_ids)
+        return EncodedSentences(ids, lengths, truncated)
+
+    def encode_labelled(self, data: LabelledSentences, max_length: int) -> tuple[ClassificationData, int]:
+        """(ClassificationData with ids (N, max_length) and the labels, number truncated)."""
+        encoded = self.encode(data.sentences, max_length)
+        return ClassificationData(encoded.ids, np.asarray(data.labels, dtype=np.int32)), encoded.num_truncated
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Tokens of `ids`, stopping at the first `[PAD]`."""
+        out = []
+        for i in ids:
+            if int(i) == PAD_ID:
+                break
+            out.append(self.tokens[int(i)])
+        return out
+
+    def to_json(self) -> dict:
+        return {"tokens": list(self.tokens), "min_count": self.min_count}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the vocabulary as JSON (atomically: temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(path.name + ".tmp")
+        temp.write_text(json.dumps(self.to_json(), ensure_ascii=False), encoding="utf-8")
+        os.replace(temp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Vocabulary":
+        """Read a vocabulary written by `save`; ValueError naming the file if it is not one."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"vocabulary file {path} not found")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"vocabulary file {path}: not valid JSON ({error})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("tokens"), list) \
+                or not all(isinstance(t, str) for t in data["tokens"]):
+            raise ValueError(f"vocabulary file {path}: expected an object with a 'tokens' list of strings")
+        try:
+            return cls(tuple(data["tokens"]), int(data.get("min_count", 1)))
+        except ValueError as error:
+            raise ValueError(f"vocabulary file {path}: {error}") from None

@@ -1,0 +1,356 @@
+"""Trainer for binary sentence classifiers (`ClassificationTransformer`).
+
+One jitted train step does everything for a batch: gather the batch from the training set
+held on the device (by a shuffled index order drawn on the device once per epoch), forward
+with dropout, `optax.sigmoid_binary_cross_entropy` on the logits (optionally with label
+smoothing), backward and the optax Adam/AdamW update with an optional warm-up and decay
+schedule. After every epoch the validation accuracy and Matthews correlation (MCC) are
+computed; the parameters with the best validation MCC are kept (and checkpointed when a
+folder is given), and training stops early after `patience` epochs without improvement.
+
+Shapes: N examples, T tokens per example (`[CLS]` first, `[PAD]` = 0 after the sentence),
+B batch size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxseq.data.sentences import ClassificationData
+from jaxseq.data.vocabulary import PAD_ID
+from jaxseq.metrics import accuracy, confusion_matrix, matthews_corrcoef
+from jaxseq.models.transformer import ClassificationTransformer, model_config
+from jaxseq.train.checkpoint import list_checkpoints, save_checkpoint
+from jaxseq.train.optim import make_optimizer
+from jaxseq.train.progress import progress_bar
+from jaxseq.train.steps import NonFiniteLossError, init_train_state, losses_to_host, make_train_step
+
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+@dataclass(frozen=True)
+class ClassifierTrainConfig:
+    """Optimization settings (the model's own settings, dropout included, live on the model).
+
+    learning_rate: peak rate; weight_decay > 0 switches Adam to AdamW (decoupled decay).
+    schedule: "constant", "cosine" (to 0 at the last planned step) or "linear" (to 0),
+      after a linear warm-up from 0 over `warmup_epochs` (may be fractional).
+    label_smoothing: targets become y * (1 - s) + s / 2.
+    patience: stop after this many epochs without a better validation MCC (None: never).
+    use_pad_mask: mask `[PAD]` keys in attention (False: the course's unmasked model).
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    clip_norm: float | None = None
+    patience: int | None = None
+    use_pad_mask: bool = True
+    eval_batch_size: int = 1024
+    seed: int = 0
+
+    def __post_init__(self):
+        positive = ("epochs", "batch_size", "learning_rate", "eval_batch_size")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ValueError("weight_decay and warmup_epochs must be >= 0, got "
+                             f"{self.weight_decay} and {self.warmup_epochs}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"clip_norm must be > 0 or None, got {self.clip_norm}")
+
+
+class ClassifierResult(NamedTuple):
+    """params: the best parameters (by validation MCC), on the host.
+    history: one dict per epoch (epoch, train_loss, val_loss, val_accuracy, val_mcc,
+      seconds (training time of the epoch, compilation included in the first),
+      eval_seconds, learning_rate at the epoch's end).
+    best_epoch / best_val_mcc: where the kept parameters come from.
+    checkpoint: the best checkpoint's folder, or None without a checkpoint folder.
+    """
+
+    params: Any
+    history: list[dict]
+    best_epoch: int
+    best_val_mcc: float
+    checkpoint: Path | None
+
+
+class EpochData(NamedTuple):
+    """What the jitted step reads, all on the device: ids (N, T) and labels (N,) of the whole
+    training set; order: the epoch's shuffled row indices, wrapped around to fill whole
+    batches (S * B,); batch: () int, which B-slice of `order` this step takes."""
+
+    ids: jax.Array
+    labels: jax.Array
+    order: jax.Array
+    batch: jax.Array
+
+
+def check_classification_data(data: ClassificationData, name: str, model: ClassificationTransformer) -> None:
+    """ValueError naming `name` unless ids are (N, T) integers in [0, vocab_size) with
+    T <= max_length and labels are (N,) of 0/1 (JAX would clamp bad ids silently)."""
+    ids, labels = np.asarray(data.ids), np.asarray(data.labels)
+    if ids.ndim != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
+        raise ValueError(f"{name} ids must be a non-empty (N, T) array, got shape {ids.shape}")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"{name} ids must be integers, got dtype {ids.dtype}")
+    if ids.shape[1] > model.max_length:
+        raise ValueError(f"{name} ids have T={ids.shape[1]} tokens, more than the model's max_length {model.max_length}")
+    bad = (ids < 0) | (ids >= model.vocab_size)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} ids: token id {ids[row, col]} at row {row}, position {col} is outside the "
+            f"vocabulary [0, {model.vocab_size})"
+        )
+    if labels.shape != (ids.shape[0],):
+        raise ValueError(f"{name} labels must have shape ({ids.shape[0]},), got {labels.shape}")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"{name} labels must be 0 or 1, found {labels[~np.isin(labels, (0, 1))][0]!r}")
+
+
+def learning_rate_schedule(config: ClassifierTrainConfig, steps_per_epoch: int) -> float | optax.Schedule:
+    """The learning rate per step: linear warm-up from 0, then constant, cosine or linear decay."""
+    total = config.epochs * steps_per_epoch
+    warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total - 1)
+    peak = config.learning_rate
+    if config.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, total, end_value=0.0)
+    if config.schedule == "linear":
+        decay = optax.linear_schedule(peak, 0.0, total - warmup)
+    elif warmup == 0:
+        return peak
+    else:
+        decay = optax.constant_schedule(peak)
+    if warmup == 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
+
+
+def _pad_mask(ids: jax.Array, use_pad_mask: bool) -> jax.Array | None:
+    return ids != PAD_ID if use_pad_mask else None
+
+
+def epoch_batch_sampler(batch_size: int, num_examples: int) -> Callable:
+    """`sample_batch(key, data: EpochData) -> (ids (B, T), labels (B,), weight (B,), key)` for
+    `jaxseq.train.steps.make_train_step`: rows `order[batch*B:(batch+1)*B]`, gathered on
+    the device; weight 0 marks the wrapped-around entries that fill the last batch; the key
+    seeds dropout."""
+
+    def sample_batch(key, data: EpochData):
+        start = data.batch * batch_size
+        index = jax.lax.dynamic_slice(data.order, (start,), (batch_size,))
+        weight = (start + jnp.arange(batch_size) < num_examples).astype(jnp.float32)
+        return data.ids[index], data.labels[index], weight, key
+
+    return sample_batch
+
+
+def classifier_loss(model: ClassificationTransformer, config: ClassifierTrainConfig) -> Callable:
+    """`loss_fn(params, batch) -> ()`: weighted mean of `optax.sigmoid_binary_cross_entropy`
+    of the logits (dropout on, rng from the batch's key) against the labels, smoothed to
+    y * (1 - s) + s / 2."""
+    smoothing = config.label_smoothing
+
+    def loss_fn(params, batch):
+        ids, labels, weight, key = batch
+        logits = model.apply({"params": params}, ids, _pad_mask(ids, config.use_pad_mask),
+                             deterministic=False, rngs={"dropout": key}, method="logits")
+        targets = labels.astype(jnp.float32) * (1.0 - smoothing) + 0.5 * smoothing
+        losses = optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), targets)
+        return jnp.sum(losses * weight) / jnp.sum(weight)
+
+    return loss_fn
+
+
+def make_logits_fn(model: ClassificationTransformer, use_pad_mask: bool = True) -> Callable:
+    """Jitted `(params, ids (B, T)) -> logits (B,)`, deterministic."""
+    return jax.jit(lambda params, ids: model.apply({"params": params}, ids, _pad_mask(ids, use_pad_mask),
+                                                   method="logits"))
+
+
+def predict_logits(logits_fn: Callable, params, ids: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Logits (N,) of ids (N, T), in fixed-size batches (the last one padded) to compile once."""
+    ids = np.asarray(ids, dtype=np.int32)
+    size = min(batch_size, len(ids))
+    out = []
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        if len(chunk) < size:
+            chunk = np.concatenate([chunk, np.zeros((size - len(chunk), ids.shape[1]), np.int32)])
+        out.append(np.asarray(logits_fn(params, chunk)))
+    return np.concatenate(out)[: len(ids)].astype(np.float64)
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """loss (mean binary cross-entropy), accuracy, mcc and confusion matrix of logits (N,)
+    thresholded at 0 (probability 0.5)."""
+    labels = np.asarray(labels).astype(np.int64)
+    predictions = (logits >= 0).astype(np.int64)
+    loss = float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
+    return {
+        "loss": loss,
+        "accuracy": accuracy(labels, predictions),
+        "mcc": matthews_corrcoef(labels, predictions),
+        "confusion": confusion_matrix(labels, predictions).tolist(),
+    }
+
+
+def evaluate_classifier(model: ClassificationTransformer, params, data: ClassificationData, *,
+                        batch_size: int = 1024, use_pad_mask: bool = True, name: str = "eval") -> dict[str, Any]:
+    """classification_metrics of `model` with `params` on `data` (checked first)."""
+    check_classification_data(data, name, model)
+    logits = predict_logits(make_logits_fn(model, use_pad_mask), params, data.ids, batch_size)
+    return classification_metrics(logits, data.labels)
+
+
+def prepare_checkpoint_dir(checkpoint_dir: str | Path, overwrite: bool) -> None:
+    """ValueError if `checkpoint_dir` holds checkpoints, unless `overwrite` (then they go)."""
+    checkpoint_dir = Path(checkpoint_dir)
+    existing = list_checkpoints(checkpoint_dir)
+    if existing and not overwrite:
+        raise ValueError(
+            f"checkpoint folder {checkpoint_dir} already holds checkpoints ({existing[-1].name}, ...); "
+            "give a new folder or ask to overwrite them"
+        )
+    for path in existing:
+        shutil.rmtree(path)
+
+
+def train_classifier(
+    model: ClassificationTransformer,
+    train: ClassificationData,
+    val: ClassificationData,
+    config: ClassifierTrainConfig = ClassifierTrainConfig(),
+    *,
+    checkpoint_dir: str | Path | None = None,
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> ClassifierResult:
+    """Train `model` on `train`, select by validation MCC on `val`.
+
+    Inputs:
+      train, val: ClassificationData; ids (N, T) with T <= model.max_length, inside
+        [0, vocab_size) (checked here, before anything reaches jit).
+      checkpoint_dir: if given, every new best is saved there (params, plus `metadata`, the
+        model's config, the training config, epoch and validation scores); existing
+        checkpoints there are an error unless `overwrite`.
+      progress: show a tqdm bar per epoch; log: per-epoch summary lines (None: silent).
+    Returns: ClassifierResult.
+    Raises NonFiniteLossError naming the step when the loss becomes NaN/inf (the best
+    parameters so far stay in the checkpoint folder).
+    """
+    check_classification_data(train, "train", model)
+    check_classification_data(val, "val", model)
+    if checkpoint_dir is not None:
+        checkpoint_dir = Path(checkpoint_dir)
+        prepare_checkpoint_dir(checkpoint_dir, overwrite)
+    say = log or (lambda line: None)
+
+    num_train = len(train.ids)
+    size = config.batch_size
+    steps_per_epoch = math.ceil(num_train / size)
+    schedule = learning_rate_schedule(config, steps_per_epoch)
+    optimizer = make_optimizer(
+        "adamw" if config.weight_decay > 0 else "adam", schedule, clip_norm=config.clip_norm,
+        **({"weight_decay": config.weight_decay} if config.weight_decay > 0 else {}),
+    )
+
+    init_key, step_key, shuffle_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+    ids_all = jnp.asarray(train.ids, dtype=jnp.int32)
+    labels_all = jnp.asarray(train.labels, dtype=jnp.int32)
+    params = jax.jit(model.init)(init_key, ids_all[:1], _pad_mask(ids_all[:1], config.use_pad_mask))["params"]
+    state = init_train_state(params, optimizer, step_key)
+    train_step = make_train_step(classifier_loss(model, config), optimizer, epoch_batch_sampler(size, num_train))
+    logits_fn = make_logits_fn(model, config.use_pad_mask)
+    padded = steps_per_epoch * size
+
+    @jax.jit
+    def epoch_order(epoch):
+        order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_train)
+        return jnp.resize(order, (padded,))  # wraps around: the extra entries get weight 0
+
+    batch_weights = np.minimum(size, num_train - size * np.arange(steps_per_epoch))
+    base_meta = {**(metadata or {}), "model": model_config(model),
+                 "train_config": dataclasses.asdict(config)}
+    history: list[dict] = []
+    best_params, best_epoch, best_mcc, best_path = None, 0, -math.inf, None
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        order = epoch_order(epoch)
+        losses = []
+        with progress_bar(steps_per_epoch, description=f"epoch {epoch}/{config.epochs}", enabled=progress) as bar:
+            for batch in range(steps_per_epoch):
+                state, loss = train_step(state, EpochData(ids_all, labels_all, order, jnp.int32(batch)))
+                losses.append(loss)
+                bar.update(1)
+                if batch % 50 == 49:
+                    bar.set_postfix(loss=f"{float(loss):.4f}")
+            try:
+                losses = np.asarray(losses_to_host(losses, step))
+            except NonFiniteLossError as error:
+                where = f"kept in {best_path}" if best_path else "not saved (no checkpoint folder)"
+                raise NonFiniteLossError(
+                    f"{error} (epoch {epoch}); stopped. Best parameters (epoch {best_epoch}) {where}") from None
+        step += steps_per_epoch
+        seconds = time.perf_counter() - start
+
+        eval_start = time.perf_counter()
+        params = state.params
+        scores = classification_metrics(predict_logits(logits_fn, params, val.ids, config.eval_batch_size),
+                                        val.labels)
+        rate = schedule(step - 1) if callable(schedule) else schedule
+        record = {
+            "epoch": epoch,
+            "train_loss": float(np.sum(losses * batch_weights) / num_train),
+            "val_loss": scores["loss"],
+            "val_accuracy": scores["accuracy"],
+            "val_mcc": scores["mcc"],
+            "seconds": seconds,
+            "eval_seconds": time.perf_counter() - eval_start,
+            "learning_rate": float(rate),
+        }
+        history.append(record)
+        improved = record["val_mcc"] > best_mcc
+        if improved:
+            best_params, best_epoch, best_mcc = jax.device_get(params), epoch, record["val_mcc"]
+            if checkpoint_dir is not None:
+                best_path = save_checkpoint(
+                    checkpoint_dir, step, {"params": best_params},
+                    metadata={**base_meta, **record}, metric=best_mcc, keep=1,
+                )
+        say(
+            f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "
+            f"val loss {record['val_loss']:.4f}  val acc {record['val_accuracy']:.4f}  "
+            f"val MCC {record['val_mcc']:+.4f}{' *' if improved else '  '}  {seconds:.1f} s"
+        )
+        if config.patience is not None and epoch - best_epoch >= config.patience:
+            say(f"early stop: no better validation MCC for {config.patience} epochs (best: epoch {best_epoch})")
+            break
+    return ClassifierResult(best_params, history, best_epoch, best_mcc, best_path)

@@ -1,0 +1,133 @@
+"""Sentence classification end to end: vocabulary, encoding, training, test scores, and
+loading a trained classifier back (checkpoint + `vocab.json` beside it) for prediction.
+
+Used by `jaxseq cola train`, `jaxseq classify train`, `jaxseq cola predict`, the demo and
+`benchmarks/cola_quality.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import numpy as np
+
+from jaxseq.data.sentences import SentenceSplits
+from jaxseq.data.vocabulary import Vocabulary
+from jaxseq.models.transformer import ClassificationTransformer, model_from_config
+from jaxseq.train.checkpoint import best_checkpoint, list_checkpoints, load_checkpoint, read_metadata
+from jaxseq.train.classifier import (
+    ClassifierResult,
+    ClassifierTrainConfig,
+    evaluate_classifier,
+    make_logits_fn,
+    predict_logits,
+    prepare_checkpoint_dir,
+    train_classifier,
+)
+
+VOCAB_FILE = "vocab.json"
+
+
+class SentenceClassifierRun(NamedTuple):
+    """model, best params and vocabulary; the trainer's result; scores of the best params on
+    validation and (when the splits have one) test: dicts of loss, accuracy, mcc, confusion;
+    num_truncated: sentences cut to max_length per split."""
+
+    model: ClassificationTransformer
+    params: Any
+    vocab: Vocabulary
+    result: ClassifierResult
+    val_scores: dict
+    test_scores: dict | None
+    num_truncated: dict[str, int]
+
+
+def fit_sentence_classifier(
+    splits: SentenceSplits,
+    *,
+    min_count: int = 5,
+    max_length: int = 43,
+    model_kwargs: dict[str, Any] | None = None,
+    config: ClassifierTrainConfig = ClassifierTrainConfig(),
+    checkpoint_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    metadata: dict[str, Any] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> SentenceClassifierRun:
+    """Build the vocabulary on `splits.train` (words seen >= `min_count` times), encode every
+    split to `max_length` tokens (`[CLS]` included), train a `ClassificationTransformer`
+    (`model_kwargs`: its fields other than vocab_size and max_length) and score the best
+    parameters on validation and test. With `checkpoint_dir`, the vocabulary is written
+    there as `vocab.json` and the best checkpoint beside it."""
+    say = log or (lambda line: None)
+    vocab = Vocabulary.build(splits.train.sentences, min_count)
+    encoded, truncated = {}, {}
+    for name in ("train", "val", "test"):
+        data = getattr(splits, name)
+        if data is not None:
+            encoded[name], truncated[name] = vocab.encode_labelled(data, max_length)
+    say(
+        f"vocabulary: {len(vocab)} tokens (words seen >= {min_count} times in training); "
+        + ", ".join(f"{name} {len(data.ids)} sentences ({truncated[name]} truncated to {max_length})"
+                    for name, data in encoded.items())
+    )
+    model = ClassificationTransformer(len(vocab), max_length=max_length, **(model_kwargs or {}))
+    if checkpoint_dir is not None:
+        prepare_checkpoint_dir(checkpoint_dir, overwrite)
+        vocab.save(Path(checkpoint_dir) / VOCAB_FILE)
+    result = train_classifier(
+        model, encoded["train"], encoded["val"], config, checkpoint_dir=checkpoint_dir,
+        metadata={**(metadata or {}), "min_count": min_count}, progress=progress, log=log,
+    )
+    scores = lambda name: evaluate_classifier(model, result.params, encoded[name], name=name,
+                                              use_pad_mask=config.use_pad_mask)
+    return SentenceClassifierRun(model, result.params, vocab, result, scores("val"),
+                                 scores("test") if "test" in encoded else None, truncated)
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint folder: `path` itself if it is one, else the best checkpoint inside it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    if (path / "meta.json").is_file():
+        return path
+    best = best_checkpoint(path) or (list_checkpoints(path) or [None])[-1]
+    if best is None:
+        raise FileNotFoundError(f"no checkpoint in {path} (expected ckpt-* folders from `jaxseq cola train`)")
+    return best
+
+
+def load_sentence_classifier(path: str | os.PathLike):
+    """(model, params, vocab, metadata) of a checkpoint folder or a training run's folder.
+
+    The vocabulary is read from `vocab.json` in the checkpoint folder or its parent.
+    """
+    checkpoint = resolve_checkpoint(path)
+    metadata = read_metadata(checkpoint)
+    if "model" not in metadata:
+        raise ValueError(f"checkpoint {checkpoint}: metadata has no 'model' config (not a classifier checkpoint)")
+    model = model_from_config(metadata["model"])
+    for folder in (checkpoint, checkpoint.parent):
+        if (folder / VOCAB_FILE).is_file():
+            vocab = Vocabulary.load(folder / VOCAB_FILE)
+            break
+    else:
+        raise FileNotFoundError(f"no {VOCAB_FILE} in {checkpoint} or {checkpoint.parent}")
+    if len(vocab) != model.vocab_size:
+        raise ValueError(f"{VOCAB_FILE} beside {checkpoint} has {len(vocab)} tokens, the model expects {model.vocab_size}")
+    template = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, 2), np.int32))  # shapes only
+    state, metadata = load_checkpoint(checkpoint, {"params": template["params"]})
+    return model, state["params"], vocab, metadata
+
+
+def predict_probabilities(model: ClassificationTransformer, params, vocab: Vocabulary,
+                          sentences: Sequence[Sequence[str]], *, use_pad_mask: bool = True) -> np.ndarray:
+    """Probability of class 1 (acceptable) for N tokenized sentences. Returns: (N,) float."""
+    ids = vocab.encode(sentences, model.max_length).ids
+    logits = predict_logits(make_logits_fn(model, use_pad_mask), params, ids)
+    return 1.0 / (1.0 + np.exp(-logits))

@@ -1,0 +1,152 @@
+"""The classifier trainer: checks before jit, the jitted step's batch weighting, schedules,
+best-by-validation-MCC checkpoints, early stopping, NaN handling, and learning real CoLA."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxseq.data.acceptability import acceptability_task
+from jaxseq.data.sentences import ClassificationData
+from jaxseq.data.vocabulary import Vocabulary
+from jaxseq.models.transformer import ClassificationTransformer
+from jaxseq.train.checkpoint import list_checkpoints, load_checkpoint, read_metadata
+from jaxseq.train.classifier import (
+    ClassifierTrainConfig,
+    EpochData,
+    check_classification_data,
+    classification_metrics,
+    classifier_loss,
+    epoch_batch_sampler,
+    learning_rate_schedule,
+    train_classifier,
+)
+from jaxseq.train.steps import NonFiniteLossError
+
+TINY = dict(hidden_dim=16, num_heads=2, dim_k=8, dim_q=8, dim_v=8, dim_feedforward=32)
+
+
+@pytest.fixture(scope="module")
+def brackets():
+    """Encoded built-in task: (model, train, val)."""
+    splits = acceptability_task(1200, 300, 10, seed=0, max_pairs=6)
+    vocab = Vocabulary.build(splits.train.sentences)
+    train, _ = vocab.encode_labelled(splits.train, 14)
+    val, _ = vocab.encode_labelled(splits.val, 14)
+    return ClassificationTransformer(len(vocab), max_length=14, **TINY), train, val
+
+
+def test_learns_the_builtin_task_and_keeps_the_best_checkpoint(brackets, tmp_path):
+    model, train, val = brackets
+    config = ClassifierTrainConfig(epochs=6, batch_size=32, learning_rate=3e-3)
+    result = train_classifier(model, train, val, config, checkpoint_dir=tmp_path, metadata={"note": "x"},
+                              progress=False, log=None)
+    history = result.history
+    assert [h["epoch"] for h in history] == list(range(1, 7))
+    assert set(history[0]) >= {"train_loss", "val_loss", "val_accuracy", "val_mcc", "seconds", "learning_rate"}
+    assert all(h["seconds"] > 0 for h in history)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    best = max(history, key=lambda h: h["val_mcc"])
+    assert result.best_epoch == best["epoch"] and result.best_val_mcc == best["val_mcc"] > 0.5
+
+    (checkpoint,) = list_checkpoints(tmp_path)
+    meta = read_metadata(checkpoint)
+    assert meta["epoch"] == result.best_epoch and meta["metric"] == pytest.approx(result.best_val_mcc)
+    assert meta["note"] == "x" and meta["model"]["vocab_size"] == model.vocab_size
+    assert meta["train_config"]["learning_rate"] == 3e-3
+    state, _ = load_checkpoint(checkpoint, {"params": result.params})
+    jax.tree.map(np.testing.assert_array_equal, state["params"], result.params)
+
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        train_classifier(model, train, val, config, checkpoint_dir=tmp_path, progress=False, log=None)
+
+
+def test_last_batch_is_gathered_on_device_and_its_padding_weighted_out(brackets):
+    model, train, _ = brackets
+    ids, labels = jnp.asarray(train.ids[:6]), jnp.asarray(train.labels[:6])
+    order = jnp.array([5, 3, 1, 0, 2, 4, 5, 3])  # 6 real entries, then 2 wrapped-around ones
+    batch = jax.jit(epoch_batch_sampler(4, 6))(jax.random.key(0), EpochData(ids, labels, order, jnp.int32(1)))
+    np.testing.assert_array_equal(batch[0], ids[jnp.array([2, 4, 5, 3])])
+    np.testing.assert_array_equal(batch[2], [1, 1, 0, 0])
+
+    params = jax.jit(model.init)(jax.random.key(0), ids)["params"]
+    smoothing = 0.2
+    loss = jax.jit(classifier_loss(model, ClassifierTrainConfig(label_smoothing=smoothing)))(params, batch)
+    logits = model.apply({"params": params}, ids[jnp.array([2, 4])], ids[jnp.array([2, 4])] != 0, method="logits")
+    targets = labels[jnp.array([2, 4])] * (1 - smoothing) + smoothing / 2
+    np.testing.assert_allclose(loss, optax.sigmoid_binary_cross_entropy(logits, targets).mean(), rtol=1e-5)
+
+
+def test_early_stopping(brackets):
+    model, train, val = brackets
+    config = ClassifierTrainConfig(epochs=10, learning_rate=1e-12, patience=2)
+    lines = []
+    result = train_classifier(model, train, val, config, progress=False, log=lines.append)
+    assert len(result.history) == result.best_epoch + 2 < 10
+    assert "early stop" in lines[-1]
+
+
+def test_nonfinite_loss_stops_and_names_the_step(brackets):
+    model, train, val = brackets
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+ \(epoch 1\); stopped"):
+        train_classifier(model, train, val, ClassifierTrainConfig(epochs=2, learning_rate=1e38),
+                         progress=False, log=None)
+
+
+def test_bad_data_is_rejected_before_jit(brackets):
+    model, train, _ = brackets
+    ids = train.ids.copy()
+    ids[3, 2] = model.vocab_size
+    with pytest.raises(ValueError, match=r"train ids: token id \d+ at row 3, position 2 is outside"):
+        check_classification_data(ClassificationData(ids, train.labels), "train", model)
+    with pytest.raises(ValueError, match="max_length"):
+        check_classification_data(ClassificationData(np.zeros((2, 20), np.int32), np.zeros(2)), "val", model)
+    with pytest.raises(ValueError, match="labels must be 0 or 1"):
+        check_classification_data(ClassificationData(train.ids[:2], np.array([0, 2])), "val", model)
+    with pytest.raises(ValueError, match="non-empty"):
+        check_classification_data(ClassificationData(np.zeros((0, 5), np.int32), np.zeros(0)), "val", model)
+    with pytest.raises(ValueError, match="integers"):
+        check_classification_data(ClassificationData(train.ids.astype(float), train.labels), "val", model)
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", -1), ("learning_rate", 0.0),
+                                          ("schedule", "step"), ("label_smoothing", 1.0), ("patience", 0),
+                                          ("weight_decay", -0.1), ("clip_norm", 0.0)])
+def test_bad_config_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        ClassifierTrainConfig(**{field: value})
+
+
+def test_learning_rate_schedules():
+    assert learning_rate_schedule(ClassifierTrainConfig(learning_rate=0.1), 10) == 0.1
+    warm = learning_rate_schedule(ClassifierTrainConfig(epochs=5, learning_rate=0.1, warmup_epochs=1), 10)
+    np.testing.assert_allclose([warm(0), warm(5), warm(10), warm(49)], [0.0, 0.05, 0.1, 0.1], atol=1e-7)
+    cosine = learning_rate_schedule(ClassifierTrainConfig(epochs=5, learning_rate=0.1, warmup_epochs=1,
+                                                          schedule="cosine"), 10)
+    np.testing.assert_allclose([cosine(10), cosine(30), cosine(50)], [0.1, 0.05, 0.0], atol=1e-7)
+    linear = learning_rate_schedule(ClassifierTrainConfig(epochs=2, learning_rate=0.1, schedule="linear"), 10)
+    np.testing.assert_allclose([linear(0), linear(10), linear(20)], [0.1, 0.05, 0.0], atol=1e-7)
+
+
+def test_classification_metrics():
+    scores = classification_metrics(np.array([2.0, -1.0, 0.5, -3.0]), np.array([1, 0, 0, 0]))
+    assert scores["accuracy"] == 0.75 and scores["confusion"] == [[2, 1], [0, 1]]
+    assert scores["mcc"] == pytest.approx(1 / np.sqrt(3))
+    expected_loss = np.mean(np.log1p(np.exp(-np.array([2.0, -1.0, 0.5, -3.0]) * np.array([1, -1, -1, -1]))))
+    assert scores["loss"] == pytest.approx(expected_loss)
+
+
+@pytest.mark.slow
+def test_short_run_on_real_cola_beats_majority_mcc(cola_dir):
+    from jaxseq.data.cola import load_cola
+    from jaxseq.train.sentence_classifier import fit_sentence_classifier
+
+    run = fit_sentence_classifier(load_cola(cola_dir), min_count=5, max_length=43,
+                                  config=ClassifierTrainConfig(epochs=4, learning_rate=1e-3, batch_size=64),
+                                  progress=False, log=None)
+    assert len(run.vocab) > 1000 and run.num_truncated["train"] <= 5
+    assert run.result.best_val_mcc > 0.05 and run.val_scores["mcc"] == pytest.approx(run.result.best_val_mcc)
+    assert run.test_scores["accuracy"] > 0.5

@@ -1,0 +1,100 @@
+"""`jaxseq cola train|predict` and `jaxseq classify train` end to end on small files."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import pytest
+
+from jaxseq import cli
+from jaxseq.data import cola
+from jaxseq.data.acceptability import bracket_sentences
+
+SMALL_MODEL = ["--hidden-dim", "16", "--num-heads", "2", "--dim-k", "8", "--dim-v", "8",
+               "--dim-feedforward", "32", "--min-count", "1", "--max-length", "16", "--no-progress"]
+
+
+def write_tsv(path, n, seed):
+    data = bracket_sentences(n, seed=seed, max_pairs=6)
+    path.write_text("".join(f"{' '.join(s)}\t{y}\n" for s, y in zip(data.sentences, data.labels)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A run of `jaxseq classify train` on bracket TSVs: (checkpoint dir, its stdout)."""
+    folder = tmp_path_factory.mktemp("classify")
+    argv = ["classify", "train", "--train", str(write_tsv(folder / "a.tsv", 800, 1)),
+            "--dev", str(write_tsv(folder / "b.tsv", 200, 2)), "--test", str(write_tsv(folder / "c.tsv", 200, 3)),
+            "--epochs", "4", "--lr", "3e-3", "--checkpoint-dir", str(folder / "run"), *SMALL_MODEL]
+    out = io.StringIO()  # a module-scoped fixture cannot use capsys
+    with contextlib.redirect_stdout(out):
+        assert cli.main(argv) == 0
+    return folder / "run", out.getvalue(), argv
+
+
+def test_classify_train_prints_epochs_and_test_scores(trained):
+    run, out, _ = trained
+    assert out.count("val MCC") >= 4 and "epoch   4/4" in out
+    assert "test (best checkpoint): acc" in out and "checkpoint: " in out
+    assert (run / "vocab.json").is_file() and len(list(run.glob("ckpt-*"))) == 1
+
+
+def test_predict_prints_probabilities(trained, capsys):
+    run, _, _ = trained
+    assert cli.main(["cola", "predict", "--checkpoint", str(run), "( [ ] )", ") ( ] ["]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("\t( [ ] )")
+    probabilities = [float(line.split("\t")[0]) for line in lines]
+    assert all(0.0 <= p <= 1.0 for p in probabilities) and probabilities[0] > probabilities[1]
+    assert lines[1].split("\t")[1] == "unacceptable"
+    # a ckpt-* folder works too
+    (checkpoint,) = run.glob("ckpt-*")
+    assert cli.main(["cola", "predict", "--checkpoint", str(checkpoint), "( )"]) == 0
+
+
+def test_existing_checkpoints_need_overwrite(trained, capsys):
+    _, _, argv = trained
+    assert cli.main(argv) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+
+
+def test_cola_train_on_a_folder(tmp_path, capsys):
+    data = tmp_path / "cola"
+    data.mkdir()
+    write_tsv(data / "train.tsv", 300, 4)
+    write_tsv(data / "dev.tsv", 60, 5)
+    argv = ["cola", "train", "--data-dir", str(data), "--val-size", "60", "--epochs", "2",
+            "--checkpoint-dir", str(tmp_path / "run"), "--patience", "3", "--dropout", "0.1",
+            "--weight-decay", "0.01", "--schedule", "cosine", "--warmup-epochs", "0.5", *SMALL_MODEL]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"CoLA from {data}" in out and "train 240 sentences" in out and "val 60 sentences" in out
+    assert "dev (out-of-domain test) (best checkpoint): acc" in out
+
+
+def test_cola_train_without_data_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cola, "cola_dir_candidates", lambda: [tmp_path / "nowhere"])
+    assert cli.main(["cola", "train", "--checkpoint-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "CoLA not found" in err and "nowhere" in err and "--data-dir" in err
+
+
+def test_malformed_file_and_missing_checkpoint_are_clear_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("a fine sentence\t1\nno label here\n", encoding="utf-8")
+    assert cli.main(["classify", "train", "--train", str(bad), "--dev", str(bad)]) == 2
+    assert f"{bad}:2: expected 2 tab-separated fields" in capsys.readouterr().err
+    assert cli.main(["cola", "predict", "--checkpoint", str(tmp_path / "none"), "hi"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value", [("--epochs", "0"), ("--batch-size", "-4"), ("--lr", "0"),
+                                           ("--lr", "-1e-3"), ("--dropout", "1.0"), ("--weight-decay", "-0.1"),
+                                           ("--patience", "0"), ("--label-smoothing", "-0.1"), ("--epochs", "two")])
+def test_parser_rejects_bad_values(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["classify", "train", "--train", "a", "--dev", "b", option, value])
+    assert exit_info.value.code == 2
+    assert option in capsys.readouterr().err
