@@ -68,3 +68,29 @@ def check_index_range(name: str, indices: jax.Array, size: int, what: str) -> No
     if low < 0 or high >= size:
         bad = low if low < 0 else high
         raise ValueError(f"{name} holds {what} {int(bad)}, outside the valid range [0, {size})")
+
+
+def validate_recurrent_args(x, states: dict, Wx, Wh, b, *, gates: int, sequence: bool):
+    """Check the arguments of a recurrent layer with `gates` blocks of H columns.
+
+    Shared by the RNN (gates=1) and the LSTM (gates=4), step and sequence versions.
+    Inputs: x (N, T, D) if `sequence` else (N, D); states {name: (N, H)} (h0, or prev_h and
+      prev_c); Wx (D, gates*H), Wh (H, gates*H), b (gates*H,).
+    Returns: (x, *states, Wx, Wh, b) as arrays of one floating dtype.
+    """
+    x = as_float_array("x", x, 3 if sequence else 2)
+    states = {name: as_float_array(name, value, 2) for name, value in states.items()}
+    Wx = as_float_array("Wx", Wx, 2)
+    Wh = as_float_array("Wh", Wh, 2)
+    b = as_float_array("b", b, 1)
+    N, D = x.shape[0], x.shape[-1]
+    H = next(iter(states.values())).shape[-1]
+    cols, label = gates * H, "H" if gates == 1 else f"{gates}H"
+    for name, state in states.items():
+        expect_shape(name, state, (N, H), "(N, H)")
+    expect_shape("Wx", Wx, (D, cols), f"(D, {label})")
+    expect_shape("Wh", Wh, (H, cols), f"(H, {label})")
+    expect_shape("b", b, (cols,), f"({label},)")
+    arrays = (x, *states.values(), Wx, Wh, b)
+    dtype = common_float_dtype(*arrays)
+    return tuple(a.astype(dtype) for a in arrays)

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxseq.layers._validation import as_float_array, common_float_dtype, expect_shape
+from jaxseq.layers._validation import validate_recurrent_args
 from jaxseq.layers.rnn import (
     input_gradient,
     input_projection_tm,
@@ -99,20 +99,8 @@ class LSTMStepCache(NamedTuple):
 
 
 def _validate_step(x, prev_h, prev_c, Wx, Wh, b):
-    x = as_float_array("x", x, 2)
-    prev_h = as_float_array("prev_h", prev_h, 2)
-    prev_c = as_float_array("prev_c", prev_c, 2)
-    Wx = as_float_array("Wx", Wx, 2)
-    Wh = as_float_array("Wh", Wh, 2)
-    b = as_float_array("b", b, 1)
-    (N, D), H = x.shape, prev_h.shape[-1]
-    expect_shape("prev_h", prev_h, (N, H), "(N, H)")
-    expect_shape("prev_c", prev_c, (N, H), "(N, H)")
-    expect_shape("Wx", Wx, (D, 4 * H), "(D, 4H)")
-    expect_shape("Wh", Wh, (H, 4 * H), "(H, 4H)")
-    expect_shape("b", b, (4 * H,), "(4H,)")
-    dtype = common_float_dtype(x, prev_h, prev_c, Wx, Wh, b)
-    return tuple(a.astype(dtype) for a in (x, prev_h, prev_c, Wx, Wh, b))
+    states = {"prev_h": prev_h, "prev_c": prev_c}
+    return validate_recurrent_args(x, states, Wx, Wh, b, gates=4, sequence=False)
 
 
 def _lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxseq.layers._validation import as_float_array, common_float_dtype, expect_shape
+from jaxseq.layers._validation import validate_recurrent_args
 
 # ----------------------------------------------------------------------------- one step
 
@@ -41,18 +41,7 @@ class RNNStepCache(NamedTuple):
 
 
 def _validate_step(x, prev_h, Wx, Wh, b):
-    x = as_float_array("x", x, 2)
-    prev_h = as_float_array("prev_h", prev_h, 2)
-    Wx = as_float_array("Wx", Wx, 2)
-    Wh = as_float_array("Wh", Wh, 2)
-    b = as_float_array("b", b, 1)
-    (N, D), H = x.shape, Wh.shape[-1]
-    expect_shape("Wh", Wh, (H, H), "(H, H)")
-    expect_shape("Wx", Wx, (D, H), "(D, H)")
-    expect_shape("prev_h", prev_h, (N, H), "(N, H)")
-    expect_shape("b", b, (H,), "(H,)")
-    dtype = common_float_dtype(x, prev_h, Wx, Wh, b)
-    return tuple(a.astype(dtype) for a in (x, prev_h, Wx, Wh, b))
+    return validate_recurrent_args(x, {"prev_h": prev_h}, Wx, Wh, b, gates=1, sequence=False)
 
 
 def _rnn_step_forward(x, prev_h, Wx, Wh, b):
@@ -115,23 +104,8 @@ class RNNCache(NamedTuple):
 
 
 def validate_sequence_args(x, h0, Wx, Wh, b, *, gates: int):
-    """Check (x, h0, Wx, Wh, b) of a sequence layer with `gates` blocks of H columns.
-
-    Shared by the RNN (gates=1) and the LSTM (gates=4); returns the arrays in one dtype.
-    """
-    x = as_float_array("x", x, 3)
-    h0 = as_float_array("h0", h0, 2)
-    Wx = as_float_array("Wx", Wx, 2)
-    Wh = as_float_array("Wh", Wh, 2)
-    b = as_float_array("b", b, 1)
-    (N, _, D), H = x.shape, h0.shape[-1]
-    cols, label = gates * H, "H" if gates == 1 else f"{gates}H"
-    expect_shape("h0", h0, (N, H), "(N, H)")
-    expect_shape("Wx", Wx, (D, cols), f"(D, {label})")
-    expect_shape("Wh", Wh, (H, cols), f"(H, {label})")
-    expect_shape("b", b, (cols,), f"({label},)")
-    dtype = common_float_dtype(x, h0, Wx, Wh, b)
-    return tuple(a.astype(dtype) for a in (x, h0, Wx, Wh, b))
+    """Check (x, h0, Wx, Wh, b) of a sequence layer (RNN: gates=1, LSTM: gates=4)."""
+    return validate_recurrent_args(x, {"h0": h0}, Wx, Wh, b, gates=gates, sequence=True)
 
 
 def time_major_rows(x):
