@@ -18,7 +18,13 @@ import numpy as np
 
 
 def rel_error(x, y) -> float:
-    """max |x - y| / max(1e-8, |x| + |y|), elementwise, as the course defined it."""
+    """max |x - y| / max(1e-8, |x| + |y|), elementwise, as the course defined it.
+
+    >>> rel_error([1.0, 2.0], [1.0, 2.0])
+    0.0
+    >>> rel_error([1.0], [3.0])
+    0.5
+    """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape:
         raise ValueError(f"rel_error: shapes differ, {x.shape} vs {y.shape}")

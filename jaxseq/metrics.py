@@ -81,6 +81,11 @@ def matthews_corrcoef(y_true: Iterable[int], y_pred: Iterable[int]) -> float:
     convention of scikit-learn and of GLUE's CoLA scoring.
 
     Inputs: y_true, y_pred: (N,) of 0/1.
+
+    >>> round(matthews_corrcoef([0, 1, 1, 0], [0, 1, 0, 0]), 6)  # (1*2 - 0*1) / sqrt(1*2*2*3)
+    0.57735
+    >>> matthews_corrcoef([1, 1, 0], [1, 1, 1])  # a constant predictor
+    0.0
     """
     (tn, fp), (fn, tp) = confusion_matrix(y_true, y_pred).astype(float)
     denominator = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))

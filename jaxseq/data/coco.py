@@ -48,6 +48,7 @@ def default_coco_dir() -> Path:
 
 
 def feature_file_name(split: str, pca_features: bool) -> str:
+    """The course's feature file of a split, e.g. `train2014_vgg16_fc7_pca.h5`."""
     return f"{split}2014_vgg16_fc7{'_pca' if pca_features else ''}.h5"
 
 

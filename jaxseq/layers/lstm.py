@@ -260,5 +260,12 @@ def lstm(x, h0, Wx, Wh, b):
 
     Inputs: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,); gates i, f, o, g.
     Returns: h (N, T, H).
+
+    >>> import numpy as np
+    >>> N, T, D, H = 2, 5, 3, 4
+    >>> z = lambda *shape: np.zeros(shape, np.float32)
+    >>> h = lstm(z(N, T, D), z(N, H), z(D, 4 * H), z(H, 4 * H), z(4 * H))
+    >>> h.shape, h.dtype
+    ((2, 5, 4), dtype('float32'))
     """
     return _lstm(*validate_sequence_args(x, h0, Wx, Wh, b, gates=4))

@@ -42,6 +42,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def checkpoint_path(directory: str | os.PathLike, step: int) -> Path:
+    """The folder of checkpoint `step` in `directory`: `ckpt-<step:08d>`."""
     return Path(directory) / f"{PREFIX}{step:08d}"
 
 
