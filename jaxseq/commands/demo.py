@@ -29,10 +29,41 @@ def _classifier(args: argparse.Namespace) -> None:
     demo_step(args)
 
 
+BENCH_SHAPE = (25, 16, 256, 512)  # N, T, D, H: the course's captioning batch with LSTM sizes
+
+
+def _short_benchmark(args: argparse.Namespace) -> None:
+    """LSTM forward+backward, jaxseq vs autodiff scan vs Flax vs PyTorch vs NumPy (few reps)."""
+    import sys
+
+    from jaxseq.commands.bench import find_runner
+
+    try:
+        benchmarks = find_runner().parent
+    except FileNotFoundError as error:
+        print(f"skipped: {error}")
+        return
+    sys.path.insert(0, str(benchmarks))
+    import bench_layers
+    import harness
+
+    harness.setup()
+    N, T, D, H = BENCH_SHAPE
+    impls = bench_layers.layer_impls(bench_layers.make_problem(N, T, D, H, gates=4), "lstm")
+    bench_layers.check_agreement(impls)  # the contenders compute the same thing
+    harness.bench(  # prints its table
+        "lstm", [(name, impl.fwd_bwd) for name, impl in impls.items()], variant="fwd+bwd",
+        shape=bench_layers.shape_label("demo", N, T, D, H), flops=bench_layers.fwd_bwd_flops(N, T, D, H, 4),
+        reps=5, warmup=1,
+    )
+    print("(5 interleaved repetitions; `make bench` runs the full suite)")
+
+
 DEMO_STEPS = [
     ("Layer gradient checks", _gradient_checks),
     ("LSTM captioning on the built-in set", _captioning),
     ("Transformer sentence classifier", _classifier),
+    ("Short benchmark", _short_benchmark),
 ]
 
 
@@ -46,9 +77,16 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    seconds = {}
     for title, step in DEMO_STEPS:
         print(f"\n=== {title} ===", flush=True)
         start = time.perf_counter()
         step(args)
-        print(f"[{title}: {time.perf_counter() - start:.1f} s]", flush=True)
+        seconds[title] = time.perf_counter() - start
+        print(f"[{title}: {seconds[title]:.1f} s]", flush=True)
+    print("\n=== Summary ===")
+    for title, elapsed in seconds.items():
+        print(f"  {title:<40} {elapsed:6.1f} s")
+    written = sorted(str(path) for path in args.output_dir.rglob("*") if path.is_file())
+    print(f"  outputs in {args.output_dir}/: " + (", ".join(written) if written else "none"))
     return 0
