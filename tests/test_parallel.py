@@ -84,3 +84,26 @@ def test_two_processes_on_localhost_equal_one_process(tmp_path):
         a, b = np.asarray(values), np.asarray(two["params"][name])
         assert np.max(np.abs(a - b)) <= 1e-5 * max(np.max(np.abs(a)), 1e-12), name
     np.testing.assert_allclose(one["loss_history"], two["loss_history"], rtol=1e-5)
+
+
+def test_classifier_on_8_devices_equals_one_device():
+    report = run_with_devices("data_parallel_classifier.py")
+    assert report["devices"] == 8
+    assert report["max_relative_difference"] < 1e-5, report
+    assert report["max_logit_difference"] < 1e-5, report
+
+
+def test_cli_accepts_scaling_out_options():
+    from jaxseq.cli import build_parser
+
+    parser = build_parser()
+    for command in (["caption", "train"], ["cola", "train"], ["classify", "train", "--train", "a", "--dev", "b"]):
+        args = parser.parse_args([*command, "--devices", "2"])
+        assert args.devices == 2
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--devices", "0"])
+    from jaxseq.commands._options import setup_parallel
+
+    args = parser.parse_args(["caption", "train", "--coordinator", "127.0.0.1:1"])
+    with pytest.raises(ValueError, match="needs --coordinator, --num-processes and --process-id together"):
+        setup_parallel(args)

@@ -13,55 +13,46 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _number(kind, low: float, inclusive: bool, what: str):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < low or (value == low and not inclusive):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
+from jaxseq.commands._options import (
+    add_parallel_args,
+    fraction,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    setup_parallel,
+)
 
 
-positive_int = _number(int, 1, True, "an integer >= 1")
-positive_float = _number(float, 0.0, False, "a number > 0")
-nonnegative_float = _number(float, 0.0, True, "a number >= 0")
-
-
-def fraction(text: str) -> float:
-    value = nonnegative_float(text)
-    if value >= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
-# The defaults are the recipe that reached the issue's CoLA targets with the seed architecture
-# (benchmarks/cola_quality.py, config "seed").
 def _add_training_options(parser: argparse.ArgumentParser, default_checkpoint_dir: str) -> None:
+    """Options whose defaults are `COLA_RECIPE`, the recipe measured in benchmarks/cola_quality.py."""
+    from jaxseq.train.sentence_classifier import COLA_RECIPE
+
+    train = COLA_RECIPE["train"]
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=positive_int, default=30, help="training epochs (default: 30)")
-    group.add_argument("--batch-size", type=positive_int, default=16, help="batch size (default: 16)")
-    group.add_argument("--lr", type=positive_float, default=1e-4, help="peak learning rate (default: 1e-4)")
-    group.add_argument("--weight-decay", type=nonnegative_float, default=0.01,
-                       help="AdamW decoupled weight decay; 0 uses Adam (default: 0.01)")
-    group.add_argument("--schedule", choices=("constant", "cosine", "linear"), default="constant",
-                       help="learning-rate decay after the warm-up (default: constant)")
-    group.add_argument("--warmup-epochs", type=nonnegative_float, default=0.0,
-                       help="linear warm-up length in epochs (default: 0)")
-    group.add_argument("--label-smoothing", type=fraction, default=0.1, help="label smoothing (default: 0.1)")
-    group.add_argument("--patience", type=positive_int, default=10,
-                       help="stop after this many epochs without a better validation MCC (default: 10)")
+    group.add_argument("--epochs", type=positive_int, default=train["epochs"],
+                       help="training epochs (default: %(default)s)")
+    group.add_argument("--batch-size", type=positive_int, default=train["batch_size"],
+                       help="batch size (default: %(default)s)")
+    group.add_argument("--lr", type=positive_float, default=train["learning_rate"],
+                       help="peak learning rate (default: %(default)s)")
+    group.add_argument("--weight-decay", type=nonnegative_float, default=train["weight_decay"],
+                       help="AdamW decoupled weight decay; 0 uses Adam (default: %(default)s)")
+    group.add_argument("--schedule", choices=("constant", "cosine", "linear"), default=train["schedule"],
+                       help="learning-rate decay after the warm-up, to 0 at the last epoch (default: %(default)s)")
+    group.add_argument("--warmup-epochs", type=nonnegative_float, default=train["warmup_epochs"],
+                       help="linear warm-up length in epochs (default: %(default)s)")
+    group.add_argument("--label-smoothing", type=fraction, default=train["label_smoothing"],
+                       help="label smoothing (default: %(default)s)")
+    group.add_argument("--patience", type=positive_int, default=train["patience"],
+                       help="stop after this many epochs without a better validation MCC (default: %(default)s)")
     group.add_argument("--seed", type=int, default=0, help="random seed for init, dropout, shuffling (default: 0)")
     group.add_argument("--checkpoint-dir", type=Path, default=Path(default_checkpoint_dir),
                        help=f"where the best checkpoint and vocab.json go (default: {default_checkpoint_dir})")
     group.add_argument("--overwrite", action="store_true", help="replace checkpoints already in --checkpoint-dir")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
     model = parser.add_argument_group("model and data")
-    model.add_argument("--dropout", type=fraction, default=0.1, help="dropout rate (default: 0.1)")
+    model.add_argument("--dropout", type=fraction, default=COLA_RECIPE["model"]["dropout"],
+                       help="dropout rate (default: %(default)s)")
     model.add_argument("--hidden-dim", type=positive_int, default=128, help="model width H (default: 128)")
     model.add_argument("--num-heads", type=positive_int, default=2, help="attention heads (default: 2)")
     model.add_argument("--dim-k", type=positive_int, default=96, help="query/key size per head (default: 96)")
@@ -69,10 +60,11 @@ def _add_training_options(parser: argparse.ArgumentParser, default_checkpoint_di
     model.add_argument("--dim-feedforward", type=positive_int, default=2048, help="feed-forward width (default: 2048)")
     model.add_argument("--max-length", type=positive_int, default=43,
                        help="tokens per sentence, [CLS] included; longer ones are truncated (default: 43)")
-    model.add_argument("--min-count", type=positive_int, default=3,
-                       help="keep training words seen at least this often (default: 3)")
+    model.add_argument("--min-count", type=positive_int, default=COLA_RECIPE["min_count"],
+                       help="keep training words seen at least this often (default: %(default)s)")
     model.add_argument("--no-pad-mask", action="store_true",
                        help="let attention see [PAD] tokens (the course's unmasked model)")
+    add_parallel_args(parser)
 
 
 def register(subparsers) -> None:
@@ -106,7 +98,11 @@ def register(subparsers) -> None:
 
 
 def train_options(args: argparse.Namespace) -> dict:
-    """Keyword arguments of `fit_sentence_classifier` from parsed training options."""
+    """Keyword arguments of `fit_sentence_classifier` from parsed training options.
+
+    Joins a multi-process run first when the options ask for one (before JAX starts).
+    """
+    devices = setup_parallel(args)
     from jaxseq.train.classifier import ClassifierTrainConfig
 
     config = ClassifierTrainConfig(
@@ -120,7 +116,7 @@ def train_options(args: argparse.Namespace) -> dict:
                         dropout=args.dropout)
     return dict(min_count=args.min_count, max_length=args.max_length, model_kwargs=model_kwargs,
                 config=config, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite,
-                progress=not args.no_progress)
+                progress=not args.no_progress, devices=devices)
 
 
 def report(run, test_name: str = "test") -> None:
@@ -143,9 +139,10 @@ def run_cola_train(args: argparse.Namespace) -> int:
     if data_dir is None:
         tried = ", ".join(str(path) for path in cola_dir_candidates())
         raise FileNotFoundError(f"CoLA not found (looked in {tried}); pass --data-dir or set JAXSEQ_DATA")
+    options = train_options(args)
     splits = load_cola(data_dir, val_size=args.val_size, seed=args.split_seed)
     print(f"CoLA from {data_dir}")
-    run = fit_sentence_classifier(splits, metadata={"data": str(data_dir)}, **train_options(args))
+    run = fit_sentence_classifier(splits, metadata={"data": str(data_dir)}, **options)
     report(run, "dev (out-of-domain test)")
     return 0
 
@@ -155,12 +152,13 @@ def run_classify_train(args: argparse.Namespace) -> int:
     from jaxseq.data.sentences import SentenceSplits
     from jaxseq.train.sentence_classifier import fit_sentence_classifier
 
+    options = train_options(args)
     splits = SentenceSplits(
         read_sentences(args.train, args.format), read_sentences(args.dev, args.format),
         read_sentences(args.test, args.format) if args.test else None,
     )
     metadata = {"data": {"train": str(args.train), "dev": str(args.dev), "test": str(args.test or "")}}
-    run = fit_sentence_classifier(splits, metadata=metadata, **train_options(args))
+    run = fit_sentence_classifier(splits, metadata=metadata, **options)
     report(run)
     return 0
 

@@ -33,6 +33,7 @@ from jaxseq.metrics import accuracy, confusion_matrix, matthews_corrcoef
 from jaxseq.models.transformer import ClassificationTransformer, model_config
 from jaxseq.train.checkpoint import list_checkpoints, save_checkpoint
 from jaxseq.train.optim import make_optimizer
+from jaxseq.train.parallel import DataParallel
 from jaxseq.train.progress import progress_bar
 from jaxseq.train.steps import NonFiniteLossError, init_train_state, losses_to_host, make_train_step
 
@@ -251,6 +252,7 @@ def train_classifier(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
+    devices: int | None = None,
 ) -> ClassifierResult:
     """Train `model` on `train`, select by validation MCC on `val`.
 
@@ -261,6 +263,9 @@ def train_classifier(
         model's config, the training config, epoch and validation scores); existing
         checkpoints there are an error unless `overwrite`.
       progress: show a tqdm bar per epoch; log: per-epoch summary lines (None: silent).
+      devices: data parallelism over this many devices (None: one device): each batch is
+        split over them, parameters and optimizer state are replicated; batch_size must
+        divide by the device count.
     Returns: ClassifierResult.
     Raises NonFiniteLossError naming the step when the loss becomes NaN/inf (the best
     parameters so far stay in the checkpoint folder).
@@ -281,12 +286,19 @@ def train_classifier(
         **({"weight_decay": config.weight_decay} if config.weight_decay > 0 else {}),
     )
 
+    parallel = DataParallel.create(devices) if devices is not None else None
+    if parallel is not None:
+        parallel.check_batch_size(size)
+    place_data = parallel.put_data if parallel is not None else jax.device_put
+    place_state = parallel.replicate if parallel is not None else jax.device_put
+
     init_key, step_key, shuffle_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
-    ids_all = jnp.asarray(train.ids, dtype=jnp.int32)
-    labels_all = jnp.asarray(train.labels, dtype=jnp.int32)
-    params = jax.jit(model.init)(init_key, ids_all[:1], _pad_mask(ids_all[:1], config.use_pad_mask))["params"]
-    state = init_train_state(params, optimizer, step_key)
-    train_step = make_train_step(classifier_loss(model, config), optimizer, epoch_batch_sampler(size, num_train))
+    ids_all, labels_all = place_data((np.asarray(train.ids, np.int32), np.asarray(train.labels, np.int32)))
+    first = jnp.asarray(train.ids[:1], dtype=jnp.int32)
+    params = jax.jit(model.init)(init_key, first, _pad_mask(first, config.use_pad_mask))["params"]
+    state = place_state(init_train_state(params, optimizer, step_key))
+    train_step = make_train_step(classifier_loss(model, config), optimizer, epoch_batch_sampler(size, num_train),
+                                 parallel=parallel)
     logits_fn = make_logits_fn(model, config.use_pad_mask)
     padded = steps_per_epoch * size
 
@@ -303,7 +315,7 @@ def train_classifier(
     step = 0
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
-        order = epoch_order(epoch)
+        order = place_data(epoch_order(epoch))
         losses = []
         with progress_bar(steps_per_epoch, description=f"epoch {epoch}/{config.epochs}", enabled=progress) as bar:
             for batch in range(steps_per_epoch):

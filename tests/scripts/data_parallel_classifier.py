@@ -1,0 +1,36 @@
+"""Train the transformer classifier on 1 device and on every host device; print the largest
+relative difference of the parameters as one JSON line (run with JAX_NUM_CPU_DEVICES=8)."""
+
+import json
+
+import jax
+import numpy as np
+
+from jaxseq.data.acceptability import acceptability_task
+from jaxseq.data.vocabulary import Vocabulary
+from jaxseq.models import ClassificationTransformer
+from jaxseq.train import ClassifierTrainConfig, train_classifier
+
+splits = acceptability_task(256, 64, 8, seed=0, max_pairs=6)
+vocab = Vocabulary.build(splits.train.sentences)
+train, _ = vocab.encode_labelled(splits.train, 14)
+val, _ = vocab.encode_labelled(splits.val, 14)
+model = ClassificationTransformer(len(vocab), max_length=14, hidden_dim=16, num_heads=2, dim_k=8, dim_q=8,
+                                  dim_v=8, dim_feedforward=32)
+config = ClassifierTrainConfig(epochs=2, batch_size=32, learning_rate=3e-3)
+params = {}
+for devices in (1, jax.device_count()):
+    result = train_classifier(model, train, val, config, progress=False, log=None, devices=devices)
+    params[devices] = result.params
+# The key projection's bias gets an exactly-zero gradient (adding q.b_k to every score of a
+# query leaves its softmax unchanged), so Adam turns rounding noise into steps there: it is
+# compared through the model's outputs, not as a parameter.
+differences = {
+    jax.tree_util.keystr(path): float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-12))
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(params[1]),
+                            jax.tree_util.tree_leaves(params[jax.device_count()]))
+}
+del differences["['k_proj']['bias']"]
+logits = [np.asarray(model.apply({"params": p}, val.ids, val.ids != 0, method="logits")) for p in params.values()]
+print(json.dumps({"devices": jax.device_count(), "max_relative_difference": max(differences.values()),
+                  "max_logit_difference": float(np.max(np.abs(logits[0] - logits[1])))}))
