@@ -3,47 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (rejects 0, negatives and non-numbers)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _number(parse, accept, expected: str):
+    """An argparse type: `parse(text)` must succeed and satisfy `accept`, else the message
+    "expected <expected>, got <text>"."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    convert.__name__ = expected.replace(" ", "_")
+    convert.__doc__ = f"argparse type: {expected}."
+    return convert
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1) (dropout, label smoothing)."""
-    value = nonnegative_float(text)
-    if value >= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
+positive_int = _number(int, lambda value: value >= 1, "a positive integer")
+positive_float = _number(float, lambda value: 0 < value < math.inf, "a positive number")
+nonnegative_float = _number(float, lambda value: 0 <= value < math.inf, "a number >= 0")
+fraction = _number(float, lambda value: 0 <= value < 1, "a number in [0, 1)")  # dropout, smoothing
 
 
 def add_parallel_args(parser: argparse.ArgumentParser) -> None:
