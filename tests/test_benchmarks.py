@@ -214,3 +214,79 @@ def test_run_all_lists_modules_and_rejects_unknown(capsys):
     assert "layers" in run_all.available_modules()
     assert run_all.main(["--only", "no-such-module"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- PyTorch twins (cases 3, 4)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_captioning_torch_twin_agrees_at_a_tiny_shape(cell):
+    pytest.importorskip("torch")
+    import bench_captioning
+
+    harness.setup()
+    contenders, params = bench_captioning.make_contenders(cell, bench_captioning.QUICK_SHAPE, seed=1)
+    assert list(contenders) == ["jaxseq", "torch"]
+    errors = bench_captioning.check_agreement(contenders, params)["torch"]
+    assert set(errors) == {"loss"} | {f"{kind}/{name}" for kind in ("m", "update") for name in params}
+    assert max(errors.values()) < bench_captioning.AGREEMENT_RTOL
+    # the weights survive the trip to PyTorch's layout and back
+    from torch_models import captioning_from_jax
+
+    back = captioning_from_jax(params, cell).jax_params()
+    assert all(np.array_equal(back[name], params[name]) for name in params)
+    _, loss = contenders["jaxseq"].step()  # the timed steps run: jaxseq's returns (state, loss)
+    assert np.isfinite(float(loss)) and np.isfinite(contenders["torch"].step().item())
+
+
+def test_captioning_agreement_catches_a_wrong_gate_order(monkeypatch):
+    pytest.importorskip("torch")
+    import bench_captioning
+    import torch_models
+
+    harness.setup()
+    monkeypatch.setattr(torch_models, "to_torch_gates", lambda a, H: a)  # i, f, o, g read as i, f, g, o
+    contenders, params = bench_captioning.make_contenders("lstm", bench_captioning.QUICK_SHAPE, seed=1)
+    with pytest.raises(AssertionError, match="torch disagrees"):
+        bench_captioning.check_agreement(contenders, params)
+
+
+def test_captioning_flop_count():
+    import bench_captioning
+
+    N, L, V, W, H, D = 64, 17, 1004, 256, 512, 512
+    T = L - 1
+    expected = 2 * (2 * N * D * H) + 3 * (2 * N * T * (W + H) * 4 * H + 2 * N * T * H * V)
+    assert bench_captioning.train_step_flops(N, L, V, W, H, D, "lstm") == expected
+    assert bench_captioning.shape_label(**bench_captioning.SHAPE) == "N=64 T=16 V=1004 W=256 H=512 D=512"
+
+
+def test_classifier_torch_twin_agrees_at_a_tiny_shape():
+    pytest.importorskip("torch")
+    import bench_classifier
+
+    harness.setup()
+    contenders = bench_classifier.make_contenders(quick=True, seed=1)
+    assert list(contenders) == ["jaxseq", "full-staged", "torch"]
+    errors = bench_classifier.check_agreement(contenders)
+    assert set(errors) == {"full-staged", "torch"}
+    for errs in errors.values():
+        assert {"logits", "loss", "grad/q_proj/kernel", "grad/W1/kernel", "grad/norm_mh/scale"} <= set(errs)
+        assert max(errs.values()) < bench_classifier.AGREEMENT_RTOL
+    for contender in contenders.values():  # the timed callables run
+        assert np.asarray(contender.fwd()).shape == (bench_classifier.QUICK["infer_batch"],)
+        contender.step()
+
+
+def test_classifier_agreement_catches_an_unmasked_torch_model(monkeypatch):
+    pytest.importorskip("torch")
+    import bench_classifier
+    import torch_models
+
+    harness.setup()
+    forward = torch_models.ClassificationTransformer.forward
+    monkeypatch.setattr(torch_models.ClassificationTransformer, "forward",
+                        lambda self, ids, pad_mask=None: forward(self, ids, None))  # ignores the pad mask
+    contenders = bench_classifier.make_contenders(quick=True, seed=1)
+    with pytest.raises(AssertionError, match="torch disagrees"):
+        bench_classifier.check_agreement(contenders)
