@@ -59,3 +59,24 @@ def test_coco_loader_survives_corrupt_files(valid_coco, tmp_path_factory, name, 
         load_coco_data(base)
     except (ValueError, FileNotFoundError) as error:
         assert str(error), "errors must say what is wrong"
+
+
+VALID_TSV = {
+    "tokenized": "the cat sat .\t1\ncat the sat\t0\n",
+    "glue": "gj04\t1\t\tThe cat sat.\nsentence\tlabel\n",
+    "raw": "gj04\t1\t\tThe cat sat.\ngj04\t0\t*\tCat the sat.\n",
+}
+
+
+@settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fmt=st.sampled_from(["auto", "raw", "glue", "tokenized"]), base=st.sampled_from(sorted(VALID_TSV)),
+       mutation=mutations)
+def test_sentence_reader_survives_corrupt_files(tmp_path_factory, fmt, base, mutation):
+    from jaxseq.data.cola import read_sentences
+
+    path = tmp_path_factory.mktemp("tsv") / "data.tsv"
+    path.write_bytes(mutate(VALID_TSV[base].encode(), mutation))
+    try:
+        read_sentences(path, fmt)
+    except ValueError as error:
+        assert str(path) in str(error), f"the error must name the file: {error}"
