@@ -26,5 +26,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/jaxseq bench
 
+# Long quality runs (several seeds, full epochs): BLEU-1 on the built-in scenes, CoLA MCC.
+quality: $(STAMP)
+	$(PY) benchmarks/captioning_quality.py
+	$(PY) benchmarks/cola_quality.py
+
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis
