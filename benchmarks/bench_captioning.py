@@ -253,13 +253,4 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    harness.setup()
-    meta = harness.machine_info()  # the load at the start; the end's is added after the run
-    results = run(quick=args.quick)
-    meta["load_average_end"] = harness.load_average()
-    print(harness.format_table(results, title="captioning train step", meta=meta))
+    harness.main(run, "captioning train step", __doc__.splitlines()[0])

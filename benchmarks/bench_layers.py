@@ -519,11 +519,4 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    out = run(quick=args.quick)
-    harness.annotate_roofline(out)
-    print(harness.format_table(out, title="layers", meta=harness.machine_info()))
+    harness.main(run, "layers", __doc__.splitlines()[0])

@@ -542,3 +542,19 @@ def write_outputs(results: list[dict], directory: Path, stem: str = "latest", me
     if png:
         paths["png"] = png
     return paths
+
+
+def main(run: Callable[[bool], list[dict]], title: str, description: str) -> None:
+    """Command line of a `bench_*.py` module: `python bench_X.py [--quick]` prints its tables,
+    with the machine's load at the start and at the end."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, few repetitions (a smoke test)")
+    args = parser.parse_args()
+    setup()
+    meta = machine_info()  # the load at the start; the end's is added after the run
+    results = run(args.quick)
+    annotate_roofline(results)
+    meta["load_average_end"] = load_average()
+    print(format_table(results, title=title, meta=meta))
