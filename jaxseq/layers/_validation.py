@@ -20,24 +20,23 @@ def _describe(shape: Sequence[int | None]) -> str:
     return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
 
 
-def as_float_array(name: str, value, rank: int) -> jax.Array:
-    """`value` as a JAX floating array of the given rank (integers are an error)."""
+def _as_array(name: str, value, rank: int, kind, kind_name: str) -> jax.Array:
     array = jnp.asarray(value)
-    if not jnp.issubdtype(array.dtype, jnp.floating):
-        raise ValueError(f"{name} must be a floating-point array, got dtype {array.dtype}")
+    if not jnp.issubdtype(array.dtype, kind):
+        raise ValueError(f"{name} must be {kind_name} array, got dtype {array.dtype}")
     if array.ndim != rank:
         raise ValueError(f"{name} must have rank {rank}, got shape {tuple(array.shape)}")
     return array
+
+
+def as_float_array(name: str, value, rank: int) -> jax.Array:
+    """`value` as a JAX floating array of the given rank (integers are an error)."""
+    return _as_array(name, value, rank, jnp.floating, "a floating-point")
 
 
 def as_int_array(name: str, value, rank: int) -> jax.Array:
     """`value` as a JAX integer array of the given rank."""
-    array = jnp.asarray(value)
-    if not jnp.issubdtype(array.dtype, jnp.integer):
-        raise ValueError(f"{name} must be an integer array, got dtype {array.dtype}")
-    if array.ndim != rank:
-        raise ValueError(f"{name} must have rank {rank}, got shape {tuple(array.shape)}")
-    return array
+    return _as_array(name, value, rank, jnp.integer, "an integer")
 
 
 def expect_shape(name: str, array: jax.Array, shape: Sequence[int | None], meaning: str) -> None:
