@@ -13,7 +13,7 @@ from jaxseq.data.acceptability import acceptability_task
 from jaxseq.data.sentences import ClassificationData
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.models.transformer import ClassificationTransformer
-from jaxseq.train.checkpoint import list_checkpoints, load_checkpoint, read_metadata
+from jaxseq.train.checkpoint import best_checkpoint, list_checkpoints, load_checkpoint, read_metadata
 from jaxseq.train.classifier import (
     ClassifierTrainConfig,
     EpochData,
@@ -52,7 +52,8 @@ def test_learns_the_builtin_task_and_keeps_the_best_checkpoint(brackets, tmp_pat
     best = max(history, key=lambda h: h["val_mcc"])
     assert result.best_epoch == best["epoch"] and result.best_val_mcc == best["val_mcc"] > 0.5
 
-    (checkpoint,) = list_checkpoints(tmp_path)
+    checkpoint = best_checkpoint(tmp_path)
+    assert checkpoint == result.checkpoint and checkpoint in list_checkpoints(tmp_path)
     meta = read_metadata(checkpoint)
     assert meta["epoch"] == result.best_epoch and meta["metric"] == pytest.approx(result.best_val_mcc)
     assert meta["note"] == "x" and meta["model"]["vocab_size"] == model.vocab_size

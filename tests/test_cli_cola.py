@@ -38,7 +38,7 @@ def test_classify_train_prints_epochs_and_test_scores(trained):
     run, out, _ = trained
     assert out.count("val MCC") >= 4 and "epoch   4/4" in out
     assert "test (best checkpoint): acc" in out and "checkpoint: " in out
-    assert (run / "vocab.json").is_file() and len(list(run.glob("ckpt-*"))) == 1
+    assert (run / "vocab.json").is_file() and len(list(run.glob("ckpt-*"))) in (2, 3)  # last two + best
 
 
 def test_predict_prints_probabilities(trained, capsys):
@@ -50,14 +50,24 @@ def test_predict_prints_probabilities(trained, capsys):
     assert all(0.0 <= p <= 1.0 for p in probabilities) and probabilities[0] > probabilities[1]
     assert lines[1].split("\t")[1] == "unacceptable"
     # a ckpt-* folder works too
-    (checkpoint,) = run.glob("ckpt-*")
+    checkpoint = sorted(run.glob("ckpt-*"))[-1]
     assert cli.main(["cola", "predict", "--checkpoint", str(checkpoint), "( )"]) == 0
 
 
-def test_existing_checkpoints_need_overwrite(trained, capsys):
-    _, _, argv = trained
+def test_existing_checkpoints_need_resume_or_overwrite(trained, capsys):
+    run, _, argv = trained
     assert cli.main(argv) == 2
-    assert "already holds checkpoints" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already holds checkpoints" in err and "--resume" in err and "--overwrite" in err
+    before = sorted(path.name for path in run.glob("ckpt-*"))
+    assert cli.main([*argv, "--resume"]) == 0  # a finished run: nothing left to train, the same report
+    out = capsys.readouterr().out
+    assert f"resuming from {run}" in out and "(epoch 4 of 4" in out and "epoch   1/4" not in out
+    assert "test (best checkpoint): acc" in out
+    assert sorted(path.name for path in run.glob("ckpt-*")) == before
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args([*argv, "--resume", "--overwrite"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_cola_train_on_a_folder(tmp_path, capsys):

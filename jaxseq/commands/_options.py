@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 
 def _number(parse, accept, expected: str):
@@ -28,6 +29,21 @@ positive_int = _number(int, lambda value: value >= 1, "a positive integer")
 positive_float = _number(float, lambda value: 0 < value < math.inf, "a positive number")
 nonnegative_float = _number(float, lambda value: 0 <= value < math.inf, "a number >= 0")
 fraction = _number(float, lambda value: 0 <= value < 1, "a number in [0, 1)")  # dropout, smoothing
+
+
+def add_checkpoint_args(parser: argparse.ArgumentParser, what: str, default: str | None = None,
+                        shown_default: str | None = None) -> None:
+    """--checkpoint-dir (holding `what`; `shown_default` describes a default the command
+    computes), and --resume / --overwrite for a folder that already holds checkpoints
+    (without either, that is an error: nothing is lost by accident)."""
+    group = parser.add_argument_group("checkpoints")
+    group.add_argument("--checkpoint-dir", type=Path, default=None if default is None else Path(default),
+                       help=f"where {what} go (default: {shown_default or default})")
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument("--resume", action="store_true",
+                        help="continue the run in --checkpoint-dir from its latest checkpoint, exactly as if "
+                             "it had not stopped (same settings and data); starts afresh if there is none")
+    choice.add_argument("--overwrite", action="store_true", help="delete checkpoints already in --checkpoint-dir")
 
 
 def add_parallel_args(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from jaxseq.commands._options import add_parallel_args, positive_float, positive_int, setup_parallel
+from jaxseq.commands._options import add_checkpoint_args, add_parallel_args, positive_float, positive_int, setup_parallel
 
 
 def register(subparsers) -> None:
@@ -41,11 +41,10 @@ def register(subparsers) -> None:
     train.add_argument("--clip-norm", type=positive_float, default=None, help="clip the gradients' global norm")
     train.add_argument("--hidden-dim", type=positive_int, default=128, help="H (default: 128)")
     train.add_argument("--wordvec-dim", type=positive_int, default=128, help="W (default: 128)")
-    train.add_argument("--checkpoint-dir", type=Path, default=None,
-                       help="where checkpoints go (default: checkpoints/caption-CELL-DATA); a folder "
-                            "holding this run's checkpoints is resumed")
     train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add_checkpoint_args(train, "the checkpoints (every epoch's full state; the last three and the best are kept)",
+                        shown_default="checkpoints/caption-CELL-DATA")
     add_parallel_args(train)
     train.set_defaults(func=run_train)
 
@@ -121,6 +120,7 @@ def train_captioner(*, cell: str, data: dict[str, Any], data_spec: dict[str, Any
 def run_train(args: argparse.Namespace) -> int:
     devices = setup_parallel(args)  # first: a multi-process run must join before JAX starts
     from jaxseq.metrics import evaluate_captions
+    from jaxseq.train.checkpoint import prepare_checkpoint_dir
 
     if args.data == "builtin":
         spec: dict[str, Any] = {"source": "builtin", "options": {}}
@@ -134,6 +134,7 @@ def run_train(args: argparse.Namespace) -> int:
         spec["options"]["num_train"] = args.max_train
     data = load_data(spec)
     checkpoint_dir = args.checkpoint_dir or Path("checkpoints") / f"caption-{args.cell}-{args.data}"
+    prepare_checkpoint_dir(checkpoint_dir, overwrite=args.overwrite, resume=args.resume)
     print(f"training an {args.cell.upper()} captioner on {args.data} data: "
           f"{data['train_captions'].shape[0]} training captions, {args.epochs} epochs; "
           f"checkpoints in {checkpoint_dir}", flush=True)

@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from jaxseq.commands._options import (
+    add_checkpoint_args,
     add_parallel_args,
     fraction,
     nonnegative_float,
@@ -46,9 +47,6 @@ def _add_training_options(parser: argparse.ArgumentParser, default_checkpoint_di
     group.add_argument("--patience", type=positive_int, default=train["patience"],
                        help="stop after this many epochs without a better validation MCC (default: %(default)s)")
     group.add_argument("--seed", type=int, default=0, help="random seed for init, dropout, shuffling (default: 0)")
-    group.add_argument("--checkpoint-dir", type=Path, default=Path(default_checkpoint_dir),
-                       help=f"where the best checkpoint and vocab.json go (default: {default_checkpoint_dir})")
-    group.add_argument("--overwrite", action="store_true", help="replace checkpoints already in --checkpoint-dir")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
     model = parser.add_argument_group("model and data")
     model.add_argument("--dropout", type=fraction, default=COLA_RECIPE["model"]["dropout"],
@@ -64,6 +62,8 @@ def _add_training_options(parser: argparse.ArgumentParser, default_checkpoint_di
                        help="keep training words seen at least this often (default: %(default)s)")
     model.add_argument("--no-pad-mask", action="store_true",
                        help="let attention see [PAD] tokens (the course's unmasked model)")
+    add_checkpoint_args(parser, "the checkpoints (every epoch's full state; the last two and the best are kept) "
+                        "and vocab.json", default=default_checkpoint_dir)
     add_parallel_args(parser)
 
 
@@ -115,7 +115,7 @@ def train_options(args: argparse.Namespace) -> dict:
                         dim_q=args.dim_k, dim_v=args.dim_v, dim_feedforward=args.dim_feedforward,
                         dropout=args.dropout)
     return dict(min_count=args.min_count, max_length=args.max_length, model_kwargs=model_kwargs,
-                config=config, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite,
+                config=config, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite, resume=args.resume,
                 progress=not args.no_progress, devices=devices)
 
 

@@ -28,8 +28,11 @@ STATE_FILE = "state.msgpack"
 META_FILE = "meta.json"
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
+def _write_file(path: Path, payload: bytes) -> None:
+    """Write `payload` to `path` and flush it to disk (one file of a checkpoint being built)."""
+    with open(path, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
         os.fsync(handle.fileno())
 
 
@@ -73,6 +76,31 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
         if (child / STATE_FILE).is_file() and (child / META_FILE).is_file():
             found.append((step, child))
     return [path for _, path in sorted(found)]
+
+
+def prepare_checkpoint_dir(directory: str | os.PathLike, *, overwrite: bool = False,
+                           resume: bool = False) -> Path | None:
+    """Get `directory` ready for a training run; returns the checkpoint to resume from, or None.
+
+    A folder that already holds checkpoints is an error unless `resume` (continue from its
+    latest checkpoint) or `overwrite` (delete them and start afresh); both at once are an
+    error. `resume` on a folder without checkpoints starts afresh (so a job script can
+    always pass it).
+    """
+    if overwrite and resume:
+        raise ValueError("resume and overwrite exclude each other: continue the run in the folder or replace it")
+    directory = Path(directory)
+    existing = list_checkpoints(directory)
+    if resume or not existing:
+        return existing[-1] if existing else None
+    if not overwrite:
+        raise ValueError(
+            f"checkpoint folder {directory} already holds checkpoints ({existing[-1].name}, ...); "
+            "resume that run (--resume), replace it (--overwrite) or give a new folder"
+        )
+    for path in existing:
+        shutil.rmtree(path)
+    return None
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
@@ -120,10 +148,8 @@ def save_checkpoint(
     meta.update(step=int(step), metric=None if metric is None else float(metric),
                 higher_is_better=bool(higher_is_better))
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=directory))
-    (temp / STATE_FILE).write_bytes(serialization.to_bytes(state))
-    (temp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
-    _fsync_file(temp / STATE_FILE)
-    _fsync_file(temp / META_FILE)
+    _write_file(temp / STATE_FILE, serialization.to_bytes(state))
+    _write_file(temp / META_FILE, json.dumps(meta, indent=1, sort_keys=True).encode("utf-8"))
     _fsync_dir(temp)
 
     final = checkpoint_path(directory, step)

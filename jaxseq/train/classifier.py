@@ -15,8 +15,8 @@ B batch size.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +31,23 @@ from jaxseq.data.sentences import ClassificationData
 from jaxseq.data.vocabulary import PAD_ID
 from jaxseq.metrics import accuracy, confusion_matrix, matthews_corrcoef
 from jaxseq.models.transformer import ClassificationTransformer, model_config
-from jaxseq.train.checkpoint import list_checkpoints, save_checkpoint
+from jaxseq.train.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    prepare_checkpoint_dir,
+    read_metadata,
+    save_checkpoint,
+)
 from jaxseq.train.optim import make_optimizer
 from jaxseq.train.parallel import DataParallel
 from jaxseq.train.progress import progress_bar
-from jaxseq.train.steps import NonFiniteLossError, init_train_state, losses_to_host, make_train_step
+from jaxseq.train.steps import (
+    NonFiniteLossError,
+    TrainState,
+    init_train_state,
+    losses_to_host,
+    make_train_step,
+)
 
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -228,17 +240,35 @@ def evaluate_classifier(model: ClassificationTransformer, params, data: Classifi
     return classification_metrics(logits, data.labels)
 
 
-def prepare_checkpoint_dir(checkpoint_dir: str | Path, overwrite: bool) -> None:
-    """ValueError if `checkpoint_dir` holds checkpoints, unless `overwrite` (then they go)."""
-    checkpoint_dir = Path(checkpoint_dir)
-    existing = list_checkpoints(checkpoint_dir)
-    if existing and not overwrite:
+def data_fingerprint(data: ClassificationData) -> str:
+    """A short hash of ids and labels: a resumed run must see the very same examples."""
+    digest = hashlib.sha256()
+    for array in (data.ids, data.labels):
+        array = np.ascontiguousarray(array, dtype=np.int32)
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def run_settings(model: ClassificationTransformer, config: ClassifierTrainConfig,
+                 train: ClassificationData, val: ClassificationData) -> dict[str, Any]:
+    """What a resumed run must share with the run that wrote the checkpoint (JSON-able)."""
+    return {"model": model_config(model), "train_config": dataclasses.asdict(config),
+            "train_data": data_fingerprint(train), "val_data": data_fingerprint(val)}
+
+
+def check_resumable(path: Path, meta: dict[str, Any], settings: dict[str, Any]) -> None:
+    """ValueError naming the settings that differ between checkpoint `path` and this run."""
+    differ = sorted(key for key in settings if meta.get(key) != settings[key])
+    if "train_config" in differ:
+        saved = meta.get("train_config") or {}
+        differ += [f"train_config.{key}" for key in settings["train_config"]
+                   if saved.get(key) != settings["train_config"][key]]
+    if differ:
         raise ValueError(
-            f"checkpoint folder {checkpoint_dir} already holds checkpoints ({existing[-1].name}, ...); "
-            "give a new folder or ask to overwrite them"
+            f"checkpoint {path} is from a different run ({', '.join(differ)} differ); resume with the "
+            "same model, settings and data, or start afresh in a new folder"
         )
-    for path in existing:
-        shutil.rmtree(path)
 
 
 def train_classifier(
@@ -250,6 +280,8 @@ def train_classifier(
     checkpoint_dir: str | Path | None = None,
     metadata: dict[str, Any] | None = None,
     overwrite: bool = False,
+    resume: bool = False,
+    keep: int = 2,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     devices: int | None = None,
@@ -259,9 +291,13 @@ def train_classifier(
     Inputs:
       train, val: ClassificationData; ids (N, T) with T <= model.max_length, inside
         [0, vocab_size) (checked here, before anything reaches jit).
-      checkpoint_dir: if given, every new best is saved there (params, plus `metadata`, the
-        model's config, the training config, epoch and validation scores); existing
-        checkpoints there are an error unless `overwrite`.
+      checkpoint_dir: if given, the whole training state (parameters, optimizer state,
+        step, dropout key, shuffling key) is saved there atomically after every epoch with
+        `metadata`, the model's and training config, the data's fingerprints, the epoch's
+        scores and the history; the last `keep` epochs and the best one (by validation
+        MCC) are kept. Existing checkpoints there are an error unless `resume` (continue
+        exactly from the latest: same settings and data required; the result equals an
+        uninterrupted run's) or `overwrite` (delete them).
       progress: show a tqdm bar per epoch; log: per-epoch summary lines (None: silent).
       devices: data parallelism over this many devices (None: one device): each batch is
         split over them, parameters and optimizer state are replicated; batch_size must
@@ -272,9 +308,10 @@ def train_classifier(
     """
     check_classification_data(train, "train", model)
     check_classification_data(val, "val", model)
+    resume_from = None
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
-        prepare_checkpoint_dir(checkpoint_dir, overwrite)
+        resume_from = prepare_checkpoint_dir(checkpoint_dir, overwrite=overwrite, resume=resume)
     say = log or (lambda line: None)
 
     num_train = len(train.ids)
@@ -296,26 +333,41 @@ def train_classifier(
     ids_all, labels_all = place_data((np.asarray(train.ids, np.int32), np.asarray(train.labels, np.int32)))
     first = jnp.asarray(train.ids[:1], dtype=jnp.int32)
     params = jax.jit(model.init)(init_key, first, _pad_mask(first, config.use_pad_mask))["params"]
-    state = place_state(init_train_state(params, optimizer, step_key))
+    state = init_train_state(params, optimizer, step_key)
     train_step = make_train_step(classifier_loss(model, config), optimizer, epoch_batch_sampler(size, num_train),
                                  parallel=parallel)
     logits_fn = make_logits_fn(model, config.use_pad_mask)
     padded = steps_per_epoch * size
 
     @jax.jit
-    def epoch_order(epoch):
+    def epoch_order(shuffle_key, epoch):
         order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_train)
         return jnp.resize(order, (padded,))  # wraps around: the extra entries get weight 0
 
     batch_weights = np.minimum(size, num_train - size * np.arange(steps_per_epoch))
-    base_meta = {**(metadata or {}), "model": model_config(model),
-                 "train_config": dataclasses.asdict(config)}
+    settings = run_settings(model, config, train, val)
     history: list[dict] = []
     best_params, best_epoch, best_mcc, best_path = None, 0, -math.inf, None
-    step = 0
-    for epoch in range(1, config.epochs + 1):
+    start_epoch = 0
+    if resume_from is not None:
+        meta = read_metadata(resume_from)
+        check_resumable(resume_from, meta, settings)
+        saved, meta = load_checkpoint(resume_from, {**state._asdict(), "shuffle_key": shuffle_key})
+        shuffle_key = saved.pop("shuffle_key")
+        state = TrainState(**saved)
+        start_epoch, history = int(meta["epoch"]), list(meta["history"])
+        best_epoch, best_mcc = int(meta["best_epoch"]), float(meta["best_val_mcc"])
+        best_path = checkpoint_path(checkpoint_dir, int(meta["best_step"]))
+        best_params = load_checkpoint(best_path, {"params": state.params})[0]["params"]
+        say(f"resuming from {resume_from} (epoch {start_epoch} of {config.epochs}, best: epoch {best_epoch})")
+    state = place_state(state)
+    base_meta = {**(metadata or {}), **settings}
+    step = start_epoch * steps_per_epoch
+    if config.patience is not None and start_epoch - best_epoch >= config.patience:
+        start_epoch = config.epochs  # the run being resumed had stopped early
+    for epoch in range(start_epoch + 1, config.epochs + 1):
         start = time.perf_counter()
-        order = place_data(epoch_order(epoch))
+        order = place_data(epoch_order(shuffle_key, epoch))
         losses = []
         with progress_bar(steps_per_epoch, description=f"epoch {epoch}/{config.epochs}", enabled=progress) as bar:
             for batch in range(steps_per_epoch):
@@ -329,7 +381,8 @@ def train_classifier(
             except NonFiniteLossError as error:
                 where = f"kept in {best_path}" if best_path else "not saved (no checkpoint folder)"
                 raise NonFiniteLossError(
-                    f"{error} (epoch {epoch}); stopped. Best parameters (epoch {best_epoch}) {where}") from None
+                    f"{error} (epoch {epoch}); stopped. Best parameters (epoch {best_epoch}) {where}; "
+                    "try a lower learning rate or gradient clipping (clip_norm)") from None
         step += steps_per_epoch
         seconds = time.perf_counter() - start
 
@@ -353,10 +406,14 @@ def train_classifier(
         if improved:
             best_params, best_epoch, best_mcc = jax.device_get(params), epoch, record["val_mcc"]
             if checkpoint_dir is not None:
-                best_path = save_checkpoint(
-                    checkpoint_dir, step, {"params": best_params},
-                    metadata={**base_meta, **record}, metric=best_mcc, keep=1,
-                )
+                best_path = checkpoint_path(checkpoint_dir, step)
+        if checkpoint_dir is not None and jax.process_index() == 0:  # one writer
+            save_checkpoint(
+                checkpoint_dir, step, {**state._asdict(), "shuffle_key": shuffle_key},
+                metadata={**base_meta, **record, "history": history, "best_epoch": best_epoch,
+                          "best_val_mcc": best_mcc, "best_step": best_epoch * steps_per_epoch},
+                metric=record["val_mcc"], keep=keep,
+            )
         say(
             f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "
             f"val loss {record['val_loss']:.4f}  val acc {record['val_accuracy']:.4f}  "

@@ -17,14 +17,19 @@ import numpy as np
 from jaxseq.data.sentences import SentenceSplits
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.models.transformer import ClassificationTransformer, model_from_config
-from jaxseq.train.checkpoint import best_checkpoint, list_checkpoints, load_checkpoint, read_metadata
+from jaxseq.train.checkpoint import (
+    best_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prepare_checkpoint_dir,
+    read_metadata,
+)
 from jaxseq.train.classifier import (
     ClassifierResult,
     ClassifierTrainConfig,
     evaluate_classifier,
     make_logits_fn,
     predict_logits,
-    prepare_checkpoint_dir,
     train_classifier,
 )
 
@@ -64,6 +69,7 @@ def fit_sentence_classifier(
     config: ClassifierTrainConfig = ClassifierTrainConfig(),
     checkpoint_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
@@ -73,8 +79,9 @@ def fit_sentence_classifier(
     split to `max_length` tokens (`[CLS]` included), train a `ClassificationTransformer`
     (`model_kwargs`: its fields other than vocab_size and max_length) and score the best
     parameters on validation and test. With `checkpoint_dir`, the vocabulary is written
-    there as `vocab.json` and the best checkpoint beside it. `devices`: data parallelism
-    (see `train_classifier`)."""
+    there as `vocab.json` and the checkpoints beside it; `resume` continues the run in it
+    (the vocabulary built now must equal the saved one), `overwrite` replaces it.
+    `devices`: data parallelism (see `train_classifier`)."""
     say = log or (lambda line: None)
     vocab = Vocabulary.build(splits.train.sentences, min_count)
     encoded, truncated = {}, {}
@@ -89,11 +96,17 @@ def fit_sentence_classifier(
     )
     model = ClassificationTransformer(len(vocab), max_length=max_length, **(model_kwargs or {}))
     if checkpoint_dir is not None:
-        prepare_checkpoint_dir(checkpoint_dir, overwrite)
-        vocab.save(Path(checkpoint_dir) / VOCAB_FILE)
+        vocab_file = Path(checkpoint_dir) / VOCAB_FILE
+        if prepare_checkpoint_dir(checkpoint_dir, overwrite=overwrite, resume=resume) is not None:
+            if Vocabulary.load(vocab_file).to_json() != vocab.to_json():
+                raise ValueError(f"{vocab_file}: the run being resumed used a different vocabulary "
+                                 "(other training sentences or min_count); resume with the same data")
+        elif jax.process_index() == 0:
+            vocab.save(vocab_file)
     result = train_classifier(
         model, encoded["train"], encoded["val"], config, checkpoint_dir=checkpoint_dir,
-        metadata={**(metadata or {}), "min_count": min_count}, progress=progress, log=log, devices=devices,
+        metadata={**(metadata or {}), "min_count": min_count}, resume=resume, progress=progress, log=log,
+        devices=devices,
     )
     scores = lambda name: evaluate_classifier(model, result.params, encoded[name], name=name,
                                               use_pad_mask=config.use_pad_mask)
