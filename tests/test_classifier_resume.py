@@ -10,14 +10,14 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from flax import serialization
 
 from jaxseq.data.acceptability import acceptability_task
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.models.transformer import ClassificationTransformer
-from jaxseq.train.checkpoint import STATE_FILE, best_checkpoint, latest_checkpoint, list_checkpoints, read_metadata
+from jaxseq.train.checkpoint import best_checkpoint, list_checkpoints, read_metadata
 from jaxseq.train.classifier import ClassifierTrainConfig, train_classifier
 from jaxseq.train.sentence_classifier import fit_sentence_classifier
+from tests.checkpoints import assert_same_run, saved_state, without_timing
 
 TINY = dict(hidden_dim=16, num_heads=2, dim_k=8, dim_q=8, dim_v=8, dim_feedforward=32, dropout=0.1)
 CONFIG = ClassifierTrainConfig(epochs=5, batch_size=48, learning_rate=3e-3, weight_decay=0.01, schedule="cosine",
@@ -39,27 +39,6 @@ def train(task, folder, config=CONFIG, **options):
     model, train_data, val = task
     options = {"progress": False, "log": None, **options}
     return train_classifier(model, train_data, val, config, checkpoint_dir=folder, **options)
-
-
-def without_timing(value):
-    """Metadata with the wall-clock entries (which differ between any two runs) left out."""
-    if isinstance(value, dict):
-        return {k: without_timing(v) for k, v in value.items() if k not in ("seconds", "eval_seconds")}
-    if isinstance(value, list):
-        return [without_timing(v) for v in value]
-    return value
-
-
-def saved_state(path):
-    """The raw arrays of a checkpoint (params, opt_state, step, key, shuffle_key) and its metadata."""
-    return serialization.msgpack_restore((path / STATE_FILE).read_bytes()), read_metadata(path)
-
-
-def assert_same_run(folder_a, folder_b):
-    state_a, meta_a = saved_state(latest_checkpoint(folder_a))
-    state_b, meta_b = saved_state(latest_checkpoint(folder_b))
-    jax.tree.map(np.testing.assert_array_equal, state_a, state_b)
-    assert without_timing(meta_a) == without_timing(meta_b)
 
 
 @pytest.fixture(scope="module")
