@@ -14,7 +14,7 @@ import pytest
 from jaxseq.data.acceptability import acceptability_task
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.models.transformer import ClassificationTransformer
-from jaxseq.train.checkpoint import best_checkpoint, list_checkpoints, read_metadata
+from jaxseq.train.checkpoint import best_checkpoint, list_checkpoints, read_metadata, save_checkpoint
 from jaxseq.train.classifier import ClassifierTrainConfig, train_classifier
 from jaxseq.train.sentence_classifier import fit_sentence_classifier
 from tests.checkpoints import assert_same_run, saved_state, without_timing
@@ -124,6 +124,11 @@ def test_a_folder_of_another_run_is_refused(straight, task, tmp_path):
     with pytest.raises(ValueError, match=r"different run \(train_data differ\)"):
         train_classifier(model, train_data._replace(labels=1 - train_data.labels), val, CONFIG,
                          checkpoint_dir=tmp_path, resume=True, progress=False, log=None)
+    best_only = tmp_path / "best-only"  # what jaxseq wrote before full-state checkpoints
+    save_checkpoint(best_only, 3, {"params": train(task, None, dataclasses.replace(CONFIG, epochs=1)).params},
+                    metadata={"epoch": 1})
+    with pytest.raises(ValueError, match=r"no resumable training state \(metadata lacks \['history'"):
+        train(task, best_only, resume=True)
     with pytest.raises(ValueError, match="already holds checkpoints .*--resume.*--overwrite"):
         train(task, tmp_path)
     with pytest.raises(ValueError, match="resume and overwrite exclude each other"):

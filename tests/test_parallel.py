@@ -91,6 +91,7 @@ def test_classifier_on_8_devices_equals_one_device():
     assert report["devices"] == 8
     assert report["max_relative_difference"] < 1e-5, report
     assert report["max_logit_difference"] < 1e-5, report
+    assert report["resumed_on_the_mesh_identical"] is True, report
 
 
 def test_cli_accepts_scaling_out_options():

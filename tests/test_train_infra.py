@@ -106,3 +106,34 @@ def test_corrupt_or_mismatched_checkpoints_are_rejected(tmp_path):
     (path / "meta.json").write_text("{not json")
     with pytest.raises(ValueError, match="meta.json: not valid JSON"):
         load_checkpoint(path, _state(0))
+    (path / "meta.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="meta.json: expected a JSON object, got list"):
+        load_checkpoint(path, _state(0))
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, sentinel):
+        self.sentinel = str(sentinel)
+
+    def __reduce__(self):
+        return (open, (self.sentinel, "w"))  # unpickling would create the sentinel file
+
+
+def test_hostile_checkpoint_files_are_rejected_without_running_them(tmp_path):
+    import msgpack
+    import pickle
+
+    path = save_checkpoint(tmp_path, 1, _state(1))
+    sentinel = tmp_path / "code-ran"
+    object_array = msgpack.ExtType(1, msgpack.packb((list((2,)), b"O", b"\x00" * 16)))  # flax's ndarray ext
+    hostile = {
+        "a pickle whose loading runs code": pickle.dumps({"params": _RunsCodeWhenUnpickled(sentinel)}),
+        "an object-dtype array": msgpack.packb({"params": {"W": object_array, "b": object_array}}),
+        "a state that is not a mapping": msgpack.packb([1, 2, 3]),
+        "a truncated state": (path / "state.msgpack").read_bytes()[:40],
+    }
+    for what, payload in hostile.items():
+        (path / "state.msgpack").write_bytes(payload)
+        with pytest.raises(ValueError, match=r"checkpoint .*state.msgpack: "):
+            load_checkpoint(path, _state(0))
+        assert not sentinel.exists(), what

@@ -1,7 +1,7 @@
 """`jaxseq caption train|sample|eval`: the image captioner from the command line.
 
     jaxseq caption train --cell lstm [--data builtin|coco] [--epochs 15] [--batch-size 100]
-                         [--lr 5e-3] [--checkpoint-dir DIR]
+                         [--lr 5e-3] [--checkpoint-dir DIR] [--resume | --overwrite]
     jaxseq caption sample --checkpoint DIR [--beam 5] [--num 5]
     jaxseq caption eval --checkpoint DIR [--beam 5] [--num-samples 1000]
 

@@ -1,11 +1,12 @@
 """`jaxseq cola train|predict` and `jaxseq classify train`: the Transformer sentence classifier.
 
-    jaxseq cola train [--data-dir DIR]       CoLA, course split (7,000 / 1,551 / dev as test)
+    jaxseq cola train [--data-dir DIR] [--resume]   CoLA, course split (7,000 / 1,551 / dev as test)
     jaxseq cola predict --checkpoint DIR "Sentence one." "Sentence two."
     jaxseq classify train --train A.tsv --dev B.tsv [--test C.tsv]
 
 Training prints per-epoch loss, validation accuracy and MCC, then the accuracy and MCC of
-the best checkpoint (by validation MCC) on the test set.
+the best checkpoint (by validation MCC) on the test set. Every epoch is checkpointed in
+full; `--resume` continues an interrupted run exactly.
 """
 
 from __future__ import annotations

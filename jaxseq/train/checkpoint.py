@@ -53,11 +53,14 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata dict of one checkpoint folder; ValueError if it is missing or corrupt."""
     meta_file = Path(path) / META_FILE
     try:
-        return json.loads(meta_file.read_text(encoding="utf-8"))
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"checkpoint {path}: missing {META_FILE}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"checkpoint {meta_file}: not valid JSON ({error})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"checkpoint {meta_file}: expected a JSON object, got {type(meta).__name__}")
+    return meta
 
 
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
@@ -99,7 +102,7 @@ def prepare_checkpoint_dir(directory: str | os.PathLike, *, overwrite: bool = Fa
             "resume that run (--resume), replace it (--overwrite) or give a new folder"
         )
     for path in existing:
-        shutil.rmtree(path)
+        shutil.rmtree(path, ignore_errors=True)  # several processes may clear a shared folder at once
     return None
 
 

@@ -5,8 +5,11 @@ held on the device (by a shuffled index order drawn on the device once per epoch
 with dropout, `optax.sigmoid_binary_cross_entropy` on the logits (optionally with label
 smoothing), backward and the optax Adam/AdamW update with an optional warm-up and decay
 schedule. After every epoch the validation accuracy and Matthews correlation (MCC) are
-computed; the parameters with the best validation MCC are kept (and checkpointed when a
-folder is given), and training stops early after `patience` epochs without improvement.
+computed; the parameters with the best validation MCC are kept, and training stops early
+after `patience` epochs without improvement. With a checkpoint folder, the whole training
+state is saved after every epoch (last `keep` + best), and `resume=True` continues an
+interrupted run bit for bit: the data order of epoch e is a permutation drawn from
+fold_in(shuffle_key, e), and the shuffling key is part of the saved state.
 
 Shapes: N examples, T tokens per example (`[CLS]` first, `[PAD]` = 0 after the sentence),
 B batch size.
@@ -258,7 +261,12 @@ def run_settings(model: ClassificationTransformer, config: ClassifierTrainConfig
 
 
 def check_resumable(path: Path, meta: dict[str, Any], settings: dict[str, Any]) -> None:
-    """ValueError naming the settings that differ between checkpoint `path` and this run."""
+    """ValueError naming the settings that differ between checkpoint `path` and this run (or
+    saying it holds no resumable state)."""
+    missing = [key for key in ("epoch", "history", "best_epoch", "best_val_mcc", "best_step") if key not in meta]
+    if missing:
+        raise ValueError(f"checkpoint {path}: no resumable training state (metadata lacks {missing}); "
+                         "it was not written by train_classifier after every epoch")
     differ = sorted(key for key in settings if meta.get(key) != settings[key])
     if "train_config" in differ:
         saved = meta.get("train_config") or {}

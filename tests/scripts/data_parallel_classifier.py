@@ -1,7 +1,12 @@
 """Train the transformer classifier on 1 device and on every host device; print the largest
-relative difference of the parameters as one JSON line (run with JAX_NUM_CPU_DEVICES=8)."""
+relative difference of the parameters as one JSON line (run with JAX_NUM_CPU_DEVICES=8).
+The run on every device is checkpointed; resuming it on the mesh from its first epoch's
+checkpoint must give the same final state, byte for byte."""
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -18,10 +23,20 @@ val, _ = vocab.encode_labelled(splits.val, 14)
 model = ClassificationTransformer(len(vocab), max_length=14, hidden_dim=16, num_heads=2, dim_k=8, dim_q=8,
                                   dim_v=8, dim_feedforward=32)
 config = ClassifierTrainConfig(epochs=2, batch_size=32, learning_rate=3e-3)
+folder = Path(tempfile.mkdtemp())
 params = {}
 for devices in (1, jax.device_count()):
-    result = train_classifier(model, train, val, config, progress=False, log=None, devices=devices)
+    checkpoints = folder / "straight" if devices > 1 else None
+    result = train_classifier(model, train, val, config, progress=False, log=None, devices=devices,
+                              checkpoint_dir=checkpoints)
     params[devices] = result.params
+first_epoch = sorted((folder / "straight").glob("ckpt-*"))[0]
+shutil.copytree(first_epoch, folder / "resumed" / first_epoch.name)
+resumed = train_classifier(model, train, val, config, progress=False, log=None, devices=jax.device_count(),
+                           checkpoint_dir=folder / "resumed", resume=True)
+last = [sorted((folder / run).glob("ckpt-*"))[-1] / "state.msgpack" for run in ("straight", "resumed")]
+resumed_identical = len(resumed.history) == 2 and last[0].read_bytes() == last[1].read_bytes()
+shutil.rmtree(folder)
 # The key projection's bias gets an exactly-zero gradient (adding q.b_k to every score of a
 # query leaves its softmax unchanged), so Adam turns rounding noise into steps there: it is
 # compared through the model's outputs, not as a parameter.
@@ -33,4 +48,5 @@ differences = {
 del differences["['k_proj']['bias']"]
 logits = [np.asarray(model.apply({"params": p}, val.ids, val.ids != 0, method="logits")) for p in params.values()]
 print(json.dumps({"devices": jax.device_count(), "max_relative_difference": max(differences.values()),
-                  "max_logit_difference": float(np.max(np.abs(logits[0] - logits[1])))}))
+                  "max_logit_difference": float(np.max(np.abs(logits[0] - logits[1]))),
+                  "resumed_on_the_mesh_identical": resumed_identical}))
