@@ -101,6 +101,8 @@ def execute(name: str, env: dict[str, str], monkeypatch, replace: tuple[str, str
     seconds = time.perf_counter() - start
     assert text(probe).strip() == sys.executable, "the kernel must run this interpreter"
     notebook.cells.pop(0)
+    printed = "\n".join(text(cell) for cell in notebook.cells if cell.cell_type == "code")
+    assert "IProgress not found" not in printed, "progress bars must not warn in a notebook"
     print(f"{name} executed in {seconds:.1f} s")
     return notebook, seconds
 

@@ -6,14 +6,22 @@ uses matplotlib's non-interactive Agg backend and only writes a file.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Sequence
 
 
 def progress_bar(total: int, *, initial: int = 0, description: str = "train", enabled: bool = True):
-    """A tqdm bar on stderr over `total` steps (disabled: a no-op bar with the same API)."""
-    from tqdm.auto import tqdm
+    """A tqdm bar on stderr over `total` steps (disabled: a no-op bar with the same API).
+
+    In Jupyter it is tqdm's widget bar when ipywidgets is installed; without ipywidgets the
+    text bar (tqdm's widget variant would only warn "IProgress not found" and fall back).
+    """
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm.std import tqdm
 
     return tqdm(total=total, initial=initial, desc=description, disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True, leave=False)
