@@ -36,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
         # Documented input errors: one clear line, no traceback.
         print(f"jaxseq {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        # A trainer stopped by SIGTERM / Ctrl-C after checkpointing: say where, exit as the
+        # signal would. (Its class is looked up, not imported: that would load JAX for every command.)
+        interrupt = sys.modules.get("jaxseq.train.interrupt")
+        if interrupt is None or not isinstance(error, interrupt.TrainingInterrupted):
+            raise
+        print(f"jaxseq {args.command}: {error}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Kill both trainers' command lines with SIGKILL — at random moments, and forced into the
-three stages of a checkpoint write — resume with --resume, and get bit-identically the
-checkpoint (arrays and histories) of an uninterrupted run."""
+three stages of a checkpoint write — or stop them with SIGTERM, resume with --resume, and
+get bit-identically the checkpoint (arrays and histories) of an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tests.checkpoints import assert_same_run
 from tests.conftest import REPO_ROOT
 
 EPOCHS = 12
-STALL_SCRIPT = REPO_ROOT / "tests" / "scripts" / "stall_in_checkpoint_write.py"
+INTERRUPT_SCRIPT = REPO_ROOT / "tests" / "scripts" / "interrupt_training.py"
 
 
 def write_tsv(path, n, seed):
@@ -94,7 +94,7 @@ def test_sigkill_at_random_moments_and_resume(trainer, tmp_path):
 def test_sigkill_while_writing_a_checkpoint_and_resume(trainer, tmp_path, where):
     _, argv, straight = trainer
     folder, marker = tmp_path / "run", tmp_path / "stalled"
-    process = subprocess.Popen([sys.executable, str(STALL_SCRIPT), str(marker), "3", where, *argv,
+    process = subprocess.Popen([sys.executable, str(INTERRUPT_SCRIPT), str(marker), "3", where, *argv,
                                 "--checkpoint-dir", str(folder)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT)
     deadline = time.monotonic() + 180
@@ -110,6 +110,27 @@ def test_sigkill_while_writing_a_checkpoint_and_resume(trainer, tmp_path, where)
     (temp,) = [p for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX)]
     assert marker.read_text().startswith(str(temp))
     assert read_metadata(latest_checkpoint(folder))["epoch"] == 2  # only the interrupted epoch is lost
+
+    run_to_end([*argv, "--checkpoint-dir", str(folder), "--resume"])
+    assert_resumed_run_is_the_straight_one(folder, straight)
+
+
+def test_sigterm_checkpoints_the_current_step_and_resume(trainer, tmp_path):
+    _, argv, straight = trainer
+    folder, marker = tmp_path / "run", tmp_path / "signalled"
+    steps_per_epoch = read_metadata(latest_checkpoint(straight))["step"] // EPOCHS  # 8 and 19
+    assert 45 % steps_per_epoch != 0  # SIGTERM after step 45 is in the middle of an epoch
+    result = subprocess.run([sys.executable, str(INTERRUPT_SCRIPT), str(marker), "45", "sigterm", *argv,
+                             "--checkpoint-dir", str(folder)], capture_output=True, text=True, cwd=REPO_ROOT,
+                            timeout=300)
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
+    assert marker.read_text() == "45"
+    stopped = latest_checkpoint(folder)
+    meta = read_metadata(stopped)
+    assert meta["step"] == 45 and meta["epoch"] == 45 // steps_per_epoch  # epochs completed
+    assert meta["metric"] is None  # in the middle of an epoch: no validation score
+    assert f"stopped by SIGTERM after step 45; checkpoint {stopped} written; continue with --resume" \
+        in result.stderr
 
     run_to_end([*argv, "--checkpoint-dir", str(folder), "--resume"])
     assert_resumed_run_is_the_straight_one(folder, straight)

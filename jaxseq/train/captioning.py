@@ -20,6 +20,8 @@ key) is saved atomically after every epoch, with the model's config and the voca
 the metadata (so `jaxseq caption sample/eval --checkpoint` can rebuild the model). A
 solver pointed at a folder that already holds checkpoints of the same run resumes from the
 latest one and continues to `num_epochs`, drawing the same batches as an uninterrupted run.
+SIGTERM or Ctrl-C during `train()` (with a checkpoint folder) checkpoints the state after
+the current step, in the middle of an epoch if need be, and raises `TrainingInterrupted`.
 A NaN or infinite loss stops training with `NonFiniteLossError` naming the step; the last
 good checkpoint stays in place.
 """
@@ -36,6 +38,7 @@ import numpy as np
 
 from jaxseq.data.coco import check_captioning_data
 from jaxseq.train.checkpoint import latest_checkpoint, load_checkpoint, read_metadata, save_checkpoint
+from jaxseq.train.interrupt import TrainingInterrupted, stop_on_signals
 from jaxseq.train.optim import make_optimizer
 from jaxseq.train.parallel import DataParallel
 from jaxseq.train.progress import progress_bar
@@ -230,19 +233,26 @@ class CaptioningSolver:
             bar.write(message)
 
     def train(self) -> "CaptioningSolver":
-        """Run the remaining epochs (all of them, unless resuming). Returns self."""
+        """Run the remaining epochs (all of them, unless resuming). Returns self.
+
+        With a checkpoint folder (and one process), SIGTERM or Ctrl-C stops training after
+        the current step with a checkpoint of it: `TrainingInterrupted` says where; a new
+        solver on the same folder continues from there.
+        """
         resumed = self._resume()
         last_good = resumed
         total = self.num_epochs * self.iterations_per_epoch
-        step = self.epoch * self.iterations_per_epoch
+        step = int(self.state.step)  # the resumed checkpoint may be in the middle of an epoch
         compiled, timed_steps, timed_seconds = False, 0, 0.0
-        with progress_bar(total, initial=step, description="caption train", enabled=self.verbose) as bar:
+        writes = self.checkpoint_dir is not None
+        with progress_bar(total, initial=step, description="caption train", enabled=self.verbose) as bar, \
+                stop_on_signals(enabled=writes and jax.process_count() == 1) as stop:
             if resumed is not None:
-                self._log(bar, f"resuming from {resumed} (epoch {self.epoch} of {self.num_epochs})")
+                self._log(bar, f"resuming from {resumed} (epoch {self.epoch} of {self.num_epochs}, step {step})")
             for epoch in range(self.epoch + 1, self.num_epochs + 1):
                 pending: list[jax.Array] = []
                 start, epoch_steps = time.perf_counter(), 0
-                for it in range(self.iterations_per_epoch):
+                for it in range(step - (epoch - 1) * self.iterations_per_epoch, self.iterations_per_epoch):
                     self.state, loss = self._step(self.state, self._train)
                     pending.append(loss)
                     step += 1
@@ -253,24 +263,33 @@ class CaptioningSolver:
                     else:
                         epoch_steps += 1
                     report = self.print_every > 0 and step % self.print_every == 0
-                    if report or it == self.iterations_per_epoch - 1:
+                    if report or it == self.iterations_per_epoch - 1 or stop.requested:
                         self._flush(pending, step - len(pending) + 1, last_good)
                         pending = []
                         bar.set_postfix(epoch=epoch, loss=f"{self.loss_history[-1]:.4f}")
                         if report:
                             self._log(bar, f"(Iteration {step} / {total}) loss: {self.loss_history[-1]:f}")
+                    if stop.requested and it < self.iterations_per_epoch - 1:  # the epoch's end saves anyway
+                        raise TrainingInterrupted(stop.requested, step, self._save(step))
                 timed_steps += epoch_steps
                 timed_seconds += time.perf_counter() - start  # the flush above synchronized
                 self.epoch = epoch
                 self._end_of_epoch(bar)
-                if self.checkpoint_dir is not None and jax.process_index() == 0:  # one writer
-                    last_good = save_checkpoint(
-                        self.checkpoint_dir, step, self.state, metadata=self._checkpoint_metadata(),
-                        metric=self.val_loss_history[-1] if self._val is not None else None,
-                        higher_is_better=False)
+                if writes:
+                    last_good = self._save(step, self.val_loss_history[-1] if self._val is not None else None)
+                if stop.requested:
+                    raise TrainingInterrupted(stop.requested, step, last_good)
         if timed_steps and timed_seconds > 0:
             self.steps_per_second = timed_steps / timed_seconds
         return self
+
+    def _save(self, step: int, val_loss: float | None = None) -> Path | None:
+        """Checkpoint the state after `step` (val_loss: None in the middle of an epoch); only
+        process 0 writes. Returns the folder, or None on other processes."""
+        if jax.process_index() != 0:
+            return None
+        return save_checkpoint(self.checkpoint_dir, step, self.state, metadata=self._checkpoint_metadata(),
+                               metric=val_loss, higher_is_better=False)
 
     def _flush(self, pending: list[jax.Array], first_step: int, last_good: Path | None) -> None:
         try:

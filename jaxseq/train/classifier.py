@@ -41,6 +41,7 @@ from jaxseq.train.checkpoint import (
     read_metadata,
     save_checkpoint,
 )
+from jaxseq.train.interrupt import TrainingInterrupted, stop_on_signals
 from jaxseq.train.optim import make_optimizer
 from jaxseq.train.parallel import DataParallel
 from jaxseq.train.progress import progress_bar
@@ -312,7 +313,9 @@ def train_classifier(
         divide by the device count.
     Returns: ClassifierResult.
     Raises NonFiniteLossError naming the step when the loss becomes NaN/inf (the best
-    parameters so far stay in the checkpoint folder).
+    parameters so far stay in the checkpoint folder). With a checkpoint folder (and one
+    process), SIGTERM or Ctrl-C stops training after the current step, checkpoints that
+    state (mid-epoch too) and raises `jaxseq.train.interrupt.TrainingInterrupted`.
     """
     check_classification_data(train, "train", model)
     check_classification_data(val, "val", model)
@@ -356,7 +359,7 @@ def train_classifier(
     settings = run_settings(model, config, train, val)
     history: list[dict] = []
     best_params, best_epoch, best_mcc, best_path = None, 0, -math.inf, None
-    start_epoch = 0
+    start_epoch, carried_losses = 0, []  # carried: the losses of an epoch interrupted half way
     if resume_from is not None:
         meta = read_metadata(resume_from)
         check_resumable(resume_from, meta, settings)
@@ -364,70 +367,90 @@ def train_classifier(
         shuffle_key = saved.pop("shuffle_key")
         state = TrainState(**saved)
         start_epoch, history = int(meta["epoch"]), list(meta["history"])
+        carried_losses = list(meta.get("epoch_losses", []))
         best_epoch, best_mcc = int(meta["best_epoch"]), float(meta["best_val_mcc"])
         best_path = checkpoint_path(checkpoint_dir, int(meta["best_step"]))
         best_params = load_checkpoint(best_path, {"params": state.params})[0]["params"]
-        say(f"resuming from {resume_from} (epoch {start_epoch} of {config.epochs}, best: epoch {best_epoch})")
+        say(f"resuming from {resume_from} (epoch {start_epoch} of {config.epochs}"
+            f"{f' and {len(carried_losses)} steps' if carried_losses else ''}, best: epoch {best_epoch})")
+    step = int(state.step)
     state = place_state(state)
     base_meta = {**(metadata or {}), **settings}
-    step = start_epoch * steps_per_epoch
     if config.patience is not None and start_epoch - best_epoch >= config.patience:
         start_epoch = config.epochs  # the run being resumed had stopped early
-    for epoch in range(start_epoch + 1, config.epochs + 1):
-        start = time.perf_counter()
-        order = place_data(epoch_order(shuffle_key, epoch))
-        losses = []
-        with progress_bar(steps_per_epoch, description=f"epoch {epoch}/{config.epochs}", enabled=progress) as bar:
-            for batch in range(steps_per_epoch):
-                state, loss = train_step(state, EpochData(ids_all, labels_all, order, jnp.int32(batch)))
-                losses.append(loss)
-                bar.update(1)
-                if batch % 50 == 49:
-                    bar.set_postfix(loss=f"{float(loss):.4f}")
-            try:
-                losses = np.asarray(losses_to_host(losses, step))
-            except NonFiniteLossError as error:
-                where = f"kept in {best_path}" if best_path else "not saved (no checkpoint folder)"
-                raise NonFiniteLossError(
-                    f"{error} (epoch {epoch}); stopped. Best parameters (epoch {best_epoch}) {where}; "
-                    "try a lower learning rate or gradient clipping (clip_norm)") from None
-        step += steps_per_epoch
-        seconds = time.perf_counter() - start
 
-        eval_start = time.perf_counter()
-        params = state.params
-        scores = classification_metrics(predict_logits(logits_fn, params, val.ids, config.eval_batch_size),
-                                        val.labels)
-        rate = schedule(step - 1) if callable(schedule) else schedule
-        record = {
-            "epoch": epoch,
-            "train_loss": float(np.sum(losses * batch_weights) / num_train),
-            "val_loss": scores["loss"],
-            "val_accuracy": scores["accuracy"],
-            "val_mcc": scores["mcc"],
-            "seconds": seconds,
-            "eval_seconds": time.perf_counter() - eval_start,
-            "learning_rate": float(rate),
-        }
-        history.append(record)
-        improved = record["val_mcc"] > best_mcc
-        if improved:
-            best_params, best_epoch, best_mcc = jax.device_get(params), epoch, record["val_mcc"]
-            if checkpoint_dir is not None:
-                best_path = checkpoint_path(checkpoint_dir, step)
-        if checkpoint_dir is not None and jax.process_index() == 0:  # one writer
-            save_checkpoint(
-                checkpoint_dir, step, {**state._asdict(), "shuffle_key": shuffle_key},
-                metadata={**base_meta, **record, "history": history, "best_epoch": best_epoch,
-                          "best_val_mcc": best_mcc, "best_step": best_epoch * steps_per_epoch},
-                metric=record["val_mcc"], keep=keep,
-            )
-        say(
-            f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "
-            f"val loss {record['val_loss']:.4f}  val acc {record['val_accuracy']:.4f}  "
-            f"val MCC {record['val_mcc']:+.4f}{' *' if improved else '  '}  {seconds:.1f} s"
+    def save(completed: dict | None = None, epoch_losses: list[float] = ()) -> Path | None:
+        """Checkpoint the state now: after epoch `completed` (its history record), or in the
+        middle of an epoch with the losses of its steps so far. Process 0 writes."""
+        if checkpoint_dir is None or jax.process_index() != 0:
+            return None
+        where = completed if completed is not None else {"epoch": len(history), "epoch_losses": list(epoch_losses)}
+        return save_checkpoint(
+            checkpoint_dir, step, {**state._asdict(), "shuffle_key": shuffle_key},
+            metadata={**base_meta, **where, "history": history, "best_epoch": best_epoch,
+                      "best_val_mcc": best_mcc, "best_step": best_epoch * steps_per_epoch},
+            metric=None if completed is None else completed["val_mcc"], keep=keep,
         )
-        if config.patience is not None and epoch - best_epoch >= config.patience:
-            say(f"early stop: no better validation MCC for {config.patience} epochs (best: epoch {best_epoch})")
-            break
+
+    with stop_on_signals(enabled=checkpoint_dir is not None and jax.process_count() == 1) as stop:
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            start = time.perf_counter()
+            order = place_data(epoch_order(shuffle_key, epoch))
+            first = step - (epoch - 1) * steps_per_epoch  # > 0 when resuming in the middle of the epoch
+            losses = []
+            with progress_bar(steps_per_epoch, initial=first, description=f"epoch {epoch}/{config.epochs}",
+                              enabled=progress) as bar:
+                for batch in range(first, steps_per_epoch):
+                    state, loss = train_step(state, EpochData(ids_all, labels_all, order, jnp.int32(batch)))
+                    losses.append(loss)
+                    bar.update(1)
+                    if batch % 50 == 49:
+                        bar.set_postfix(loss=f"{float(loss):.4f}")
+                    if stop.requested:
+                        break
+                try:
+                    epoch_losses = carried_losses + losses_to_host(losses, step + 1)
+                except NonFiniteLossError as error:
+                    where = f"kept in {best_path}" if best_path else "not saved (no checkpoint folder)"
+                    raise NonFiniteLossError(
+                        f"{error} (epoch {epoch}); stopped. Best parameters (epoch {best_epoch}) {where}; "
+                        "try a lower learning rate or gradient clipping (clip_norm)") from None
+            step += len(losses)
+            carried_losses = []
+            if len(epoch_losses) < steps_per_epoch:  # stopped by a signal in the middle of the epoch
+                raise TrainingInterrupted(stop.requested, step, save(epoch_losses=epoch_losses))
+            seconds = time.perf_counter() - start
+
+            eval_start = time.perf_counter()
+            params = state.params
+            scores = classification_metrics(predict_logits(logits_fn, params, val.ids, config.eval_batch_size),
+                                            val.labels)
+            rate = schedule(step - 1) if callable(schedule) else schedule
+            record = {
+                "epoch": epoch,
+                "train_loss": float(np.sum(np.asarray(epoch_losses) * batch_weights) / num_train),
+                "val_loss": scores["loss"],
+                "val_accuracy": scores["accuracy"],
+                "val_mcc": scores["mcc"],
+                "seconds": seconds,
+                "eval_seconds": time.perf_counter() - eval_start,
+                "learning_rate": float(rate),
+            }
+            history.append(record)
+            improved = record["val_mcc"] > best_mcc
+            if improved:
+                best_params, best_epoch, best_mcc = jax.device_get(params), epoch, record["val_mcc"]
+                if checkpoint_dir is not None:
+                    best_path = checkpoint_path(checkpoint_dir, step)
+            written = save(record)
+            say(
+                f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "
+                f"val loss {record['val_loss']:.4f}  val acc {record['val_accuracy']:.4f}  "
+                f"val MCC {record['val_mcc']:+.4f}{' *' if improved else '  '}  {seconds:.1f} s"
+            )
+            if stop.requested:
+                raise TrainingInterrupted(stop.requested, step, written)
+            if config.patience is not None and epoch - best_epoch >= config.patience:
+                say(f"early stop: no better validation MCC for {config.patience} epochs (best: epoch {best_epoch})")
+                break
     return ClassifierResult(best_params, history, best_epoch, best_mcc, best_path)

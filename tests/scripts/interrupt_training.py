@@ -1,0 +1,76 @@
+"""Run `jaxseq ARGS...` and interrupt it at a chosen point of its checkpoint writes:
+
+    python tests/scripts/interrupt_training.py MARKER N WHERE ARGS...
+
+WHERE is where the run is interrupted:
+  state:   at checkpoint N (1 = the first this process writes), half of state.msgpack
+           written, then stall;
+  meta:    at checkpoint N, state.msgpack complete, half of meta.json written, then stall;
+  rename:  at checkpoint N, both files complete and flushed, the temporary folder not yet
+           renamed: stall;
+  sigterm: right after training step N, the process sends itself SIGTERM (as a cluster
+           preempting the job would) and carries on, so the trainer finds the request
+           after that step.
+A stalled process writes MARKER (the file or folder it stalled in) and sleeps, for the test
+to SIGKILL it; `sigterm` writes MARKER (the step number) when it sends the signal.
+"""
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from jaxseq import cli
+from jaxseq.train import checkpoint
+
+marker, stop_at, where, argv = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+assert where in ("state", "meta", "rename", "sigterm"), where
+write_file, fsync_dir = checkpoint._write_file, checkpoint._fsync_dir
+started = 0  # checkpoints begun (one state file each)
+
+
+def stall(path):
+    marker.write_text(str(path))
+    time.sleep(600)
+
+
+def interrupting_write(path, payload):
+    global started
+    started += path.name == checkpoint.STATE_FILE
+    if started == stop_at and path.name == {"state": checkpoint.STATE_FILE, "meta": checkpoint.META_FILE}.get(where):
+        with open(path, "wb") as handle:
+            handle.write(payload[: len(payload) // 2])
+        stall(path)
+    write_file(path, payload)
+
+
+def interrupting_fsync_dir(path):
+    fsync_dir(path)
+    if started == stop_at and where == "rename" and Path(path).name.startswith(checkpoint.TEMP_PREFIX):
+        stall(path)
+
+
+def signalling_train_step(*args, **kwargs):
+    step = make_train_step(*args, **kwargs)
+    calls = 0
+
+    def counted(state, data):
+        nonlocal calls
+        result = step(state, data)
+        calls += 1
+        if calls == stop_at:
+            marker.write_text(str(calls))
+            os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    return counted
+
+
+checkpoint._write_file, checkpoint._fsync_dir = interrupting_write, interrupting_fsync_dir
+if where == "sigterm":
+    from jaxseq.train import captioning, classifier, steps
+
+    make_train_step = steps.make_train_step
+    captioning.make_train_step = classifier.make_train_step = signalling_train_step
+sys.exit(cli.main(argv))
