@@ -26,6 +26,21 @@ def test_demo_runs_every_step_and_prints_a_summary(tmp_path, capsys, monkeypatch
     assert "1.txt" in out and "4.txt" in out
 
 
+def test_a_signal_stops_the_demo_without_suggesting_resume(tmp_path, capsys, monkeypatch):
+    from jaxseq.train.interrupt import TrainingInterrupted
+
+    def interrupted(args):
+        raise TrainingInterrupted("SIGINT", 7, args.output_dir / "classifier" / "ckpt-00000007")
+
+    def never(args):
+        raise AssertionError("the demo goes on after a signal")
+
+    monkeypatch.setattr(demo, "DEMO_STEPS", [("Transformer sentence classifier", interrupted), ("Next", never)])
+    assert demo.run(argparse.Namespace(output_dir=tmp_path / "out", seed=0)) == 130
+    err = capsys.readouterr().err
+    assert "demo stopped by SIGINT in step 'Transformer sentence classifier'" in err and "--resume" not in err
+
+
 def test_short_benchmark_step_prints_the_table(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(demo, "BENCH_SHAPE", (2, 3, 4, 5))
     dict(demo.DEMO_STEPS)["Short benchmark"](argparse.Namespace(output_dir=tmp_path, seed=0))

@@ -7,6 +7,7 @@ own section (importing what it needs only when it runs, so `jaxseq --help` stays
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -76,12 +77,18 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jaxseq.train.interrupt import TrainingInterrupted
+
     args.output_dir.mkdir(parents=True, exist_ok=True)
     seconds = {}
     for title, step in DEMO_STEPS:
         print(f"\n=== {title} ===", flush=True)
         start = time.perf_counter()
-        step(args)
+        try:
+            step(args)
+        except TrainingInterrupted as stopped:  # the demo starts afresh each time: no --resume here
+            print(f"demo stopped by {stopped.signal_name} in step {title!r}", file=sys.stderr)
+            return stopped.exit_code
         seconds[title] = time.perf_counter() - start
         print(f"[{title}: {seconds[title]:.1f} s]", flush=True)
     print("\n=== Summary ===")
