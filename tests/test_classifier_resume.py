@@ -12,14 +12,12 @@ import numpy as np
 import pytest
 
 from jaxseq.data.acceptability import acceptability_task
-from jaxseq.data.vocabulary import Vocabulary
-from jaxseq.models.transformer import ClassificationTransformer
 from jaxseq.train.checkpoint import best_checkpoint, list_checkpoints, read_metadata, save_checkpoint
 from jaxseq.train.classifier import ClassifierTrainConfig, train_classifier
 from jaxseq.train.sentence_classifier import fit_sentence_classifier
+from tests.bracket_task import TINY, encoded_task
 from tests.checkpoints import assert_same_run, saved_state, without_timing
 
-TINY = dict(hidden_dim=16, num_heads=2, dim_k=8, dim_q=8, dim_v=8, dim_feedforward=32, dropout=0.1)
 CONFIG = ClassifierTrainConfig(epochs=5, batch_size=48, learning_rate=3e-3, weight_decay=0.01, schedule="cosine",
                                warmup_epochs=1.0, label_smoothing=0.1)
 
@@ -27,12 +25,9 @@ CONFIG = ClassifierTrainConfig(epochs=5, batch_size=48, learning_rate=3e-3, weig
 @pytest.fixture(scope="module")
 def task():
     """(model, train, val) of the built-in bracket task; train is not a multiple of the batch."""
-    splits = acceptability_task(500, 150, 10, seed=3, max_pairs=6)
-    vocab = Vocabulary.build(splits.train.sentences)
-    train, _ = vocab.encode_labelled(splits.train, 14)
-    val, _ = vocab.encode_labelled(splits.val, 14)
+    model, train, val = encoded_task(500, 150, seed=3, dropout=0.1)
     assert len(train.ids) % CONFIG.batch_size != 0  # the wrapped-around last batch is part of the state
-    return ClassificationTransformer(len(vocab), max_length=14, **TINY), train, val
+    return model, train, val
 
 
 def train(task, folder, config=CONFIG, **options):
@@ -137,7 +132,7 @@ def test_a_folder_of_another_run_is_refused(straight, task, tmp_path):
 
 def test_sentence_classifier_resume_checks_the_vocabulary(tmp_path):
     splits = acceptability_task(200, 60, 10, seed=1, max_pairs=6)
-    options = dict(max_length=14, model_kwargs=TINY, checkpoint_dir=tmp_path, progress=False, log=None,
+    options = dict(max_length=14, model_kwargs={**TINY, "dropout": 0.1}, checkpoint_dir=tmp_path, progress=False, log=None,
                    config=dataclasses.replace(CONFIG, epochs=1))
     fit_sentence_classifier(splits, min_count=1, **options)
     resumed = fit_sentence_classifier(splits, min_count=1, resume=True, **options)

@@ -9,10 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxseq.data.acceptability import acceptability_task
 from jaxseq.data.sentences import ClassificationData
-from jaxseq.data.vocabulary import Vocabulary
-from jaxseq.models.transformer import ClassificationTransformer
 from jaxseq.train.checkpoint import best_checkpoint, list_checkpoints, load_checkpoint, read_metadata
 from jaxseq.train.classifier import (
     ClassifierTrainConfig,
@@ -25,18 +22,12 @@ from jaxseq.train.classifier import (
     train_classifier,
 )
 from jaxseq.train.steps import NonFiniteLossError
-
-TINY = dict(hidden_dim=16, num_heads=2, dim_k=8, dim_q=8, dim_v=8, dim_feedforward=32)
-
+from tests.bracket_task import encoded_task
 
 @pytest.fixture(scope="module")
 def brackets():
     """Encoded built-in task: (model, train, val)."""
-    splits = acceptability_task(1200, 300, 10, seed=0, max_pairs=6)
-    vocab = Vocabulary.build(splits.train.sentences)
-    train, _ = vocab.encode_labelled(splits.train, 14)
-    val, _ = vocab.encode_labelled(splits.val, 14)
-    return ClassificationTransformer(len(vocab), max_length=14, **TINY), train, val
+    return encoded_task(1200, 300, seed=0)
 
 
 def test_learns_the_builtin_task_and_keeps_the_best_checkpoint(brackets, tmp_path):

@@ -9,16 +9,10 @@ import pytest
 
 from jaxseq import cli
 from jaxseq.data import cola
-from jaxseq.data.acceptability import bracket_sentences
+from tests.bracket_task import write_tsv
 
 SMALL_MODEL = ["--hidden-dim", "16", "--num-heads", "2", "--dim-k", "8", "--dim-v", "8",
                "--dim-feedforward", "32", "--min-count", "1", "--max-length", "16", "--no-progress"]
-
-
-def write_tsv(path, n, seed):
-    data = bracket_sentences(n, seed=seed, max_pairs=6)
-    path.write_text("".join(f"{' '.join(s)}\t{y}\n" for s, y in zip(data.sentences, data.labels)), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")

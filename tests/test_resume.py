@@ -13,19 +13,13 @@ import time
 
 import pytest
 
-from jaxseq.data.acceptability import bracket_sentences
 from jaxseq.train.checkpoint import TEMP_PREFIX, latest_checkpoint, list_checkpoints, read_metadata
 from tests.checkpoints import assert_same_run
+from tests.bracket_task import write_tsv
 from tests.conftest import REPO_ROOT
 
 EPOCHS = 12
 INTERRUPT_SCRIPT = REPO_ROOT / "tests" / "scripts" / "interrupt_training.py"
-
-
-def write_tsv(path, n, seed):
-    data = bracket_sentences(n, seed=seed, max_pairs=6)
-    path.write_text("".join(f"{' '.join(s)}\t{y}\n" for s, y in zip(data.sentences, data.labels)), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module", params=["captioner", "classifier"])

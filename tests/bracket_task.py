@@ -1,0 +1,29 @@
+"""The built-in bracket acceptability task, ready for the classifier tests: encoded splits
+with a tiny model, or TSV files for the command line."""
+
+from __future__ import annotations
+
+from jaxseq.data.acceptability import acceptability_task, bracket_sentences
+from jaxseq.data.vocabulary import Vocabulary
+from jaxseq.models.transformer import ClassificationTransformer
+
+TINY = dict(hidden_dim=16, num_heads=2, dim_k=8, dim_q=8, dim_v=8, dim_feedforward=32)
+MAX_LENGTH = 14
+
+
+def encoded_task(num_train: int, num_val: int, seed: int, **model_fields):
+    """(model, train, val): a tiny ClassificationTransformer (TINY updated by `model_fields`)
+    over the vocabulary of the training sentences, and both splits encoded to MAX_LENGTH."""
+    splits = acceptability_task(num_train, num_val, 10, seed=seed, max_pairs=6)
+    vocab = Vocabulary.build(splits.train.sentences)
+    train, _ = vocab.encode_labelled(splits.train, MAX_LENGTH)
+    val, _ = vocab.encode_labelled(splits.val, MAX_LENGTH)
+    model = ClassificationTransformer(len(vocab), max_length=MAX_LENGTH, **{**TINY, **model_fields})
+    return model, train, val
+
+
+def write_tsv(path, n: int, seed: int):
+    """`n` bracket sentences as `sentence<TAB>label` lines in `path`; returns the path."""
+    data = bracket_sentences(n, seed=seed, max_pairs=6)
+    path.write_text("".join(f"{' '.join(s)}\t{y}\n" for s, y in zip(data.sentences, data.labels)), encoding="utf-8")
+    return path
