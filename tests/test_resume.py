@@ -109,21 +109,22 @@ def test_sigkill_while_writing_a_checkpoint_and_resume(trainer, tmp_path, where)
     assert_resumed_run_is_the_straight_one(folder, straight)
 
 
-def test_sigterm_checkpoints_the_current_step_and_resume(trainer, tmp_path):
+@pytest.mark.parametrize("step", [5, 45])
+def test_sigterm_checkpoints_the_current_step_and_resume(trainer, tmp_path, step):
     _, argv, straight = trainer
     folder, marker = tmp_path / "run", tmp_path / "signalled"
     steps_per_epoch = read_metadata(latest_checkpoint(straight))["step"] // EPOCHS  # 8 and 19
-    assert 45 % steps_per_epoch != 0  # SIGTERM after step 45 is in the middle of an epoch
-    result = subprocess.run([sys.executable, str(INTERRUPT_SCRIPT), str(marker), "45", "sigterm", *argv,
+    assert step % steps_per_epoch != 0  # SIGTERM in the middle of an epoch (the first one, or a later one)
+    result = subprocess.run([sys.executable, str(INTERRUPT_SCRIPT), str(marker), str(step), "sigterm", *argv,
                              "--checkpoint-dir", str(folder)], capture_output=True, text=True, cwd=REPO_ROOT,
                             timeout=300)
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
-    assert marker.read_text() == "45"
+    assert marker.read_text() == str(step)
     stopped = latest_checkpoint(folder)
     meta = read_metadata(stopped)
-    assert meta["step"] == 45 and meta["epoch"] == 45 // steps_per_epoch  # epochs completed
+    assert meta["step"] == step and meta["epoch"] == step // steps_per_epoch  # epochs completed
     assert meta["metric"] is None  # in the middle of an epoch: no validation score
-    assert f"stopped by SIGTERM after step 45; checkpoint {stopped} written; continue with --resume" \
+    assert f"stopped by SIGTERM after step {step}; checkpoint {stopped} written; continue with --resume" \
         in result.stderr
 
     run_to_end([*argv, "--checkpoint-dir", str(folder), "--resume"])

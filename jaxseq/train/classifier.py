@@ -368,9 +368,11 @@ def train_classifier(
         state = TrainState(**saved)
         start_epoch, history = int(meta["epoch"]), list(meta["history"])
         carried_losses = list(meta.get("epoch_losses", []))
-        best_epoch, best_mcc = int(meta["best_epoch"]), float(meta["best_val_mcc"])
-        best_path = checkpoint_path(checkpoint_dir, int(meta["best_step"]))
-        best_params = load_checkpoint(best_path, {"params": state.params})[0]["params"]
+        best_epoch = int(meta["best_epoch"])
+        if best_epoch > 0:  # else: stopped inside the first epoch, nothing scored yet
+            best_mcc = float(meta["best_val_mcc"])
+            best_path = checkpoint_path(checkpoint_dir, int(meta["best_step"]))
+            best_params = load_checkpoint(best_path, {"params": state.params})[0]["params"]
         say(f"resuming from {resume_from} (epoch {start_epoch} of {config.epochs}"
             f"{f' and {len(carried_losses)} steps' if carried_losses else ''}, best: epoch {best_epoch})")
     step = int(state.step)
@@ -388,7 +390,8 @@ def train_classifier(
         return save_checkpoint(
             checkpoint_dir, step, {**state._asdict(), "shuffle_key": shuffle_key},
             metadata={**base_meta, **where, "history": history, "best_epoch": best_epoch,
-                      "best_val_mcc": best_mcc, "best_step": best_epoch * steps_per_epoch},
+                      "best_val_mcc": best_mcc if best_epoch > 0 else None,
+                      "best_step": best_epoch * steps_per_epoch},
             metric=None if completed is None else completed["val_mcc"], keep=keep,
         )
 
