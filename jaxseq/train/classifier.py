@@ -17,8 +17,6 @@ B batch size.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -33,25 +31,14 @@ import optax
 from jaxseq.data.sentences import ClassificationData
 from jaxseq.data.vocabulary import PAD_ID
 from jaxseq.metrics import accuracy, confusion_matrix, matthews_corrcoef
-from jaxseq.models.transformer import ClassificationTransformer, model_config
-from jaxseq.train.checkpoint import (
-    checkpoint_path,
-    load_checkpoint,
-    prepare_checkpoint_dir,
-    read_metadata,
-    save_checkpoint,
-)
+from jaxseq.models.transformer import ClassificationTransformer
+from jaxseq.train.checkpoint import checkpoint_path, prepare_checkpoint_dir
+from jaxseq.train.classifier_run import RunProgress, restore_run, run_settings, save_run
 from jaxseq.train.interrupt import TrainingInterrupted, stop_on_signals
 from jaxseq.train.optim import make_optimizer
 from jaxseq.train.parallel import DataParallel
 from jaxseq.train.progress import progress_bar
-from jaxseq.train.steps import (
-    NonFiniteLossError,
-    TrainState,
-    init_train_state,
-    losses_to_host,
-    make_train_step,
-)
+from jaxseq.train.steps import NonFiniteLossError, init_train_state, losses_to_host, make_train_step
 
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -244,42 +231,6 @@ def evaluate_classifier(model: ClassificationTransformer, params, data: Classifi
     return classification_metrics(logits, data.labels)
 
 
-def data_fingerprint(data: ClassificationData) -> str:
-    """A short hash of ids and labels: a resumed run must see the very same examples."""
-    digest = hashlib.sha256()
-    for array in (data.ids, data.labels):
-        array = np.ascontiguousarray(array, dtype=np.int32)
-        digest.update(str(array.shape).encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()[:16]
-
-
-def run_settings(model: ClassificationTransformer, config: ClassifierTrainConfig,
-                 train: ClassificationData, val: ClassificationData) -> dict[str, Any]:
-    """What a resumed run must share with the run that wrote the checkpoint (JSON-able)."""
-    return {"model": model_config(model), "train_config": dataclasses.asdict(config),
-            "train_data": data_fingerprint(train), "val_data": data_fingerprint(val)}
-
-
-def check_resumable(path: Path, meta: dict[str, Any], settings: dict[str, Any]) -> None:
-    """ValueError naming the settings that differ between checkpoint `path` and this run (or
-    saying it holds no resumable state)."""
-    missing = [key for key in ("epoch", "history", "best_epoch", "best_val_mcc", "best_step") if key not in meta]
-    if missing:
-        raise ValueError(f"checkpoint {path}: no resumable training state (metadata lacks {missing}); "
-                         "it was not written by train_classifier after every epoch")
-    differ = sorted(key for key in settings if meta.get(key) != settings[key])
-    if "train_config" in differ:
-        saved = meta.get("train_config") or {}
-        differ += [f"train_config.{key}" for key in settings["train_config"]
-                   if saved.get(key) != settings["train_config"][key]]
-    if differ:
-        raise ValueError(
-            f"checkpoint {path} is from a different run ({', '.join(differ)} differ); resume with the "
-            "same model, settings and data, or start afresh in a new folder"
-        )
-
-
 def train_classifier(
     model: ClassificationTransformer,
     train: ClassificationData,
@@ -357,46 +308,31 @@ def train_classifier(
 
     batch_weights = np.minimum(size, num_train - size * np.arange(steps_per_epoch))
     settings = run_settings(model, config, train, val)
-    history: list[dict] = []
-    best_params, best_epoch, best_mcc, best_path = None, 0, -math.inf, None
-    start_epoch, carried_losses = 0, []  # carried: the losses of an epoch interrupted half way
+    run = RunProgress()
     if resume_from is not None:
-        meta = read_metadata(resume_from)
-        check_resumable(resume_from, meta, settings)
-        saved, meta = load_checkpoint(resume_from, {**state._asdict(), "shuffle_key": shuffle_key})
-        shuffle_key = saved.pop("shuffle_key")
-        state = TrainState(**saved)
-        start_epoch, history = int(meta["epoch"]), list(meta["history"])
-        carried_losses = list(meta.get("epoch_losses", []))
-        best_epoch = int(meta["best_epoch"])
-        if best_epoch > 0:  # else: stopped inside the first epoch, nothing scored yet
-            best_mcc = float(meta["best_val_mcc"])
-            best_path = checkpoint_path(checkpoint_dir, int(meta["best_step"]))
-            best_params = load_checkpoint(best_path, {"params": state.params})[0]["params"]
-        say(f"resuming from {resume_from} (epoch {start_epoch} of {config.epochs}"
-            f"{f' and {len(carried_losses)} steps' if carried_losses else ''}, best: epoch {best_epoch})")
+        state, shuffle_key, run = restore_run(resume_from, state, shuffle_key, settings)
+        carried = f" and {len(run.epoch_losses)} steps" if run.epoch_losses else ""
+        say(f"resuming from {resume_from} (epoch {run.epochs_done}{carried} of {config.epochs}, "
+            f"best: epoch {run.best_epoch})")
     step = int(state.step)
     state = place_state(state)
     base_meta = {**(metadata or {}), **settings}
-    if config.patience is not None and start_epoch - best_epoch >= config.patience:
-        start_epoch = config.epochs  # the run being resumed had stopped early
+    writes = checkpoint_dir is not None and jax.process_index() == 0  # one writer
 
-    def save(completed: dict | None = None, epoch_losses: list[float] = ()) -> Path | None:
-        """Checkpoint the state now: after epoch `completed` (its history record), or in the
-        middle of an epoch with the losses of its steps so far. Process 0 writes."""
-        if checkpoint_dir is None or jax.process_index() != 0:
+    def save(record: dict | None = None) -> Path | None:
+        """Checkpoint the state now: after an epoch (`record`: its scores) or in the middle
+        of one (`run.epoch_losses` holds its losses so far)."""
+        if not writes:
             return None
-        where = completed if completed is not None else {"epoch": len(history), "epoch_losses": list(epoch_losses)}
-        return save_checkpoint(
-            checkpoint_dir, step, {**state._asdict(), "shuffle_key": shuffle_key},
-            metadata={**base_meta, **where, "history": history, "best_epoch": best_epoch,
-                      "best_val_mcc": best_mcc if best_epoch > 0 else None,
-                      "best_step": best_epoch * steps_per_epoch},
-            metric=None if completed is None else completed["val_mcc"], keep=keep,
-        )
+        return save_run(checkpoint_dir, state, shuffle_key,
+                        {**base_meta, **(record or {}), **run.metadata(steps_per_epoch)},
+                        metric=None if record is None else record["val_mcc"], keep=keep)
 
+    first_epoch = run.epochs_done + 1
+    if config.patience is not None and run.epochs_done - run.best_epoch >= config.patience:
+        first_epoch = config.epochs + 1  # the run being resumed had stopped early
     with stop_on_signals(enabled=checkpoint_dir is not None and jax.process_count() == 1) as stop:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
+        for epoch in range(first_epoch, config.epochs + 1):
             start = time.perf_counter()
             order = place_data(epoch_order(shuffle_key, epoch))
             first = step - (epoch - 1) * steps_per_epoch  # > 0 when resuming in the middle of the epoch
@@ -412,22 +348,21 @@ def train_classifier(
                     if stop.requested:
                         break
                 try:
-                    epoch_losses = carried_losses + losses_to_host(losses, step + 1)
+                    epoch_losses = run.epoch_losses + losses_to_host(losses, step + 1)
                 except NonFiniteLossError as error:
-                    where = f"kept in {best_path}" if best_path else "not saved (no checkpoint folder)"
+                    where = f"kept in {run.best_path}" if run.best_path else "not saved"
                     raise NonFiniteLossError(
-                        f"{error} (epoch {epoch}); stopped. Best parameters (epoch {best_epoch}) {where}; "
-                        "try a lower learning rate or gradient clipping (clip_norm)") from None
+                        f"{error} (epoch {epoch}); stopped. Best parameters (epoch {run.best_epoch}) "
+                        f"{where}; try a lower learning rate or gradient clipping (clip_norm)") from None
             step += len(losses)
-            carried_losses = []
             if len(epoch_losses) < steps_per_epoch:  # stopped by a signal in the middle of the epoch
-                raise TrainingInterrupted(stop.requested, step, save(epoch_losses=epoch_losses))
+                run.epoch_losses = epoch_losses
+                raise TrainingInterrupted(stop.requested, step, save())
             seconds = time.perf_counter() - start
 
             eval_start = time.perf_counter()
-            params = state.params
-            scores = classification_metrics(predict_logits(logits_fn, params, val.ids, config.eval_batch_size),
-                                            val.labels)
+            scores = classification_metrics(
+                predict_logits(logits_fn, state.params, val.ids, config.eval_batch_size), val.labels)
             rate = schedule(step - 1) if callable(schedule) else schedule
             record = {
                 "epoch": epoch,
@@ -439,12 +374,8 @@ def train_classifier(
                 "eval_seconds": time.perf_counter() - eval_start,
                 "learning_rate": float(rate),
             }
-            history.append(record)
-            improved = record["val_mcc"] > best_mcc
-            if improved:
-                best_params, best_epoch, best_mcc = jax.device_get(params), epoch, record["val_mcc"]
-                if checkpoint_dir is not None:
-                    best_path = checkpoint_path(checkpoint_dir, step)
+            improved = run.finish_epoch(
+                record, state.params, checkpoint_path(checkpoint_dir, step) if checkpoint_dir is not None else None)
             written = save(record)
             say(
                 f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "
@@ -453,7 +384,9 @@ def train_classifier(
             )
             if stop.requested:
                 raise TrainingInterrupted(stop.requested, step, written)
-            if config.patience is not None and epoch - best_epoch >= config.patience:
-                say(f"early stop: no better validation MCC for {config.patience} epochs (best: epoch {best_epoch})")
+            if config.patience is not None and epoch - run.best_epoch >= config.patience:
+                say(f"early stop: no better validation MCC for {config.patience} epochs "
+                    f"(best: epoch {run.best_epoch})")
                 break
-    return ClassifierResult(best_params, history, best_epoch, best_mcc, best_path)
+    return ClassifierResult(run.best_params, run.history, run.best_epoch,
+                            run.best_val_mcc, run.best_path)
