@@ -54,6 +54,21 @@ def latest_name(folder) -> str | None:
     return checkpoints[-1].name if checkpoints else None
 
 
+def stall_and_kill(marker, n: int, where: str, argv) -> None:
+    """Run `jaxseq argv` under tests/scripts/interrupt_training.py until it stalls at `where`
+    of checkpoint `n`, then SIGKILL it."""
+    process = subprocess.Popen([sys.executable, str(INTERRUPT_SCRIPT), str(marker), str(n), where, *argv],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT)
+    deadline = time.monotonic() + 180
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, process.stderr.read().decode()[-3000:]
+    assert marker.exists(), f"the run never reached checkpoint {n}"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    process.stderr.close()
+
+
 def assert_resumed_run_is_the_straight_one(folder, straight) -> None:
     meta = assert_same_run(folder, straight)
     assert meta["epoch"] == EPOCHS
@@ -88,17 +103,7 @@ def test_sigkill_at_random_moments_and_resume(trainer, tmp_path):
 def test_sigkill_while_writing_a_checkpoint_and_resume(trainer, tmp_path, where):
     _, argv, straight = trainer
     folder, marker = tmp_path / "run", tmp_path / "stalled"
-    process = subprocess.Popen([sys.executable, str(INTERRUPT_SCRIPT), str(marker), "3", where, *argv,
-                                "--checkpoint-dir", str(folder)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT)
-    deadline = time.monotonic() + 180
-    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert process.poll() is None, process.stderr.read().decode()[-3000:]
-    assert marker.exists(), "the run never reached its third checkpoint"
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
-    process.stderr.close()
+    stall_and_kill(marker, 3, where, [*argv, "--checkpoint-dir", str(folder)])
 
     # Killed inside the third write: its temporary folder is there, but never picked up.
     (temp,) = [p for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX)]
@@ -126,6 +131,20 @@ def test_sigterm_checkpoints_the_current_step_and_resume(trainer, tmp_path, step
     assert meta["metric"] is None  # in the middle of an epoch: no validation score
     assert f"stopped by SIGTERM after step {step}; checkpoint {stopped} written; continue with --resume" \
         in result.stderr
+
+    run_to_end([*argv, "--checkpoint-dir", str(folder), "--resume"])
+    assert_resumed_run_is_the_straight_one(folder, straight)
+
+
+@pytest.mark.parametrize("trainer", ["captioner"], indirect=True)
+def test_checkpoint_every_bounds_what_a_sigkill_loses(trainer, tmp_path):
+    _, argv, straight = trainer
+    folder, marker = tmp_path / "run", tmp_path / "stalled"
+    # 8 steps per epoch, a checkpoint every 3 steps: steps 3, 6, 8 (epoch end), 9, 12, ...;
+    # killed while renaming the 5th (step 12), the run is left at step 9, inside epoch 2.
+    stall_and_kill(marker, 5, "rename", [*argv, "--checkpoint-every", "3", "--checkpoint-dir", str(folder)])
+    meta = read_metadata(latest_checkpoint(folder))
+    assert (meta["step"], meta["epoch"], len(meta["loss_history"])) == (9, 1, 9)
 
     run_to_end([*argv, "--checkpoint-dir", str(folder), "--resume"])
     assert_resumed_run_is_the_straight_one(folder, straight)

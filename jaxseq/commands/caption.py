@@ -45,6 +45,8 @@ def register(subparsers) -> None:
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add_checkpoint_args(train, "the checkpoints (every epoch's full state; the last three and the best are kept)",
                         shown_default="checkpoints/caption-CELL-DATA")
+    train.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
+                       help="also checkpoint every STEPS steps inside an epoch (default: at epoch ends only)")
     add_parallel_args(train)
     train.set_defaults(func=run_train)
 
@@ -103,7 +105,7 @@ def train_captioner(*, cell: str, data: dict[str, Any], data_spec: dict[str, Any
                     batch_size: int = 100, lr: float = 5e-3, lr_decay: float = 0.95, update_rule: str = "adam",
                     clip_norm: float | None = None, hidden_dim: int = 128, wordvec_dim: int = 128,
                     checkpoint_dir: Path | None = None, seed: int = 0, verbose: bool = True,
-                    devices: int | None = None):
+                    devices: int | None = None, checkpoint_every: int | None = None):
     """Build a CaptioningRNN for `data` and train it with the CaptioningSolver; returns the solver."""
     from jaxseq.models import CaptioningRNN
     from jaxseq.train.captioning import CaptioningSolver
@@ -113,7 +115,7 @@ def train_captioner(*, cell: str, data: dict[str, Any], data_spec: dict[str, Any
     solver = CaptioningSolver(model, data, update_rule=update_rule, optim_config={"learning_rate": lr},
                               lr_decay=lr_decay, num_epochs=epochs, batch_size=batch_size, print_every=0,
                               verbose=verbose, seed=seed, checkpoint_dir=checkpoint_dir, clip_norm=clip_norm,
-                              metadata={"data": data_spec}, devices=devices)
+                              metadata={"data": data_spec}, devices=devices, checkpoint_every=checkpoint_every)
     return solver.train()
 
 
@@ -142,7 +144,7 @@ def run_train(args: argparse.Namespace) -> int:
         cell=args.cell, data=data, data_spec=spec, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         lr_decay=args.lr_decay, update_rule=args.update_rule, clip_norm=args.clip_norm,
         hidden_dim=args.hidden_dim, wordvec_dim=args.wordvec_dim, checkpoint_dir=checkpoint_dir,
-        seed=args.seed, verbose=not args.quiet, devices=devices)
+        seed=args.seed, verbose=not args.quiet, devices=devices, checkpoint_every=args.checkpoint_every)
     variables = {"params": solver.params}
     print(f"final training loss {solver.loss_history[-1]:.4f}", end="")
     if solver.val_loss_history:

@@ -94,6 +94,8 @@ class CaptioningSolver:
       num_epochs, batch_size, print_every (iterations between loss lines; 0: only a line
         per epoch), verbose (progress bar and loss lines), seed (initialization and batches),
       checkpoint_dir (None: no checkpoints), clip_norm (global gradient-norm clipping),
+      checkpoint_every: also checkpoint every this many steps inside an epoch (None: only
+        at epoch ends), so a hard kill loses at most that many steps,
       metadata: extra JSON-able entries for the checkpoints (e.g. where the data came from).
       devices: data parallelism over this many devices (None: one device, no mesh); the
         batch is split over them, parameters and optimizer state are replicated, and
@@ -119,8 +121,10 @@ class CaptioningSolver:
         clip_norm: float | None = None,
         metadata: dict[str, Any] | None = None,
         devices: int | None = None,
+        checkpoint_every: int | None = None,
     ):
-        for name, value in (("num_epochs", num_epochs), ("batch_size", batch_size)):
+        for name, value in (("num_epochs", num_epochs), ("batch_size", batch_size),
+                            ("checkpoint_every", 1 if checkpoint_every is None else checkpoint_every)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not isinstance(print_every, int) or print_every < 0:
@@ -139,6 +143,7 @@ class CaptioningSolver:
         self.verbose = verbose
         self.seed = seed
         self.clip_norm = clip_norm
+        self.checkpoint_every = checkpoint_every
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.metadata = dict(metadata or {})
         self.parallel = DataParallel.create(devices) if devices is not None else None
@@ -263,14 +268,19 @@ class CaptioningSolver:
                     else:
                         epoch_steps += 1
                     report = self.print_every > 0 and step % self.print_every == 0
-                    if report or it == self.iterations_per_epoch - 1 or stop.requested:
+                    mid_epoch = it < self.iterations_per_epoch - 1  # the epoch's end saves anyway
+                    save_now = writes and mid_epoch and (
+                        stop.requested or (self.checkpoint_every and step % self.checkpoint_every == 0))
+                    if report or not mid_epoch or save_now:
                         self._flush(pending, step - len(pending) + 1, last_good)
                         pending = []
                         bar.set_postfix(epoch=epoch, loss=f"{self.loss_history[-1]:.4f}")
                         if report:
                             self._log(bar, f"(Iteration {step} / {total}) loss: {self.loss_history[-1]:f}")
-                    if stop.requested and it < self.iterations_per_epoch - 1:  # the epoch's end saves anyway
-                        raise TrainingInterrupted(stop.requested, step, self._save(step))
+                    if save_now:
+                        last_good = self._save(step)
+                        if stop.requested:
+                            raise TrainingInterrupted(stop.requested, step, last_good)
                 timed_steps += epoch_steps
                 timed_seconds += time.perf_counter() - start  # the flush above synchronized
                 self.epoch = epoch
