@@ -128,6 +128,8 @@ def test_a_folder_of_another_run_is_refused(straight, task, tmp_path):
         train(task, tmp_path)
     with pytest.raises(ValueError, match="resume and overwrite exclude each other"):
         train(task, tmp_path, resume=True, overwrite=True)
+    with pytest.raises(ValueError, match="checkpoint_every must be a positive int or None, got 0"):
+        train(task, tmp_path, resume=True, checkpoint_every=0)
 
 
 def test_sentence_classifier_resume_checks_the_vocabulary(tmp_path):

@@ -44,6 +44,9 @@ def add_checkpoint_args(parser: argparse.ArgumentParser, what: str, default: str
                         help="continue the run in --checkpoint-dir from its latest checkpoint, exactly as if "
                              "it had not stopped (same settings and data); starts afresh if there is none")
     choice.add_argument("--overwrite", action="store_true", help="delete checkpoints already in --checkpoint-dir")
+    group.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
+                       help="also checkpoint every STEPS steps inside an epoch, so that even a hard kill "
+                            "loses at most STEPS steps (default: at epoch ends only)")
 
 
 def add_parallel_args(parser: argparse.ArgumentParser) -> None:

@@ -45,8 +45,6 @@ def register(subparsers) -> None:
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add_checkpoint_args(train, "the checkpoints (every epoch's full state; the last three and the best are kept)",
                         shown_default="checkpoints/caption-CELL-DATA")
-    train.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
-                       help="also checkpoint every STEPS steps inside an epoch (default: at epoch ends only)")
     add_parallel_args(train)
     train.set_defaults(func=run_train)
 

@@ -117,6 +117,7 @@ def train_options(args: argparse.Namespace) -> dict:
                         dropout=args.dropout)
     return dict(min_count=args.min_count, max_length=args.max_length, model_kwargs=model_kwargs,
                 config=config, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite, resume=args.resume,
+                checkpoint_every=args.checkpoint_every,
                 progress=not args.no_progress, devices=devices)
 
 

@@ -242,6 +242,7 @@ def train_classifier(
     overwrite: bool = False,
     resume: bool = False,
     keep: int = 2,
+    checkpoint_every: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     devices: int | None = None,
@@ -257,7 +258,8 @@ def train_classifier(
         scores and the history; the last `keep` epochs and the best one (by validation
         MCC) are kept. Existing checkpoints there are an error unless `resume` (continue
         exactly from the latest: same settings and data required; the result equals an
-        uninterrupted run's) or `overwrite` (delete them).
+        uninterrupted run's) or `overwrite` (delete them). checkpoint_every: also save every
+        this many steps inside an epoch (None: at epoch ends only).
       progress: show a tqdm bar per epoch; log: per-epoch summary lines (None: silent).
       devices: data parallelism over this many devices (None: one device): each batch is
         split over them, parameters and optimizer state are replicated; batch_size must
@@ -270,6 +272,8 @@ def train_classifier(
     """
     check_classification_data(train, "train", model)
     check_classification_data(val, "val", model)
+    if checkpoint_every is not None and not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
+        raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
     resume_from = None
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
@@ -311,8 +315,8 @@ def train_classifier(
     run = RunProgress()
     if resume_from is not None:
         state, shuffle_key, run = restore_run(resume_from, state, shuffle_key, settings)
-        carried = f" and {len(run.epoch_losses)} steps" if run.epoch_losses else ""
-        say(f"resuming from {resume_from} (epoch {run.epochs_done}{carried} of {config.epochs}, "
+        partial = f" and {len(run.epoch_losses)} steps" if run.epoch_losses else ""
+        say(f"resuming from {resume_from} (epoch {run.epochs_done}{partial} of {config.epochs}, "
             f"best: epoch {run.best_epoch})")
     step = int(state.step)
     state = place_state(state)
@@ -336,7 +340,18 @@ def train_classifier(
             start = time.perf_counter()
             order = place_data(epoch_order(shuffle_key, epoch))
             first = step - (epoch - 1) * steps_per_epoch  # > 0 when resuming in the middle of the epoch
-            losses = []
+            carried, losses = run.epoch_losses, []
+
+            def epoch_losses() -> list[float]:
+                """The epoch's losses so far, on the host, checked for NaN/inf."""
+                try:
+                    return carried + losses_to_host(losses, step + 1)
+                except NonFiniteLossError as error:
+                    where = f"kept in {run.best_path}" if run.best_path else "not saved"
+                    raise NonFiniteLossError(
+                        f"{error} (epoch {epoch}); stopped. Best parameters (epoch {run.best_epoch}) "
+                        f"{where}; try a lower learning rate or gradient clipping (clip_norm)") from None
+
             with progress_bar(steps_per_epoch, initial=first, description=f"epoch {epoch}/{config.epochs}",
                               enabled=progress) as bar:
                 for batch in range(first, steps_per_epoch):
@@ -345,19 +360,14 @@ def train_classifier(
                     bar.update(1)
                     if batch % 50 == 49:
                         bar.set_postfix(loss=f"{float(loss):.4f}")
-                    if stop.requested:
-                        break
-                try:
-                    epoch_losses = run.epoch_losses + losses_to_host(losses, step + 1)
-                except NonFiniteLossError as error:
-                    where = f"kept in {run.best_path}" if run.best_path else "not saved"
-                    raise NonFiniteLossError(
-                        f"{error} (epoch {epoch}); stopped. Best parameters (epoch {run.best_epoch}) "
-                        f"{where}; try a lower learning rate or gradient clipping (clip_norm)") from None
+                    due = checkpoint_every is not None and (step + len(losses)) % checkpoint_every == 0
+                    if writes and batch < steps_per_epoch - 1 and (stop.requested or due):  # the end saves anyway
+                        run.epoch_losses = epoch_losses()
+                        written = save()
+                        if stop.requested:
+                            raise TrainingInterrupted(stop.requested, step + len(losses), written)
+                run.epoch_losses = epoch_losses()
             step += len(losses)
-            if len(epoch_losses) < steps_per_epoch:  # stopped by a signal in the middle of the epoch
-                run.epoch_losses = epoch_losses
-                raise TrainingInterrupted(stop.requested, step, save())
             seconds = time.perf_counter() - start
 
             eval_start = time.perf_counter()
@@ -366,7 +376,7 @@ def train_classifier(
             rate = schedule(step - 1) if callable(schedule) else schedule
             record = {
                 "epoch": epoch,
-                "train_loss": float(np.sum(np.asarray(epoch_losses) * batch_weights) / num_train),
+                "train_loss": float(np.sum(np.asarray(run.epoch_losses) * batch_weights) / num_train),
                 "val_loss": scores["loss"],
                 "val_accuracy": scores["accuracy"],
                 "val_mcc": scores["mcc"],

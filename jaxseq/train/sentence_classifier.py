@@ -70,6 +70,7 @@ def fit_sentence_classifier(
     checkpoint_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    checkpoint_every: int | None = None,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
@@ -80,7 +81,8 @@ def fit_sentence_classifier(
     (`model_kwargs`: its fields other than vocab_size and max_length) and score the best
     parameters on validation and test. With `checkpoint_dir`, the vocabulary is written
     there as `vocab.json` and the checkpoints beside it; `resume` continues the run in it
-    (the vocabulary built now must equal the saved one), `overwrite` replaces it.
+    (the vocabulary built now must equal the saved one), `overwrite` replaces it;
+    `checkpoint_every` (steps) adds checkpoints inside epochs.
     `devices`: data parallelism (see `train_classifier`)."""
     say = log or (lambda line: None)
     vocab = Vocabulary.build(splits.train.sentences, min_count)
@@ -105,8 +107,8 @@ def fit_sentence_classifier(
             vocab.save(vocab_file)
     result = train_classifier(
         model, encoded["train"], encoded["val"], config, checkpoint_dir=checkpoint_dir,
-        metadata={**(metadata or {}), "min_count": min_count}, resume=resume, progress=progress, log=log,
-        devices=devices,
+        metadata={**(metadata or {}), "min_count": min_count}, resume=resume,
+        checkpoint_every=checkpoint_every, progress=progress, log=log, devices=devices,
     )
     scores = lambda name: evaluate_classifier(model, result.params, encoded[name], name=name,
                                               use_pad_mask=config.use_pad_mask)
