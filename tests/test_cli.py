@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
@@ -46,3 +48,12 @@ def test_unknown_options_are_rejected_by_the_parser(command, capsys):
         cli.main([*argv, "--no-such-option"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+def test_building_the_parser_loads_no_numerical_library():
+    """`jaxseq --help` stays fast, and the demo can set thread-pool variables before NumPy starts."""
+    code = ("import sys; from jaxseq import cli; cli.build_parser(); "
+            "print(sorted(m for m in ('numpy', 'jax', 'torch', 'flax') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

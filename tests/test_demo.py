@@ -26,6 +26,21 @@ def test_demo_runs_every_step_and_prints_a_summary(tmp_path, capsys, monkeypatch
     assert "1.txt" in out and "4.txt" in out
 
 
+def test_benchmark_thread_pools_are_quieted_before_the_first_step(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    sys.path.insert(0, "benchmarks")
+    import harness
+
+    for key in harness.QUIET_ENV:
+        monkeypatch.delenv(key, raising=False)
+    seen = {}
+    monkeypatch.setattr(demo, "DEMO_STEPS", [("first", lambda args: seen.update(os.environ))])
+    assert demo.run(argparse.Namespace(output_dir=tmp_path / "out", seed=0)) == 0
+    assert {key: seen.get(key) for key in harness.QUIET_ENV} == harness.QUIET_ENV
+
+
 def test_a_signal_stops_the_demo_without_suggesting_resume(tmp_path, capsys, monkeypatch):
     from jaxseq.train.interrupt import TrainingInterrupted
 

@@ -27,7 +27,7 @@ from jaxseq.commands._options import (
 
 def _add_training_options(parser: argparse.ArgumentParser, default_checkpoint_dir: str) -> None:
     """Options whose defaults are `COLA_RECIPE`, the recipe measured in benchmarks/cola_quality.py."""
-    from jaxseq.train.sentence_classifier import COLA_RECIPE
+    from jaxseq.recipes import COLA_RECIPE  # plain data: building the parser loads no JAX
 
     train = COLA_RECIPE["train"]
     group = parser.add_argument_group("training")

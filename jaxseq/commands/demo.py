@@ -33,18 +33,36 @@ def _classifier(args: argparse.Namespace) -> None:
 BENCH_SHAPE = (25, 16, 256, 512)  # N, T, D, H: the course's captioning batch with LSTM sizes
 
 
-def _short_benchmark(args: argparse.Namespace) -> None:
-    """LSTM forward+backward, jaxseq vs autodiff scan vs Flax vs PyTorch vs NumPy (few reps)."""
-    import sys
-
+def _import_benchmarks() -> None:
+    """Put the checkout's benchmarks/ folder on sys.path; FileNotFoundError when jaxseq runs
+    without one (the benchmarks are not installed with the package)."""
     from jaxseq.commands.bench import find_runner
 
+    folder = str(find_runner().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
+def _quiet_thread_pools() -> None:
+    """The benchmark harness's thread-pool settings, which only work before NumPy is imported:
+    without them NumPy's OpenBLAS workers spin after the NumPy contender and slow whichever
+    contender runs next (on 2 cores jaxseq measured 1.6x slower than it is)."""
     try:
-        benchmarks = find_runner().parent
+        _import_benchmarks()
+    except FileNotFoundError:
+        return  # no benchmarks here: the demo skips that step anyway
+    import harness  # imports no NumPy
+
+    harness.quiet_thread_pools()
+
+
+def _short_benchmark(args: argparse.Namespace) -> None:
+    """LSTM forward+backward, jaxseq vs autodiff scan vs Flax vs PyTorch vs NumPy (few reps)."""
+    try:
+        _import_benchmarks()
     except FileNotFoundError as error:
         print(f"skipped: {error}")
         return
-    sys.path.insert(0, str(benchmarks))
     import bench_layers
     import harness
 
@@ -77,6 +95,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _quiet_thread_pools()  # first: before any step imports NumPy
     from jaxseq.train.interrupt import TrainingInterrupted
 
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import numpy as np
 from jaxseq.data.sentences import SentenceSplits
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.models.transformer import ClassificationTransformer, model_from_config
+from jaxseq.recipes import COLA_RECIPE  # noqa: F401  (re-exported: the recipe beside its trainer)
 from jaxseq.train.checkpoint import (
     best_checkpoint,
     list_checkpoints,
@@ -34,17 +35,6 @@ from jaxseq.train.classifier import (
 )
 
 VOCAB_FILE = "vocab.json"
-
-# The recipe that reached the issue's CoLA targets with the seed architecture (hidden 128,
-# 2 heads of 96, FFN 2048); `benchmarks/cola_quality.py` measures it ("seed"), and it is
-# what `jaxseq cola train` / `classify train` use by default.
-COLA_RECIPE = dict(
-    min_count=3,
-    model=dict(dropout=0.1),
-    train=dict(epochs=30, batch_size=16, learning_rate=1e-4, weight_decay=0.01, label_smoothing=0.1,
-               schedule="cosine", warmup_epochs=1.0, patience=10),
-)
-
 
 class SentenceClassifierRun(NamedTuple):
     """model, best params and vocabulary; the trainer's result; scores of the best params on
