@@ -14,8 +14,8 @@ import time
 import pytest
 
 from jaxseq.train.checkpoint import TEMP_PREFIX, latest_checkpoint, list_checkpoints, read_metadata
-from tests.checkpoints import assert_same_run
 from tests.bracket_task import write_tsv
+from tests.checkpoints import assert_same_run
 from tests.conftest import REPO_ROOT
 
 EPOCHS = 12
