@@ -7,6 +7,7 @@ from jaxseq.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from jaxseq.train.interrupt import TrainingInterrupted
 from jaxseq.train.optim import UPDATE_RULES, epoch_decay_schedule, make_optimizer
 from jaxseq.train.captioning import CaptioningSolver, load_captioning_checkpoint
 from jaxseq.train.steps import NonFiniteLossError, TrainState, init_train_state, make_train_step, random_rows
