@@ -1,6 +1,7 @@
 """`jaxseq.train.interrupt`: SIGTERM / SIGINT become a stop request inside the block, a second
 signal acts at once, and outside the block (or where disabled) nothing changes. The trainers'
-use of it is tested end to end in tests/test_resume.py."""
+use of it is tested end to end in tests/test_resume.py, and the agreement of several
+processes in tests/test_parallel.py."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from jaxseq.train.interrupt import TrainingInterrupted, stop_on_signals
 def test_a_signal_inside_the_block_is_a_request_and_handlers_come_back():
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     with stop_on_signals() as stop:
-        assert stop.requested is None
+        assert stop.requested is None and stop.poll(7) is None
         signal.raise_signal(signal.SIGTERM)  # would end the test process without the block
         assert stop.requested == "SIGTERM"
+        assert stop.poll(7) == "SIGTERM"  # one process: at every step, no exchange needed
     assert {s: signal.getsignal(s) for s in before} == before
 
 

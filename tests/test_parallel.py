@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxseq.train.checkpoint import list_checkpoints
 from jaxseq.train.parallel import DataParallel, initialize_distributed
 from tests.conftest import REPO_ROOT
 
@@ -84,6 +86,44 @@ def test_two_processes_on_localhost_equal_one_process(tmp_path):
         a, b = np.asarray(values), np.asarray(two["params"][name])
         assert np.max(np.abs(a - b)) <= 1e-5 * max(np.max(np.abs(a)), 1e-12), name
     np.testing.assert_allclose(one["loss_history"], two["loss_history"], rtol=1e-5)
+
+
+def run_processes(script: str, *argv, count: int = 2) -> list[tuple[int, str]]:
+    """(exit code, stderr) of `count` processes of `script` joined on a 127.0.0.1 coordinator."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"}
+    coordinator = f"127.0.0.1:{free_port()}"
+    workers = [
+        subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "scripts" / script), coordinator, str(count),
+                          str(rank), *map(str, argv)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
+        for rank in range(count)
+    ]
+    try:
+        errors = [worker.communicate(timeout=300)[1] for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    return [(worker.returncode, error) for worker, error in zip(workers, errors)]
+
+
+def test_sigterm_stops_every_process_after_the_same_step_and_resume(tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    for code, error in run_processes("multiprocess_stop.py", straight, "straight", tmp_path / "straight.json"):
+        assert code == 0, error[-3000:]
+    # Process 0 is signalled after step 9, process 1 after step 11; they compare requests
+    # every 10 steps (and at epoch ends, every 4), so both stop after step 10, in the middle
+    # of epoch 3, process 1 before its own signal; process 0 writes that checkpoint.
+    results = run_processes("multiprocess_stop.py", stopped, "signal", tmp_path / "unused.json")
+    for code, error in results:
+        assert code == 128 + signal.SIGTERM, error[-3000:]
+        assert f"stopped by SIGTERM after step 10; checkpoint {stopped / 'ckpt-00000010'} written" in error
+    assert [path.name for path in list_checkpoints(stopped)][-1] == "ckpt-00000010"
+    for code, error in run_processes("multiprocess_stop.py", stopped, "resume", tmp_path / "resumed.json"):
+        assert code == 0, error[-3000:]
+    one = json.loads((tmp_path / "straight.json").read_text())
+    two = json.loads((tmp_path / "resumed.json").read_text())
+    assert two["loss_history"] == one["loss_history"] and len(one["loss_history"]) == 24
+    assert two["params"] == one["params"]
 
 
 def test_classifier_on_8_devices_equals_one_device():

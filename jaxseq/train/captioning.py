@@ -37,7 +37,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseq.data.coco import check_captioning_data
-from jaxseq.train.checkpoint import latest_checkpoint, load_checkpoint, read_metadata, save_checkpoint
+from jaxseq.train.checkpoint import (
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
 from jaxseq.train.interrupt import TrainingInterrupted, stop_on_signals
 from jaxseq.train.optim import make_optimizer
 from jaxseq.train.parallel import DataParallel
@@ -240,8 +246,9 @@ class CaptioningSolver:
     def train(self) -> "CaptioningSolver":
         """Run the remaining epochs (all of them, unless resuming). Returns self.
 
-        With a checkpoint folder (and one process), SIGTERM or Ctrl-C stops training after
-        the current step with a checkpoint of it: `TrainingInterrupted` says where; a new
+        With a checkpoint folder, SIGTERM or Ctrl-C stops training after the current step
+        (in a multi-process run: within 10 steps, the same step in every process) with a
+        checkpoint of it: `TrainingInterrupted` says where; a new
         solver on the same folder continues from there.
         """
         resumed = self._resume()
@@ -251,7 +258,7 @@ class CaptioningSolver:
         compiled, timed_steps, timed_seconds = False, 0, 0.0
         writes = self.checkpoint_dir is not None
         with progress_bar(total, initial=step, description="caption train", enabled=self.verbose) as bar, \
-                stop_on_signals(enabled=writes and jax.process_count() == 1) as stop:
+                stop_on_signals(enabled=writes) as stop:
             if resumed is not None:
                 self._log(bar, f"resuming from {resumed} (epoch {self.epoch} of {self.num_epochs}, step {step})")
             for epoch in range(self.epoch + 1, self.num_epochs + 1):
@@ -269,8 +276,9 @@ class CaptioningSolver:
                         epoch_steps += 1
                     report = self.print_every > 0 and step % self.print_every == 0
                     mid_epoch = it < self.iterations_per_epoch - 1  # the epoch's end saves anyway
+                    stopping = stop.poll(step) if writes else None  # the same answer in every process
                     save_now = writes and mid_epoch and (
-                        stop.requested or (self.checkpoint_every and step % self.checkpoint_every == 0))
+                        stopping or (self.checkpoint_every and step % self.checkpoint_every == 0))
                     if report or not mid_epoch or save_now:
                         self._flush(pending, step - len(pending) + 1, last_good)
                         pending = []
@@ -279,25 +287,26 @@ class CaptioningSolver:
                             self._log(bar, f"(Iteration {step} / {total}) loss: {self.loss_history[-1]:f}")
                     if save_now:
                         last_good = self._save(step)
-                        if stop.requested:
-                            raise TrainingInterrupted(stop.requested, step, last_good)
+                        if stopping:
+                            raise TrainingInterrupted(stopping, step, last_good)
                 timed_steps += epoch_steps
                 timed_seconds += time.perf_counter() - start  # the flush above synchronized
                 self.epoch = epoch
                 self._end_of_epoch(bar)
                 if writes:
                     last_good = self._save(step, self.val_loss_history[-1] if self._val is not None else None)
-                if stop.requested:
-                    raise TrainingInterrupted(stop.requested, step, last_good)
+                    stopping = stop.poll(step, force=True)  # a signal during the epoch's evaluation or save
+                    if stopping:
+                        raise TrainingInterrupted(stopping, step, last_good)
         if timed_steps and timed_seconds > 0:
             self.steps_per_second = timed_steps / timed_seconds
         return self
 
-    def _save(self, step: int, val_loss: float | None = None) -> Path | None:
+    def _save(self, step: int, val_loss: float | None = None) -> Path:
         """Checkpoint the state after `step` (val_loss: None in the middle of an epoch); only
-        process 0 writes. Returns the folder, or None on other processes."""
+        process 0 writes. Returns the checkpoint's folder (on every process)."""
         if jax.process_index() != 0:
-            return None
+            return checkpoint_path(self.checkpoint_dir, step)
         return save_checkpoint(self.checkpoint_dir, step, self.state, metadata=self._checkpoint_metadata(),
                                metric=val_loss, higher_is_better=False)
 

@@ -266,9 +266,10 @@ def train_classifier(
         divide by the device count.
     Returns: ClassifierResult.
     Raises NonFiniteLossError naming the step when the loss becomes NaN/inf (the best
-    parameters so far stay in the checkpoint folder). With a checkpoint folder (and one
-    process), SIGTERM or Ctrl-C stops training after the current step, checkpoints that
-    state (mid-epoch too) and raises `jaxseq.train.interrupt.TrainingInterrupted`.
+    parameters so far stay in the checkpoint folder). With a checkpoint folder, SIGTERM or
+    Ctrl-C stops training after the current step (multi-process: within 10 steps, the same
+    one everywhere), checkpoints that state (mid-epoch too) and raises
+    `jaxseq.train.interrupt.TrainingInterrupted`.
     """
     check_classification_data(train, "train", model)
     check_classification_data(val, "val", model)
@@ -321,13 +322,14 @@ def train_classifier(
     step = int(state.step)
     state = place_state(state)
     base_meta = {**(metadata or {}), **settings}
-    writes = checkpoint_dir is not None and jax.process_index() == 0  # one writer
+    checkpoints = checkpoint_dir is not None
 
-    def save(record: dict | None = None) -> Path | None:
+    def save(record: dict | None = None) -> Path:
         """Checkpoint the state now: after an epoch (`record`: its scores) or in the middle
-        of one (`run.epoch_losses` holds its losses so far)."""
-        if not writes:
-            return None
+        of one (`run.epoch_losses` holds its losses so far). Process 0 writes; every process
+        returns the folder."""
+        if jax.process_index() != 0:
+            return checkpoint_path(checkpoint_dir, int(state.step))
         return save_run(checkpoint_dir, state, shuffle_key,
                         {**base_meta, **(record or {}), **run.metadata(steps_per_epoch)},
                         metric=None if record is None else record["val_mcc"], keep=keep)
@@ -335,7 +337,7 @@ def train_classifier(
     first_epoch = run.epochs_done + 1
     if config.patience is not None and run.epochs_done - run.best_epoch >= config.patience:
         first_epoch = config.epochs + 1  # the run being resumed had stopped early
-    with stop_on_signals(enabled=checkpoint_dir is not None and jax.process_count() == 1) as stop:
+    with stop_on_signals(enabled=checkpoints) as stop:
         for epoch in range(first_epoch, config.epochs + 1):
             start = time.perf_counter()
             order = place_data(epoch_order(shuffle_key, epoch))
@@ -360,12 +362,14 @@ def train_classifier(
                     bar.update(1)
                     if batch % 50 == 49:
                         bar.set_postfix(loss=f"{float(loss):.4f}")
-                    due = checkpoint_every is not None and (step + len(losses)) % checkpoint_every == 0
-                    if writes and batch < steps_per_epoch - 1 and (stop.requested or due):  # the end saves anyway
+                    done = step + len(losses)
+                    stopping = stop.poll(done) if checkpoints else None  # the same in every process
+                    due = checkpoint_every is not None and done % checkpoint_every == 0
+                    if checkpoints and batch < steps_per_epoch - 1 and (stopping or due):  # the end saves anyway
                         run.epoch_losses = epoch_losses()
                         written = save()
-                        if stop.requested:
-                            raise TrainingInterrupted(stop.requested, step + len(losses), written)
+                        if stopping:
+                            raise TrainingInterrupted(stopping, done, written)
                 run.epoch_losses = epoch_losses()
             step += len(losses)
             seconds = time.perf_counter() - start
@@ -386,14 +390,15 @@ def train_classifier(
             }
             improved = run.finish_epoch(
                 record, state.params, checkpoint_path(checkpoint_dir, step) if checkpoint_dir is not None else None)
-            written = save(record)
+            written = save(record) if checkpoints else None
             say(
                 f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "
                 f"val loss {record['val_loss']:.4f}  val acc {record['val_accuracy']:.4f}  "
                 f"val MCC {record['val_mcc']:+.4f}{' *' if improved else '  '}  {seconds:.1f} s"
             )
-            if stop.requested:
-                raise TrainingInterrupted(stop.requested, step, written)
+            stopping = stop.poll(step, force=True) if checkpoints else None  # during evaluation or save
+            if stopping:
+                raise TrainingInterrupted(stopping, step, written)
             if config.patience is not None and epoch - run.best_epoch >= config.patience:
                 say(f"early stop: no better validation MCC for {config.patience} epochs "
                     f"(best: epoch {run.best_epoch})")

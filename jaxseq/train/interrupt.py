@@ -4,16 +4,18 @@
     with stop_on_signals() as stop:
         for ...:
             state = step(state)
-            if stop.requested:            # the signal's name, e.g. "SIGTERM", or None
+            stopping = stop.poll(step)    # the signal's name, e.g. "SIGTERM", or None
+            if stopping:
                 save a checkpoint of `state`
-                raise TrainingInterrupted(stop.requested, step, checkpoint)
+                raise TrainingInterrupted(stopping, step, checkpoint)
 
 Inside the block the signals only set `stop.requested`, so the trainer finishes the step it
 is in, checkpoints that exact state (mid-epoch if need be) and stops; `--resume` then
-continues as if nothing had happened. A second signal while stopping acts at once, with the
-handler that was there before (Ctrl-C twice: KeyboardInterrupt). Handlers can only be set
-in the main thread and would desynchronize a multi-process run (each process would stop at
-a different step), so elsewhere, or with `enabled=False`, the block changes nothing.
+continues as if nothing had happened. In a multi-process run `poll` makes all processes
+agree (a scheduler signals each of them at a different step), so they stop after the same
+step. A second signal while stopping acts at once, with the handler that was there before
+(Ctrl-C twice: KeyboardInterrupt). Handlers can only be set in the main thread, so
+elsewhere, or with `enabled=False`, the block changes nothing.
 """
 
 from __future__ import annotations
@@ -43,10 +45,34 @@ class TrainingInterrupted(Exception):
 
 
 class StopRequest:
-    """`requested`: the name of the first signal received inside the block, or None."""
+    """`requested`: the name of the first signal this process received inside the block, or
+    None. Trainers ask `poll(step)`, which in a multi-process run makes every process agree."""
 
-    def __init__(self):
+    def __init__(self, sync_every: int = 10):
         self.requested: str | None = None
+        self.sync_every = sync_every
+
+    def poll(self, step: int, force: bool = False) -> str | None:
+        """Whether to stop after `step`: the signal's name, or None.
+
+        One process: `requested`, at every step. Several processes (SLURM and the like signal
+        them all, but each at a different step): every process must call this at the same
+        steps; every `sync_every` steps (or when `force`) they exchange their requests with a
+        small all-gather, so that all of them stop after the same step, or none does.
+        """
+        import jax
+
+        if jax.process_count() == 1:
+            return self.requested
+        if not force and step % self.sync_every:
+            return None
+        from jax.experimental import multihost_utils
+        import numpy as np
+
+        mine = np.int32(signal.Signals[self.requested].value if self.requested else 0)
+        received = np.asarray(multihost_utils.process_allgather(mine))
+        received = received[received > 0]
+        return signal.Signals(int(received.min())).name if received.size else None
 
 
 @contextlib.contextmanager
