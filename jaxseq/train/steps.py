@@ -70,7 +70,8 @@ def make_train_step(
 
     With `parallel` (a `DataParallel` mesh; state and data placed with its `replicate` /
     `put_data`), the batch is split over the devices along its first axis and XLA inserts
-    the gradient all-reduce: the same step, data-parallel.
+    the gradient all-reduce: the same step, data-parallel. The new state is kept
+    replicated, so any one process can checkpoint it.
     """
 
     def step(state: TrainState, data: Any) -> tuple[TrainState, jax.Array]:
@@ -81,7 +82,10 @@ def make_train_step(
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(state.step + 1, params, opt_state, key), loss
+        state = TrainState(state.step + 1, params, opt_state, key)
+        if parallel is not None:  # left to itself, XLA may split the (2,) key over a 2-device mesh
+            state = jax.lax.with_sharding_constraint(state, parallel.replicated)
+        return state, loss
 
     return jax.jit(step)
 
