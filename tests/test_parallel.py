@@ -59,43 +59,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_processes_on_localhost_equal_one_process(tmp_path):
-    """jax.distributed.initialize with a coordinator on 127.0.0.1, Gloo collectives on CPU."""
-    script = str(REPO_ROOT / "tests" / "scripts" / "multiprocess_captioning.py")
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"}
-    single = subprocess.run([sys.executable, script, "-", "1", "0", str(tmp_path / "single.json")],
-                            capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
-    assert single.returncode == 0, single.stderr[-3000:]
-    coordinator = f"127.0.0.1:{free_port()}"
-    workers = [
-        subprocess.Popen([sys.executable, script, coordinator, "2", str(rank), str(tmp_path / "multi.json")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
-        for rank in range(2)
-    ]
-    try:
-        errors = [worker.communicate(timeout=300)[1] for worker in workers]
-    finally:
-        for worker in workers:
-            worker.kill()
-    assert all(worker.returncode == 0 for worker in workers), "\n".join(e[-2000:] for e in errors)
-
-    one = json.loads((tmp_path / "single.json").read_text())
-    two = json.loads((tmp_path / "multi.json").read_text())
-    assert one["processes"] == 1 and two["processes"] == 2 and two["devices"] == 2
-    for name, values in one["params"].items():
-        a, b = np.asarray(values), np.asarray(two["params"][name])
-        assert np.max(np.abs(a - b)) <= 1e-5 * max(np.max(np.abs(a)), 1e-12), name
-    np.testing.assert_allclose(one["loss_history"], two["loss_history"], rtol=1e-5)
+# One CPU device per process, so a 2-process mesh has one device in each.
+PROCESS_ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"}
 
 
 def run_processes(script: str, *argv, count: int = 2) -> list[tuple[int, str]]:
-    """(exit code, stderr) of `count` processes of `script` joined on a 127.0.0.1 coordinator."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_NUM_CPU_DEVICES": "1"}
+    """(exit code, stderr) of `count` processes of tests/scripts/`script`, each started as
+    `script COORDINATOR COUNT RANK *argv` with a coordinator on 127.0.0.1."""
     coordinator = f"127.0.0.1:{free_port()}"
     workers = [
         subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "scripts" / script), coordinator, str(count),
                           str(rank), *map(str, argv)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=PROCESS_ENV, cwd=REPO_ROOT)
         for rank in range(count)
     ]
     try:
@@ -104,6 +79,24 @@ def run_processes(script: str, *argv, count: int = 2) -> list[tuple[int, str]]:
         for worker in workers:
             worker.kill()
     return [(worker.returncode, error) for worker, error in zip(workers, errors)]
+
+
+def test_two_processes_on_localhost_equal_one_process(tmp_path):
+    """jax.distributed.initialize with a coordinator on 127.0.0.1, Gloo collectives on CPU."""
+    script = str(REPO_ROOT / "tests" / "scripts" / "multiprocess_captioning.py")
+    single = subprocess.run([sys.executable, script, "-", "1", "0", str(tmp_path / "single.json")],
+                            capture_output=True, text=True, env=PROCESS_ENV, cwd=REPO_ROOT, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    results = run_processes("multiprocess_captioning.py", tmp_path / "multi.json")
+    assert all(code == 0 for code, _ in results), "\n".join(error[-2000:] for _, error in results)
+
+    one = json.loads((tmp_path / "single.json").read_text())
+    two = json.loads((tmp_path / "multi.json").read_text())
+    assert one["processes"] == 1 and two["processes"] == 2 and two["devices"] == 2
+    for name, values in one["params"].items():
+        a, b = np.asarray(values), np.asarray(two["params"][name])
+        assert np.max(np.abs(a - b)) <= 1e-5 * max(np.max(np.abs(a)), 1e-12), name
+    np.testing.assert_allclose(one["loss_history"], two["loss_history"], rtol=1e-5)
 
 
 @pytest.mark.parametrize("trainer", ["captioner", "classifier"])

@@ -388,8 +388,8 @@ def train_classifier(
                 "eval_seconds": time.perf_counter() - eval_start,
                 "learning_rate": float(rate),
             }
-            improved = run.finish_epoch(
-                record, state.params, checkpoint_path(checkpoint_dir, step) if checkpoint_dir is not None else None)
+            best_path = checkpoint_path(checkpoint_dir, step) if checkpoints else None  # if this epoch is best
+            improved = run.finish_epoch(record, state.params, best_path)
             written = save(record) if checkpoints else None
             say(
                 f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "
