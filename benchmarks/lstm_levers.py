@@ -54,9 +54,9 @@ import bench_layers as bl  # noqa: E402
 
 
 def _library_modules():
-    """The modules `jaxseq.layers.lstm` and `jaxseq.layers.rnn` (the package's attributes of
-    those names are the layer functions)."""
-    return importlib.import_module("jaxseq.layers.lstm"), importlib.import_module("jaxseq.layers.rnn")
+    """The modules `jaxseq.layers.lstm_fast` (the LSTM's fast path) and
+    `jaxseq.layers.sequence` (the machinery every cell shares)."""
+    return importlib.import_module("jaxseq.layers.lstm_fast"), importlib.import_module("jaxseq.layers.sequence")
 
 
 # ----------------------------------------------------------------------------- the levers
@@ -64,7 +64,7 @@ def _library_modules():
 #   layout   "einsum": einsum("ntd,dm->tnm") projections (XLA picks a transposed dot plus
 #                      copies of the (T, N, M) result)
 #            "flat":   x as time-major rows (T*N, D) once; every all-steps matmul a plain 2-D
-#                      row-major matmul (`jaxseq.layers.rnn.input_projection_tm` and friends)
+#                      row-major matmul (`jaxseq.layers.sequence.input_projection_tm` and friends)
 #   gates    "split":  sigmoid on i, f, o and tanh on g, then a concatenate
 #            "tanh":   one pass over the 4H axis, sigmoid(a) = 0.5 tanh(a / 2) + 0.5:
 #                      gates = s * tanh(s * a) + t with per-column constants s, t; the backward
@@ -79,7 +79,7 @@ def _library_modules():
 #   bias     "pre":    b added to the input projection (one more pass over (T, N, 4H))
 #            "step":   b added inside the step's elementwise pass (free)
 #   loop     "scan":   lax.scan with stacked outputs (zero-filled (T, N, 4H) buffers)
-#            "inplace": `jaxseq.layers.lstm.scan_in_place`: the forward overwrites x Wx's
+#            "inplace": `jaxseq.layers.sequence.scan_in_place`: the forward overwrites x Wx's
 #                      (T, N, 4H) buffer with the gates (or P), the backward overwrites those
 #                      with da. With store="c" XLA copies the whole buffer twice per backward
 #                      step (the gates are read by several fusions before the update).
@@ -141,7 +141,7 @@ def make_lstm(layout: str = "flat", gates: str = "tanh", unroll: int = 1, store:
         """`step(carry, (big[t], *others[t])) -> (carry, (new_big_t, *outs_t))` over t."""
         if loop == "scan":
             return lax.scan(step, carry, (big, *others), reverse=reverse, unroll=unroll)
-        return LL.scan_in_place(step, carry, big, others, reverse=reverse)
+        return R.scan_in_place(step, carry, big, others, reverse=reverse)
 
     def forward(x, h0, Wx, Wh, b):
         H = h0.shape[-1]
@@ -236,7 +236,8 @@ def _input_and_weight_gradients(layout, x, h0, Wx, h_tm, da_tm, dh0):
 
     h_prev_tm = R.previous_states_tm(h0, h_tm)
     if layout == "flat":
-        return (R.input_gradient(da_tm, Wx), dh0, *R.weight_gradients(x, h_prev_tm, da_tm))
+        dx, dWx, dWh, db = R.sequence_gradients(x, Wx, h_prev_tm, da_tm, lengths=None, reverse=False)
+        return dx, dh0, dWx, dWh, db
     return (jnp.einsum("tnm,dm->ntd", da_tm, Wx), dh0, jnp.einsum("ntd,tnm->dm", x, da_tm),
             jnp.einsum("tnh,tnm->hm", h_prev_tm, da_tm), da_tm.sum(axis=(0, 1)))
 
@@ -282,7 +283,7 @@ def make_rnn(layout: str = "flat", bias: str = "pre", loop: str = "scan"):
 
         zeros, dh_tm = jnp.zeros_like(h0), jnp.swapaxes(dh, 0, 1)
         if loop == "inplace":
-            dh0, (da_tm,) = LL.scan_in_place(step, zeros, dh_tm, (h_tm,), reverse=True)
+            dh0, (da_tm,) = R.scan_in_place(step, zeros, dh_tm, (h_tm,), reverse=True)
         else:
             dh0, (da_tm,) = lax.scan(step, zeros, (dh_tm, h_tm), reverse=True)
         return _input_and_weight_gradients(layout, x, h0, Wx, h_tm, da_tm, dh0)
@@ -376,22 +377,22 @@ def pieces_contenders(p: dict) -> list:
     x, h0, Wx, Wh, b, dout = (jax.device_put(p[k]) for k in ("x", "h0", "Wx", "Wh", "b", "dout"))
     T, H = x.shape[1], h0.shape[1]
     full = jax.jit(bl._grad_fn(jaxseq.layers.lstm))
-    fwd_res = jax.jit(LL._lstm_forward)
+    fwd_res = jax.jit(LL.lstm_fast_forward)
     _, cache = fwd_res(x, h0, Wx, Wh, b)
-    bwd = jax.jit(LL.lstm_backward)
+    bwd = jax.jit(LL.lstm_fast_backward)
     proj = jax.jit(R.input_projection_tm)
     xw = proj(x, Wx)
 
     @jax.jit
-    def floop(xw, h0, Wh, b):  # the forward's loop: as in LL._lstm_forward
+    def floop(xw, h0, Wh, b):  # the forward's loop: as in LL.lstm_fast_forward
         def step(carry, inputs):
             next_h, next_c, P, q, f = LL.lstm_cell(inputs[0] + b + carry[0] @ Wh, carry[1])
             return (next_h, next_c), (P, next_h, next_c, q, f)
 
-        return LL.scan_in_place(step, (h0, jnp.zeros_like(h0)), xw)[1]
+        return R.scan_in_place(step, (h0, jnp.zeros_like(h0)), xw)[1]
 
     @jax.jit
-    def bloop(dh, P_tm, q_tm, f_tm, Wh):  # the backward's loop: as in LL.lstm_backward
+    def bloop(dh, P_tm, q_tm, f_tm, Wh):  # the backward's loop: as in LL.lstm_fast_backward
         WhT = Wh.T
 
         def step(carry, inputs):
@@ -400,13 +401,13 @@ def pieces_contenders(p: dict) -> list:
             return (da @ WhT, dprev_c), (da,)
 
         zeros = jnp.zeros_like(dh[:, 0])
-        return LL.scan_in_place(step, (zeros, zeros), P_tm, (jnp.swapaxes(dh, 0, 1), q_tm, f_tm), reverse=True)
+        return R.scan_in_place(step, (zeros, zeros), P_tm, (jnp.swapaxes(dh, 0, 1), q_tm, f_tm), reverse=True)
 
     _, (da_tm,) = bloop(dout, cache.P_tm, cache.q_tm, cache.f_tm, Wh)
 
     @jax.jit
     def after(da_tm, x, h0, h_tm, Wx):
-        return R.input_gradient(da_tm, Wx), R.weight_gradients(x, R.previous_states_tm(h0, h_tm), da_tm)
+        return R.sequence_gradients(x, Wx, R.previous_states_tm(h0, h_tm), da_tm, lengths=None, reverse=False)
 
     @jax.jit
     def mm_chain(h0, W):  # T dependent (N, H) x (H, 4H) matmuls, nothing else

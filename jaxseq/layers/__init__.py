@@ -23,6 +23,16 @@ from jaxseq.layers.loss import (
     temporal_softmax_loss_backward,
     temporal_softmax_loss_forward,
 )
+from jaxseq.layers.gru import (
+    GRUCache,
+    GRUStepCache,
+    gru,
+    gru_backward,
+    gru_forward,
+    gru_step,
+    gru_step_backward,
+    gru_step_forward,
+)
 from jaxseq.layers.lstm import (
     LSTMCache,
     LSTMStepCache,
@@ -43,12 +53,16 @@ from jaxseq.layers.rnn import (
     rnn_step_backward,
     rnn_step_forward,
 )
+from jaxseq.layers.lstm_fast import LSTMFastCache, lstm_fast_backward, lstm_fast_forward
 
 __all__ = [
     "rnn_step", "rnn_step_forward", "rnn_step_backward", "RNNStepCache",
     "rnn", "rnn_forward", "rnn_backward", "RNNCache",
     "lstm_step", "lstm_step_forward", "lstm_step_backward", "LSTMStepCache",
     "lstm", "lstm_forward", "lstm_backward", "LSTMCache",
+    "lstm_fast_forward", "lstm_fast_backward", "LSTMFastCache",
+    "gru_step", "gru_step_forward", "gru_step_backward", "GRUStepCache",
+    "gru", "gru_forward", "gru_backward", "GRUCache",
     "word_embedding", "word_embedding_forward", "word_embedding_backward", "WordEmbeddingCache",
     "temporal_affine", "temporal_affine_forward", "temporal_affine_backward", "TemporalAffineCache",
     "temporal_softmax_loss", "temporal_softmax_loss_forward", "temporal_softmax_loss_backward",

@@ -69,27 +69,53 @@ def check_index_range(name: str, indices: jax.Array, size: int, what: str) -> No
         raise ValueError(f"{name} holds {what} {int(bad)}, outside the valid range [0, {size})")
 
 
-def validate_recurrent_args(x, states: dict, Wx, Wh, b, *, gates: int, sequence: bool):
+def as_lengths(lengths, N: int, T: int) -> jax.Array | None:
+    """`lengths` (N,) as int32, or None; the values must lie in [0, T] (checked when concrete).
+
+    Values cannot be checked inside `jit` (they are not known there); outside it a bad value
+    is an error rather than a silently wrong mask.
+    """
+    if lengths is None:
+        return None
+    array = jnp.asarray(lengths)
+    if not jnp.issubdtype(array.dtype, jnp.integer):
+        raise ValueError(f"lengths must be an integer array of shape (N,) = ({N},), got dtype {array.dtype}")
+    if array.shape != (N,):
+        raise ValueError(f"lengths must have shape (N,) = ({N},), got {tuple(array.shape)}")
+    if not isinstance(array, jax.core.Tracer) and N > 0:
+        values = np.asarray(array)
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high > T:
+            bad = low if low < 0 else high
+            raise ValueError(f"lengths holds {bad}, outside the valid range [0, T] = [0, {T}]")
+    return array.astype(jnp.int32)
+
+
+def validate_recurrent_args(x, states: dict, Wx, Wh, biases: dict, *, gates: int, sequence: bool):
     """Check the arguments of a recurrent layer with `gates` blocks of H columns.
 
-    Shared by the RNN (gates=1) and the LSTM (gates=4), step and sequence versions.
-    Inputs: x (N, T, D) if `sequence` else (N, D); states {name: (N, H)} (h0, or prev_h and
-      prev_c); Wx (D, gates*H), Wh (H, gates*H), b (gates*H,).
-    Returns: (x, *states, Wx, Wh, b) as arrays of one floating dtype.
+    Shared by the RNN (gates=1), the GRU (gates=3) and the LSTM (gates=4), step and sequence.
+    Inputs: x (N, T, D) if `sequence` else (N, D); states {name: (N, H) or None} (h0 first;
+      None = not given, kept as None); Wx (D, gates*H), Wh (H, gates*H); biases
+      {name: (gates*H,)} (b, and the GRU's bh).
+    Returns: (x, *states, Wx, Wh, *biases) as arrays of one floating dtype (None kept).
     """
     x = as_float_array("x", x, 3 if sequence else 2)
-    states = {name: as_float_array(name, value, 2) for name, value in states.items()}
+    states = {name: None if value is None else as_float_array(name, value, 2) for name, value in states.items()}
     Wx = as_float_array("Wx", Wx, 2)
     Wh = as_float_array("Wh", Wh, 2)
-    b = as_float_array("b", b, 1)
+    biases = {name: as_float_array(name, value, 1) for name, value in biases.items()}
     N, D = x.shape[0], x.shape[-1]
     H = next(iter(states.values())).shape[-1]
     cols, label = gates * H, "H" if gates == 1 else f"{gates}H"
     for name, state in states.items():
-        expect_shape(name, state, (N, H), "(N, H)")
+        if state is not None:
+            expect_shape(name, state, (N, H), "(N, H)")
     expect_shape("Wx", Wx, (D, cols), f"(D, {label})")
     expect_shape("Wh", Wh, (H, cols), f"(H, {label})")
-    expect_shape("b", b, (cols,), f"({label},)")
-    arrays = (x, *states.values(), Wx, Wh, b)
-    dtype = common_float_dtype(*arrays)
-    return tuple(a.astype(dtype) for a in arrays)
+    for name, bias in biases.items():
+        expect_shape(name, bias, (cols,), f"({label},)")
+    given = [a for a in (x, *states.values(), Wx, Wh, *biases.values()) if a is not None]
+    dtype = common_float_dtype(*given)
+    cast = lambda a: None if a is None else a.astype(dtype)  # noqa: E731
+    return (cast(x), *map(cast, states.values()), cast(Wx), cast(Wh), *map(cast, biases.values()))

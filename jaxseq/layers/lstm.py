@@ -1,4 +1,4 @@
-"""LSTM: one step and a whole sequence, with hand-derived backward passes.
+"""LSTM: one step and a whole sequence, with hand-derived backward passes (the course's math).
 
 Equations (gate order along the 4H axis is i, f, o, g — the course convention):
 
@@ -16,15 +16,12 @@ Backward, given dh_t and dc_t flowing into step t:
     da = [di * i(1-i), df * f(1-f), do * o(1-o), dg * (1-g**2)]
     dh_{t-1} = da Wh^T,  dx_t = da Wx^T,  dWx = sum x_t^T da,  dWh = sum h_{t-1}^T da,  db = sum da
 
-The sequence version starts from c0 = 0, projects all inputs with one matmul before the
-scan, and computes dx, dWx, dWh, db after the backward scan (see `jaxseq.layers.rnn`). Its
-forward also stores, per step, the local derivatives the backward multiplies by:
-
-    P_t = [g, c_{t-1}, tanh c_t, i] * [i(1-i), f(1-f), o(1-o), 1-g**2]     (N, 4H)
-    q_t = o (1 - tanh(c_t)**2),  f_t                                        (N, H)
-
-so that a backward step is  dc = dc_t + dh_t q_t,  da = [dc, dc, dh_t, dc] * P_t,
-dc_{t-1} = dc f_t,  dh_{t-1} = da Wh^T  (the same equations as above, regrouped).
+This module is that math, read once: `lstm_cell_forward` / `lstm_cell_backward` serve the step
+and the sequence. The sequence takes `c0` (default zeros, as the course), `lengths`,
+`reverse` and `return_state` (h_n, c_n); what they mean and the machinery around the cell is
+`jaxseq.layers.sequence`. The differentiable `lstm` runs the same math regrouped for speed,
+`jaxseq.layers.lstm_fast` (tested to give the same gradients); `lstm_forward` and
+`lstm_backward` here are the readable pair.
 """
 
 from __future__ import annotations
@@ -35,53 +32,36 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxseq.layers import sequence as S
 from jaxseq.layers._validation import validate_recurrent_args
-from jaxseq.layers.rnn import (
-    input_gradient,
-    input_projection_tm,
-    previous_states_tm,
-    validate_sequence_args,
-    weight_gradients,
-)
+from jaxseq.layers.lstm_fast import lstm_fast_backward, lstm_fast_forward_parts, validate_lstm_args
 
 
-def _gate_scale(H, dtype):
-    """(s, t) along the 4H axis: 0.5 for i, f, o and 1 for g; 0.5 for i, f, o and 0 for g.
+def lstm_cell_forward(a, prev_c):
+    """The cell from its pre-activations a (N, 4H) and prev_c (N, H).
 
-    With them all four activations are one tanh: gates = s * tanh(s * a) + t, because
-    sigmoid(a) = 0.5 * tanh(a / 2) + 0.5; and d gates / da = s**2 * (1 - tanh(s * a)**2).
+    Returns: (next_h, next_c (N, H), gates (N, 4H) = [i, f, o, g]).
     """
-    s = jnp.concatenate([jnp.full((3 * H,), 0.5, dtype), jnp.ones((H,), dtype)])
-    t = jnp.concatenate([jnp.full((3 * H,), 0.5, dtype), jnp.zeros((H,), dtype)])
-    return s, t
-
-
-def lstm_cell(a, prev_c):
-    """The cell update from pre-activations a (N, 4H) and prev_c (N, H).
-
-    Returns: (next_h, next_c, P, q, f): the new state (N, H) each, and the local
-    derivatives the backward multiplies by (module docstring): P (N, 4H), q and f (N, H).
-    Callers that only need the state drop the rest; inside `jit` XLA never computes it.
-    """
-    s, t = _gate_scale(prev_c.shape[-1], a.dtype)
-    tanh_a = jnp.tanh(s * a)
-    i, f, o, g = jnp.split(s * tanh_a + t, 4, axis=-1)  # sigmoid(a_i, a_f, a_o), tanh(a_g)
+    a_i, a_f, a_o, a_g = jnp.split(a, 4, axis=-1)
+    i, f, o, g = jax.nn.sigmoid(a_i), jax.nn.sigmoid(a_f), jax.nn.sigmoid(a_o), jnp.tanh(a_g)
     next_c = f * prev_c + i * g
-    tanh_c = jnp.tanh(next_c)
-    next_h = o * tanh_c
-    P = jnp.concatenate([g, prev_c, tanh_c, i], axis=-1) * (s * s * (1.0 - tanh_a * tanh_a))
-    return next_h, next_c, P, o * (1.0 - tanh_c * tanh_c), f
+    next_h = o * jnp.tanh(next_c)
+    return next_h, next_c, jnp.concatenate([i, f, o, g], axis=-1)
 
 
-def lstm_cell_backward(dnext_h, dnext_c, P, q, f):
-    """Pre-activation gradient and the gradient to prev_c from the cell's local derivatives.
+def lstm_cell_backward(dnext_h, dnext_c, gates, prev_c, next_c):
+    """The course's backward of one cell (module docstring).
 
-    Inputs: dnext_h, dnext_c (N, H) total gradients reaching the step's outputs; P (N, 4H),
-      q, f (N, H) from `lstm_cell`.
+    Inputs: dnext_h, dnext_c (N, H) total gradients reaching the step's outputs; gates
+      (N, 4H) = [i, f, o, g]; prev_c, next_c (N, H).
     Returns: (da (N, 4H), dprev_c (N, H)).
     """
-    dc = dnext_c + dnext_h * q
-    da = jnp.concatenate([dc, dc, dnext_h, dc], axis=-1) * P
+    i, f, o, g = jnp.split(gates, 4, axis=-1)
+    tc = jnp.tanh(next_c)
+    do = dnext_h * tc
+    dc = dnext_c + dnext_h * o * (1.0 - tc**2)
+    di, df, dg = dc * g, dc * prev_c, dc * i
+    da = jnp.concatenate([di * i * (1.0 - i), df * f * (1.0 - f), do * o * (1.0 - o), dg * (1.0 - g**2)], axis=-1)
     return da, dc * f
 
 
@@ -91,21 +71,21 @@ def lstm_cell_backward(dnext_h, dnext_c, P, q, f):
 class LSTMStepCache(NamedTuple):
     x: jax.Array  # (N, D)
     prev_h: jax.Array  # (N, H)
+    prev_c: jax.Array  # (N, H)
     Wx: jax.Array  # (D, 4H)
     Wh: jax.Array  # (H, 4H)
-    P: jax.Array  # (N, 4H) [g, c_{t-1}, tanh c_t, i] * d(i, f, o, g)/da
-    q: jax.Array  # (N, H) o (1 - tanh(c_t)**2)
-    f: jax.Array  # (N, H) forget gate
+    gates: jax.Array  # (N, 4H) i, f, o, g
+    next_c: jax.Array  # (N, H)
 
 
 def _validate_step(x, prev_h, prev_c, Wx, Wh, b):
     states = {"prev_h": prev_h, "prev_c": prev_c}
-    return validate_recurrent_args(x, states, Wx, Wh, b, gates=4, sequence=False)
+    return validate_recurrent_args(x, states, Wx, Wh, {"b": b}, gates=4, sequence=False)
 
 
 def _lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
-    next_h, next_c, P, q, f = lstm_cell(x @ Wx + prev_h @ Wh + b, prev_c)
-    return next_h, next_c, LSTMStepCache(x, prev_h, Wx, Wh, P, q, f)
+    next_h, next_c, gates = lstm_cell_forward(x @ Wx + prev_h @ Wh + b, prev_c)
+    return next_h, next_c, LSTMStepCache(x, prev_h, prev_c, Wx, Wh, gates, next_c)
 
 
 def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
@@ -123,7 +103,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache: LSTMStepCache):
     Inputs: dnext_h (N, H), dnext_c (N, H), the cache of `lstm_step_forward`.
     Returns: (dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)).
     """
-    da, dprev_c = lstm_cell_backward(dnext_h, dnext_c, cache.P, cache.q, cache.f)
+    da, dprev_c = lstm_cell_backward(dnext_h, dnext_c, cache.gates, cache.prev_c, cache.next_c)
     return da @ cache.Wx.T, da @ cache.Wh.T, dprev_c, cache.x.T @ da, cache.prev_h.T @ da, da.sum(axis=0)
 
 
@@ -152,114 +132,119 @@ def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
 # ----------------------------------------------------------------------------- sequence
 
 
-class LSTMCache(NamedTuple):
-    """What `lstm_backward` needs; per-step values are stored time-major (module docstring)."""
+@S.sequence_cache
+class LSTMCache:
+    """What `lstm_backward` needs; per-step values are time-major, in the loop's order."""
 
     x: jax.Array  # (N, T, D)
     h0: jax.Array  # (N, H)
+    c0: jax.Array | None  # (N, H), or None: not given (zeros, and no dc0 returned)
     Wx: jax.Array  # (D, 4H)
     Wh: jax.Array  # (H, 4H)
-    h_tm: jax.Array  # (T, N, H) hidden states h_1 .. h_T
-    c_tm: jax.Array  # (T, N, H) cell states c_1 .. c_T
-    P_tm: jax.Array  # (T, N, 4H) [g, c_{t-1}, tanh c_t, i] * d(i, f, o, g)/da
-    q_tm: jax.Array  # (T, N, H) o (1 - tanh(c_t)**2)
-    f_tm: jax.Array  # (T, N, H) forget gates
+    h_tm: jax.Array  # (T, N, H) hidden states after each step (held past a length)
+    c_tm: jax.Array  # (T, N, H) cell states after each step
+    gates_tm: jax.Array  # (T, N, 4H) i, f, o, g
+    lengths: jax.Array | None  # (N,) int32, or None
+    reverse: bool = False
 
 
-def scan_in_place(step, carry, buffer, xs=(), *, reverse=False):
-    """`lax.scan(step, carry, (buffer, *xs), reverse=reverse)` for a step whose first output
-    has the shape of `buffer[t]`: that output is written over `buffer[t]`, so XLA updates the
-    buffer in place instead of filling a new stacked output with zeros first.
-
-    Returns (carry, (buffer, *stacked other outputs)).
-    """
-    T = buffer.shape[0]
-    at = lambda a, t: lax.dynamic_index_in_dim(a, t, 0, keepdims=False)  # noqa: E731
-    put = lambda a, v, t: lax.dynamic_update_index_in_dim(a, v, t, 0)  # noqa: E731
-    out_shapes = jax.eval_shape(lambda c, x: step(c, x)[1][1:], carry, tuple(at(a, 0) for a in (buffer, *xs)))
-    outs = tuple(jnp.zeros((T, *o.shape), o.dtype) for o in out_shapes)
-
-    def body(k, state):
-        carry, buffer, outs = state
-        t = T - 1 - k if reverse else k
-        carry, (new, *new_outs) = step(carry, tuple(at(a, t) for a in (buffer, *xs)))
-        return carry, put(buffer, new, t), tuple(put(o, v, t) for o, v in zip(outs, new_outs))
-
-    carry, buffer, outs = lax.fori_loop(0, T, body, (carry, buffer, outs))
-    return carry, (buffer, *outs)
-
-
-def _lstm_forward(x, h0, Wx, Wh, b):
-    xw_tm = input_projection_tm(x, Wx)  # b is added inside the step, in its elementwise pass
+def _lstm_forward(x, h0, c0, Wx, Wh, b, lengths, reverse):
+    """Returns (h (N, T, H), h_n, c_n (N, H), cache)."""
+    valid_tm = S.valid_steps_tm(lengths, x.shape[1])
+    xw_tm = S.scan_order(S.input_projection_tm(x, Wx, b), lengths, reverse)
+    start = (h0, jnp.zeros_like(h0) if c0 is None else c0)
 
     def step(carry, inputs):
-        (xw_t,) = inputs
+        xw_t, valid_t = inputs
         prev_h, prev_c = carry
-        next_h, next_c, P, q, f = lstm_cell(xw_t + b + prev_h @ Wh, prev_c)
-        return (next_h, next_c), (P, next_h, next_c, q, f)
+        next_h, next_c, gates = lstm_cell_forward(xw_t + prev_h @ Wh, prev_c)
+        next_h, next_c = S.keep_valid(valid_t, (next_h, next_c), carry)
+        return (next_h, next_c), (next_h, next_c, gates)
 
-    # P_t overwrites (x Wx)_t: no zero-filled (T, N, 4H) buffer, one buffer fewer
-    _, (P_tm, h_tm, c_tm, q_tm, f_tm) = scan_in_place(step, (h0, jnp.zeros_like(h0)), xw_tm)
-    return jnp.swapaxes(h_tm, 0, 1), LSTMCache(x, h0, Wx, Wh, h_tm, c_tm, P_tm, q_tm, f_tm)
-
-
-def _lstm_forward_only(x, h0, Wx, Wh, b):
-    """`_lstm_forward` without the cache: what runs when nothing is differentiated."""
-
-    def step(carry, xw_t):
-        prev_h, prev_c = carry
-        next_h, next_c, *_ = lstm_cell(xw_t + b + prev_h @ Wh, prev_c)
-        return (next_h, next_c), next_h
-
-    _, h_tm = lax.scan(step, (h0, jnp.zeros_like(h0)), input_projection_tm(x, Wx))
-    return jnp.swapaxes(h_tm, 0, 1)
+    (h_n, c_n), (h_tm, c_tm, gates_tm) = lax.scan(step, start, (xw_tm, valid_tm))
+    h = S.outputs_from_states(h_tm, valid_tm, lengths, reverse)
+    return h, h_n, c_n, LSTMCache(x, h0, c0, Wx, Wh, h_tm, c_tm, gates_tm, lengths, reverse)
 
 
-def lstm_forward(x, h0, Wx, Wh, b):
-    """LSTM over a whole sequence, starting from h0 and c0 = 0.
+def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, lengths=None, reverse=False, return_state=False):
+    """LSTM over a whole sequence, starting from h0 and c0 (zeros when not given).
 
-    Inputs: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
-    Returns: (h (N, T, H), cache: LSTMCache).
+    Inputs: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,); c0 (N, H) or None;
+      lengths (N,) int in [0, T] or None (all T); reverse: read each sequence from its last
+      valid step back.
+    Returns: (h (N, T, H), cache), or (h, h_n, c_n, cache) with return_state: h is 0 after
+      each length, h_n and c_n (N, H) are the states after each sequence's last valid step.
     """
-    return _lstm_forward(*validate_sequence_args(x, h0, Wx, Wh, b, gates=4))
+    h, h_n, c_n, cache = _lstm_forward(*validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths), reverse)
+    return S.forward_result(h, (h_n, c_n), cache, return_state)
 
 
-def lstm_backward(dh, cache: LSTMCache):
-    """Backward of `lstm_forward`.
+def lstm_backward(dh, cache: LSTMCache, *, dh_n=None, dc_n=None):
+    """Backward of `lstm_forward`, step by step with the course's equations.
 
-    Inputs: dh (N, T, H) upstream gradients of every hidden state, the cache.
-    Returns: (dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)).
+    Inputs: dh (N, T, H) upstream gradients of every hidden state, the cache; dh_n, dc_n
+      (N, H) the gradients of the final states (with return_state), or None.
+    Returns: (dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)); with c0 given
+      to the forward, (dx, dh0, dc0, dWx, dWh, db), the order of `lstm_step_backward`.
     """
     WhT = cache.Wh.T
+    valid_tm = S.valid_steps_tm(cache.lengths, cache.x.shape[1])
+    c_start = jnp.zeros_like(cache.h0) if cache.c0 is None else cache.c0
 
     def step(carry, inputs):
         dnext_h, dnext_c = carry
-        P, dh_t, q, f = inputs
-        da, dprev_c = lstm_cell_backward(dh_t + dnext_h, dnext_c, P, q, f)
-        return (da @ WhT, dprev_c), (da,)
+        dh_t, gates_t, prev_c_t, c_t, valid_t = inputs
+        da, dprev_c = lstm_cell_backward(dh_t + dnext_h, dnext_c, gates_t, prev_c_t, c_t)
+        da = S.zero_invalid(valid_t, da)
+        return S.keep_valid(valid_t, (da @ WhT, dprev_c), carry), da
 
     zeros = jnp.zeros_like(cache.h0)
-    # da_t overwrites P_t, walking t = T-1 .. 0
-    (dh0, _), (da_tm,) = scan_in_place(
-        step, (zeros, zeros), cache.P_tm, (jnp.swapaxes(dh, 0, 1), cache.q_tm, cache.f_tm), reverse=True
+    last = (zeros if dh_n is None else dh_n, zeros if dc_n is None else dc_n)
+    dh_tm = S.output_grads_in_scan_order(dh, cache.lengths, cache.reverse)
+    c_prev_tm = S.previous_states_tm(c_start, cache.c_tm)
+    (dh0, dc0), da_tm = lax.scan(step, last, (dh_tm, cache.gates_tm, c_prev_tm, cache.c_tm, valid_tm), reverse=True)
+    h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm)
+    dx, dWx, dWh, db = S.sequence_gradients(
+        cache.x, cache.Wx, h_prev_tm, da_tm, lengths=cache.lengths, reverse=cache.reverse
     )
-    dWx, dWh, db = weight_gradients(cache.x, previous_states_tm(cache.h0, cache.h_tm), da_tm)
-    return input_gradient(da_tm, cache.Wx), dh0, dWx, dWh, db
+    return (dx, dh0, dWx, dWh, db) if cache.c0 is None else (dx, dh0, dc0, dWx, dWh, db)
 
 
-@jax.custom_vjp
-def _lstm(x, h0, Wx, Wh, b):
-    return _lstm_forward_only(x, h0, Wx, Wh, b)
+# The differentiable `lstm`: its primal is the readable forward above (nothing stored), its
+# rule the fast pair of `jaxseq.layers.lstm_fast`.
 
 
-_lstm.defvjp(_lstm_forward, lambda cache, dh: lstm_backward(dh, cache))
+def _lstm_primal(options, x, h0, c0, Wx, Wh, b, lengths):
+    reverse, return_state = options
+    h, h_n, c_n, _ = _lstm_forward(x, h0, c0, Wx, Wh, b, lengths, reverse)
+    return (h, h_n, c_n) if return_state else h
 
 
-def lstm(x, h0, Wx, Wh, b):
-    """Differentiable LSTM over a sequence (c0 = 0); `jax.grad` runs `lstm_backward`.
+def _lstm_fwd_rule(options, x, h0, c0, Wx, Wh, b, lengths):
+    reverse, return_state = options
+    h, h_n, c_n, cache = lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, lengths, reverse)
+    return ((h, h_n, c_n) if return_state else h), cache
 
-    Inputs: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,); gates i, f, o, g.
-    Returns: h (N, T, H).
+
+def _lstm_bwd_rule(options, cache, dout):
+    dh, dh_n, dc_n = S.split_output_grads(dout, 2, options[1])
+    grads = lstm_fast_backward(dh, cache, dh_n=dh_n, dc_n=dc_n)
+    if cache.c0 is None:
+        dx, dh0, dWx, dWh, db = grads
+        return dx, dh0, None, dWx, dWh, db, None
+    return (*grads, None)  # lengths get no gradient
+
+
+_lstm = jax.custom_vjp(_lstm_primal, nondiff_argnums=(0,))
+_lstm.defvjp(_lstm_fwd_rule, _lstm_bwd_rule)
+
+
+def lstm(x, h0, Wx, Wh, b, *, c0=None, lengths=None, reverse=False, return_state=False):
+    """Differentiable LSTM over a sequence; `jax.grad` runs the hand-written fast backward.
+
+    Inputs: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,); gates i, f, o, g;
+      c0, lengths, reverse as in `lstm_forward`.
+    Returns: h (N, T, H), or (h, h_n, c_n) with return_state.
 
     >>> import numpy as np
     >>> N, T, D, H = 2, 5, 3, 4
@@ -268,4 +253,5 @@ def lstm(x, h0, Wx, Wh, b):
     >>> h.shape, h.dtype
     ((2, 5, 4), dtype('float32'))
     """
-    return _lstm(*validate_sequence_args(x, h0, Wx, Wh, b, gates=4))
+    args = validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths)
+    return _lstm((bool(reverse), bool(return_state)), *args)

@@ -12,9 +12,9 @@ Backward, given dL/dh_t (the upstream gradient plus what flows back from step t+
     dx_t      = da_t Wx^T
     dWx = sum_t x_t^T da_t,  dWh = sum_t h_{t-1}^T da_t,  db = sum_{n,t} da_t
 
-For the sequence, `x Wx` for all T steps is one matmul before the scan, `lax.scan` runs only
-the recurrence, the backward scan yields the per-step `da_t`, and `dx`, `dWx`, `dWh`, `db`
-are each one batched matmul or reduction after it.
+The sequence version takes `lengths`, `reverse` and `return_state` (final state h_n); what
+they mean and everything around the cell (projection before the loop, masks, reordering,
+weight gradients after it) is `jaxseq.layers.sequence`, shared with the LSTM and the GRU.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxseq.layers import sequence as S
 from jaxseq.layers._validation import validate_recurrent_args
 
 # ----------------------------------------------------------------------------- one step
@@ -41,7 +42,7 @@ class RNNStepCache(NamedTuple):
 
 
 def _validate_step(x, prev_h, Wx, Wh, b):
-    return validate_recurrent_args(x, {"prev_h": prev_h}, Wx, Wh, b, gates=1, sequence=False)
+    return validate_recurrent_args(x, {"prev_h": prev_h}, Wx, Wh, {"b": b}, gates=1, sequence=False)
 
 
 def _rnn_step_forward(x, prev_h, Wx, Wh, b):
@@ -93,117 +94,96 @@ def rnn_step(x, prev_h, Wx, Wh, b):
 # ----------------------------------------------------------------------------- sequence
 
 
-class RNNCache(NamedTuple):
-    """What `rnn_backward` needs. Hidden states are stored time-major, as the scans use them."""
+@S.sequence_cache
+class RNNCache:
+    """What `rnn_backward` needs. States are time-major, in the loop's order (`S.scan_order`)."""
 
     x: jax.Array  # (N, T, D)
     h0: jax.Array  # (N, H)
     Wx: jax.Array  # (D, H)
     Wh: jax.Array  # (H, H)
-    h_tm: jax.Array  # (T, N, H): h_1 .. h_T
+    h_tm: jax.Array  # (T, N, H) the state after each step (held past a sequence's length)
+    lengths: jax.Array | None  # (N,) int32, or None: every sequence is T long
+    reverse: bool = False
 
 
-def validate_sequence_args(x, h0, Wx, Wh, b, *, gates: int):
-    """Check (x, h0, Wx, Wh, b) of a sequence layer (RNN: gates=1, LSTM: gates=4)."""
-    return validate_recurrent_args(x, {"h0": h0}, Wx, Wh, b, gates=gates, sequence=True)
+def _validate(x, h0, Wx, Wh, b, lengths):
+    return S.validate_sequence_args(x, {"h0": h0}, Wx, Wh, {"b": b}, gates=1, lengths=lengths)
 
 
-def time_major_rows(x):
-    """x (N, T, D) as time-major rows (T*N, D): row t*N + n is x[n, t].
+def _rnn_forward(x, h0, Wx, Wh, b, lengths, reverse):
+    """Returns (h (N, T, H), h_n (N, H), cache)."""
+    valid_tm = S.valid_steps_tm(lengths, x.shape[1])
+    xw_tm = S.scan_order(S.input_projection_tm(x, Wx, b), lengths, reverse)
 
-    One copy of x, after which every all-steps matmul is a plain row-major 2-D matmul on
-    (T*N, .) arrays whose result is already time-major. (XLA:CPU compiles the equivalent
-    einsum("ntd,dm->tnm") into a transposed dot plus copies of the (T, N, M) result, several
-    times slower; within one jit, the forward's and the backward's calls are one copy.)
-    """
-    N, T, D = x.shape
-    return jnp.swapaxes(x, 0, 1).reshape(T * N, D)
-
-
-def input_projection_tm(x, Wx, b=None):
-    """`x_t Wx (+ b)` for every step as one matmul, time-major. x (N, T, D) -> (T, N, M)."""
-    N, T, _ = x.shape
-    xw = time_major_rows(x) @ Wx
-    return (xw if b is None else xw + b).reshape(T, N, Wx.shape[1])
-
-
-def input_gradient(da_tm, Wx):
-    """dx = da Wx^T for every step as one matmul. da_tm (T, N, M), Wx (D, M) -> (N, T, D)."""
-    T, N, M = da_tm.shape
-    return jnp.swapaxes((da_tm.reshape(T * N, M) @ Wx.T).reshape(T, N, Wx.shape[0]), 0, 1)
-
-
-def weight_gradients(x, h_prev_tm, da_tm):
-    """The gradients a sequence layer's weights get from the per-step pre-activation grads.
-
-    Inputs: x (N, T, D), h_prev_tm (T, N, H) the hidden state entering each step,
-      da_tm (T, N, M) the pre-activation gradients.
-    Returns: (dWx (D, M), dWh (H, M), db (M,)), each one 2-D matmul or reduction over the
-      T*N time-major rows.
-    """
-    T, N, M = da_tm.shape
-    da = da_tm.reshape(T * N, M)
-    dWx = time_major_rows(x).T @ da
-    dWh = h_prev_tm.reshape(T * N, -1).T @ da
-    db = da.sum(axis=0)
-    return dWx, dWh, db
-
-
-def previous_states_tm(h0, h_tm):
-    """The state entering each step: (h0, h_1, ..., h_{T-1}), time-major (T, N, H)."""
-    return jnp.concatenate([h0[None], h_tm[:-1]], axis=0)
-
-
-def _rnn_forward(x, h0, Wx, Wh, b):
-    xw_tm = input_projection_tm(x, Wx, b)
-
-    def step(prev_h, xw_t):
-        next_h = jnp.tanh(xw_t + prev_h @ Wh)
+    def step(prev_h, inputs):
+        xw_t, valid_t = inputs
+        next_h = S.keep_valid(valid_t, jnp.tanh(xw_t + prev_h @ Wh), prev_h)
         return next_h, next_h
 
-    _, h_tm = lax.scan(step, h0, xw_tm)
-    return jnp.swapaxes(h_tm, 0, 1), RNNCache(x, h0, Wx, Wh, h_tm)
+    h_n, h_tm = lax.scan(step, h0, (xw_tm, valid_tm))
+    h = S.outputs_from_states(h_tm, valid_tm, lengths, reverse)
+    return h, h_n, RNNCache(x, h0, Wx, Wh, h_tm, lengths, reverse)
 
 
-def rnn_forward(x, h0, Wx, Wh, b):
+def rnn_forward(x, h0, Wx, Wh, b, *, lengths=None, reverse=False, return_state=False):
     """Tanh RNN over a whole sequence.
 
-    Inputs: x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,).
-    Returns: (h (N, T, H) all hidden states, cache: RNNCache).
+    Inputs: x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,); lengths (N,) int in [0, T]
+      or None (all T); reverse: read each sequence from its last valid step back.
+    Returns: (h (N, T, H), cache), or (h, h_n (N, H), cache) with return_state. h is 0 after
+      each length; h_n is the state after each sequence's last valid step (h0 if length 0).
     """
-    return _rnn_forward(*validate_sequence_args(x, h0, Wx, Wh, b, gates=1))
+    h, h_n, cache = _rnn_forward(*_validate(x, h0, Wx, Wh, b, lengths), reverse)
+    return (h, h_n, cache) if return_state else (h, cache)
 
 
-def rnn_backward(dh, cache: RNNCache):
+def rnn_backward(dh, cache: RNNCache, *, dh_n=None):
     """Backward of `rnn_forward`.
 
-    Inputs: dh (N, T, H) upstream gradients of every hidden state, the cache.
+    Inputs: dh (N, T, H) upstream gradients of every hidden state, the cache; dh_n (N, H)
+      the gradient of the final state (with return_state), or None.
     Returns: (dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)).
     """
     WhT = cache.Wh.T
+    T = cache.x.shape[1]
+    valid_tm = S.valid_steps_tm(cache.lengths, T)
 
     def step(dnext_h, inputs):
-        dh_t, h_t = inputs
-        da_t = (dh_t + dnext_h) * (1.0 - h_t**2)
-        return da_t @ WhT, da_t
+        dh_t, h_t, valid_t = inputs
+        da_t = S.zero_invalid(valid_t, (dh_t + dnext_h) * (1.0 - h_t**2))
+        return S.keep_valid(valid_t, da_t @ WhT, dnext_h), da_t
 
-    dh0, da_tm = lax.scan(step, jnp.zeros_like(cache.h0), (jnp.swapaxes(dh, 0, 1), cache.h_tm), reverse=True)
-    dWx, dWh, db = weight_gradients(cache.x, previous_states_tm(cache.h0, cache.h_tm), da_tm)
-    return input_gradient(da_tm, cache.Wx), dh0, dWx, dWh, db
-
-
-@jax.custom_vjp
-def _rnn(x, h0, Wx, Wh, b):
-    return _rnn_forward(x, h0, Wx, Wh, b)[0]
-
-
-_rnn.defvjp(_rnn_forward, lambda cache, dh: rnn_backward(dh, cache))
+    dh_tm = S.output_grads_in_scan_order(dh, cache.lengths, cache.reverse)
+    dh_last = jnp.zeros_like(cache.h0) if dh_n is None else dh_n
+    dh0, da_tm = lax.scan(step, dh_last, (dh_tm, cache.h_tm, valid_tm), reverse=True)
+    h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm)
+    dx, dWx, dWh, db = S.sequence_gradients(
+        cache.x, cache.Wx, h_prev_tm, da_tm, lengths=cache.lengths, reverse=cache.reverse
+    )
+    return dx, dh0, dWx, dWh, db
 
 
-def rnn(x, h0, Wx, Wh, b):
+def _rnn_fwd_rule(options, x, h0, Wx, Wh, b, lengths):
+    reverse, return_state = options
+    h, h_n, cache = _rnn_forward(x, h0, Wx, Wh, b, lengths, reverse)
+    return ((h, h_n) if return_state else h), cache
+
+
+def _rnn_bwd_rule(options, cache, dout):
+    dh, dh_n = S.split_output_grads(dout, 1, options[1])
+    return (*rnn_backward(dh, cache, dh_n=dh_n), None)  # None: lengths get no gradient
+
+
+_rnn = jax.custom_vjp(lambda options, *args: _rnn_fwd_rule(options, *args)[0], nondiff_argnums=(0,))
+_rnn.defvjp(_rnn_fwd_rule, _rnn_bwd_rule)
+
+
+def rnn(x, h0, Wx, Wh, b, *, lengths=None, reverse=False, return_state=False):
     """Differentiable tanh RNN over a sequence; `jax.grad` runs the hand-written `rnn_backward`.
 
-    Inputs: x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,).
-    Returns: h (N, T, H).
+    Inputs: x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,); lengths, reverse as in
+      `rnn_forward`.
+    Returns: h (N, T, H), or (h, h_n (N, H)) with return_state.
     """
-    return _rnn(*validate_sequence_args(x, h0, Wx, Wh, b, gates=1))
+    return _rnn((bool(reverse), bool(return_state)), *_validate(x, h0, Wx, Wh, b, lengths))

@@ -1,0 +1,149 @@
+"""The LSTM's fast path: `jaxseq.layers.lstm`'s math regrouped, with the same contract.
+
+`lstm_fast_forward` / `lstm_fast_backward` take and return what `lstm_forward` /
+`lstm_backward` do and give the same gradients (tested to 1e-9 in float64); the
+differentiable `jaxseq.layers.lstm` runs this pair as its rule. Read `lstm.py` for the
+course's equations; this module changes only how they are computed:
+
+- One tanh for all four gates: sigmoid(a) = 0.5 tanh(a / 2) + 0.5, so with s = 0.5 for
+  i, f, o and 1 for g (and t = 0.5, 0.5, 0.5, 0) the gates are s tanh(s a) + t and their
+  derivatives s^2 (1 - tanh(s a)^2), one elementwise pass over (N, 4H).
+- The forward stores, per step, the local derivatives the backward multiplies by:
+
+      P_t = [g, c_{t-1}, tanh c_t, i] * [i(1-i), f(1-f), o(1-o), 1-g**2]     (N, 4H)
+      q_t = o (1 - tanh(c_t)**2),  f_t                                        (N, H)
+
+  so a backward step is  dc = dc_t + dh_t q_t,  da = [dc, dc, dh_t, dc] * P_t,
+  dc_{t-1} = dc f_t,  dh_{t-1} = da Wh^T  — the course's equations, regrouped.
+- In-place loops (`sequence.scan_in_place`): P_t overwrites (x Wx)_t in the forward and
+  da_t overwrites P_t in the backward, so no zero-filled (T, N, 4H) buffer is made; b is
+  added inside the step, in its elementwise pass.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxseq.layers import sequence as S
+
+
+def validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths):
+    """Checked (x, h0, c0, Wx, Wh, b, lengths) of an LSTM sequence call (c0 may be None)."""
+    return S.validate_sequence_args(x, {"h0": h0, "c0": c0}, Wx, Wh, {"b": b}, gates=4, lengths=lengths)
+
+
+def _gate_scale(H, dtype):
+    """(s, t) along the 4H axis: 0.5 for i, f, o and 1 for g; 0.5 for i, f, o and 0 for g."""
+    s = jnp.concatenate([jnp.full((3 * H,), 0.5, dtype), jnp.ones((H,), dtype)])
+    t = jnp.concatenate([jnp.full((3 * H,), 0.5, dtype), jnp.zeros((H,), dtype)])
+    return s, t
+
+
+def lstm_cell(a, prev_c):
+    """The cell update from pre-activations a (N, 4H) and prev_c (N, H).
+
+    Returns: (next_h, next_c, P, q, f): the new state (N, H) each, and the local
+    derivatives the backward multiplies by (module docstring): P (N, 4H), q and f (N, H).
+    """
+    s, t = _gate_scale(prev_c.shape[-1], a.dtype)
+    tanh_a = jnp.tanh(s * a)
+    i, f, o, g = jnp.split(s * tanh_a + t, 4, axis=-1)  # sigmoid(a_i, a_f, a_o), tanh(a_g)
+    next_c = f * prev_c + i * g
+    tanh_c = jnp.tanh(next_c)
+    next_h = o * tanh_c
+    P = jnp.concatenate([g, prev_c, tanh_c, i], axis=-1) * (s * s * (1.0 - tanh_a * tanh_a))
+    return next_h, next_c, P, o * (1.0 - tanh_c * tanh_c), f
+
+
+def lstm_cell_backward(dnext_h, dnext_c, P, q, f):
+    """Pre-activation gradient and the gradient to prev_c from the cell's local derivatives.
+
+    Inputs: dnext_h, dnext_c (N, H) total gradients reaching the step's outputs; P (N, 4H),
+      q, f (N, H) from `lstm_cell`.
+    Returns: (da (N, 4H), dprev_c (N, H)).
+    """
+    dc = dnext_c + dnext_h * q
+    da = jnp.concatenate([dc, dc, dnext_h, dc], axis=-1) * P
+    return da, dc * f
+
+
+@S.sequence_cache
+class LSTMFastCache:
+    """What `lstm_fast_backward` needs; per-step values time-major, in the loop's order."""
+
+    x: jax.Array  # (N, T, D)
+    h0: jax.Array  # (N, H)
+    c0: jax.Array | None  # (N, H), or None: not given (zeros, and no dc0 returned)
+    Wx: jax.Array  # (D, 4H)
+    Wh: jax.Array  # (H, 4H)
+    h_tm: jax.Array  # (T, N, H) hidden states after each step
+    P_tm: jax.Array  # (T, N, 4H)
+    q_tm: jax.Array  # (T, N, H)
+    f_tm: jax.Array  # (T, N, H)
+    lengths: jax.Array | None  # (N,) int32, or None
+    reverse: bool = False
+
+
+def _valid_inputs(valid_tm):
+    """Extra loop inputs holding the valid-step mask (none without lengths)."""
+    return () if valid_tm is None else (valid_tm,)
+
+
+def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, lengths, reverse):
+    """The forward on checked arguments. Returns (h (N, T, H), h_n, c_n (N, H), cache)."""
+    valid_tm = S.valid_steps_tm(lengths, x.shape[1])
+    xw_tm = S.scan_order(S.input_projection_tm(x, Wx), lengths, reverse)
+    start = (h0, jnp.zeros_like(h0) if c0 is None else c0)
+
+    def step(carry, inputs):
+        xw_t, *valid = inputs
+        next_h, next_c, P, q, f = lstm_cell(xw_t + b + carry[0] @ Wh, carry[1])
+        next_h, next_c = S.keep_valid(valid[0] if valid else None, (next_h, next_c), carry)
+        return (next_h, next_c), (P, next_h, q, f)
+
+    (h_n, c_n), (P_tm, h_tm, q_tm, f_tm) = S.scan_in_place(step, start, xw_tm, _valid_inputs(valid_tm))
+    h = S.outputs_from_states(h_tm, valid_tm, lengths, reverse)
+    return h, h_n, c_n, LSTMFastCache(x, h0, c0, Wx, Wh, h_tm, P_tm, q_tm, f_tm, lengths, reverse)
+
+
+def lstm_fast_forward(x, h0, Wx, Wh, b, *, c0=None, lengths=None, reverse=False, return_state=False):
+    """`jaxseq.layers.lstm_forward`, computed the fast way.
+
+    Inputs: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,); c0 (N, H) or None;
+      lengths (N,) int in [0, T] or None; reverse.
+    Returns: (h (N, T, H), cache), or (h, h_n, c_n (N, H), cache) with return_state.
+    """
+    h, h_n, c_n, cache = lstm_fast_forward_parts(*validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths), reverse)
+    return S.forward_result(h, (h_n, c_n), cache, return_state)
+
+
+def lstm_fast_backward(dh, cache: LSTMFastCache, *, dh_n=None, dc_n=None):
+    """`jaxseq.layers.lstm_backward` from the fast cache.
+
+    Inputs: dh (N, T, H), the cache of `lstm_fast_forward`; dh_n, dc_n (N, H) or None.
+    Returns: (dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)), with dc0 (N, H)
+      after dh0 when c0 was given to the forward.
+    """
+    WhT = cache.Wh.T
+    valid_tm = S.valid_steps_tm(cache.lengths, cache.x.shape[1])
+
+    def step(carry, inputs):
+        P, dh_t, q, f, *valid = inputs
+        valid_t = valid[0] if valid else None
+        da, dprev_c = lstm_cell_backward(dh_t + carry[0], carry[1], P, q, f)
+        da = S.zero_invalid(valid_t, da)
+        return S.keep_valid(valid_t, (da @ WhT, dprev_c), carry), (da,)
+
+    zeros = jnp.zeros_like(cache.h0)
+    last = (zeros if dh_n is None else dh_n, zeros if dc_n is None else dc_n)
+    dh_tm = S.output_grads_in_scan_order(dh, cache.lengths, cache.reverse)
+    # da_t overwrites P_t, walking t = T-1 .. 0
+    (dh0, dc0), (da_tm,) = S.scan_in_place(
+        step, last, cache.P_tm, (dh_tm, cache.q_tm, cache.f_tm, *_valid_inputs(valid_tm)), reverse=True
+    )
+    h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm)
+    dx, dWx, dWh, db = S.sequence_gradients(
+        cache.x, cache.Wx, h_prev_tm, da_tm, lengths=cache.lengths, reverse=cache.reverse
+    )
+    return (dx, dh0, dWx, dWh, db) if cache.c0 is None else (dx, dh0, dc0, dWx, dWh, db)

@@ -1,0 +1,216 @@
+"""The machinery every recurrent sequence layer shares (RNN, LSTM, GRU): one place, no copies.
+
+A sequence layer is a cell applied along time. Everything around the cell is the same for
+every cell and lives here:
+
+- **Input projection before the loop.** `x_t Wx + b` for all T steps is one matmul on
+  time-major rows; the loop runs only the recurrence (`input_projection_tm`).
+- **Lengths.** `lengths` (N,) follows PyTorch's packed sequences: sequence n is valid at steps
+  t < lengths[n]. The state stops changing after its last valid step (`keep_valid`), outputs at
+  later steps are exactly 0 and so are the gradients of the inputs there (`zero_invalid`).
+  The final state each sequence hands back is the loop's last carry.
+- **Reverse direction.** `reverse=True` reads each sequence from its last valid step back to
+  its first. The loop always runs t = 0 .. T-1 over *scan order*: the time-major inputs with
+  each sequence reversed within its own length (`scan_order`). That reordering is its own
+  inverse, so the same call takes the outputs, and in the backward the gradients, back to
+  input order; padding stays where it is.
+- **Weight gradients after the loop.** The backward loop yields the per-step pre-activation
+  gradients; dx, dWx, dWh, db (and the GRU's dbh) are then one matmul or reduction each
+  (`sequence_gradients`).
+
+Shapes: N batch, T time, D input, H hidden, G = gates * H (H for the RNN, 3H GRU, 4H LSTM).
+Time-major arrays carry the suffix `_tm`: (T, N, .).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxseq.layers._validation import as_lengths, validate_recurrent_args
+
+
+def sequence_cache(cls):
+    """A frozen dataclass registered as a pytree: its arrays are leaves (None allowed: a part
+    not given, such as `lengths`), and `reverse` is static metadata, so a cache passes through
+    `jit` and `custom_vjp` and the backward still knows the direction in Python."""
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    names = [field.name for field in dataclasses.fields(cls)]
+    data = [name for name in names if name != "reverse"]
+    return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=["reverse"])
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def validate_sequence_args(x, states: dict, Wx, Wh, biases: dict, *, gates: int, lengths):
+    """Check a sequence layer's arguments; see `validate_recurrent_args`.
+
+    Returns: (x, *states, Wx, Wh, *biases, lengths) with one float dtype and lengths int32
+    (N,) or None.
+    """
+    arrays = validate_recurrent_args(x, states, Wx, Wh, biases, gates=gates, sequence=True)
+    N, T = arrays[0].shape[:2]
+    return (*arrays, as_lengths(lengths, N, T))
+
+
+# ----------------------------------------------------------------------------- time layout
+
+
+def time_major_rows(x):
+    """x (N, T, D) as time-major rows (T*N, D): row t*N + n is x[n, t].
+
+    One copy of x, after which every all-steps matmul is a plain row-major 2-D matmul on
+    (T*N, .) arrays whose result is already time-major. (XLA:CPU compiles the equivalent
+    einsum("ntd,dm->tnm") into a transposed dot plus copies of the (T, N, M) result, several
+    times slower; within one jit, the forward's and the backward's calls are one copy.)
+    """
+    N, T, D = x.shape
+    return jnp.swapaxes(x, 0, 1).reshape(T * N, D)
+
+
+def input_projection_tm(x, Wx, b=None):
+    """`x_t Wx (+ b)` for every step as one matmul, time-major. x (N, T, D) -> (T, N, M)."""
+    N, T, _ = x.shape
+    xw = time_major_rows(x) @ Wx
+    return (xw if b is None else xw + b).reshape(T, N, Wx.shape[1])
+
+
+def input_gradient(da_tm, Wx):
+    """dx = da Wx^T for every step as one matmul. da_tm (T, N, M), Wx (D, M) -> (N, T, D)."""
+    T, N, M = da_tm.shape
+    return jnp.swapaxes((da_tm.reshape(T * N, M) @ Wx.T).reshape(T, N, Wx.shape[0]), 0, 1)
+
+
+def previous_states_tm(s0, s_tm):
+    """The state entering each step: (s0, s_1, ..., s_{T-1}), time-major (T, N, H); T may be 0."""
+    return jnp.concatenate([s0[None], s_tm], axis=0)[: s_tm.shape[0]]
+
+
+# ----------------------------------------------------------------------------- lengths, order
+
+
+def valid_steps_tm(lengths, T: int):
+    """Which steps are inside each sequence: (T, N, 1) bool, t < lengths[n]; None without lengths.
+
+    In scan order too: a sequence reversed within its length is valid at the same steps.
+    """
+    if lengths is None:
+        return None
+    return (jnp.arange(T)[:, None] < lengths[None, :])[..., None]
+
+
+def scan_order(a_tm, lengths, reverse: bool):
+    """Time-major a_tm (T, N, ...) in the order the loop reads it; its own inverse.
+
+    Forward: unchanged. Reverse without lengths: time flipped. Reverse with lengths: each
+    sequence n flipped within its first lengths[n] steps (step t <-> lengths[n] - 1 - t),
+    the padding after it left in place.
+    """
+    if not reverse:
+        return a_tm
+    if lengths is None:
+        return a_tm[::-1]
+    T = a_tm.shape[0]
+    t = jnp.arange(T)[:, None]
+    source = jnp.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # (T, N)
+    return jnp.take_along_axis(a_tm, source.reshape(source.shape + (1,) * (a_tm.ndim - 2)), axis=0)
+
+
+def keep_valid(valid_t, new, old):
+    """The state after a step: `new` where the step is valid, else `old` (pytrees alike)."""
+    if valid_t is None:
+        return new
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(valid_t, n, o), new, old)
+
+
+def zero_invalid(valid_t, a):
+    """`a` with exact zeros at invalid steps (any shape that broadcasts against valid)."""
+    return a if valid_t is None else jnp.where(valid_t, a, jnp.zeros((), a.dtype))
+
+
+def outputs_from_states(s_tm, valid_tm, lengths, reverse: bool):
+    """The layer's output (N, T, H) from the states of the loop (T, N, H) in scan order:
+    zeros after each length, back in input order, batch-major."""
+    return jnp.swapaxes(scan_order(zero_invalid(valid_tm, s_tm), lengths, reverse), 0, 1)
+
+
+def output_grads_in_scan_order(dh, lengths, reverse: bool):
+    """The upstream gradient dh (N, T, H) as the backward loop reads it: time-major, scan order.
+
+    Steps past a length get no gradient: the backward loop zeroes them (`zero_invalid`)."""
+    return scan_order(jnp.swapaxes(dh, 0, 1), lengths, reverse)
+
+
+def sequence_gradients(x, Wx, h_prev_tm, da_tm, *, lengths, reverse: bool, da_h_tm=None):
+    """dx and the weight gradients from the backward loop's per-step gradients (scan order).
+
+    Inputs: x (N, T, D), Wx (D, G); h_prev_tm (T, N, H) the state entering each step and
+      da_tm (T, N, G) the gradient of the input-side pre-activation `x_t Wx + b`, both in
+      scan order; da_h_tm (T, N, G) the gradient of the hidden-side pre-activation
+      `h Wh (+ bh)` when it differs from da_tm (the GRU's n gate), else None.
+    Returns: (dx (N, T, D), dWx (D, G), dWh (H, G), db (G,)), plus dbh (G,) when da_h_tm is
+      given. dWh pairs states and gradients in scan order; dx and dWx pair x with the
+      gradients taken back to input order (one reordering of da).
+    """
+    da_in_tm = scan_order(da_tm, lengths, reverse)
+    T, N, G = da_tm.shape
+    h_rows = h_prev_tm.reshape(T * N, h_prev_tm.shape[-1])
+    dWx = time_major_rows(x).T @ da_in_tm.reshape(T * N, G)
+    db = da_tm.reshape(T * N, G).sum(axis=0)
+    dx = input_gradient(da_in_tm, Wx)
+    if da_h_tm is None:
+        return dx, dWx, h_rows.T @ da_tm.reshape(T * N, G), db
+    da_h = da_h_tm.reshape(T * N, G)
+    return dx, dWx, h_rows.T @ da_h, db, da_h.sum(axis=0)
+
+
+# ----------------------------------------------------------------------------- loops
+
+
+def scan_in_place(step, carry, buffer, xs=(), *, reverse=False):
+    """`lax.scan(step, carry, (buffer, *xs), reverse=reverse)` for a step whose first output
+    has the shape of `buffer[t]`: that output is written over `buffer[t]`, so XLA updates the
+    buffer in place instead of filling a new stacked output with zeros first.
+
+    `buffer[t]` is read one iteration ahead (after the write of the step before): when a step
+    read its slice and then wrote the same buffer, XLA:CPU copied the whole buffer every
+    iteration whenever the carry depended on the slice, which made the loop O(T^2).
+    Returns (carry, (buffer, *stacked other outputs)).
+    """
+    T = buffer.shape[0]
+    at = lambda a, t: lax.dynamic_index_in_dim(a, t, 0, keepdims=False)  # noqa: E731
+    put = lambda a, v, t: lax.dynamic_update_index_in_dim(a, v, t, 0)  # noqa: E731
+    slices = tuple(jax.ShapeDtypeStruct(a.shape[1:], a.dtype) for a in (buffer, *xs))
+    out_shapes = jax.eval_shape(lambda c, x: step(c, x)[1][1:], carry, slices)
+    outs = tuple(jnp.zeros((T, *o.shape), o.dtype) for o in out_shapes)
+    if T == 0:
+        return carry, (buffer, *outs)
+    first = T - 1 if reverse else 0
+
+    def body(k, state):
+        carry, current, buffer, outs = state
+        t = T - 1 - k if reverse else k
+        carry, (new, *new_outs) = step(carry, (current, *(at(a, t) for a in xs)))
+        buffer = put(buffer, new, t)
+        upcoming = jnp.clip(t - 1 if reverse else t + 1, 0, T - 1)
+        return carry, at(buffer, upcoming), buffer, tuple(put(o, v, t) for o, v in zip(outs, new_outs))
+
+    carry, _, buffer, outs = lax.fori_loop(0, T, body, (carry, at(buffer, first), buffer, outs))
+    return carry, (buffer, *outs)
+
+
+# ----------------------------------------------------------------------------- return values
+
+
+def forward_result(h, final_states: tuple, cache, return_state: bool):
+    """What a `<cell>_forward` returns: (h, cache), or (h, *final states, cache)."""
+    return (h, *final_states, cache) if return_state else (h, cache)
+
+
+def split_output_grads(dout, n_states: int, return_state: bool):
+    """A custom_vjp rule's output cotangent as (dh, *final-state grads or None)."""
+    return tuple(dout) if return_state else (dout, *([None] * n_states))
