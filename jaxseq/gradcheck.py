@@ -178,8 +178,67 @@ def _as_float64(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float64) if np.issubdtype(array.dtype, np.floating) else array
 
 
+# Sequence layers as check_layer sees them: (forward, backward, differentiable, the inputs in
+# order, the names of the final-state gradients the backward takes).
+def _sequence_layers():
+    from jaxseq import layers as L
+
+    return {
+        "rnn": (L.rnn_forward, L.rnn_backward, L.rnn, ("x", "h0", "Wx", "Wh", "b"), ("dh_n",)),
+        "lstm": (L.lstm_forward, L.lstm_backward, L.lstm, ("x", "h0", "c0", "Wx", "Wh", "b"), ("dh_n", "dc_n")),
+        "lstm_fast": (
+            L.lstm_fast_forward, L.lstm_fast_backward, L.lstm, ("x", "h0", "c0", "Wx", "Wh", "b"), ("dh_n", "dc_n"),
+        ),
+        "gru": (L.gru_forward, L.gru_backward, L.gru, ("x", "h0", "Wx", "Wh", "b", "bh"), ("dh_n",)),
+    }
+
+
+SEQUENCE_CELLS = ("rnn", "lstm", "lstm_fast", "gru")
+
+
+def sequence_layer_case(cell: str, *, lengths=None, reverse: bool = False, with_c0: bool = True):
+    """(forward, backward, differentiable, input names) of a sequence layer for `check_layer`.
+
+    The layer is called with `lengths`, `reverse` and `return_state=True`, so the final states
+    are outputs too and their gradients (dh_n, dc_n) flow into the backward: one check covers
+    the outputs, the final states and every input's gradient. `cell` is one of
+    SEQUENCE_CELLS ("lstm_fast" checks the fast pair that `lstm`'s custom_vjp runs); with
+    `with_c0` the LSTM gets an initial cell state (and dc0 is checked).
+    """
+    forward, backward, differentiable, names, state_grads = _sequence_layers()[cell]
+    if not with_c0:
+        names = tuple(name for name in names if name != "c0")
+    options = dict(lengths=lengths, reverse=reverse, return_state=True)
+
+    def call(fn, *values):
+        args = dict(zip(names, values))
+        keywords = {"c0": args.pop("c0")} if "c0" in args else {}
+        return fn(*args.values(), **keywords, **options)
+
+    def hand_backward(dh, *rest):
+        *dstates, cache = rest
+        return backward(dh, cache, **dict(zip(state_grads, dstates)))
+
+    return (lambda *v: call(forward, *v)), hand_backward, (lambda *v: call(differentiable, *v)), names
+
+
+def random_sequence_inputs(cell: str, rng, N: int, T: int, D: int, H: int, *, with_c0=True, dtype=np.float64):
+    """Random inputs {name: array} of a sequence layer, in its argument order, weights scaled 0.5."""
+    gates = {"rnn": 1, "gru": 3}.get(cell, 4)
+    shapes = {"x": (N, T, D), "h0": (N, H), "c0": (N, H), "Wx": (D, gates * H), "Wh": (H, gates * H),
+              "b": (gates * H,), "bh": (gates * H,)}
+    names = sequence_layer_case(cell, with_c0=with_c0)[3]
+    scale = {"Wx": 0.5, "Wh": 0.5}
+    return {name: (scale.get(name, 1.0) * rng.standard_normal(shapes[name])).astype(dtype) for name in names}
+
+
 def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
-    """`check_layer` for every jaxseq layer on small random float64 inputs."""
+    """`check_layer` for every jaxseq layer on small random float64 inputs.
+
+    Sequence layers are checked twice: as the course calls them, and with lengths (one
+    sequence of length 0, one of 1, one full), reverse=True, initial states and their final
+    states as outputs (names ending in "+len+rev").
+    """
     from jaxseq import layers as L
 
     rng = np.random.default_rng(seed)
@@ -195,6 +254,14 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
         Wx=normal(D, 4 * H, scale=0.5), Wh=normal(H, 4 * H, scale=0.5), b=normal(4 * H),
     )
     seq_lstm = dict(x=normal(N, T, D), h0=normal(N, H), Wx=normal(D, 4 * H, scale=0.5), Wh=normal(H, 4 * H, scale=0.5), b=normal(4 * H))
+    step_gru = dict(
+        x=normal(N, D), prev_h=normal(N, H), Wx=normal(D, 3 * H, scale=0.5), Wh=normal(H, 3 * H, scale=0.5),
+        b=normal(3 * H), bh=normal(3 * H),
+    )
+    seq_gru = dict(
+        x=normal(N, T, D), h0=normal(N, H), Wx=normal(D, 3 * H, scale=0.5), Wh=normal(H, 3 * H, scale=0.5),
+        b=normal(3 * H), bh=normal(3 * H),
+    )
     embedding = dict(x=rng.integers(0, V, size=(N, T)), W=normal(V, D))
     affine = dict(x=normal(N, T, D), w=normal(D, V), b=normal(V))
     loss = dict(x=normal(N, T, V), y=rng.integers(0, V, size=(N, T)), mask=rng.random((N, T)) > 0.3)
@@ -204,6 +271,15 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
         ("rnn", L.rnn_forward, L.rnn_backward, L.rnn, seq_rnn, list(seq_rnn)),
         ("lstm_step", L.lstm_step_forward, L.lstm_step_backward, L.lstm_step, step_lstm, list(step_lstm)),
         ("lstm", L.lstm_forward, L.lstm_backward, L.lstm, seq_lstm, list(seq_lstm)),
+        ("gru_step", L.gru_step_forward, L.gru_step_backward, L.gru_step, step_gru, list(step_gru)),
+        ("gru", L.gru_forward, L.gru_backward, L.gru, seq_gru, list(seq_gru)),
+    ]
+    lengths = np.array([0, 1, T])
+    for cell in SEQUENCE_CELLS:
+        forward, backward, differentiable, names = sequence_layer_case(cell, lengths=lengths, reverse=True)
+        inputs = random_sequence_inputs(cell, rng, N, T, D, H)
+        cases.append((f"{cell}+len+rev", forward, backward, differentiable, inputs, list(names)))
+    cases += [
         ("word_embedding", L.word_embedding_forward, L.word_embedding_backward, L.word_embedding, embedding, ["W"]),
         ("temporal_affine", L.temporal_affine_forward, L.temporal_affine_backward, L.temporal_affine, affine, list(affine)),
         (

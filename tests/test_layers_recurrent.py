@@ -1,0 +1,478 @@
+"""The sequence layers' full call — GRU, lengths, reverse, initial and final states — on every
+cell (rnn, lstm, the LSTM's fast path, gru), up the correctness ladder:
+
+1. hand backward == jax.grad of the plain forward (float64, < 1e-9), with and without
+   lengths, with reverse, with initial states, final states as outputs;
+2. numerical gradients;
+3. PyTorch in float32 (packed sequences, bidirectional layers for reverse, GRUCell/GRU);
+4. hypothesis properties over shapes and lengths (0, 1, T), dtypes, jit, vmap;
+5. the differentiable functions run their custom_vjp rule; *_backward never calls autodiff;
+6. bad lengths are ValueErrors naming `lengths`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxseq import layers as L
+from jaxseq.gradcheck import SEQUENCE_CELLS, random_sequence_inputs, sequence_layer_case
+from tests.helpers import assert_layer_gradients, relative_error, scaled_error
+from tests.recurrent_reference import reference_sequence, reverse_within_lengths
+
+NUMERICAL_SEQUENCE_TOL = 5e-7
+NUMERICAL_STEP_TOL = 1e-7
+TORCH_TOL = 1e-4
+
+
+def call(cell, fn, inputs, **options):
+    """fn(**inputs) in the cell's argument order, c0 as a keyword."""
+    args = dict(inputs)
+    keywords = {"c0": args.pop("c0")} if "c0" in args else {}
+    return fn(*args.values(), **keywords, **options)
+
+
+def layer(cell):
+    """The differentiable function (the LSTM's fast path is what `lstm`'s rule runs)."""
+    return {"rnn": L.rnn, "lstm": L.lstm, "lstm_fast": L.lstm, "gru": L.gru}[cell]
+
+
+def forward_pair(cell):
+    return {"rnn": L.rnn_forward, "lstm": L.lstm_forward, "lstm_fast": L.lstm_fast_forward, "gru": L.gru_forward}[cell]
+
+
+def reference(cell, inputs, **options):
+    args = dict(inputs)
+    c0 = args.pop("c0", None)
+    return reference_sequence(cell, *args.values(), c0=c0, **options)
+
+
+# ------------------------------------------------------------------ forward semantics
+
+
+@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_forward_matches_the_numpy_reference(x64, cell, reverse, with_lengths):
+    rng = np.random.default_rng(1)
+    N, T, D, H = 5, 6, 3, 4
+    inputs = random_sequence_inputs(cell, rng, N, T, D, H)
+    lengths = np.array([6, 0, 1, 3, 6]) if with_lengths else None
+    outs = call(cell, forward_pair(cell), inputs, lengths=lengths, reverse=reverse, return_state=True)
+    h, states = outs[0], outs[1:-1]
+    h_ref, _, h_n_ref, c_n_ref = reference(cell, inputs, lengths=lengths, reverse=reverse)
+    np.testing.assert_allclose(h, h_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(states[0], h_n_ref, rtol=1e-12, atol=1e-12)
+    if c_n_ref is not None:
+        np.testing.assert_allclose(states[1], c_n_ref, rtol=1e-12, atol=1e-12)
+    differentiable = call(cell, layer(cell), inputs, lengths=lengths, reverse=reverse, return_state=True)
+    for ours, theirs in zip(differentiable, (h, *states)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+def test_padding_is_exactly_zero_and_length_zero_returns_the_initial_state(cell):
+    rng = np.random.default_rng(2)
+    N, T, D, H = 3, 5, 2, 3
+    inputs = random_sequence_inputs(cell, rng, N, T, D, H, dtype=np.float32)
+    lengths = np.array([0, 2, 5])
+    for reverse in (False, True):
+        h, *states = call(cell, layer(cell), inputs, lengths=lengths, reverse=reverse, return_state=True)
+        assert np.all(np.asarray(h)[0] == 0) and np.all(np.asarray(h)[1, 2:] == 0)
+        np.testing.assert_array_equal(states[0][0], inputs["h0"][0])
+        if len(states) == 2:
+            np.testing.assert_array_equal(states[1][0], inputs["c0"][0])
+
+        def loss(x):
+            out = call(cell, layer(cell), {**inputs, "x": x}, lengths=lengths, reverse=reverse, return_state=True)
+            return sum(jnp.sum(jnp.sin(o)) for o in out)
+
+        dx = np.asarray(jax.grad(loss)(inputs["x"]))
+        assert np.all(dx[0] == 0) and np.all(dx[1, 2:] == 0), "padded inputs get exactly zero gradient"
+        assert np.any(dx[1, :2] != 0) and np.any(dx[2] != 0)
+
+
+@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+def test_zero_steps_forward_grad_and_backward(cell):
+    rng = np.random.default_rng(3)
+    inputs = random_sequence_inputs(cell, rng, 2, 0, 3, 4, dtype=np.float32)
+    forward, backward, differentiable, names = sequence_layer_case(cell, with_c0=True)
+    outs = forward(*inputs.values())
+    assert outs[0].shape == (2, 0, 4)
+    np.testing.assert_array_equal(outs[1], inputs["h0"])
+    douts = [np.ones(np.shape(o), np.float32) for o in outs[:-1]]
+    grads = backward(*douts, outs[-1])
+    for name, grad in zip(names, grads):
+        assert grad.shape == inputs[name].shape, name
+        if name.startswith("W") or name.startswith("b"):
+            assert not np.any(np.asarray(grad)), name
+    # through jax.grad of the course call (no state outputs) too
+    course = {k: v for k, v in inputs.items() if k != "c0"}
+    weight_grads = jax.grad(lambda *a: jnp.sum(call(cell, layer(cell), dict(zip(course, a)))), argnums=range(len(course)))(
+        *course.values()
+    )
+    for name, grad in zip(course, weight_grads):
+        assert grad.shape == course[name].shape and not np.any(np.asarray(grad)), name
+
+
+# ------------------------------------------------------------------ ladder 1 and 2: gradients
+
+
+@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+@pytest.mark.parametrize(
+    "lengths, reverse",
+    [(None, False), (None, True), ((4, 0, 1), False), ((4, 0, 1), True)],
+    ids=["plain", "reverse", "lengths", "lengths+reverse"],
+)
+def test_hand_backward_matches_autodiff_and_numerical(x64, cell, lengths, reverse):
+    rng = np.random.default_rng(4)
+    inputs = random_sequence_inputs(cell, rng, 3, 4, 3, 4)
+    forward, backward, differentiable, names = sequence_layer_case(
+        cell, lengths=None if lengths is None else np.array(lengths), reverse=reverse
+    )
+    assert_layer_gradients(
+        f"{cell} {lengths} {reverse}", forward, backward, differentiable, inputs, list(names),
+        numerical_tol=NUMERICAL_SEQUENCE_TOL,
+    )
+
+
+def test_lstm_without_c0_returns_the_course_gradients(x64):
+    """Without c0 the LSTM's backward returns the course's five gradients, also with lengths."""
+    inputs = random_sequence_inputs("lstm", np.random.default_rng(5), 3, 4, 3, 4, with_c0=False)
+    for cell in ("lstm", "lstm_fast"):
+        forward, backward, differentiable, names = sequence_layer_case(
+            cell, lengths=np.array([4, 2, 0]), reverse=True, with_c0=False
+        )
+        assert names == ("x", "h0", "Wx", "Wh", "b")
+        assert_layer_gradients(cell, forward, backward, differentiable, inputs, list(names),
+                               numerical_tol=NUMERICAL_SEQUENCE_TOL)
+
+
+def test_lstm_fast_path_gives_the_plain_gradients(x64):
+    """The fast pair and the course's pair: same outputs, states and gradients (1e-9)."""
+    rng = np.random.default_rng(6)
+    inputs = random_sequence_inputs("lstm", rng, 4, 7, 3, 5)
+    for lengths in (None, np.array([7, 3, 1, 0])):
+        for reverse in (False, True):
+            plain = sequence_layer_case("lstm", lengths=lengths, reverse=reverse)
+            fast = sequence_layer_case("lstm_fast", lengths=lengths, reverse=reverse)
+            out_plain, out_fast = plain[0](*inputs.values()), fast[0](*inputs.values())
+            douts = [rng.standard_normal(np.shape(o)) for o in out_plain[:-1]]
+            for a, b in zip(out_plain[:-1], out_fast[:-1]):
+                assert relative_error(a, b) < 1e-12
+            for a, b in zip(plain[1](*douts, out_plain[-1]), fast[1](*douts, out_fast[-1])):
+                assert relative_error(a, b) < 1e-9
+
+
+def test_gru_step_gradients(x64):
+    rng = np.random.default_rng(7)
+    N, D, H = 4, 5, 3
+    inputs = dict(
+        x=rng.standard_normal((N, D)), prev_h=rng.standard_normal((N, H)),
+        Wx=0.5 * rng.standard_normal((D, 3 * H)), Wh=0.5 * rng.standard_normal((H, 3 * H)),
+        b=rng.standard_normal(3 * H), bh=rng.standard_normal(3 * H),
+    )
+    assert_layer_gradients("gru_step", L.gru_step_forward, L.gru_step_backward, L.gru_step, inputs, list(inputs),
+                           numerical_tol=NUMERICAL_STEP_TOL)
+
+
+def test_gru_course_style_gradients(x64):
+    inputs = random_sequence_inputs("gru", np.random.default_rng(8), 2, 10, 3, 4)
+    assert_layer_gradients("gru", L.gru_forward, L.gru_backward, L.gru, inputs, list(inputs),
+                           numerical_tol=NUMERICAL_SEQUENCE_TOL)
+
+
+# ------------------------------------------------------------------ ladder 3: PyTorch, float32
+
+
+def torch_module(cell, D, H, bidirectional=False):
+    kinds = {"rnn": lambda: torch.nn.RNN(D, H, nonlinearity="tanh", batch_first=True, bidirectional=bidirectional),
+             "lstm": lambda: torch.nn.LSTM(D, H, batch_first=True, bidirectional=bidirectional),
+             "gru": lambda: torch.nn.GRU(D, H, batch_first=True, bidirectional=bidirectional)}
+    return kinds["lstm" if cell.startswith("lstm") else cell]()
+
+
+def torch_gate_order(cell, a, H):
+    """Columns in jaxseq's gate order -> PyTorch's (an involution): only the LSTM differs,
+    i, f, o, g (ours) vs i, f, g, o (PyTorch)."""
+    if not cell.startswith("lstm"):
+        return a
+    i, f, o, g = np.split(a, 4, axis=-1)
+    return np.concatenate([i, f, g, o], axis=-1)
+
+
+def load_torch_direction(module, cell, suffix, weights, bh):
+    """Copy jaxseq weights into one direction (suffix "" or "_reverse") of a torch module.
+    PyTorch's two biases: b -> bias_ih, bh -> bias_hh (zeros for RNN/LSTM's bh: one bias)."""
+    H = weights["Wh"].shape[0]
+    with torch.no_grad():
+        getattr(module, f"weight_ih_l0{suffix}").copy_(torch.from_numpy(torch_gate_order(cell, weights["Wx"], H).T.copy()))
+        getattr(module, f"weight_hh_l0{suffix}").copy_(torch.from_numpy(torch_gate_order(cell, weights["Wh"], H).T.copy()))
+        getattr(module, f"bias_ih_l0{suffix}").copy_(torch.from_numpy(torch_gate_order(cell, weights["b"], H).copy()))
+        getattr(module, f"bias_hh_l0{suffix}").copy_(torch.from_numpy(torch_gate_order(cell, bh, H).copy()))
+
+
+def torch_direction_grads(module, cell, suffix, H):
+    """{dWx, dWh, db, dbh} of one direction in jaxseq's layout."""
+    grad = lambda name: getattr(module, f"{name}_l0{suffix}").grad.numpy()  # noqa: E731
+    return {
+        "Wx": torch_gate_order(cell, grad("weight_ih").T, H),
+        "Wh": torch_gate_order(cell, grad("weight_hh").T, H),
+        "b": torch_gate_order(cell, grad("bias_ih"), H),
+        "bh": torch_gate_order(cell, grad("bias_hh"), H),
+    }
+
+
+@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_packed_sequences_match_torch_float32(cell, reverse):
+    """lengths vs torch on pack_padded_sequence(enforce_sorted=False); reverse=True vs the
+    backward direction of a bidirectional torch layer. Outputs, final states, and the
+    gradients of x, h0 (c0) and every weight (torch's bias_hh gradient equals db, or dbh)."""
+    rng = np.random.default_rng(9)
+    N, T, D, H = 5, 7, 4, 6
+    inputs = random_sequence_inputs(cell, rng, N, T, D, H, dtype=np.float32)
+    lengths = np.array([7, 1, 4, 7, 2])  # torch packs lengths >= 1 only; 0 is tested above
+    bh = inputs.get("bh", np.zeros_like(inputs["b"]))
+    is_lstm = cell.startswith("lstm")
+    dh = rng.standard_normal((N, T, H)).astype(np.float32)
+    dstates = [rng.standard_normal((N, H)).astype(np.float32) for _ in range(2 if is_lstm else 1)]
+
+    module = torch_module(cell, D, H, bidirectional=reverse)
+    suffix = "_reverse" if reverse else ""
+    load_torch_direction(module, cell, suffix, inputs, bh)
+    x_t = torch.from_numpy(inputs["x"]).requires_grad_()
+    directions = 2 if reverse else 1
+    initial = [torch.from_numpy(np.repeat(inputs[k][None], directions, 0)).requires_grad_()
+               for k in (("h0", "c0") if is_lstm else ("h0",))]
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x_t, torch.from_numpy(lengths), batch_first=True,
+                                                     enforce_sorted=False)
+    out_packed, final = module(packed, tuple(initial) if is_lstm else initial[0])
+    out_t, _ = torch.nn.utils.rnn.pad_packed_sequence(out_packed, batch_first=True, total_length=T)
+    final = final if is_lstm else (final,)
+    d = directions - 1  # the direction under test
+    out_t = out_t[..., d * H:(d + 1) * H]
+    loss = (out_t * torch.from_numpy(dh)).sum() + sum((f[d] * torch.from_numpy(g)).sum() for f, g in zip(final, dstates))
+    loss.backward()
+
+    def ours(*values):
+        args = dict(zip(inputs, values))
+        out = call(cell, layer(cell), args, lengths=lengths, reverse=reverse, return_state=True)
+        return out, jnp.sum(out[0] * dh) + sum(jnp.sum(s * g) for s, g in zip(out[1:], dstates))
+
+    outs, _ = ours(*inputs.values())
+    grads = jax.grad(lambda *v: ours(*v)[1], argnums=range(len(inputs)))(*inputs.values())
+    assert outs[0].dtype == jnp.float32
+    assert scaled_error(outs[0], out_t.detach().numpy()) < TORCH_TOL
+    for ours_state, theirs in zip(outs[1:], final):
+        assert scaled_error(ours_state, theirs[d].detach().numpy()) < TORCH_TOL
+    expected = {"x": x_t.grad.numpy(), "h0": initial[0].grad[d].numpy(),
+                **torch_direction_grads(module, cell, suffix, H)}
+    if is_lstm:
+        expected["c0"] = initial[1].grad[d].numpy()
+    for name, grad in zip(inputs, grads):
+        assert scaled_error(grad, expected[name]) < TORCH_TOL, name
+    if "bh" not in inputs:  # one bias: PyTorch's two get the same gradient, ours
+        assert scaled_error(grads[list(inputs).index("b")], expected["bh"]) < TORCH_TOL
+    assert np.all(np.asarray(grads[0])[1, 1:] == 0)
+
+
+def test_reverse_equals_torch_on_each_sequence_reversed_within_its_length():
+    """The issue's other statement of reverse: torch forward on x reversed within each length,
+    outputs reversed back, equals jaxseq's reverse=True."""
+    rng = np.random.default_rng(10)
+    N, T, D, H = 4, 6, 3, 5
+    inputs = random_sequence_inputs("gru", rng, N, T, D, H, dtype=np.float32)
+    lengths = np.array([6, 2, 5, 1])
+    module = torch_module("gru", D, H)
+    load_torch_direction(module, "gru", "", inputs, inputs["bh"])
+    x_rev = torch.from_numpy(reverse_within_lengths(inputs["x"], lengths))
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x_rev, torch.from_numpy(lengths), batch_first=True,
+                                                     enforce_sorted=False)
+    with torch.no_grad():
+        out, h_n = module(packed, torch.from_numpy(inputs["h0"])[None])
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
+    expected = reverse_within_lengths(out.numpy(), lengths)
+    h, ours_h_n = L.gru(*inputs.values(), lengths=lengths, reverse=True, return_state=True)
+    assert scaled_error(h, expected) < TORCH_TOL
+    assert scaled_error(ours_h_n, h_n[0].numpy()) < TORCH_TOL
+
+
+def test_gru_step_and_sequence_match_torch_float32():
+    rng = np.random.default_rng(11)
+    N, T, D, H = 3, 5, 4, 6
+    inputs = random_sequence_inputs("gru", rng, N, T, D, H, dtype=np.float32)
+    cell = torch.nn.GRUCell(D, H)
+    with torch.no_grad():
+        cell.weight_ih.copy_(torch.from_numpy(inputs["Wx"].T.copy()))
+        cell.weight_hh.copy_(torch.from_numpy(inputs["Wh"].T.copy()))
+        cell.bias_ih.copy_(torch.from_numpy(inputs["b"]))
+        cell.bias_hh.copy_(torch.from_numpy(inputs["bh"]))
+    x0 = torch.from_numpy(inputs["x"][:, 0]).requires_grad_()
+    h0 = torch.from_numpy(inputs["h0"]).requires_grad_()
+    dnext = rng.standard_normal((N, H)).astype(np.float32)
+    next_t = cell(x0, h0)
+    (next_t * torch.from_numpy(dnext)).sum().backward()
+    step_args = (inputs["x"][:, 0], inputs["h0"], inputs["Wx"], inputs["Wh"], inputs["b"], inputs["bh"])
+    assert scaled_error(L.gru_step(*step_args), next_t.detach().numpy()) < TORCH_TOL
+    grads = jax.grad(lambda *a: jnp.sum(L.gru_step(*a) * dnext), argnums=range(6))(*step_args)
+    expected = [x0.grad, h0.grad, cell.weight_ih.grad.T, cell.weight_hh.grad.T, cell.bias_ih.grad, cell.bias_hh.grad]
+    for k, (ours, theirs) in enumerate(zip(grads, expected)):
+        assert scaled_error(ours, theirs.numpy()) < TORCH_TOL, k
+
+    module = torch_module("gru", D, H)
+    load_torch_direction(module, "gru", "", inputs, inputs["bh"])
+    x_t = torch.from_numpy(inputs["x"]).requires_grad_()
+    h0_t = torch.from_numpy(inputs["h0"])[None].clone().requires_grad_()
+    dh = rng.standard_normal((N, T, H)).astype(np.float32)
+    out_t, h_n_t = module(x_t, h0_t)
+    (out_t * torch.from_numpy(dh)).sum().backward()
+    h, h_n = L.gru(*inputs.values(), return_state=True)
+    assert scaled_error(h, out_t.detach().numpy()) < TORCH_TOL
+    assert scaled_error(h_n, h_n_t[0].detach().numpy()) < TORCH_TOL
+    grads = jax.grad(lambda *a: jnp.sum(L.gru(*a) * dh), argnums=range(6))(*inputs.values())
+    expected = {"x": x_t.grad.numpy(), "h0": h0_t.grad[0].numpy(), **torch_direction_grads(module, "gru", "", H)}
+    for name, grad in zip(inputs, grads):
+        assert scaled_error(grad, expected[name]) < TORCH_TOL, name
+
+
+# ------------------------------------------------------------------ ladder 4: properties
+
+dims = st.integers(min_value=1, max_value=8)
+
+
+@st.composite
+def problems(draw):
+    N, T, D, H = draw(dims), draw(dims), draw(dims), draw(dims)
+    special = st.sampled_from([0, 1, T])
+    lengths = draw(st.lists(st.one_of(special, st.integers(0, T)), min_size=N, max_size=N))
+    return N, T, D, H, np.array(lengths), draw(st.booleans()), draw(st.integers(0, 2**16))
+
+
+@settings(max_examples=10, deadline=None)
+@given(cell=st.sampled_from(SEQUENCE_CELLS), problem=problems())
+def test_properties_hand_backward_equals_autodiff_under_jit(cell, problem):
+    N, T, D, H, lengths, reverse, seed = problem
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(seed)
+        inputs = random_sequence_inputs(cell, rng, N, T, D, H)
+        forward, backward, differentiable, names = sequence_layer_case(cell, lengths=lengths, reverse=reverse)
+        outs = jax.jit(forward)(*inputs.values())
+        assert outs[0].shape == (N, T, H) and all(s.shape == (N, H) for s in outs[1:-1])
+        h_ref, _, h_n_ref, _ = reference(cell, inputs, lengths=lengths, reverse=reverse)
+        np.testing.assert_allclose(outs[0], h_ref, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(outs[1], h_n_ref, rtol=1e-10, atol=1e-12)
+        douts = [rng.standard_normal(np.shape(o)) for o in outs[:-1]]
+        hand = jax.jit(backward)(*douts, outs[-1])
+
+        def projected(*values):
+            return sum(jnp.sum(o * d) for o, d in zip(forward(*values)[:-1], douts))
+
+        auto = jax.jit(jax.grad(projected, argnums=range(len(names))))(*inputs.values())
+        through_vjp = jax.jit(jax.grad(lambda *v: sum(jnp.sum(o * d) for o, d in zip(differentiable(*v), douts)),
+                                       argnums=range(len(names))))(*inputs.values())
+        for name, g_hand, g_auto, g_vjp in zip(names, hand, auto, through_vjp):
+            assert g_hand.shape == inputs[name].shape, name
+            assert relative_error(g_hand, g_auto) < 1e-9, name
+            assert relative_error(g_vjp, g_auto) < 1e-9, name
+
+
+@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_kept_under_jit_with_lengths(cell, dtype):
+    with jax.enable_x64(True):
+        inputs = random_sequence_inputs(cell, np.random.default_rng(12), 3, 4, 2, 3, dtype=dtype)
+        lengths = np.array([4, 0, 2])
+        fn = lambda *v: call(cell, layer(cell), dict(zip(inputs, v)), lengths=lengths, reverse=True, return_state=True)  # noqa: E731
+        outs = jax.jit(fn)(*inputs.values())
+        grads = jax.jit(jax.grad(lambda *v: sum(jnp.sum(o**2) for o in fn(*v)), argnums=range(len(inputs))))(
+            *inputs.values()
+        )
+        assert all(o.dtype == dtype for o in outs) and all(g.dtype == dtype for g in grads)
+
+
+@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+def test_vmap_over_batches_with_their_own_lengths(cell):
+    rng = np.random.default_rng(13)
+    B, N, T, D, H = 3, 2, 5, 3, 4
+    inputs = random_sequence_inputs(cell, rng, N, T, D, H, dtype=np.float32)
+    xs = rng.standard_normal((B, N, T, D)).astype(np.float32)
+    lengths = rng.integers(0, T + 1, size=(B, N)).astype(np.int32)
+
+    def one(x, lens):
+        h, *states = call(cell, layer(cell), {**inputs, "x": x}, lengths=lens, reverse=True, return_state=True)
+        return jnp.sum(h**2) + sum(jnp.sum(s) for s in states)
+
+    values = jax.vmap(one)(xs, lengths)
+    grads = jax.jit(jax.vmap(jax.grad(one)))(xs, lengths)
+    for k in range(B):
+        np.testing.assert_allclose(values[k], one(xs[k], lengths[k]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(grads[k], jax.grad(one)(xs[k], lengths[k]), rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ ladder 5: custom_vjp, no autodiff
+
+
+@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+def test_differentiable_layers_run_their_custom_vjp_rule(cell, monkeypatch):
+    """The jaxpr holds a custom_vjp call, and jax.grad calls the hand backward (spied)."""
+    import importlib
+
+    module_name, backward_name = {
+        "rnn": ("jaxseq.layers.rnn", "rnn_backward"), "lstm": ("jaxseq.layers.lstm", "lstm_fast_backward"),
+        "lstm_fast": ("jaxseq.layers.lstm", "lstm_fast_backward"), "gru": ("jaxseq.layers.gru", "gru_backward"),
+    }[cell]
+    module = importlib.import_module(module_name)
+    calls = []
+    original = getattr(module, backward_name)
+    monkeypatch.setattr(module, backward_name, lambda *a, **k: calls.append(1) or original(*a, **k))
+    inputs = random_sequence_inputs(cell, np.random.default_rng(14), 2, 3, 2, 3, dtype=np.float32)
+    fn = lambda *v: call(cell, layer(cell), dict(zip(inputs, v)), lengths=np.array([3, 1]))  # noqa: E731
+    assert "custom_vjp_call" in str(jax.make_jaxpr(fn)(*inputs.values()))
+    jax.grad(lambda *v: jnp.sum(fn(*v)), argnums=range(len(inputs)))(*inputs.values())
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+def test_hand_backward_never_calls_autodiff(cell, monkeypatch):
+    inputs = random_sequence_inputs(cell, np.random.default_rng(15), 2, 3, 2, 3, dtype=np.float32)
+    forward, backward, _, _ = sequence_layer_case(cell, lengths=np.array([3, 2]), reverse=True)
+    outs = forward(*inputs.values())
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the hand-written backward called autodiff")
+
+    for name in ("grad", "vjp", "jvp", "linearize", "value_and_grad"):
+        monkeypatch.setattr(jax, name, forbidden)
+    douts = [np.ones(np.shape(o), np.float32) for o in outs[:-1]]
+    backward(*douts, outs[-1])
+    jax.jit(backward)(*douts, outs[-1])
+    step_inputs = random_sequence_inputs("gru", np.random.default_rng(16), 2, 1, 2, 3, dtype=np.float32)
+    args = (step_inputs["x"][:, 0], step_inputs["h0"], step_inputs["Wx"], step_inputs["Wh"], step_inputs["b"],
+            step_inputs["bh"])
+    next_h, cache = L.gru_step_forward(*args)
+    L.gru_step_backward(np.ones_like(next_h), cache)
+
+
+# ------------------------------------------------------------------ ladder 6: bad lengths
+
+
+@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+def test_bad_lengths_are_value_errors_naming_lengths(cell):
+    inputs = random_sequence_inputs(cell, np.random.default_rng(17), 3, 4, 2, 3, dtype=np.float32)
+    cases = [
+        (np.array([4, 4]), r"lengths must have shape \(N,\) = \(3,\), got \(2,\)"),
+        (np.array([[4, 4, 4]]), r"lengths must have shape \(N,\) = \(3,\), got \(1, 3\)"),
+        (np.array([4.0, 2.0, 1.0]), r"lengths must be an integer array of shape \(N,\) = \(3,\), got dtype float"),
+        (np.array([4, 5, 1]), r"lengths holds 5, outside the valid range \[0, T\] = \[0, 4\]"),
+        (np.array([4, -1, 1]), r"lengths holds -1, outside the valid range \[0, T\] = \[0, 4\]"),
+    ]
+    for fn in (layer(cell), forward_pair(cell)):
+        for lengths, message in cases:
+            with pytest.raises(ValueError, match=message):
+                call(cell, fn, inputs, lengths=lengths)
