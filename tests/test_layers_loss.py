@@ -86,3 +86,16 @@ def test_rejects_bad_input():
         L.temporal_softmax_loss(x, y, np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match=r"y must have shape \(N, T\) = \(2, 3\), got \(3, 2\)"):
         L.temporal_softmax_loss(x, np.zeros((3, 2), np.int32), mask)
+
+
+def test_empty_batch_has_loss_zero_and_an_empty_gradient():
+    """N = 0: the sum over no sequences is 0 (it was 0/0 = NaN)."""
+    x = np.zeros((0, 3, 5), np.float32)
+    y = np.zeros((0, 3), np.int32)
+    mask = np.zeros((0, 3), bool)
+    loss, cache = L.temporal_softmax_loss_forward(x, y, mask)
+    assert float(loss) == 0.0
+    assert L.temporal_softmax_loss_backward(1.0, cache).shape == (0, 3, 5)
+    grad = jax.grad(lambda x: L.temporal_softmax_loss(x, y, mask))(x)
+    assert grad.shape == (0, 3, 5)
+    assert float(L.temporal_softmax_loss(x, y, mask)) == 0.0

@@ -5,7 +5,8 @@
     dx[n, t] = dloss * mask[n, t] * (p[n, t] - onehot(y[n, t])) / N
 
 Dividing by N (not by the number of unmasked tokens) is the course's convention: longer
-captions weigh more.
+captions weigh more. An empty batch (N = 0) has loss 0 and an empty gradient: the sum over
+no sequences, divided by max(N, 1) rather than by zero.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _temporal_softmax_loss_forward(x, y, mask):
     log_probs = jax.nn.log_softmax(x, axis=-1)
     picked = jnp.take_along_axis(log_probs, y[..., None], axis=-1)[..., 0]
     weights = mask.astype(x.dtype)
-    loss = -jnp.sum(weights * picked) / N
+    loss = -jnp.sum(weights * picked) / max(N, 1)
     return loss, TemporalSoftmaxLossCache(jnp.exp(log_probs), y, weights)
 
 
@@ -63,7 +64,7 @@ def temporal_softmax_loss_backward(dloss, cache: TemporalSoftmaxLossCache):
     """
     N, _, V = cache.probs.shape
     onehot = jax.nn.one_hot(cache.y, V, dtype=cache.probs.dtype)
-    return (dloss / N) * cache.mask[..., None] * (cache.probs - onehot)
+    return (dloss / max(N, 1)) * cache.mask[..., None] * (cache.probs - onehot)
 
 
 @jax.custom_vjp
