@@ -209,19 +209,12 @@ def gru_backward(dh, cache: GRUCache, *, dh_n=None):
     return dx, dh0, dWx, dWh, db, dbh
 
 
-def _gru_fwd_rule(options, x, h0, Wx, Wh, b, bh, lengths):
-    reverse, return_state = options
-    h, h_n, cache = _gru_forward(x, h0, Wx, Wh, b, bh, lengths, reverse)
-    return ((h, h_n) if return_state else h), cache
-
-
-def _gru_bwd_rule(options, cache, dout):
-    dh, dh_n = S.split_output_grads(dout, 1, options[1])
-    return (*gru_backward(dh, cache, dh_n=dh_n), None)  # None: lengths get no gradient
-
-
-_gru = jax.custom_vjp(lambda options, *args: _gru_fwd_rule(options, *args)[0], nondiff_argnums=(0,))
-_gru.defvjp(_gru_fwd_rule, _gru_bwd_rule)
+_gru = S.custom_vjp_sequence_layer(
+    primal=lambda *args: _gru_forward(*args)[:-1],
+    forward=_gru_forward,
+    backward=lambda dh, dstates, cache: gru_backward(dh, cache, dh_n=dstates[0]),
+    n_states=1,
+)
 
 
 def gru(x, h0, Wx, Wh, b, bh, *, lengths=None, reverse=False, return_state=False):

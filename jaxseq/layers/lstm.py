@@ -210,33 +210,23 @@ def lstm_backward(dh, cache: LSTMCache, *, dh_n=None, dc_n=None):
     return (dx, dh0, dWx, dWh, db) if cache.c0 is None else (dx, dh0, dc0, dWx, dWh, db)
 
 
-# The differentiable `lstm`: its primal is the readable forward above (nothing stored), its
-# rule the fast pair of `jaxseq.layers.lstm_fast`.
-
-
-def _lstm_primal(options, x, h0, c0, Wx, Wh, b, lengths):
-    reverse, return_state = options
-    h, h_n, c_n, _ = _lstm_forward(x, h0, c0, Wx, Wh, b, lengths, reverse)
-    return (h, h_n, c_n) if return_state else h
-
-
-def _lstm_fwd_rule(options, x, h0, c0, Wx, Wh, b, lengths):
-    reverse, return_state = options
-    h, h_n, c_n, cache = lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, lengths, reverse)
-    return ((h, h_n, c_n) if return_state else h), cache
-
-
-def _lstm_bwd_rule(options, cache, dout):
-    dh, dh_n, dc_n = S.split_output_grads(dout, 2, options[1])
-    grads = lstm_fast_backward(dh, cache, dh_n=dh_n, dc_n=dc_n)
+def _lstm_rule_backward(dh, dstates, cache):
+    """The fast backward's gradients in argument order, None for a c0 that was not given."""
+    grads = lstm_fast_backward(dh, cache, dh_n=dstates[0], dc_n=dstates[1])
     if cache.c0 is None:
         dx, dh0, dWx, dWh, db = grads
-        return dx, dh0, None, dWx, dWh, db, None
-    return (*grads, None)  # lengths get no gradient
+        return dx, dh0, None, dWx, dWh, db
+    return grads
 
 
-_lstm = jax.custom_vjp(_lstm_primal, nondiff_argnums=(0,))
-_lstm.defvjp(_lstm_fwd_rule, _lstm_bwd_rule)
+# The differentiable `lstm`: its primal is the readable forward above (nothing stored), its
+# rule the fast pair of `jaxseq.layers.lstm_fast`.
+_lstm = S.custom_vjp_sequence_layer(
+    primal=lambda *args: _lstm_forward(*args)[:-1],
+    forward=lstm_fast_forward_parts,
+    backward=_lstm_rule_backward,
+    n_states=2,
+)
 
 
 def lstm(x, h0, Wx, Wh, b, *, c0=None, lengths=None, reverse=False, return_state=False):

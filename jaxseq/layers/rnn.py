@@ -164,19 +164,12 @@ def rnn_backward(dh, cache: RNNCache, *, dh_n=None):
     return dx, dh0, dWx, dWh, db
 
 
-def _rnn_fwd_rule(options, x, h0, Wx, Wh, b, lengths):
-    reverse, return_state = options
-    h, h_n, cache = _rnn_forward(x, h0, Wx, Wh, b, lengths, reverse)
-    return ((h, h_n) if return_state else h), cache
-
-
-def _rnn_bwd_rule(options, cache, dout):
-    dh, dh_n = S.split_output_grads(dout, 1, options[1])
-    return (*rnn_backward(dh, cache, dh_n=dh_n), None)  # None: lengths get no gradient
-
-
-_rnn = jax.custom_vjp(lambda options, *args: _rnn_fwd_rule(options, *args)[0], nondiff_argnums=(0,))
-_rnn.defvjp(_rnn_fwd_rule, _rnn_bwd_rule)
+_rnn = S.custom_vjp_sequence_layer(
+    primal=lambda *args: _rnn_forward(*args)[:-1],
+    forward=_rnn_forward,
+    backward=lambda dh, dstates, cache: rnn_backward(dh, cache, dh_n=dstates[0]),
+    n_states=1,
+)
 
 
 def rnn(x, h0, Wx, Wh, b, *, lengths=None, reverse=False, return_state=False):

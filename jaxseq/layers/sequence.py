@@ -211,6 +211,28 @@ def forward_result(h, final_states: tuple, cache, return_state: bool):
     return (h, *final_states, cache) if return_state else (h, cache)
 
 
-def split_output_grads(dout, n_states: int, return_state: bool):
-    """A custom_vjp rule's output cotangent as (dh, *final-state grads or None)."""
-    return tuple(dout) if return_state else (dout, *([None] * n_states))
+def custom_vjp_sequence_layer(primal, forward, backward, n_states: int):
+    """The differentiable form of a sequence layer: a `jax.custom_vjp` function
+    `f((reverse, return_state), *args)`, args = (x, states..., weights..., lengths), that
+    returns h, or (h, *final states) with return_state, and whose rule is the hand pair.
+
+    primal(*args, reverse) -> (h, *final states): what runs when nothing is differentiated;
+    forward(*args, reverse) -> (h, *final states, cache): the rule's forward;
+    backward(dh, final-state grads (each None when not an output), cache) -> the gradients of
+      every argument but lengths, which gets none.
+    """
+
+    def outputs(values, return_state):
+        return tuple(values[: 1 + n_states]) if return_state else values[0]
+
+    def fwd_rule(options, *args):
+        *values, cache = forward(*args, options[0])
+        return outputs(values, options[1]), cache
+
+    def bwd_rule(options, cache, dout):
+        dh, *dstates = tuple(dout) if options[1] else (dout, *([None] * n_states))
+        return (*backward(dh, dstates, cache), None)
+
+    layer = jax.custom_vjp(lambda options, *args: outputs(primal(*args, options[0]), options[1]), nondiff_argnums=(0,))
+    layer.defvjp(fwd_rule, bwd_rule)
+    return layer
