@@ -12,24 +12,12 @@ from hypothesis import strategies as st
 
 from jaxseq import layers as L
 from tests.helpers import PRINTED_VALUES_TOL, assert_layer_gradients, linspace_array, relative_error, scaled_error
-
-
-def sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
+from tests.recurrent_reference import reference_sequence
 
 
 def numpy_lstm(x, h0, Wx, Wh, b):
-    """Independent reference: a Python loop over time, gates i, f, o, g. Returns (h, c)."""
-    N, T, _ = x.shape
-    H = h0.shape[1]
-    h, c = np.zeros((N, T, H)), np.zeros((N, T, H))
-    prev_h, prev_c = h0, np.zeros_like(h0)
-    for t in range(T):
-        a = x[:, t] @ Wx + prev_h @ Wh + b
-        i, f, o, g = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H]), sigmoid(a[:, 2 * H:3 * H]), np.tanh(a[:, 3 * H:])
-        prev_c = f * prev_c + i * g
-        prev_h = o * np.tanh(prev_c)
-        h[:, t], c[:, t] = prev_h, prev_c
+    """The independent NumPy loop (tests/recurrent_reference.py): (h, c) at every step."""
+    h, c, _, _ = reference_sequence("lstm", x, h0, Wx, Wh, b)
     return h, c
 
 

@@ -12,16 +12,12 @@ from hypothesis import strategies as st
 
 from jaxseq import layers as L
 from tests.helpers import PRINTED_VALUES_TOL, assert_layer_gradients, linspace_array, relative_error, scaled_error
+from tests.recurrent_reference import reference_sequence
 
 
 def numpy_rnn(x, h0, Wx, Wh, b):
-    """Independent reference: a Python loop over time."""
-    N, T, _ = x.shape
-    h, prev = np.zeros((N, T, Wh.shape[0])), h0
-    for t in range(T):
-        prev = np.tanh(x[:, t] @ Wx + prev @ Wh + b)
-        h[:, t] = prev
-    return h
+    """The independent NumPy loop (tests/recurrent_reference.py): h at every step."""
+    return reference_sequence("rnn", x, h0, Wx, Wh, b)[0]
 
 
 def random_rnn_inputs(rng, N, T, D, H, dtype=np.float64):
