@@ -32,6 +32,7 @@ from jax import lax
 
 from jaxseq.layers import sequence as S
 from jaxseq.layers._validation import validate_recurrent_args
+from jaxseq.layers.activations import sigmoid
 
 
 def gru_cell_forward(xw, hw, prev_h):
@@ -41,8 +42,8 @@ def gru_cell_forward(xw, hw, prev_h):
     """
     xw_r, xw_z, xw_n = jnp.split(xw, 3, axis=-1)
     hw_r, hw_z, hw_n = jnp.split(hw, 3, axis=-1)
-    r = jax.nn.sigmoid(xw_r + hw_r)
-    z = jax.nn.sigmoid(xw_z + hw_z)
+    r = sigmoid(xw_r + hw_r)
+    z = sigmoid(xw_z + hw_z)
     n = jnp.tanh(xw_n + r * hw_n)
     next_h = (1.0 - z) * n + z * prev_h
     return next_h, jnp.concatenate([r, z, n], axis=-1)

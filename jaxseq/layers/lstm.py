@@ -34,6 +34,7 @@ from jax import lax
 
 from jaxseq.layers import sequence as S
 from jaxseq.layers._validation import validate_recurrent_args
+from jaxseq.layers.activations import sigmoid
 from jaxseq.layers.lstm_fast import lstm_fast_backward, lstm_fast_forward_parts, validate_lstm_args
 
 
@@ -43,7 +44,7 @@ def lstm_cell_forward(a, prev_c):
     Returns: (next_h, next_c (N, H), gates (N, 4H) = [i, f, o, g]).
     """
     a_i, a_f, a_o, a_g = jnp.split(a, 4, axis=-1)
-    i, f, o, g = jax.nn.sigmoid(a_i), jax.nn.sigmoid(a_f), jax.nn.sigmoid(a_o), jnp.tanh(a_g)
+    i, f, o, g = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o), jnp.tanh(a_g)
     next_c = f * prev_c + i * g
     next_h = o * jnp.tanh(next_c)
     return next_h, next_c, jnp.concatenate([i, f, o, g], axis=-1)
