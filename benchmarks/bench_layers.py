@@ -195,6 +195,15 @@ def _grad_fn(layer, n_params: int = 5):
     return jax.grad(loss, argnums=tuple(range(n_params)))
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted(layer, n_params: int, state: bool):
+    """(jitted jax.grad, jitted forward) of a layer function, one pair per layer: contenders
+    built again at a shape already compiled (tests, the demo) reuse the compilation."""
+    import jax
+
+    return jax.jit(_grad_fn(layer, n_params)), jax.jit(functools.partial(layer, return_state=True) if state else layer)
+
+
 def jax_impl(layer, p: dict, *, state: bool = False) -> Impl:
     """A JAX layer function (x, h0, Wx, Wh, b[, bh], lengths=..., return_state=...) -> h, jitted
     forward and jitted jax.grad; `lengths` (when the problem has them) are a jit argument, so
@@ -205,8 +214,7 @@ def jax_impl(layer, p: dict, *, state: bool = False) -> Impl:
     args = tuple(jax.device_put(p[k]) for k in keys)
     dout = jax.device_put(p["dout"])
     options = {"lengths": jax.device_put(p["lengths"])} if "lengths" in p else {}
-    grad = jax.jit(_grad_fn(layer, len(keys)))
-    fwd = jax.jit(functools.partial(layer, return_state=True) if state else layer)
+    grad, fwd = _jitted(layer, len(keys), state)
     return Impl(
         fwd_bwd=lambda: jax.block_until_ready(grad(*args, dout, **options)),
         fwd=lambda: jax.block_until_ready(fwd(*args, **options)),
@@ -215,7 +223,23 @@ def jax_impl(layer, p: dict, *, state: bool = False) -> Impl:
     )
 
 
-def _flax_functions(model, initial_carry, final_h=lambda carry: carry):
+def _flax_lstm_carry(h0):
+    """OptimizedLSTMCell's carry is (c, h); jaxseq starts from c0 = 0."""
+    import jax.numpy as jnp
+
+    return jnp.zeros_like(h0), h0
+
+
+def _flax_lstm_h(carry):
+    return carry[1]
+
+
+def _same(carry):
+    """The carry of a cell whose state is h alone (SimpleCell, GRUCell), and its h."""
+    return carry
+
+
+def _flax_functions(model, initial_carry, final_h=_same):
     """forward(params, x, h0, lengths=None, state=False) -> h [, h_n] and loss(params, x, h0,
     dout, lengths=None) = sum(h * dout) of a Flax `nn.RNN`.
 
@@ -239,25 +263,26 @@ def _flax_functions(model, initial_carry, final_h=lambda carry: carry):
     return forward, loss
 
 
-def _flax_lstm_carry(h0):
-    """OptimizedLSTMCell's carry is (c, h); jaxseq starts from c0 = 0."""
-    import jax.numpy as jnp
-
-    return jnp.zeros_like(h0), h0
-
-
-def _flax_impl(model, initial_carry, cell: dict, p: dict, weight_grads: Callable[[dict], dict], *,
-               final_h=lambda carry: carry, state: bool = False) -> Impl:
-    """A Flax `nn.RNN` with the given cell parameters; `weight_grads` maps the cell's parameter
-    gradients to {dWx, dWh, db[, dbh]} in jaxseq's layout."""
+@functools.lru_cache(maxsize=None)
+def _flax_jitted(cell_type, H: int, initial_carry, final_h, state: bool):
+    """(jitted jax.grad, jitted forward) of `nn.RNN(cell_type(H))`, one pair per kind (as `_jitted`)."""
+    import flax.linen as nn
     import jax
 
-    forward, loss = _flax_functions(model, initial_carry, final_h)
+    forward, loss = _flax_functions(nn.RNN(cell_type(H)), initial_carry, final_h)
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2))), jax.jit(functools.partial(forward, state=state))
+
+
+def _flax_impl(cell_type, initial_carry, cell: dict, p: dict, weight_grads: Callable[[dict], dict], *,
+               final_h=_same, state: bool = False) -> Impl:
+    """`nn.RNN(cell_type(H))` with the given cell parameters; `weight_grads` maps the cell's
+    parameter gradients to {dWx, dWh, db[, dbh]} in jaxseq's layout."""
+    import jax
+
+    grad, fwd = _flax_jitted(cell_type, p["h0"].shape[1], initial_carry, final_h, state)
     params = jax.device_put({"params": {"cell": cell}})
     x, h0, dout = (jax.device_put(p[k]) for k in ("x", "h0", "dout"))
     options = {"lengths": jax.device_put(p["lengths"])} if "lengths" in p else {}
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
-    fwd = jax.jit(functools.partial(forward, state=state))
 
     def grads(r):
         dparams, dx, dh0 = r
@@ -293,8 +318,8 @@ def flax_lstm_impl(p: dict, state: bool = False) -> Impl:
             "db": np.concatenate([np.asarray(c[f"h{g}"]["bias"]) for g in _JAXSEQ_GATES]),
         }
 
-    return _flax_impl(nn.RNN(nn.OptimizedLSTMCell(H)), _flax_lstm_carry, cell, p, weight_grads,
-                      final_h=lambda carry: carry[1], state=state)
+    return _flax_impl(nn.OptimizedLSTMCell, _flax_lstm_carry, cell, p, weight_grads, final_h=_flax_lstm_h,
+                      state=state)
 
 
 def flax_rnn_impl(p: dict, state: bool = False) -> Impl:
@@ -307,7 +332,7 @@ def flax_rnn_impl(p: dict, state: bool = False) -> Impl:
         return {"dWx": np.asarray(c["i"]["kernel"]), "dWh": np.asarray(c["h"]["kernel"]),
                 "db": np.asarray(c["i"]["bias"])}
 
-    return _flax_impl(nn.RNN(nn.SimpleCell(p["h0"].shape[1])), lambda h0: h0, cell, p, weight_grads, state=state)
+    return _flax_impl(nn.SimpleCell, _same, cell, p, weight_grads, state=state)
 
 
 # ----------------------------------------------------------------------------- PyTorch contender
