@@ -5,7 +5,8 @@ No timing is asserted anywhere: these tests check that the harness records what 
 the same thing as jaxseq, and that the lever study (`lstm_levers`) still runs and its
 lever-parameterized layers agree with the library, at a tiny shape. The same for issue 11's
 cases: the GRU's and the lengths cases' contenders (`bench_recurrent`) agree, the checks catch
-a contender that does not follow the lengths, and the module runs in quick mode.
+a contender that does not follow the lengths, and `bench_recurrent` and `bench_t_sweep` run in
+quick mode.
 """
 
 from __future__ import annotations
@@ -86,6 +87,18 @@ def test_outputs_table_json_and_chart(tmp_path):
     assert "| contender | median ms | min..max ms | ratio to a | GFLOP/s | % best mm | page faults/call |" in table
     assert "Load average" in table and "### trivial · s" in table
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_harness_reports_time_per_step():
+    contenders, _ = _trivial_contenders()
+    results = harness.bench("sweep", contenders, reference="a", steps={"a": 10, "b": 1000}, reps=3, warmup=0,
+                            verbose=False, gap_s=0.0)
+    for r, steps in zip(results, (10, 1000)):
+        assert r["steps"] == steps and r["us_per_step"] == pytest.approx(r["median_ms"] * 1e3 / steps)
+    table = harness.format_table(results, title=None)
+    assert "| steps | µs/step |" in table and "| 1000 |" in table
+    plain = harness.bench("plain", contenders, reps=1, warmup=0, verbose=False)
+    assert plain[0]["us_per_step"] is None and "µs/step" not in harness.format_table(plain, title=None)
 
 
 def test_assert_agree_names_the_contender_and_array():
@@ -228,6 +241,20 @@ def test_recurrent_benchmarks_run_quick(case):
         assert all(r["lengths_cost"] == cost and r["notes"].startswith("cost of lengths:") for r in results)
 
 
+@pytest.mark.parametrize("layer", ["lstm", "gru", "rnn"])
+def test_t_sweep_runs_quick(layer, capsys):
+    import bench_t_sweep
+
+    results = bench_t_sweep.run(quick=True, layers=(layer,))
+    expected = [(name, T) for name, (_, Ts) in bench_t_sweep.QUICK_SWEEPS.items() for T in Ts]
+    assert [(r["shape"].split()[0].strip("()"), r["steps"]) for r in results] == expected
+    for r in results:
+        assert r["case"] == bench_t_sweep.CASE and r["variant"] == f"{layer} fwd+bwd"
+        assert r["contender"] == f"T={r['steps']}" and r["us_per_step"] == pytest.approx(r["median_ms"] * 1e3 / r["steps"])
+        assert r["reference"] == f"T={min(T for n, T in expected if n in r['shape'])}"
+    assert f"| sweep | T | {layer} |" in capsys.readouterr().out
+
+
 def test_lever_sets_measure_every_lever_and_defaults_are_the_adopted_levers():
     import inspect
 
@@ -317,7 +344,7 @@ def test_cli_registers_bench():
 def test_run_all_lists_modules_and_rejects_unknown(capsys):
     import run_all
 
-    assert {"layers", "recurrent"} <= set(run_all.available_modules())
+    assert {"layers", "recurrent", "t_sweep"} <= set(run_all.available_modules())
     assert run_all.main(["--only", "no-such-module"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
 
