@@ -98,6 +98,9 @@ def flax_gru_impl(p: dict, state: bool = False) -> bl.Impl:
     return bl._flax_impl(nn.GRUCell, bl._same, cell, p, weight_grads, state=state)
 
 
+_sigmoid = bl._sigmoid
+
+
 def np_gru_forward(x, h0, Wx, Wh, b, bh, lengths=None):
     """float32 NumPy GRU (PyTorch's equations): (h (N, T, H) zero past each length, h_n, cache)."""
     N, T, D = x.shape
@@ -118,9 +121,6 @@ def np_gru_forward(x, h0, Wx, Wh, b, bh, lengths=None):
         h_tm[t] = bl._np_keep(valid, t, (1.0 - z) * n + z * prev_h, prev_h)
         prev_h = h_tm[t]
     return bl._np_outputs(h_tm, valid), prev_h, (x_tm, h0, Wx, Wh, h_tm, gates, hw_n, valid)
-
-
-_sigmoid = bl._sigmoid
 
 
 def np_gru_backward(dh, cache):
@@ -263,7 +263,7 @@ def bench_lengths(kind: str, shapes: dict, *, reps: int, warmup: int) -> list[di
         case = bl.bench_fwd_bwd_and_fwd(f"{kind} lengths", impls, label, useful_flops, reps=reps, warmup=warmup,
                                         notes=note, variants=("fwd+bwd",))
         cost = lengths_cost(case)
-        summary = f"cost of lengths: jaxseq {cost:+.1%} over '{NO_LENGTHS}' (target <= {LENGTHS_TARGET:.0%})"
+        summary = f"cost of lengths: jaxseq {cost:+.1%} vs '{NO_LENGTHS}' (target <= +{LENGTHS_TARGET:.0%})"
         print(summary, flush=True)
         for r in case:
             r["notes"] = f"{summary}; {r['notes']}"

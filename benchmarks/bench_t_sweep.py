@@ -61,7 +61,8 @@ def summary_table(results: list[dict]) -> str:
         if r["case"] == CASE:
             layer = r["variant"].split()[0]
             layers += [layer] if layer not in layers else []
-            rows.setdefault((r["shape"], r["steps"]), {})[layer] = f"{r['median_ms']:.3g} ms ({r['us_per_step']:.3g} µs)"
+            cell = f"{r['median_ms']:.3g} ms ({r['us_per_step']:.3g} µs)"
+            rows.setdefault((r["shape"], r["steps"]), {})[layer] = cell
     lines = ["| sweep | T | " + " | ".join(layers) + " |", "|---|---:|" + "---:|" * len(layers)]
     for (shape, T), cells in rows.items():
         lines.append(f"| {shape} | {T} | " + " | ".join(cells.get(layer, "–") for layer in layers) + " |")

@@ -250,7 +250,8 @@ def test_t_sweep_runs_quick(layer, capsys):
     assert [(r["shape"].split()[0].strip("()"), r["steps"]) for r in results] == expected
     for r in results:
         assert r["case"] == bench_t_sweep.CASE and r["variant"] == f"{layer} fwd+bwd"
-        assert r["contender"] == f"T={r['steps']}" and r["us_per_step"] == pytest.approx(r["median_ms"] * 1e3 / r["steps"])
+        assert r["contender"] == f"T={r['steps']}"
+        assert r["us_per_step"] == pytest.approx(r["median_ms"] * 1e3 / r["steps"])
         assert r["reference"] == f"T={min(T for n, T in expected if n in r['shape'])}"
     assert f"| sweep | T | {layer} |" in capsys.readouterr().out
 
