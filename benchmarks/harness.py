@@ -17,6 +17,8 @@ load hits every contender alike, and returns one result dict per contender:
     reps, warmup, position        repetitions, warm-up rounds, place in each round
     order                         the contender names in the order they were timed (all rounds)
     load_before, load_after       os.getloadavg() around the case
+    steps, us_per_step            with `steps` given: the contender's sequence length and
+                                  median / steps in microseconds (else None)
 
 `write_outputs` turns a list of results into `<stem>.md` (Markdown tables), `<stem>.json`
 and `<stem>.png` (a bar chart of the ratios). Nothing here asserts anything about speed.
@@ -272,11 +274,14 @@ def bench(
     verbose: bool = True,
     clock: Callable[[], float] | None = None,
     gap_s: float = DEFAULT_GAP_S,
+    steps: int | dict[str, int] | None = None,
 ) -> list[dict]:
     """Time one case's contenders interleaved; one result dict per contender (module docstring).
 
     `reference` names the contender the ratios are taken against (None or absent: no ratios).
     `flops` is the case's floating-point operation count; it gives GFLOP/s.
+    `steps`: the number of time steps each call runs (one number, or one per contender name,
+    as in a sweep over sequence lengths); it gives the time per step.
     """
     clock = clock or MODE["clock"]
     load_before = load_average()
@@ -288,6 +293,7 @@ def bench(
     for position, (name, _) in enumerate(contenders):
         ts = times[name]
         median = medians[name]
+        n_steps = steps.get(name) if isinstance(steps, dict) else steps
         results.append(
             {
                 "case": case,
@@ -314,6 +320,8 @@ def bench(
                 "clock": {time.perf_counter: "wall", time.process_time: "process CPU time"}.get(
                     clock, getattr(clock, "__name__", str(clock))),
                 "gap_s": gap_s,
+                "steps": n_steps,
+                "us_per_step": (median * 1e6 / n_steps) if n_steps else None,
                 "notes": notes,
             }
         )
@@ -464,6 +472,7 @@ def format_table(results: Sequence[dict], *, title: str | None = "Benchmarks", m
         ref = rows[0].get("reference")
         unit = rows[0].get("unit", "ms")
         head = " · ".join(part for part in (case, variant, shape) if part)
+        per_step = any(r.get("us_per_step") for r in rows)  # a sweep over sequence lengths
         lines += [
             f"### {head}",
             "",
@@ -471,8 +480,8 @@ def format_table(results: Sequence[dict], *, title: str | None = "Benchmarks", m
             f"{rows[0]['load_after']}" + (f"; {rows[0]['notes']}" if rows[0].get("notes") else ""),
             "",
             f"| contender | median {unit} | min..max {unit} | ratio to {ref or '–'} | GFLOP/s | % best mm "
-            "| page faults/call |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| page faults/call |" + (" steps | µs/step |" if per_step else ""),
+            "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if per_step else ""),
         ]
         for r in rows:
             frac = r.get("frac_best_matmul")
@@ -480,6 +489,7 @@ def format_table(results: Sequence[dict], *, title: str | None = "Benchmarks", m
                 f"| {r['contender']} | {_time_fmt(r['median_ms'])} | {_time_fmt(r['min_ms'])}..{_time_fmt(r['max_ms'])} "
                 f"| {_fmt(r['ratio'], '.2f')} | {_fmt(r['gflops'], '.0f')} "
                 f"| {_fmt(None if frac is None else 100 * frac, '.0f')} | {_fmt(r.get('page_faults'), '.0f')} |"
+                + (f" {_fmt(r.get('steps'), 'd')} | {_fmt(r.get('us_per_step'), '.3g')} |" if per_step else "")
             )
         lines.append("")
     return "\n".join(lines)

@@ -3,7 +3,10 @@
 No timing is asserted anywhere: these tests check that the harness records what it should
 (interleaving order, medians, ratios, outputs), that the contenders of `bench_layers` compute
 the same thing as jaxseq, and that the lever study (`lstm_levers`) still runs and its
-lever-parameterized layers agree with the library, at a tiny shape.
+lever-parameterized layers agree with the library, at a tiny shape. The same for issue 11's
+cases: the GRU's and the lengths cases' contenders (`bench_recurrent`) agree, the checks catch
+a contender that does not follow the lengths, and `bench_recurrent` and `bench_t_sweep` run in
+quick mode.
 """
 
 from __future__ import annotations
@@ -86,6 +89,18 @@ def test_outputs_table_json_and_chart(tmp_path):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_harness_reports_time_per_step():
+    contenders, _ = _trivial_contenders()
+    results = harness.bench("sweep", contenders, reference="a", steps={"a": 10, "b": 1000}, reps=3, warmup=0,
+                            verbose=False, gap_s=0.0)
+    for r, steps in zip(results, (10, 1000)):
+        assert r["steps"] == steps and r["us_per_step"] == pytest.approx(r["median_ms"] * 1e3 / steps)
+    table = harness.format_table(results, title=None)
+    assert "| steps | µs/step |" in table and "| 1000 |" in table
+    plain = harness.bench("plain", contenders, reps=1, warmup=0, verbose=False)
+    assert plain[0]["us_per_step"] is None and "µs/step" not in harness.format_table(plain, title=None)
+
+
 def test_assert_agree_names_the_contender_and_array():
     ref = {"h": np.ones(4)}
     assert harness.assert_agree("x", {"h": np.ones(4) * (1 + 1e-6)}, ref)["h"] < 1e-5
@@ -120,6 +135,125 @@ def test_agreement_check_catches_a_different_computation():
     impls = {"jaxseq": impls["jaxseq"], "wrong": good._replace(out=lambda r: {"h": np.asarray(r) * 1.1})}
     with pytest.raises(AssertionError, match="wrong"):
         bench_layers.check_agreement(impls)
+
+
+# ----------------------------------------------------------------------------- issue 11: GRU, lengths, T sweep
+
+
+def test_gru_contenders_agree_at_a_tiny_shape():
+    pytest.importorskip("torch")
+    import bench_layers
+    import bench_recurrent
+
+    harness.setup()
+    N, T, D, H = bench_layers.QUICK_SHAPES["q"]  # the quick mode's shape: the compilations are shared
+    p = bench_recurrent.make_problem(N, T, D, H, "gru", seed=1)
+    assert p["Wx"].shape == (D, 3 * H) and p["bh"].shape == (3 * H,)
+    impls = bench_recurrent.gru_impls(p)
+    errors = bench_layers.check_agreement(impls)
+    assert set(impls) == {"jaxseq", "autodiff-scan", "flax", "torch", "numpy"}
+    assert set(errors) == set(impls) - {"jaxseq"}
+    for errs in errors.values():
+        assert set(errs) == {"dx", "dh0", "dWx", "dWh", "db", "dbh", "h"}
+        assert max(errs.values()) < bench_layers.AGREEMENT_RTOL
+
+
+def test_make_lengths_is_seeded_and_within_half_to_full_length():
+    import bench_recurrent
+
+    lengths = bench_recurrent.make_lengths(1000, 16)
+    assert lengths.dtype == np.int32 and lengths.min() == 8 and lengths.max() == 16
+    assert np.array_equal(lengths, bench_recurrent.make_lengths(1000, 16))
+    assert not np.array_equal(lengths, bench_recurrent.make_lengths(1000, 16, seed=1))
+
+
+def _tiny_lengths_problem(kind):
+    """At the quick mode's shape (N=8 T=4 D=16 H=32), so the compilations are shared."""
+    import bench_layers
+    import bench_recurrent
+
+    N, T, D, H = bench_layers.QUICK_SHAPES["q"]
+    p = bench_recurrent.lengths_problem(N, T, D, H, kind, seed=1)
+    assert p["lengths"].min() < T  # some padding to check
+    return p
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_lengths_contenders_agree_at_a_tiny_shape(kind):
+    pytest.importorskip("torch")
+    import bench_layers
+    import bench_recurrent
+
+    harness.setup()
+    p = _tiny_lengths_problem(kind)
+    impls = bench_recurrent.lengths_impls(p, kind)
+    valid = bench_layers.valid_mask(p["lengths"], p["x"].shape[1])
+    errors = bench_layers.check_agreement(impls, valid=valid)  # also: h and dx exactly 0 past the lengths
+    assert list(impls)[:2] == ["jaxseq", bench_recurrent.NO_LENGTHS]
+    assert set(impls) == {"jaxseq", bench_recurrent.NO_LENGTHS, "autodiff-scan", "flax", "torch", "numpy"}
+    grads = {"dx", "dh0", "dWx", "dWh", "db"} | ({"dbh"} if kind == "gru" else set())
+    for errs in errors.values():
+        assert set(errs) == grads | {"h", "h_n"}
+        assert max(errs.values()) < bench_layers.AGREEMENT_RTOL
+    out = impls["jaxseq"].out(impls["jaxseq"].fwd())
+    assert not np.any(out["h"][~valid[..., 0]]) and out["h_n"].shape == p["h0"].shape
+
+
+def test_lengths_checks_catch_unmasked_outputs_and_a_state_that_runs_on():
+    pytest.importorskip("torch")
+    import bench_layers
+    import bench_recurrent
+
+    harness.setup()
+    p = _tiny_lengths_problem("gru")
+    valid = bench_layers.valid_mask(p["lengths"], p["x"].shape[1])
+    impls = bench_recurrent.lengths_impls(p, "gru")
+    without = {k: v for k, v in p.items() if k != "lengths"}  # NumPy that ignores the lengths
+    ignores = bench_layers.numpy_impl(without, *bench_recurrent.gru_spec().numpy, state=True)
+    with pytest.raises(AssertionError, match="ignores: h is not 0 past the lengths"):
+        bench_layers.check_agreement({"jaxseq": impls["jaxseq"], "ignores": ignores}, valid=valid)
+    baseline = impls[bench_recurrent.NO_LENGTHS]  # masked outputs, but the state after step T
+
+    def runs_on(r):
+        return {"h": np.asarray(r) * valid, "h_n": np.asarray(r)[:, -1]}
+
+    with pytest.raises(AssertionError, match=r"runs on \(fwd\) disagrees.*h_n"):
+        bench_layers.check_agreement({"jaxseq": impls["jaxseq"], "runs on": baseline._replace(out=runs_on)},
+                                     valid=valid)
+
+
+@pytest.mark.parametrize("case", ["gru", "lstm lengths", "gru lengths"])
+def test_recurrent_benchmarks_run_quick(case):
+    pytest.importorskip("torch")
+    import bench_recurrent
+
+    results = bench_recurrent.run(quick=True, cases=(case,))
+    variants = ["fwd+bwd", "fwd"] if case == "gru" else ["fwd+bwd"]
+    assert sorted({r["variant"] for r in results}) == sorted(variants)
+    assert {r["case"] for r in results} == {case}
+    assert all(r["shape"].startswith("(q) N=8 T=4 D=16 H=32") and "agree with jaxseq" in r["notes"]
+               for r in results)
+    names = [r["contender"] for r in results if r["variant"] == "fwd+bwd"]
+    extra = [bench_recurrent.NO_LENGTHS] if case != "gru" else []
+    assert names == ["jaxseq", *extra, "autodiff-scan", "flax", "torch", "numpy"]
+    if case != "gru":
+        cost = bench_recurrent.lengths_cost(results)
+        assert all(r["lengths_cost"] == cost and r["notes"].startswith("cost of lengths:") for r in results)
+
+
+@pytest.mark.parametrize("layer", ["lstm", "gru", "rnn"])
+def test_t_sweep_runs_quick(layer, capsys):
+    import bench_t_sweep
+
+    results = bench_t_sweep.run(quick=True, layers=(layer,))
+    expected = [(name, T) for name, (_, Ts) in bench_t_sweep.QUICK_SWEEPS.items() for T in Ts]
+    assert [(r["shape"].split()[0].strip("()"), r["steps"]) for r in results] == expected
+    for r in results:
+        assert r["case"] == bench_t_sweep.CASE and r["variant"] == f"{layer} fwd+bwd"
+        assert r["contender"] == f"T={r['steps']}"
+        assert r["us_per_step"] == pytest.approx(r["median_ms"] * 1e3 / r["steps"])
+        assert r["reference"] == f"T={min(T for n, T in expected if n in r['shape'])}"
+    assert f"| sweep | T | {layer} |" in capsys.readouterr().out
 
 
 def test_lever_sets_measure_every_lever_and_defaults_are_the_adopted_levers():
@@ -211,7 +345,7 @@ def test_cli_registers_bench():
 def test_run_all_lists_modules_and_rejects_unknown(capsys):
     import run_all
 
-    assert "layers" in run_all.available_modules()
+    assert {"layers", "recurrent", "t_sweep"} <= set(run_all.available_modules())
     assert run_all.main(["--only", "no-such-module"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
 

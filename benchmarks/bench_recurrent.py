@@ -1,0 +1,297 @@
+"""Layer benchmarks of issue 11: the GRU, and the LSTM and GRU with variable lengths.
+
+Cases (shapes (a) N=64 T=16 D=256 H=512 and (c) N=128 T=32 D=512 H=512 of `bench_layers`;
+`--quick`: the tiny shape (q)):
+
+- gru            fwd+bwd (gradient of sum(h * dout) w.r.t. x, h0, Wx, Wh, b, bh) and fwd of
+                 PyTorch's GRU (gates r, z, n, two biases). Contenders as for the LSTM:
+                 jaxseq (`jaxseq.layers.gru` + `jax.grad`), autodiff-scan (`gru_scan`, the same
+                 math on `bench_layers.recurrent_scan`), flax (`nn.RNN(nn.GRUCell(H))`, see
+                 `flax_gru_impl`), torch (`nn.GRU`), numpy (`np_gru_forward` / `np_gru_backward`).
+- lstm lengths,  fwd+bwd with lengths drawn uniform in [T/2, T] (seeded), PyTorch's packed
+  gru lengths    semantics: the state freezes after each length, outputs there are 0, and so
+                 are the gradients of the padded inputs. Contenders: jaxseq with `lengths=`;
+                 "jaxseq (no lengths)", the same call without lengths on the same padded batch
+                 (the cost of lengths: target <= 10%); autodiff-scan with masks; flax `nn.RNN`
+                 with `seq_lengths=`, its outputs past the lengths zeroed by a mask (Flax does
+                 not zero them); torch on `pack_padded_sequence(..., enforce_sorted=False)` and
+                 `pad_packed_sequence(..., total_length=T)` inside the timed call; numpy with masks.
+
+Before timing, `bench_layers.check_agreement` asserts that every contender's outputs and
+gradients agree with jaxseq's; with lengths also its final state h_n, and that its outputs
+and input gradients past each length are exactly 0. "jaxseq (no lengths)" computes the plain
+unmasked layer: its upstream gradient is dout masked past the lengths (a different input
+array, no extra work), so its gradients are the masked problem's and are checked as such,
+while its outputs and final state are checked on the valid steps only (`unmasked_baseline`).
+GFLOP/s of the lengths cases count the valid steps only (sum of the lengths).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_layers as bl  # noqa: E402
+import harness  # noqa: E402
+
+SHAPES = {key: bl.SHAPES[key] for key in ("a", "c")}
+LENGTHS_SEED = 0
+NO_LENGTHS = "jaxseq (no lengths)"
+LENGTHS_TARGET = 0.10  # lengths may cost at most 10% over the same call without them
+
+
+# ----------------------------------------------------------------------------- GRU contenders
+
+
+def gru_scan(x, h0, Wx, Wh, b, bh, *, lengths=None, return_state=False):
+    """Plain GRU (PyTorch's equations, gates r, z, n) on `bench_layers.recurrent_scan`, for
+    autodiff: h, or (h, h_n) with return_state."""
+    import jax
+    import jax.numpy as jnp
+
+    H = h0.shape[-1]
+
+    def cell(h, xw_t):
+        hw = h @ Wh + bh
+        r = jax.nn.sigmoid(xw_t[:, :H] + hw[:, :H])
+        z = jax.nn.sigmoid(xw_t[:, H:2 * H] + hw[:, H:2 * H])
+        n = jnp.tanh(xw_t[:, 2 * H:] + r * hw[:, 2 * H:])
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+    h, h_n = bl.recurrent_scan(cell, x, h0, Wx, b, lengths)
+    return (h, h_n) if return_state else h
+
+
+# Flax's GRUCell: r = σ(x W_ir + b_ir + h W_hr), z = σ(x W_iz + b_iz + h W_hz),
+# n = tanh(x W_in + b_in + r * (h W_hn + b_hn)): the input Dense layers ir, iz, in carry a bias,
+# of the hidden ones only hn. PyTorch's r and z see their two biases only as a sum, so
+# b_ir = b_r + bh_r and b_iz = b_z + bh_z, b_in = b_n, b_hn = bh_n is PyTorch's GRU exactly;
+# the gradient of b_ir is both db_r and dbh_r (they are equal in PyTorch too), likewise for z.
+_GRU_GATES = ("r", "z", "n")
+
+
+def flax_gru_impl(p: dict, state: bool = False) -> bl.Impl:
+    import flax.linen as nn
+
+    H = p["h0"].shape[1]
+    block = {gate: slice(k * H, (k + 1) * H) for k, gate in enumerate(_GRU_GATES)}
+    Wx, Wh, b, bh = p["Wx"], p["Wh"], p["b"], p["bh"]
+    cell = {f"h{g}": {"kernel": Wh[:, block[g]]} for g in _GRU_GATES}
+    cell["hn"]["bias"] = bh[block["n"]]
+    for g in _GRU_GATES:
+        cell[f"i{g}"] = {"kernel": Wx[:, block[g]], "bias": b[block[g]] + (bh[block[g]] if g != "n" else 0)}
+
+    def weight_grads(c):
+        grad = lambda name, leaf: np.asarray(c[name][leaf])  # noqa: E731
+        return {
+            "dWx": np.concatenate([grad(f"i{g}", "kernel") for g in _GRU_GATES], axis=1),
+            "dWh": np.concatenate([grad(f"h{g}", "kernel") for g in _GRU_GATES], axis=1),
+            "db": np.concatenate([grad(f"i{g}", "bias") for g in _GRU_GATES]),
+            "dbh": np.concatenate([grad("ir", "bias"), grad("iz", "bias"), grad("hn", "bias")]),
+        }
+
+    return bl._flax_impl(nn.GRUCell, bl._same, cell, p, weight_grads, state=state)
+
+
+_sigmoid = bl._sigmoid
+
+
+def np_gru_forward(x, h0, Wx, Wh, b, bh, lengths=None):
+    """float32 NumPy GRU (PyTorch's equations): (h (N, T, H) zero past each length, h_n, cache)."""
+    N, T, D = x.shape
+    H = h0.shape[1]
+    valid = bl._np_valid_tm(lengths, T)
+    x_tm = np.ascontiguousarray(x.transpose(1, 0, 2))
+    xw = (x_tm.reshape(T * N, D) @ Wx).reshape(T, N, 3 * H) + b
+    h_tm = np.empty((T, N, H), np.float32)
+    gates = np.empty((T, N, 3 * H), np.float32)  # r, z, n
+    hw_n = np.empty((T, N, H), np.float32)  # (h_{t-1} Wh + bh)_n, needed by dr
+    prev_h = h0
+    for t in range(T):
+        hw = prev_h @ Wh + bh
+        gates[t, :, :2 * H] = _sigmoid(xw[t, :, :2 * H] + hw[:, :2 * H])
+        r, z = gates[t, :, :H], gates[t, :, H:2 * H]
+        hw_n[t] = hw[:, 2 * H:]
+        gates[t, :, 2 * H:] = n = np.tanh(xw[t, :, 2 * H:] + r * hw_n[t])
+        h_tm[t] = bl._np_keep(valid, t, (1.0 - z) * n + z * prev_h, prev_h)
+        prev_h = h_tm[t]
+    return bl._np_outputs(h_tm, valid), prev_h, (x_tm, h0, Wx, Wh, h_tm, gates, hw_n, valid)
+
+
+def np_gru_backward(dh, cache):
+    """The hand backward (jaxseq/layers/gru.py's equations): (dx, dh0, dWx, dWh, db, dbh)."""
+    x_tm, h0, Wx, Wh, h_tm, gates, hw_n, valid = cache
+    T, N, _ = x_tm.shape
+    H = h0.shape[1]
+    WhT = np.ascontiguousarray(Wh.T)
+    dh_tm = bl._np_output_grads_tm(dh, valid)
+    dxw = np.empty((T, N, 3 * H), np.float32)  # gradient of x Wx + b
+    dhw = np.empty((T, N, 3 * H), np.float32)  # gradient of h Wh + bh
+    dnext_h = np.zeros((N, H), np.float32)
+    for t in reversed(range(T)):
+        r, z, n = (gates[t, :, k * H:(k + 1) * H] for k in range(3))
+        prev_h = h_tm[t - 1] if t > 0 else h0
+        dh_t = dh_tm[t] + dnext_h
+        da_n = dh_t * (1.0 - z) * (1.0 - n * n)
+        dxw[t, :, :H] = dhw[t, :, :H] = da_n * hw_n[t] * r * (1.0 - r)
+        dxw[t, :, H:2 * H] = dhw[t, :, H:2 * H] = dh_t * (prev_h - n) * z * (1.0 - z)
+        dxw[t, :, 2 * H:] = da_n
+        dhw[t, :, 2 * H:] = da_n * r
+        if valid is not None:
+            dxw[t] *= valid[t]
+            dhw[t] *= valid[t]
+        dnext_h = bl._np_keep(valid, t, dhw[t] @ WhT + dh_t * z, dnext_h)
+    dx, dWx, dWh, db, dbh = bl._np_sequence_grads(x_tm, Wx, h0, h_tm, dxw, dhw)
+    return dx, dnext_h, dWx, dWh, db, dbh
+
+
+def gru_spec() -> bl.LayerSpec:
+    import jaxseq.layers
+
+    return bl.LayerSpec(jaxseq.layers.gru, gru_scan, flax_gru_impl, "gru", (np_gru_forward, np_gru_backward))
+
+
+def spec(kind: str) -> bl.LayerSpec:
+    return gru_spec() if kind == "gru" else bl.layer_spec(kind)
+
+
+def make_problem(N: int, T: int, D: int, H: int, kind: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """`bench_layers.make_problem` for `kind` ("lstm", "gru", "rnn"): the GRU's with bh."""
+    return bl.make_problem(N, T, D, H, bl.GATES[kind], seed, hidden_bias=kind == "gru")
+
+
+def gru_impls(p: dict) -> dict[str, bl.Impl]:
+    """The GRU case's five contenders, jaxseq first."""
+    return bl.spec_impls(gru_spec(), p)
+
+
+# ----------------------------------------------------------------------------- lengths
+
+
+def make_lengths(N: int, T: int, seed: int = LENGTHS_SEED) -> np.ndarray:
+    """(N,) int32 lengths drawn uniform in [T/2, T] (both ends included), seeded."""
+    return np.random.default_rng(seed).integers(T // 2, T + 1, size=N).astype(np.int32)
+
+
+def lengths_problem(N: int, T: int, D: int, H: int, kind: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """A padded batch: the problem of `make_problem` plus `lengths` (the padding keeps its
+    random values: whatever a contender reads there must not reach the results)."""
+    return {**make_problem(N, T, D, H, kind, seed), "lengths": make_lengths(N, T, seed)}
+
+
+def unmasked_baseline(layer, p: dict) -> bl.Impl:
+    """`layer` called without lengths on the padded batch of `p`: the cost baseline.
+
+    The timed fwd+bwd is the plain call; its upstream gradient is dout masked past the
+    lengths (an input array like any other: the work is the unmasked call's), which makes its
+    gradients the masked problem's. Its outputs past the lengths are not 0 and its state runs
+    on, so for the agreement check (untimed) they are read on the valid steps only: h masked
+    and h_n = h at each sequence's last valid step (the final state of a forward layer).
+    """
+    lengths = p["lengths"]
+    valid = bl.valid_mask(lengths, p["x"].shape[1])
+    plain = {**{k: v for k, v in p.items() if k != "lengths"}, "dout": p["dout"] * valid}
+    impl = bl.jax_impl(layer, plain)
+
+    def valid_outputs(r):
+        h = np.asarray(r)
+        return {"h": h * valid, "h_n": h[np.arange(h.shape[0]), lengths - 1]}
+
+    return impl._replace(out=valid_outputs)
+
+
+def lengths_impls(p: dict, kind: str) -> dict[str, bl.Impl]:
+    """The lengths case's contenders for `kind` ("lstm", "gru"), jaxseq first, then the same
+    call without lengths; their forwards also return h_n (checked, not timed)."""
+    layer = spec(kind)
+    impls = bl.spec_impls(layer, p, state=True)
+    return {"jaxseq": impls.pop("jaxseq"), NO_LENGTHS: unmasked_baseline(layer.jaxseq, p), **impls}
+
+
+def lengths_cost(results: list[dict]) -> float | None:
+    """jaxseq's median with lengths / the same call's without, minus 1 (one case's results)."""
+    medians = {r["contender"]: r["median_ms"] for r in results}
+    if "jaxseq" not in medians or NO_LENGTHS not in medians:
+        return None
+    return medians["jaxseq"] / medians[NO_LENGTHS] - 1.0
+
+
+LENGTHS_NOTE = (
+    f"'{NO_LENGTHS}': the same call without lengths on the padded batch (outputs and state "
+    "past the lengths not masked; checked on the valid steps); flax: seq_lengths= and its "
+    "outputs past the lengths zeroed by a mask (Flax does not zero them); torch: "
+    "pack_padded_sequence / pad_packed_sequence in the timed call; GFLOP/s count valid steps only"
+)
+
+GRU_NOTE = (
+    "flax GRUCell: b_ir = b_r + bh_r, b_iz = b_z + bh_z, b_in = b_n, b_hn = bh_n (PyTorch's GRU exactly)"
+)
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+def bench_gru(shapes: dict, *, reps: int, warmup: int) -> list[dict]:
+    results = []
+    for key, (N, T, D, H) in shapes.items():
+        impls = gru_impls(make_problem(N, T, D, H, "gru"))
+        note = f"{bl.agreement_note(bl.check_agreement(impls))}; {GRU_NOTE}"
+        results += bl.bench_fwd_bwd_and_fwd("gru", impls, bl.shape_label(key, N, T, D, H),
+                                            bl.forward_flops(N, T, D, H, 3), reps=reps, warmup=warmup, notes=note)
+        del impls
+    return results
+
+
+def bench_lengths(kind: str, shapes: dict, *, reps: int, warmup: int) -> list[dict]:
+    """fwd+bwd of `kind` with lengths at each shape; the notes end with the cost of lengths."""
+    results = []
+    for key, (N, T, D, H) in shapes.items():
+        p = lengths_problem(N, T, D, H, kind)
+        impls = lengths_impls(p, kind)
+        errors = bl.check_agreement(impls, valid=bl.valid_mask(p["lengths"], T))
+        lengths = p["lengths"]
+        note = (f"lengths uniform in [{T // 2}, {T}] (seed {LENGTHS_SEED}, mean {lengths.mean():.1f}); "
+                f"{bl.agreement_note(errors)}, on h, h_n and the gradients, and h and dx are exactly 0 "
+                f"past the lengths; {LENGTHS_NOTE}")
+        label = f"{bl.shape_label(key, N, T, D, H)} lengths in [T/2, T]"
+        useful_flops = bl.forward_flops(1, int(lengths.sum()), D, H, bl.GATES[kind])
+        case = bl.bench_fwd_bwd_and_fwd(f"{kind} lengths", impls, label, useful_flops, reps=reps, warmup=warmup,
+                                        notes=note, variants=("fwd+bwd",))
+        cost = lengths_cost(case)
+        summary = f"cost of lengths: jaxseq {cost:+.1%} vs '{NO_LENGTHS}' (target <= +{LENGTHS_TARGET:.0%})"
+        print(summary, flush=True)
+        for r in case:
+            r["notes"] = f"{summary}; {r['notes']}"
+            r["lengths_cost"] = cost
+        results += case
+        del impls
+    return results
+
+
+CASES = ("gru", "lstm lengths", "gru lengths")
+
+
+def run(quick: bool = False, cases=CASES) -> list[dict]:
+    """The GRU case and the LSTM / GRU lengths cases (those of `cases`); `quick`: the tiny
+    shape, few repetitions."""
+    harness.setup()
+    shapes = bl.QUICK_SHAPES if quick else SHAPES
+    reps, warmup = (3, 1) if quick else (harness.DEFAULT_REPS, harness.DEFAULT_WARMUP)
+    results = []
+    for case in cases:
+        if case == "gru":
+            results += bench_gru(shapes, reps=reps, warmup=warmup)
+        elif case.endswith(" lengths"):
+            results += bench_lengths(case.split()[0], shapes, reps=reps, warmup=warmup)
+        else:
+            raise ValueError(f"unknown case {case!r}; expected one of {CASES}")
+    return results
+
+
+if __name__ == "__main__":
+    harness.main(run, "recurrent layers (GRU, lengths)", __doc__.splitlines()[0])
