@@ -64,7 +64,8 @@ def test_check_layer_catches_a_wrong_backward():
 def test_builtin_checks_cover_every_layer_within_tolerance():
     results = gradcheck.builtin_layer_checks(seed=1)
     assert {r.layer for r in results} == {
-        "rnn_step", "rnn", "lstm_step", "lstm", "word_embedding", "temporal_affine", "temporal_softmax_loss",
+        "rnn_step", "rnn", "lstm_step", "lstm", "gru_step", "gru", "word_embedding", "temporal_affine",
+        "temporal_softmax_loss", "rnn+len+rev", "lstm+len+rev", "lstm_fast+len+rev", "gru+len+rev",
     }
     assert max(r.hand_vs_autodiff for r in results) < 1e-9
     assert max(r.custom_vjp_vs_hand for r in results) < 1e-9
@@ -78,3 +79,21 @@ def test_jaxseq_check_command_prints_table(capsys):
     out = capsys.readouterr().out
     assert "hand vs jax.grad" in out and "temporal_softmax_loss" in out
     assert "all layers pass" in out
+
+
+def test_fourth_order_difference_is_exact_to_round_off_where_the_two_point_one_is_not():
+    """f(x) = sum(exp(x) * c) with entries of c spanning 1e-6..1: the fourth-order difference
+    gets the smallest entry to ~2e-7 relative, the course's two-point one to ~4e-5."""
+    c = np.array([1.0, 1e-3, 1e-6])
+    x0 = np.array([0.3, -0.2, 0.1])
+    exact = np.exp(x0) * c
+    f = lambda x: float(np.sum(np.exp(x) * c) + 50.0)  # noqa: E731  (|f| large: round-off shows)
+    fourth = gradcheck.fourth_order_numerical_gradient(f, x0.copy())
+    two_point = gradcheck.eval_numerical_gradient(f, x0.copy())
+    assert gradcheck.rel_error(fourth, exact) < 5e-7
+    assert gradcheck.rel_error(two_point, exact) > 5e-6
+    x = x0.copy()
+    gradcheck.fourth_order_numerical_gradient(f, x)
+    np.testing.assert_array_equal(x, x0)  # nudged in place and restored
+    with pytest.raises(ValueError, match="writable NumPy array"):
+        gradcheck.fourth_order_numerical_gradient(f, [0.0])
