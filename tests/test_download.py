@@ -7,8 +7,6 @@ be told to drop the connection part-way through a file, to ignore ranges, or to 
 
 from __future__ import annotations
 
-import hashlib
-import io
 import re
 import socket
 import threading
@@ -20,65 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from jaxseq.data import download as dl
-
-COCO_FILES = {
-    "coco2014_captions.h5": b"HDF-captions" * 50,
-    "coco2014_vocab.json": b'{"idx_to_word": ["<NULL>", "<START>", "<END>", "<UNK>"]}',
-    "train2014_vgg16_fc7.h5": b"",  # filled below with incompressible bytes
-    "train2014_vgg16_fc7_pca.h5": b"train-pca" * 200,
-    "val2014_vgg16_fc7.h5": b"val-fc7" * 300,
-    "val2014_vgg16_fc7_pca.h5": b"val-pca" * 200,
-    "train2014_urls.txt": b"http://images.cocodataset.org/train2014/a.jpg\n",
-    "val2014_urls.txt": b"http://images.cocodataset.org/val2014/b.jpg\n",
-}
-
-COLA_FILES = {
-    "cola_public/README": b"CoLA public release 1.1\n",
-    "cola_public/raw/in_domain_train.tsv": b"gj04\t1\t\tOur friends won't buy this analysis.\n",
-    "cola_public/raw/in_domain_dev.tsv": b"gj04\t0\t*\tThey drank the pub.\n",
-    "cola_public/raw/out_of_domain_dev.tsv": b"clc95\t1\t\tSomebody just left.\n",
-    "cola_public/tokenized/in_domain_train.tsv": b"gj04\t1\t\tour friends wo n't buy this .\n",
-    "cola_public/tokenized/in_domain_dev.tsv": b"gj04\t0\t*\tthey drank the pub .\n",
-    "cola_public/tokenized/out_of_domain_dev.tsv": b"clc95\t1\t\tsomebody just left .\n",
-}
-
-
-def big_payload(size: int = 300_000) -> bytes:
-    # Deterministic, incompressible bytes, so that offsets and sizes are meaningful.
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(counter.to_bytes(8, "little")).digest()
-        counter += 1
-    return bytes(out[:size])
-
-
-COCO_FILES["train2014_vgg16_fc7.h5"] = big_payload(40_000)
-
-
-def make_zip(files: dict[str, bytes], *, dirs: bool = True,
-             compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    """A zip with `files` (name -> bytes), plus directory entries as real archivers write."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as zf:
-        if dirs:
-            folders = sorted({name.rsplit("/", i)[0] + "/" for name in files
-                              for i in range(1, name.count("/") + 1)})
-            for folder in folders:
-                zf.writestr(folder, b"")
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
-
-
-def coco_zip(top_folder: bool = True) -> bytes:
-    prefix = "coco_captioning/" if top_folder else ""
-    return make_zip({prefix + name: data for name, data in COCO_FILES.items()})
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
+from tests.zip_files import COCO_FILES, COLA_FILES, big_payload, coco_zip, leftovers, make_zip, sha
 
 # --------------------------------------------------------------------------------------
 # The local server
@@ -305,116 +245,6 @@ def test_redirect_is_followed(server, tmp_path):
     server.httpd.redirects["/old.zip"] = target
     assert dl.download_file(server.url("/old.zip"), tmp_path / "a.zip",
                             progress=False) == sha(data)
-
-
-# --------------------------------------------------------------------------------------
-# unpack_zip
-# --------------------------------------------------------------------------------------
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
-
-
-@pytest.mark.parametrize("evil", ["../evil.txt", "a/../../evil.txt", "/etc/evil.txt",
-                                  "C:/evil.txt", "..\\evil.txt"])
-def test_zip_slip_rejected(tmp_path, evil):
-    archive = tmp_path / "evil.zip"
-    archive.write_bytes(make_zip({"ok.txt": b"fine", evil: b"gotcha"}, dirs=False))
-    out = tmp_path / "out"
-    out.mkdir()
-    with pytest.raises(ValueError) as info:
-        dl.unpack_zip(archive, out / "target")
-    assert evil in str(info.value)
-    assert leftovers(out) == []
-    assert not (tmp_path / "evil.txt").exists()
-
-
-def test_corrupt_zip(tmp_path):
-    archive = tmp_path / "broken.zip"
-    archive.write_bytes(b"this is not a zip file at all" * 10)
-    with pytest.raises(ValueError, match=re.escape(str(archive))):
-        dl.unpack_zip(archive, tmp_path / "target")
-    assert leftovers(tmp_path) == ["broken.zip"]
-
-
-def test_truncated_zip(tmp_path):
-    archive = tmp_path / "cut.zip"
-    archive.write_bytes(coco_zip()[:-100])  # central directory cut off
-    with pytest.raises(ValueError, match=re.escape(str(archive))):
-        dl.unpack_zip(archive, tmp_path / "target")
-    assert leftovers(tmp_path) == ["cut.zip"]
-
-
-def test_atomic_unpack_failure_midway_leaves_no_target(tmp_path):
-    # Stored (uncompressed) members, so flipping bytes in the second member's data gives a
-    # CRC error after the first member has been extracted.
-    files = {"a.txt": b"A" * 1000, "b.txt": b"B" * 1000, "c.txt": b"C" * 1000}
-    blob = bytearray(make_zip(files, dirs=False, compression=zipfile.ZIP_STORED))
-    where = blob.find(b"B" * 1000)
-    blob[where + 10: where + 20] = b"X" * 10
-    archive = tmp_path / "bad.zip"
-    archive.write_bytes(bytes(blob))
-    out = tmp_path / "out"
-    out.mkdir()
-    with pytest.raises(ValueError, match=r"b\.txt"):
-        dl.unpack_zip(archive, out / "target")
-    assert leftovers(out) == []  # no target, no staging folder
-
-
-def test_atomic_unpack_interrupted_keeps_old_target(tmp_path, monkeypatch):
-    archive = tmp_path / "coco.zip"
-    archive.write_bytes(coco_zip())
-    target = tmp_path / "out" / "coco_captioning"
-    target.mkdir(parents=True)
-    (target / "old.txt").write_text("old data")
-
-    real_extract = zipfile.ZipFile.extract
-    calls = []
-
-    def flaky_extract(self, member, path=None, pwd=None):
-        calls.append(member)
-        if len(calls) == 4:
-            raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of unpacking
-        return real_extract(self, member, path, pwd)
-
-    monkeypatch.setattr(zipfile.ZipFile, "extract", flaky_extract)
-    with pytest.raises(KeyboardInterrupt):
-        dl.unpack_zip(archive, target, top_folder="coco_captioning")
-    assert leftovers(target.parent) == ["coco_captioning"]
-    assert leftovers(target) == ["old.txt"]
-
-
-def test_unpack_replaces_existing_target(tmp_path):
-    archive = tmp_path / "coco.zip"
-    archive.write_bytes(coco_zip())
-    target = tmp_path / "out" / "coco_captioning"
-    target.mkdir(parents=True)
-    (target / "old.txt").write_text("old data")
-    dl.unpack_zip(archive, target, top_folder="coco_captioning")
-    assert leftovers(target) == sorted(COCO_FILES)
-    assert leftovers(target.parent) == ["coco_captioning"]
-
-
-def test_missing_required_files(tmp_path):
-    archive = tmp_path / "other.zip"
-    archive.write_bytes(make_zip({"something/else.txt": b"x"}))
-    with pytest.raises(ValueError, match="coco2014_captions.h5"):
-        dl.unpack_zip(archive, tmp_path / "coco_captioning", top_folder="coco_captioning",
-                      required=dl.DATASETS["coco"].required)
-    assert leftovers(tmp_path) == ["other.zip"]
-
-
-def test_macos_junk_is_skipped(tmp_path):
-    files = dict(COLA_FILES)
-    files["__MACOSX/cola_public/._README"] = b"resource fork"
-    files["cola_public/.DS_Store"] = b"finder"
-    archive = tmp_path / "cola.zip"
-    archive.write_bytes(make_zip(files))
-    target = dl.unpack_zip(archive, tmp_path / "cola", top_folder="cola_public",
-                           keep_top_folder=True)
-    assert leftovers(target) == ["cola_public"]
-    assert not (target / "cola_public" / ".DS_Store").exists()
 
 
 # --------------------------------------------------------------------------------------
