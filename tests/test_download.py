@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from jaxseq.data import download as dl
-from tests.zip_files import COCO_FILES, COLA_FILES, big_payload, coco_zip, leftovers, make_zip, sha
+from tests.cli_process import assert_one_line_error, run_jaxseq
+from tests.zip_files import (COCO_FILES, COLA_FILES, big_payload, coco_zip, leftovers, make_zip,
+                             set_declared_size, sha)
 
 # --------------------------------------------------------------------------------------
 # The local server
@@ -247,6 +251,32 @@ def test_redirect_is_followed(server, tmp_path):
                             progress=False) == sha(data)
 
 
+def test_redirect_to_a_non_http_url_is_refused(server, tmp_path):
+    server.httpd.redirects["/old.zip"] = "ftp://127.0.0.1/cola.zip"
+    with pytest.raises(dl.DownloadError, match=r"redirects to ftp://127\.0\.0\.1/cola\.zip, "
+                                               r"which is not an http\(s\) URL"):
+        dl.download_file(server.url("/old.zip"), tmp_path / "a.zip", progress=False)
+    assert leftovers(tmp_path) == []
+
+
+BAD_URLS = [
+    ("file:///etc/services", "must be an http:// or https:// URL, got 'file:///etc/services'"),
+    ("data:,hello", "must be an http:// or https:// URL, got 'data:,hello'"),
+    ("ftp://127.0.0.1/cola.zip", "must be an http:// or https:// URL"),
+    ("127.0.0.1/cola.zip", "must be an http:// or https:// URL"),
+    ("http://[::1", "is not a valid URL (Invalid IPv6 URL): 'http://[::1'"),
+    ("http://127.0.0.1:99999/cola.zip", "is not a valid URL (Port out of range"),
+    ("http:///cola.zip", "has no host name: 'http:///cola.zip'"),
+]
+
+
+@pytest.mark.parametrize("url, problem", BAD_URLS)
+def test_download_file_accepts_only_http_urls(tmp_path, url, problem):
+    with pytest.raises(ValueError, match=re.escape(f"url {problem}")):
+        dl.download_file(url, tmp_path / "x.zip", progress=False)
+    assert leftovers(tmp_path) == []
+
+
 # --------------------------------------------------------------------------------------
 # Registry, data root, download_dataset
 # --------------------------------------------------------------------------------------
@@ -298,6 +328,35 @@ def test_download_dataset_wrong_archive_is_deleted(server, tmp_path):
                                          r"archive was deleted"):
         dl.download_dataset("cola", root=tmp_path, url=url, progress=False, log=None)
     assert leftovers(tmp_path) == []
+
+
+def test_download_dataset_checks_the_present_files(server, tmp_path):
+    # Data left by an older jaxseq that accepted a directory for a required file.
+    broken = tmp_path / "cola" / "cola_public" / "raw"
+    (broken / "in_domain_train.tsv").mkdir(parents=True)
+    (broken / "in_domain_dev.tsv").write_text("gj04\t0\t*\tThey drank the pub.\n")
+    (broken / "out_of_domain_dev.tsv").write_text("")
+    url = server.add("/cola_public_1.1.zip", make_zip(COLA_FILES))
+    with pytest.raises(ValueError) as info:
+        dl.download_dataset("cola", root=tmp_path, url=url, progress=False, log=None)
+    assert str(info.value) == (
+        f"cola: {tmp_path / 'cola'} is incomplete: cola_public/raw/in_domain_train.tsv is a "
+        "directory, not a file; cola_public/raw/out_of_domain_dev.tsv is empty; download it "
+        "again with force=True / --force")
+    assert server.requests == []
+    dl.download_dataset("cola", root=tmp_path, url=url, progress=False, force=True, log=None)
+    assert (broken / "in_domain_train.tsv").read_bytes() == COLA_FILES["cola_public/raw/in_domain_train.tsv"]
+
+
+def test_download_dataset_removes_stale_staging_even_when_present(server, tmp_path):
+    url = server.add("/cola_public_1.1.zip", make_zip(COLA_FILES))
+    dl.download_dataset("cola", root=tmp_path, url=url, progress=False, log=None)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # a process that is gone, as a killed run is
+    stale = tmp_path / f".cola.unpacking-{child.pid}-{socket.gethostname()}-abc123"
+    (stale / "cola_public").mkdir(parents=True)
+    dl.download_dataset("cola", root=tmp_path, url=url, progress=False, log=None)
+    assert leftovers(tmp_path) == ["cola"]
 
 
 def test_download_dataset_unknown_name(tmp_path):
@@ -362,6 +421,57 @@ def test_cli_rejects_malformed_sha256(tmp_path, capsys):
         run_cli("coco", "--root", str(tmp_path), "--sha256", "xyz")
     assert info.value.code == 2
     assert "--sha256" in capsys.readouterr().err
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("url, problem", BAD_URLS)
+def test_cli_refuses_bad_urls_in_one_line(tmp_path, capsys, url, problem):
+    root = tmp_path / "root"
+    assert run_cli("cola", "--root", str(root), "--url", url, "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxseq data: error: --url ") and problem in err and err.count("\n") == 1, err
+    assert not root.exists()  # refused before anything was created
+
+
+def test_cli_bad_url_through_the_real_entry_point(tmp_path):
+    result = run_jaxseq("data", "download", "cola", "--root", str(tmp_path), "--url",
+                        "file:///etc/services", "--no-progress")
+    assert result.returncode == 2
+    assert_one_line_error(result, "--url must be an http:// or https:// URL")
+    assert leftovers(tmp_path) == []
+
+
+def test_cli_refuses_a_zip_bomb(server, tmp_path):
+    # 2.2 MB of CoLA-like lines (under CoLA's 3 MB bound) squeezed about 500 times.
+    files = dict(COLA_FILES)
+    files["cola_public/raw/in_domain_train.tsv"] = b"gj04\t1\t\tA.\n" * 200_000
+    blob = make_zip(files)
+    assert len(blob) < 20_000
+    url = server.add("/cola_public_1.1.zip", blob)
+    result = run_jaxseq("data", "download", "cola", "--root", str(tmp_path), "--url", url, "--no-progress")
+    assert result.returncode == 2
+    assert_one_line_error(result, "cola_public_1.1.zip", "member 'cola_public/raw/in_domain_train.tsv'",
+                          "more than the limit of 100 times", "the archive was deleted")
+    assert leftovers(tmp_path) == []
+
+
+def test_cli_refuses_a_zip_that_declares_gigabytes(server, tmp_path, capsys):
+    blob = set_declared_size(make_zip(COLA_FILES), "cola_public/README", 2 << 30)
+    url = server.add("/cola_public_1.1.zip", blob)
+    assert run_cli("cola", "--root", str(tmp_path), "--url", url, "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "would unpack to 2,147,4" in err and "more than the limit of 3,000,000 bytes" in err
+    assert err.count("\n") == 1
+    assert leftovers(tmp_path) == []
+
+
+def test_cli_directory_for_a_required_file_is_refused(server, tmp_path, capsys):
+    files = dict(COLA_FILES)
+    del files["cola_public/raw/in_domain_train.tsv"]
+    files["cola_public/raw/in_domain_train.tsv/"] = b""
+    url = server.add("/cola_public_1.1.zip", make_zip(files, dirs=False))
+    assert run_cli("cola", "--root", str(tmp_path), "--url", url, "--no-progress") == 2
+    assert "cola_public/raw/in_domain_train.tsv is a directory, not a file" in capsys.readouterr().err
     assert leftovers(tmp_path) == []
 
 

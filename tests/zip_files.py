@@ -73,3 +73,35 @@ def sha(data: bytes) -> str:
 
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
+
+
+def set_declared_size(blob: bytes, name: str, declared: int) -> bytes:
+    """`blob` with member `name`'s uncompressed size set to `declared` in both its headers
+    (local and central directory): a zip whose headers lie about what a member unpacks to."""
+    out = bytearray(blob)
+    encoded = name.encode()
+    for signature, size_at, name_length_at, name_at in ((b"PK\x03\x04", 22, 26, 30),
+                                                          (b"PK\x01\x02", 24, 28, 46)):
+        start = 0
+        while (start := out.find(signature, start)) >= 0:
+            length = int.from_bytes(out[start + name_length_at: start + name_length_at + 2], "little")
+            if out[start + name_at: start + name_at + length] == encoded:
+                out[start + size_at: start + size_at + 4] = declared.to_bytes(4, "little")
+                break
+            start += 4
+        else:
+            raise AssertionError(f"no {signature!r} header for {name}")
+    return bytes(out)
+
+
+def zip_with_symlink(files: dict[str, bytes], link: str, points_to: str) -> bytes:
+    """A zip of `files` plus a member `link` marked as a Unix symbolic link to `points_to`."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        info = zipfile.ZipInfo(link)
+        info.create_system = 3  # Unix
+        info.external_attr = (0o120777 << 16)  # S_IFLNK | rwxrwxrwx
+        zf.writestr(info, points_to)
+    return buffer.getvalue()
