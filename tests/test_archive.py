@@ -131,6 +131,16 @@ def test_symlink_members_become_plain_files(tmp_path):
     assert not link.is_symlink() and link.read_text() == "/etc/passwd"
 
 
+@pytest.mark.parametrize("names", [["data", "data/inner.txt"], ["data/inner.txt", "data"]])
+def test_a_file_and_a_folder_of_the_same_name_are_refused(tmp_path, names):
+    zip_path = tmp_path / "clash.zip"
+    zip_path.write_bytes(make_zip({name: b"x" for name in names}, dirs=False))
+    with pytest.raises(ValueError, match=r"clash\.zip: cannot unpack member '.*': another member "
+                                         r"has the same path"):
+        archive.unpack_zip(zip_path, tmp_path / "target")
+    assert leftovers(tmp_path) == ["clash.zip"]
+
+
 # --------------------------------------------------------------------------------------
 # Bounds: total size, compression ratio, member count; declared and actually written
 # --------------------------------------------------------------------------------------
