@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from tests.cli_process import assert_one_line_error, run_jaxseq
 from tests.coco_files import NUM_IMAGES, WORDS, course_arrays, write_course_files
 
 from jaxseq.data.coco import (
+    MAX_FEATURE_DIM,
     check_captioning_data,
     decode_captions,
     default_coco_dir,
     load_coco_data,
     sample_coco_minibatch,
 )
+
+CAPTIONS = "coco2014_captions.h5"
 
 @pytest.fixture
 def coco_dir(tmp_path) -> Path:
@@ -69,11 +74,13 @@ def test_missing_file_is_named(coco_dir, name):
         load_coco_data(coco_dir)
 
 
-def _rewrite_h5(path: Path, key: str, value) -> None:
+def _rewrite_h5(path: Path, key: str, value, **create) -> None:
+    """Replace dataset `key` by `value` (None: delete it), or by an empty dataset declared
+    with h5py's `create_dataset` options (shape, dtype, chunks, maxshape, external, ...)."""
     with h5py.File(path, "a") as f:
         del f[key]
-        if value is not None:
-            f.create_dataset(key, data=value)
+        if value is not None or create:
+            f.create_dataset(key, data=value, **create)
 
 
 @pytest.mark.parametrize("key", ["train_captions", "train_image_idxs", "val_captions", "val_image_idxs"])
@@ -116,6 +123,143 @@ def test_bad_features_are_named(coco_dir, value, message):
         load_coco_data(coco_dir)
 
 
+# --------------------------------------------------------------------------------------
+# Hostile HDF5 files: huge declared shapes, data kept in other files, ids that wrap
+# --------------------------------------------------------------------------------------
+
+HUGE = (10**7, 4096)  # 164 GB of float32, declared by a file of a few kilobytes
+
+
+@pytest.mark.parametrize("create", [
+    dict(shape=HUGE, dtype=np.float32, chunks=(1, 4096), maxshape=(None, 4096)),
+    dict(shape=HUGE, dtype=np.float32, chunks=(64, 4096), compression="gzip", fillvalue=0.5),
+], ids=["resizable", "compressed-fill-value"])
+def test_features_declaring_a_huge_shape_are_refused_before_reading(coco_dir, create):
+    path = coco_dir / "train2014_vgg16_fc7_pca.h5"
+    _rewrite_h5(path, "features", None, **create)
+    assert path.stat().st_size < 64_000
+    with pytest.raises(ValueError) as info:
+        load_coco_data(coco_dir)
+    assert str(info.value) == (
+        f"{path}: key 'features' declares shape (10000000, 4096) float32 (163,840,000,000 bytes) "
+        "but stores only 0 bytes; refusing data that expands more than 100 times its stored size")
+
+
+def test_compressed_features_of_one_value_are_refused(coco_dir):
+    path = coco_dir / "val2014_vgg16_fc7_pca.h5"
+    _rewrite_h5(path, "features", np.zeros((4, 2**18), np.float32), chunks=(1, 2**18), compression="gzip")
+    with pytest.raises(ValueError, match=r"val2014_vgg16_fc7_pca.h5: key 'features' declares shape "
+                                         r"\(4, 262144\) float32 \(4,194,304 bytes\) but stores only "
+                                         r"[\d,]+ bytes; refusing"):
+        load_coco_data(coco_dir)
+
+
+def test_captions_declaring_a_huge_shape_are_refused_before_reading(coco_dir):
+    path = coco_dir / CAPTIONS
+    _rewrite_h5(path, "train_captions", None, shape=(10**9, 7), dtype=np.int32, chunks=(1024, 7),
+                maxshape=(None, 7))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: key 'train_captions' declares shape "
+                                                   "(1000000000, 7) int32 (28,000,000,000 bytes)")):
+        load_coco_data(coco_dir)
+
+
+def test_declared_feature_rows_must_match_the_urls_before_reading(coco_dir):
+    path = coco_dir / "train2014_vgg16_fc7_pca.h5"
+    _rewrite_h5(path, "features", np.zeros((7, 8), np.float32))
+    with pytest.raises(ValueError, match=re.escape(
+            f"{coco_dir / 'train2014_urls.txt'}: expected one URL per feature row (7 in {path}:features), got 6")):
+        load_coco_data(coco_dir)
+
+
+def test_feature_size_must_be_sane(tmp_path):
+    write_course_files(tmp_path, course_arrays(pca_dim=MAX_FEATURE_DIM + 1))
+    with pytest.raises(ValueError) as info:
+        load_coco_data(tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'train2014_vgg16_fc7_pca.h5'}:features: feature size "
+                               f"16,385 is larger than the limit of 16,384")
+
+
+def test_external_storage_is_refused(coco_dir, tmp_path):
+    secret = tmp_path / "secret.txt"  # stands for /etc/services or ~/.ssh/id_rsa
+    secret.write_bytes(b"password=hunter2\n" * 20)
+    path = coco_dir / "val2014_vgg16_fc7_pca.h5"
+    _rewrite_h5(path, "features", None, shape=(4, 8), dtype=np.float32, external=[(str(secret), 0, 128)])
+    with pytest.raises(ValueError) as info:
+        load_coco_data(coco_dir)
+    assert str(info.value) == (f"{path}: key 'features' keeps its data in another file ({secret}; "
+                               "HDF5 external storage); refusing to read it")
+
+
+def test_virtual_datasets_are_refused(coco_dir, tmp_path):
+    source = tmp_path / "elsewhere.h5"
+    with h5py.File(source, "w") as f:
+        f["x"] = np.ones((4, 8), np.float32)
+    layout = h5py.VirtualLayout(shape=(4, 8), dtype=np.float32)
+    layout[:] = h5py.VirtualSource(str(source), "x", shape=(4, 8))
+    path = coco_dir / "val2014_vgg16_fc7_pca.h5"
+    with h5py.File(path, "a") as f:
+        del f["features"]
+        f.create_virtual_dataset("features", layout)
+    with pytest.raises(ValueError) as info:
+        load_coco_data(coco_dir)
+    assert str(info.value) == (f"{path}: key 'features' is an HDF5 virtual dataset (its data comes "
+                               "from other files); refusing to read it")
+
+
+@pytest.mark.parametrize("key, dtype, value, message", [
+    ("train_captions", np.int64, 2**32 + 5, r"train_captions: token id 4294967301 is outside \[0, 9\)"),
+    ("train_image_idxs", np.int64, 2**32 + 3, r"train_image_idxs: image index 4294967299 is outside \[0, 6\)"),
+    ("val_captions", np.uint32, 2**32 - 1, r"val_captions: token id 4294967295 is outside \[0, 9\)"),
+    ("val_image_idxs", np.uint64, 2**64 - 1, r"val_image_idxs: image index 18446744073709551615 is outside"),
+    ("val_image_idxs", np.int64, -(2**32) + 1, r"val_image_idxs: image index -4294967295 is outside"),
+])
+def test_large_ids_do_not_wrap_into_valid_ones(coco_dir, key, dtype, value, message):
+    array = course_arrays()[key].astype(dtype)
+    array.flat[1] = value
+    _rewrite_h5(coco_dir / CAPTIONS, key, array)
+    with pytest.raises(ValueError, match=f"{CAPTIONS}:{message}"):
+        load_coco_data(coco_dir)
+
+
+@pytest.mark.parametrize("key, value, dtype", [
+    ("train_captions", np.ones((9, 7), np.float64), "float64"),
+    ("val_image_idxs", np.zeros(5, bool), "bool"),
+    ("train_image_idxs", np.array([b"0"] * 9), "|S1"),
+    ("val_captions", np.ones((5, 7), np.complex64), "complex64"),
+])
+def test_non_integer_ids_are_refused_by_key(coco_dir, key, value, dtype):
+    _rewrite_h5(coco_dir / CAPTIONS, key, value)
+    with pytest.raises(ValueError, match=re.escape(f"{CAPTIONS}:{key}: expected an integer array, got dtype {dtype}")):
+        load_coco_data(coco_dir)
+
+
+def test_check_captioning_data_range_checks_before_casting(coco_dir):
+    data = load_coco_data(coco_dir)
+    data["train_captions"] = data["train_captions"].astype(np.int64) + 2**32
+    largest = int(data["train_captions"].max())  # 2**32 + 8: 8 after a cast to int32
+    with pytest.raises(ValueError, match=rf"train_captions: token id {largest} is outside \[0, 9\)"):
+        check_captioning_data(data)
+
+
+@pytest.mark.parametrize("hostile", ["huge-features", "wrapping-id"])
+def test_caption_train_refuses_hostile_files_in_one_line(coco_dir, tmp_path, hostile):
+    if hostile == "huge-features":
+        _rewrite_h5(coco_dir / "train2014_vgg16_fc7_pca.h5", "features", None, shape=HUGE,
+                    dtype=np.float32, chunks=(1, 4096), maxshape=(None, 4096))
+        expected = "train2014_vgg16_fc7_pca.h5: key 'features' declares shape (10000000, 4096)"
+    else:
+        ids = course_arrays()["train_image_idxs"].astype(np.int64)
+        ids[0] = 2**32 + 3
+        _rewrite_h5(coco_dir / CAPTIONS, "train_image_idxs", ids)
+        expected = "train_image_idxs: image index 4294967299 is outside [0, 6)"
+    result = run_jaxseq("caption", "train", "--data", "coco", "--data-dir", str(coco_dir), "--epochs", "1",
+                        "--hidden-dim", "8", "--wordvec-dim", "8", "--checkpoint-dir", str(tmp_path / "run"),
+                        "--quiet")
+    assert result.returncode == 2
+    assert_one_line_error(result, "jaxseq caption: error: ", expected)
+    assert not (tmp_path / "run").exists()
+
+
 def test_feature_table_too_small_for_the_image_indices(tmp_path):
     arrays = course_arrays()
     arrays["train_image_idxs"][3] = 5
@@ -127,7 +271,8 @@ def test_feature_table_too_small_for_the_image_indices(tmp_path):
 
 def test_url_count_must_match_the_features(tmp_path):
     write_course_files(tmp_path, urls={"train": ["x"] * 5, "val": ["y"] * 4})
-    with pytest.raises(ValueError, match=r"train2014_urls.txt: expected one URL per feature row \(6\), got 5"):
+    with pytest.raises(ValueError, match=r"train2014_urls.txt: expected one URL per feature row "
+                                         r"\(6 in .*train2014_vgg16_fc7_pca.h5:features\), got 5"):
         load_coco_data(tmp_path)
 
 

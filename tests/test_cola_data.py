@@ -86,6 +86,46 @@ def test_empty_missing_and_unknown(tmp_path):
         read_sentences(tmp_path / "latin1.tsv")
 
 
+def test_an_overlong_line_is_refused_before_it_is_read_whole(tmp_path):
+    path = write(tmp_path, "long.tsv", TOKENIZED + "word " * 40_000 + "\t1\n")  # a 200 kB line
+    with pytest.raises(ValueError) as error:
+        read_sentences(path)
+    assert str(error.value) == (f"{path}:4: line is longer than 65,536 bytes; sentences are limited "
+                                "to 5,000 characters")
+
+
+@pytest.mark.parametrize("fmt", ["raw", "tokenized"])
+def test_an_overlong_sentence_is_refused_before_tokenizing(tmp_path, monkeypatch, fmt):
+    tokenized = []
+    monkeypatch.setattr(cola, "tokenize", lambda text: tokenized.append(len(text)) or text.split())
+    longest = "ab " * 1666 + "ab"  # 5,000 characters: accepted
+    rows = (f"src\t1\t\t{longest}\nsrc\t0\t*\t{longest}x\n" if fmt == "raw"
+            else f"{longest}\t1\n{longest}x\t0\n")
+    path = write(tmp_path, "long.tsv", rows)
+    with pytest.raises(ValueError) as error:
+        read_sentences(path, fmt)
+    assert str(error.value) == f"{path}:2: sentence has 5,001 characters, more than the limit of 5,000"
+    assert all(length <= 5000 for length in tokenized)
+
+
+GLUE_SENTENCE_FIRST = "sentence\tlabel\n" + "".join(
+    f"{line.split(chr(9))[2]}\t{line.split(chr(9))[1]}\n" for line in GLUE.splitlines()[1:])
+
+
+@pytest.mark.parametrize("text, fmt", [(RAW, "raw"), (TOKENIZED, "tokenized"), (GLUE, "glue"),
+                                       (GLUE_SENTENCE_FIRST, "glue")],
+                         ids=["raw", "tokenized", "glue", "glue-sentence-first"])
+def test_a_byte_order_mark_is_not_part_of_the_data(tmp_path, text, fmt):
+    plain = read_sentences(write(tmp_path, "plain.tsv", text))
+    path = tmp_path / "bom.tsv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # as Excel and Notepad save "UTF-8"
+    assert detect_format(path) == fmt
+    for given in ("auto", fmt):
+        data = read_sentences(path, given)
+        assert data.sentences == plain.sentences
+        assert "\ufeff" not in " ".join(" ".join(tokens) for tokens in data.sentences)
+
+
 def many(n, seed=0):
     rng = np.random.default_rng(seed)
     return "".join(f"sentence number {i}\t{int(rng.integers(2))}\n" for i in range(n))

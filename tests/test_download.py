@@ -7,10 +7,10 @@ be told to drop the connection part-way through a file, to ignore ranges, or to 
 
 from __future__ import annotations
 
-import hashlib
-import io
 import re
 import socket
+import subprocess
+import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,65 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from jaxseq.data import download as dl
-
-COCO_FILES = {
-    "coco2014_captions.h5": b"HDF-captions" * 50,
-    "coco2014_vocab.json": b'{"idx_to_word": ["<NULL>", "<START>", "<END>", "<UNK>"]}',
-    "train2014_vgg16_fc7.h5": b"",  # filled below with incompressible bytes
-    "train2014_vgg16_fc7_pca.h5": b"train-pca" * 200,
-    "val2014_vgg16_fc7.h5": b"val-fc7" * 300,
-    "val2014_vgg16_fc7_pca.h5": b"val-pca" * 200,
-    "train2014_urls.txt": b"http://images.cocodataset.org/train2014/a.jpg\n",
-    "val2014_urls.txt": b"http://images.cocodataset.org/val2014/b.jpg\n",
-}
-
-COLA_FILES = {
-    "cola_public/README": b"CoLA public release 1.1\n",
-    "cola_public/raw/in_domain_train.tsv": b"gj04\t1\t\tOur friends won't buy this analysis.\n",
-    "cola_public/raw/in_domain_dev.tsv": b"gj04\t0\t*\tThey drank the pub.\n",
-    "cola_public/raw/out_of_domain_dev.tsv": b"clc95\t1\t\tSomebody just left.\n",
-    "cola_public/tokenized/in_domain_train.tsv": b"gj04\t1\t\tour friends wo n't buy this .\n",
-    "cola_public/tokenized/in_domain_dev.tsv": b"gj04\t0\t*\tthey drank the pub .\n",
-    "cola_public/tokenized/out_of_domain_dev.tsv": b"clc95\t1\t\tsomebody just left .\n",
-}
-
-
-def big_payload(size: int = 300_000) -> bytes:
-    # Deterministic, incompressible bytes, so that offsets and sizes are meaningful.
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(counter.to_bytes(8, "little")).digest()
-        counter += 1
-    return bytes(out[:size])
-
-
-COCO_FILES["train2014_vgg16_fc7.h5"] = big_payload(40_000)
-
-
-def make_zip(files: dict[str, bytes], *, dirs: bool = True,
-             compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    """A zip with `files` (name -> bytes), plus directory entries as real archivers write."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as zf:
-        if dirs:
-            folders = sorted({name.rsplit("/", i)[0] + "/" for name in files
-                              for i in range(1, name.count("/") + 1)})
-            for folder in folders:
-                zf.writestr(folder, b"")
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
-
-
-def coco_zip(top_folder: bool = True) -> bytes:
-    prefix = "coco_captioning/" if top_folder else ""
-    return make_zip({prefix + name: data for name, data in COCO_FILES.items()})
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
+from tests.cli_process import assert_one_line_error, run_jaxseq
+from tests.zip_files import (COCO_FILES, COLA_FILES, big_payload, coco_zip, leftovers, make_zip,
+                             set_declared_size, sha)
 
 # --------------------------------------------------------------------------------------
 # The local server
@@ -307,114 +251,30 @@ def test_redirect_is_followed(server, tmp_path):
                             progress=False) == sha(data)
 
 
-# --------------------------------------------------------------------------------------
-# unpack_zip
-# --------------------------------------------------------------------------------------
+def test_redirect_to_a_non_http_url_is_refused(server, tmp_path):
+    server.httpd.redirects["/old.zip"] = "ftp://127.0.0.1/cola.zip"
+    with pytest.raises(dl.DownloadError, match=r"redirects to ftp://127\.0\.0\.1/cola\.zip, "
+                                               r"which is not an http\(s\) URL"):
+        dl.download_file(server.url("/old.zip"), tmp_path / "a.zip", progress=False)
+    assert leftovers(tmp_path) == []
 
 
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
+BAD_URLS = [
+    ("file:///etc/services", "must be an http:// or https:// URL, got 'file:///etc/services'"),
+    ("data:,hello", "must be an http:// or https:// URL, got 'data:,hello'"),
+    ("ftp://127.0.0.1/cola.zip", "must be an http:// or https:// URL"),
+    ("127.0.0.1/cola.zip", "must be an http:// or https:// URL"),
+    ("http://[::1", "is not a valid URL (Invalid IPv6 URL): 'http://[::1'"),
+    ("http://127.0.0.1:99999/cola.zip", "is not a valid URL (Port out of range"),
+    ("http:///cola.zip", "has no host name: 'http:///cola.zip'"),
+]
 
 
-@pytest.mark.parametrize("evil", ["../evil.txt", "a/../../evil.txt", "/etc/evil.txt",
-                                  "C:/evil.txt", "..\\evil.txt"])
-def test_zip_slip_rejected(tmp_path, evil):
-    archive = tmp_path / "evil.zip"
-    archive.write_bytes(make_zip({"ok.txt": b"fine", evil: b"gotcha"}, dirs=False))
-    out = tmp_path / "out"
-    out.mkdir()
-    with pytest.raises(ValueError) as info:
-        dl.unpack_zip(archive, out / "target")
-    assert evil in str(info.value)
-    assert leftovers(out) == []
-    assert not (tmp_path / "evil.txt").exists()
-
-
-def test_corrupt_zip(tmp_path):
-    archive = tmp_path / "broken.zip"
-    archive.write_bytes(b"this is not a zip file at all" * 10)
-    with pytest.raises(ValueError, match=re.escape(str(archive))):
-        dl.unpack_zip(archive, tmp_path / "target")
-    assert leftovers(tmp_path) == ["broken.zip"]
-
-
-def test_truncated_zip(tmp_path):
-    archive = tmp_path / "cut.zip"
-    archive.write_bytes(coco_zip()[:-100])  # central directory cut off
-    with pytest.raises(ValueError, match=re.escape(str(archive))):
-        dl.unpack_zip(archive, tmp_path / "target")
-    assert leftovers(tmp_path) == ["cut.zip"]
-
-
-def test_atomic_unpack_failure_midway_leaves_no_target(tmp_path):
-    # Stored (uncompressed) members, so flipping bytes in the second member's data gives a
-    # CRC error after the first member has been extracted.
-    files = {"a.txt": b"A" * 1000, "b.txt": b"B" * 1000, "c.txt": b"C" * 1000}
-    blob = bytearray(make_zip(files, dirs=False, compression=zipfile.ZIP_STORED))
-    where = blob.find(b"B" * 1000)
-    blob[where + 10: where + 20] = b"X" * 10
-    archive = tmp_path / "bad.zip"
-    archive.write_bytes(bytes(blob))
-    out = tmp_path / "out"
-    out.mkdir()
-    with pytest.raises(ValueError, match=r"b\.txt"):
-        dl.unpack_zip(archive, out / "target")
-    assert leftovers(out) == []  # no target, no staging folder
-
-
-def test_atomic_unpack_interrupted_keeps_old_target(tmp_path, monkeypatch):
-    archive = tmp_path / "coco.zip"
-    archive.write_bytes(coco_zip())
-    target = tmp_path / "out" / "coco_captioning"
-    target.mkdir(parents=True)
-    (target / "old.txt").write_text("old data")
-
-    real_extract = zipfile.ZipFile.extract
-    calls = []
-
-    def flaky_extract(self, member, path=None, pwd=None):
-        calls.append(member)
-        if len(calls) == 4:
-            raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of unpacking
-        return real_extract(self, member, path, pwd)
-
-    monkeypatch.setattr(zipfile.ZipFile, "extract", flaky_extract)
-    with pytest.raises(KeyboardInterrupt):
-        dl.unpack_zip(archive, target, top_folder="coco_captioning")
-    assert leftovers(target.parent) == ["coco_captioning"]
-    assert leftovers(target) == ["old.txt"]
-
-
-def test_unpack_replaces_existing_target(tmp_path):
-    archive = tmp_path / "coco.zip"
-    archive.write_bytes(coco_zip())
-    target = tmp_path / "out" / "coco_captioning"
-    target.mkdir(parents=True)
-    (target / "old.txt").write_text("old data")
-    dl.unpack_zip(archive, target, top_folder="coco_captioning")
-    assert leftovers(target) == sorted(COCO_FILES)
-    assert leftovers(target.parent) == ["coco_captioning"]
-
-
-def test_missing_required_files(tmp_path):
-    archive = tmp_path / "other.zip"
-    archive.write_bytes(make_zip({"something/else.txt": b"x"}))
-    with pytest.raises(ValueError, match="coco2014_captions.h5"):
-        dl.unpack_zip(archive, tmp_path / "coco_captioning", top_folder="coco_captioning",
-                      required=dl.DATASETS["coco"].required)
-    assert leftovers(tmp_path) == ["other.zip"]
-
-
-def test_macos_junk_is_skipped(tmp_path):
-    files = dict(COLA_FILES)
-    files["__MACOSX/cola_public/._README"] = b"resource fork"
-    files["cola_public/.DS_Store"] = b"finder"
-    archive = tmp_path / "cola.zip"
-    archive.write_bytes(make_zip(files))
-    target = dl.unpack_zip(archive, tmp_path / "cola", top_folder="cola_public",
-                           keep_top_folder=True)
-    assert leftovers(target) == ["cola_public"]
-    assert not (target / "cola_public" / ".DS_Store").exists()
+@pytest.mark.parametrize("url, problem", BAD_URLS)
+def test_download_file_accepts_only_http_urls(tmp_path, url, problem):
+    with pytest.raises(ValueError, match=re.escape(f"url {problem}")):
+        dl.download_file(url, tmp_path / "x.zip", progress=False)
+    assert leftovers(tmp_path) == []
 
 
 # --------------------------------------------------------------------------------------
@@ -468,6 +328,35 @@ def test_download_dataset_wrong_archive_is_deleted(server, tmp_path):
                                          r"archive was deleted"):
         dl.download_dataset("cola", root=tmp_path, url=url, progress=False, log=None)
     assert leftovers(tmp_path) == []
+
+
+def test_download_dataset_checks_the_present_files(server, tmp_path):
+    # Data left by an older jaxseq that accepted a directory for a required file.
+    broken = tmp_path / "cola" / "cola_public" / "raw"
+    (broken / "in_domain_train.tsv").mkdir(parents=True)
+    (broken / "in_domain_dev.tsv").write_text("gj04\t0\t*\tThey drank the pub.\n")
+    (broken / "out_of_domain_dev.tsv").write_text("")
+    url = server.add("/cola_public_1.1.zip", make_zip(COLA_FILES))
+    with pytest.raises(ValueError) as info:
+        dl.download_dataset("cola", root=tmp_path, url=url, progress=False, log=None)
+    assert str(info.value) == (
+        f"cola: {tmp_path / 'cola'} is incomplete: cola_public/raw/in_domain_train.tsv is a "
+        "directory, not a file; cola_public/raw/out_of_domain_dev.tsv is empty; download it "
+        "again with force=True / --force")
+    assert server.requests == []
+    dl.download_dataset("cola", root=tmp_path, url=url, progress=False, force=True, log=None)
+    assert (broken / "in_domain_train.tsv").read_bytes() == COLA_FILES["cola_public/raw/in_domain_train.tsv"]
+
+
+def test_download_dataset_removes_stale_staging_even_when_present(server, tmp_path):
+    url = server.add("/cola_public_1.1.zip", make_zip(COLA_FILES))
+    dl.download_dataset("cola", root=tmp_path, url=url, progress=False, log=None)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # a process that is gone, as a killed run is
+    stale = tmp_path / f".cola.unpacking-{child.pid}-{socket.gethostname()}-abc123"
+    (stale / "cola_public").mkdir(parents=True)
+    dl.download_dataset("cola", root=tmp_path, url=url, progress=False, log=None)
+    assert leftovers(tmp_path) == ["cola"]
 
 
 def test_download_dataset_unknown_name(tmp_path):
@@ -532,6 +421,57 @@ def test_cli_rejects_malformed_sha256(tmp_path, capsys):
         run_cli("coco", "--root", str(tmp_path), "--sha256", "xyz")
     assert info.value.code == 2
     assert "--sha256" in capsys.readouterr().err
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("url, problem", BAD_URLS)
+def test_cli_refuses_bad_urls_in_one_line(tmp_path, capsys, url, problem):
+    root = tmp_path / "root"
+    assert run_cli("cola", "--root", str(root), "--url", url, "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxseq data: error: --url ") and problem in err and err.count("\n") == 1, err
+    assert not root.exists()  # refused before anything was created
+
+
+def test_cli_bad_url_through_the_real_entry_point(tmp_path):
+    result = run_jaxseq("data", "download", "cola", "--root", str(tmp_path), "--url",
+                        "file:///etc/services", "--no-progress")
+    assert result.returncode == 2
+    assert_one_line_error(result, "--url must be an http:// or https:// URL")
+    assert leftovers(tmp_path) == []
+
+
+def test_cli_refuses_a_zip_bomb(server, tmp_path):
+    # 2.2 MB of CoLA-like lines (under CoLA's 3 MB bound) squeezed about 500 times.
+    files = dict(COLA_FILES)
+    files["cola_public/raw/in_domain_train.tsv"] = b"gj04\t1\t\tA.\n" * 200_000
+    blob = make_zip(files)
+    assert len(blob) < 20_000
+    url = server.add("/cola_public_1.1.zip", blob)
+    result = run_jaxseq("data", "download", "cola", "--root", str(tmp_path), "--url", url, "--no-progress")
+    assert result.returncode == 2
+    assert_one_line_error(result, "cola_public_1.1.zip", "member 'cola_public/raw/in_domain_train.tsv'",
+                          "more than the limit of 100 times", "the archive was deleted")
+    assert leftovers(tmp_path) == []
+
+
+def test_cli_refuses_a_zip_that_declares_gigabytes(server, tmp_path, capsys):
+    blob = set_declared_size(make_zip(COLA_FILES), "cola_public/README", 2 << 30)
+    url = server.add("/cola_public_1.1.zip", blob)
+    assert run_cli("cola", "--root", str(tmp_path), "--url", url, "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "would unpack to 2,147,4" in err and "more than the limit of 3,000,000 bytes" in err
+    assert err.count("\n") == 1
+    assert leftovers(tmp_path) == []
+
+
+def test_cli_directory_for_a_required_file_is_refused(server, tmp_path, capsys):
+    files = dict(COLA_FILES)
+    del files["cola_public/raw/in_domain_train.tsv"]
+    files["cola_public/raw/in_domain_train.tsv/"] = b""
+    url = server.add("/cola_public_1.1.zip", make_zip(files, dirs=False))
+    assert run_cli("cola", "--root", str(tmp_path), "--url", url, "--no-progress") == 2
+    assert "cola_public/raw/in_domain_train.tsv is a directory, not a file" in capsys.readouterr().err
     assert leftovers(tmp_path) == []
 
 

@@ -2,7 +2,8 @@
 
 The download is streamed with a progress bar, resumable (run the same command again after
 an interruption), checksummed (the SHA-256 is printed; `--sha256` verifies it) and unpacked
-atomically. The data root is `--root`, else `$JAXSEQ_DATA`, else `~/.cache/jaxseq`.
+atomically, within the data set's size and compression-ratio limits. `--url` must be an
+http(s) URL. The data root is `--root`, else `$JAXSEQ_DATA`, else `~/.cache/jaxseq`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
     download.add_argument("--root", type=Path, default=None,
                           help="data root folder (default: $JAXSEQ_DATA or ~/.cache/jaxseq)")
     download.add_argument("--url", default=None,
-                          help="download from this URL instead (a mirror or local copy)")
+                          help="download from this http(s) URL instead (a mirror or local server)")
     download.add_argument("--sha256", type=_sha256_arg, default=None, metavar="HEX",
                           help="expected SHA-256 of the zip; a mismatch is an error")
     download.add_argument("--force", action="store_true",
@@ -50,8 +51,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jaxseq.data.download import download_dataset, read_download_record
+    from jaxseq.data.download import check_url, download_dataset, read_download_record
 
+    if args.url is not None:
+        check_url(args.url, "--url")  # a ValueError: `jaxseq` prints it as one line
     try:
         path = download_dataset(
             args.dataset,

@@ -16,7 +16,13 @@ The course's files, all in one folder (`base_dir`):
 `val_features`, `idx_to_word` (list of str), `word_to_idx` (dict), `train_urls`, `val_urls`.
 The built-in generated set (`jaxseq.data.synthetic_captions`) returns the same layout, and
 `check_captioning_data` validates any dict in it: JAX clamps out-of-range gathers silently,
-so token ids and image indices are checked here, before data reaches `jit`.
+so token ids and image indices are checked here, before data reaches `jit`, in the dtype
+they come in (an int64 id of 2**32 + 5 is out of range, not 5 after a cast to int32).
+
+The files may lie, so `load_coco_data` checks what each HDF5 dataset declares before
+reading it (`jaxseq.data.hdf5` refuses data kept in other files and shapes far beyond what
+the file stores): ids must be integers, features 2-D floats of at most `MAX_FEATURE_DIM`
+columns with one row per URL, and the image indices must fit the declared feature rows.
 
 Caption ids 0..3 are `<NULL>`, `<START>`, `<END>`, `<UNK>`; a caption row is
 `<START> w1 ... wk <END> <NULL> ... <NULL>`.
@@ -31,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxseq.data.hdf5 import hdf5_dataset, open_hdf5, read_dataset
+
 NULL, START, END, UNK = "<NULL>", "<START>", "<END>", "<UNK>"
 SPECIAL_TOKENS = (NULL, START, END, UNK)
 NULL_ID, START_ID, END_ID, UNK_ID = 0, 1, 2, 3
@@ -38,6 +46,7 @@ NULL_ID, START_ID, END_ID, UNK_ID = 0, 1, 2, 3
 SPLITS = ("train", "val")
 CAPTIONS_FILE = "coco2014_captions.h5"
 VOCAB_FILE = "coco2014_vocab.json"
+MAX_FEATURE_DIM = 16_384  # four times VGG-16 fc7's 4,096
 
 
 def default_coco_dir() -> Path:
@@ -61,31 +70,32 @@ def _require_file(path: Path) -> Path:
     return path
 
 
-def _read_h5_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    import h5py
-
+def _read_caption_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The four caption arrays of `coco2014_captions.h5`, their layout checked before reading."""
     _require_file(path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise ValueError(f"{path}: not a readable HDF5 file ({error})") from None
-    with handle:
-        arrays = {}
-        for key in keys:
-            try:
-                present = key in handle
-                names = sorted(handle.keys())
-                node = handle[key] if present else None
-                if isinstance(node, h5py.Dataset):
-                    arrays[key] = np.asarray(node)
-            except (OSError, RuntimeError, KeyError, TypeError, ValueError) as error:
-                # h5py raises these from its C layer on damaged files (checksums, B-trees).
-                raise ValueError(f"{path}: corrupt HDF5 file, reading key {key!r} failed ({error})") from None
-            if not present:
-                raise ValueError(f"{path}: missing key {key!r} (found {names})")
-            if key not in arrays:
-                raise ValueError(f"{path}: key {key!r} is not a dataset")
-        return arrays
+    keys = tuple(f"{split}_{name}" for split in SPLITS for name in ("captions", "image_idxs"))
+    with open_hdf5(path) as handle:
+        datasets = {key: hdf5_dataset(handle, path, key) for key in keys}
+        for split in SPLITS:
+            captions, idxs = datasets[f"{split}_captions"], datasets[f"{split}_image_idxs"]
+            _check_ids_layout(captions.dtype, captions.shape, f"{path}:{split}_captions", 2)
+            _check_ids_layout(idxs.dtype, idxs.shape, f"{path}:{split}_image_idxs", 1)
+            _check_index_count(idxs.shape[0], captions.shape[0], f"{path}:{split}_image_idxs")
+        return {key: read_dataset(dataset, path, key) for key, dataset in datasets.items()}
+
+
+def _read_features(path: Path, num_urls: int, url_source: str, image_idxs: np.ndarray,
+                   idxs_source: str) -> np.ndarray:
+    """`features` of a feature file, its declared shape checked first: 2-D floats, at most
+    `MAX_FEATURE_DIM` columns, one row per URL, a row for every image index."""
+    _require_file(path)
+    where = f"{path}:features"
+    with open_hdf5(path) as handle:
+        dataset = hdf5_dataset(handle, path, "features")
+        _check_features_layout(dataset.dtype, dataset.shape, where)
+        _check_url_count(num_urls, dataset.shape[0], url_source, where)
+        _check_range(image_idxs, dataset.shape[0], idxs_source, "image index")
+        return read_dataset(dataset, path, "features")
 
 
 def _read_vocab(path: Path) -> tuple[list[str], dict[str, int]]:
@@ -128,21 +138,23 @@ def load_coco_data(
     Returns: dict with train/val captions (N, T+1) int32, image_idxs (N,) int32,
       features (num_images, D) float32, urls (num_images,) str, idx_to_word, word_to_idx.
     Raises: FileNotFoundError for a missing file; ValueError naming the file and key for a
-      missing key, a wrong dtype or shape, ids outside the vocabulary, or image indices
-      outside the feature table.
+      missing key, a wrong dtype or shape (checked on the declared shape, before reading),
+      data kept in other files or declared far beyond what the file stores, ids outside the
+      vocabulary, or image indices outside the feature table.
     """
     base = Path(base_dir) if base_dir is not None else default_coco_dir()
     caption_path = base / CAPTIONS_FILE
-    keys = tuple(f"{split}_{name}" for split in SPLITS for name in ("captions", "image_idxs"))
-    data: dict[str, Any] = _read_h5_arrays(caption_path, keys)
-    sources = {key: f"{caption_path}:{key}" for key in keys}
+    data: dict[str, Any] = _read_caption_arrays(caption_path)
+    sources = {key: f"{caption_path}:{key}" for key in data}
     for split in SPLITS:
-        feature_path = base / feature_file_name(split, pca_features)
-        data[f"{split}_features"] = _read_h5_arrays(feature_path, ("features",))["features"]
-        sources[f"{split}_features"] = f"{feature_path}:features"
         url_path = base / f"{split}2014_urls.txt"
         data[f"{split}_urls"] = _read_urls(url_path)
         sources[f"{split}_urls"] = str(url_path)
+        feature_path = base / feature_file_name(split, pca_features)
+        data[f"{split}_features"] = _read_features(
+            feature_path, len(data[f"{split}_urls"]), str(url_path),
+            data[f"{split}_image_idxs"], sources[f"{split}_image_idxs"])
+        sources[f"{split}_features"] = f"{feature_path}:features"
     vocab_path = base / VOCAB_FILE
     data["idx_to_word"], data["word_to_idx"] = _read_vocab(vocab_path)
     sources["idx_to_word"] = f"{vocab_path}:idx_to_word"
@@ -166,19 +178,45 @@ def subsample_train(data: dict[str, Any], max_train: int, *, seed: int = 0) -> d
             "train_image_idxs": data["train_image_idxs"][keep]}
 
 
-def _as_int32(array: Any, source: str, ndim: int) -> np.ndarray:
-    array = np.asarray(array)
-    if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"{source}: expected an integer array, got dtype {array.dtype}")
-    if array.ndim != ndim:
-        raise ValueError(f"{source}: expected {ndim} dimensions, got shape {array.shape}")
-    return array.astype(np.int32, copy=False)
+def _check_ids_layout(dtype: np.dtype, shape: tuple[int, ...], source: str, ndim: int) -> None:
+    """Ids (captions, image indices) are integers with `ndim` dimensions; for arrays and
+    for the declared dtype and shape of HDF5 datasets alike."""
+    if not np.issubdtype(dtype, np.integer):
+        raise ValueError(f"{source}: expected an integer array, got dtype {dtype}")
+    if len(shape) != ndim:
+        raise ValueError(f"{source}: expected {ndim} dimensions, got shape {tuple(shape)}")
+
+
+def _check_index_count(num_idxs: int, num_captions: int, source: str) -> None:
+    if num_idxs != num_captions:
+        raise ValueError(f"{source}: {num_idxs} image indices for {num_captions} captions")
+
+
+def _check_features_layout(dtype: np.dtype, shape: tuple[int, ...], source: str) -> None:
+    """Features are 2-D floats of at most MAX_FEATURE_DIM columns (arrays or declared)."""
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"{source}: expected a floating-point array, got dtype {dtype}")
+    if len(shape) != 2:
+        raise ValueError(f"{source}: expected shape (num_images, D), got {tuple(shape)}")
+    if shape[1] > MAX_FEATURE_DIM:
+        raise ValueError(f"{source}: feature size {shape[1]:,} is larger than the limit of "
+                         f"{MAX_FEATURE_DIM:,}")
+
+
+def _check_url_count(num_urls: int, num_rows: int, url_source: str, feature_source: str) -> None:
+    if num_urls != num_rows:
+        raise ValueError(f"{url_source}: expected one URL per feature row ({num_rows} in "
+                         f"{feature_source}), got {num_urls}")
 
 
 def _check_range(array: np.ndarray, size: int, source: str, what: str) -> None:
-    if array.size and (array.min() < 0 or array.max() >= size):
-        bad = int(array.min()) if array.min() < 0 else int(array.max())
-        raise ValueError(f"{source}: {what} {bad} is outside [0, {size})")
+    """Every value of the integer `array` is in [0, size), compared in its own dtype (a cast
+    first would wrap 2**32 + 5 into 5); the message shows the offending value as it is."""
+    if array.size:
+        low, high = array.min(), array.max()
+        if low < 0 or high >= size:
+            bad = low if low < 0 else high
+            raise ValueError(f"{source}: {what} {int(bad)} is outside [0, {size})")
 
 
 def _check_vocab(idx_to_word: Any, word_to_idx: Any, sources: dict[str, str]) -> list[str]:
@@ -202,8 +240,9 @@ def check_captioning_data(data: dict[str, Any], sources: dict[str, str] | None =
     """Validate a dict in the captioning data layout; returns it with canonical dtypes.
 
     Checks every key is present, captions are (N, T+1) integers with ids in [0, V), image
-    indices are (N,) integers inside the split's feature table, features are 2-D finite
-    floats with the same D in both splits, there is one URL per feature row, the vocabulary
+    indices are (N,) integers inside the split's feature table (both range-checked in
+    their own dtype, before the cast to int32), features are 2-D finite floats with the
+    same D (at most MAX_FEATURE_DIM) in both splits, there is one URL per feature row, the vocabulary
     starts with `<NULL> <START> <END> <UNK>`, and the training split is not empty.
     `sources` maps keys to the file (and HDF5 key) they came from, for the error messages.
 
@@ -225,10 +264,7 @@ def check_captioning_data(data: dict[str, Any], sources: dict[str, str] | None =
         key = f"{split}_features"
         where = sources.get(key, key)
         features = np.asarray(data[key])
-        if not np.issubdtype(features.dtype, np.floating):
-            raise ValueError(f"{where}: expected a floating-point array, got dtype {features.dtype}")
-        if features.ndim != 2:
-            raise ValueError(f"{where}: expected shape (num_images, D), got {features.shape}")
+        _check_features_layout(features.dtype, features.shape, where)
         if feature_dim is not None and features.shape[1] != feature_dim:
             raise ValueError(f"{where}: feature size {features.shape[1]} differs from train's {feature_dim}")
         feature_dim = features.shape[1]
@@ -240,28 +276,25 @@ def check_captioning_data(data: dict[str, Any], sources: dict[str, str] | None =
 
         key = f"{split}_urls"
         urls = np.asarray(data[key])
-        if urls.shape != (features.shape[0],):
-            raise ValueError(
-                f"{sources.get(key, key)}: expected one URL per feature row ({features.shape[0]}), "
-                f"got {urls.shape[0] if urls.ndim else 0}"
-            )
+        if urls.ndim != 1:
+            raise ValueError(f"{sources.get(key, key)}: expected a list of URLs, got shape {urls.shape}")
+        _check_url_count(urls.shape[0], features.shape[0], sources.get(key, key), where)
         out[key] = urls
 
         key = f"{split}_captions"
-        captions = _as_int32(data[key], sources.get(key, key), 2)
+        captions = np.asarray(data[key])
+        _check_ids_layout(captions.dtype, captions.shape, sources.get(key, key), 2)
         if captions.shape[1] < 2:
             raise ValueError(f"{sources.get(key, key)}: captions need at least 2 tokens, got shape {captions.shape}")
         _check_range(captions, vocab_size, sources.get(key, key), "token id")
-        out[key] = captions
+        out[key] = captions.astype(np.int32, copy=False)
 
         key = f"{split}_image_idxs"
-        idxs = _as_int32(data[key], sources.get(key, key), 1)
-        if idxs.shape[0] != captions.shape[0]:
-            raise ValueError(
-                f"{sources.get(key, key)}: {idxs.shape[0]} image indices for {captions.shape[0]} captions"
-            )
+        idxs = np.asarray(data[key])
+        _check_ids_layout(idxs.dtype, idxs.shape, sources.get(key, key), 1)
+        _check_index_count(idxs.shape[0], captions.shape[0], sources.get(key, key))
         _check_range(idxs, features.shape[0], sources.get(key, key), "image index")
-        out[key] = idxs
+        out[key] = idxs.astype(np.int32, copy=False)
 
     if out["train_captions"].shape[0] == 0:
         raise ValueError(f"{sources.get('train_captions', 'train_captions')}: the training split is empty")

@@ -9,6 +9,11 @@ Three file formats (tab-separated, UTF-8):
 - "tokenized": `sentence<TAB>label`, no header, the sentence already lowercased and
   tokenized with spaces (`../shared/data/cola/`).
 
+A UTF-8 byte order mark at the start of a file (Excel and Notepad write one) is dropped. A
+line longer than `MAX_LINE_BYTES` (64 KiB) is refused before it is read whole, and a
+sentence longer than `MAX_SENTENCE_CHARS` (5,000 characters; CoLA's longest has a few
+hundred) before it is tokenized: both are errors naming file and line.
+
 Raw text ("raw", "glue") is tokenized by `tokenize`: lowercase, nltk's
 `TreebankWordTokenizer` (rules only, no nltk data download), and the `.` tokens dropped
 (the tokenized CoLA files carry no periods), so raw and pre-tokenized CoLA give the same
@@ -20,6 +25,7 @@ train / 1,551 validation; the out-of-domain dev file is the held-out test set.
 
 from __future__ import annotations
 
+import codecs
 import os
 from pathlib import Path
 
@@ -30,6 +36,8 @@ from jaxseq.data.sentences import LabelledSentences, SentenceSplits, split_train
 FORMATS = ("raw", "glue", "tokenized")
 COURSE_VAL_SIZE = 1551
 DROPPED_TOKENS = frozenset({"."})
+MAX_LINE_BYTES = 65_536
+MAX_SENTENCE_CHARS = 5_000
 
 # (train, test) file pairs looked for inside a CoLA folder, in this order.
 LAYOUTS = (
@@ -52,11 +60,22 @@ def tokenize(text: str) -> list[str]:
 
 
 def _lines(path: Path):
-    """(line number, text) of the non-blank lines of `path`, with errors naming file and line."""
+    """(line number, text) of the non-blank lines of `path`, with errors naming file and line.
+
+    A UTF-8 byte order mark opening the file is dropped; a line of more than MAX_LINE_BYTES
+    bytes (its line break not counted) is refused, having read no more than that of it.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        number = 0
+        while raw := handle.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise ValueError(f"{path}:{number}: line is longer than {MAX_LINE_BYTES:,} bytes; "
+                                 f"sentences are limited to {MAX_SENTENCE_CHARS:,} characters")
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as error:
@@ -99,13 +118,27 @@ def _label(value: str, path: Path, number: int) -> int:
     return int(value)
 
 
+def _sentence_tokens(text: str, format: str, path: Path, number: int) -> list[str]:
+    """The tokens of one sentence, its length bounded before the tokenizer sees it."""
+    if len(text) > MAX_SENTENCE_CHARS:
+        raise ValueError(f"{path}:{number}: sentence has {len(text):,} characters, more than the "
+                         f"limit of {MAX_SENTENCE_CHARS:,}")
+    if format == "tokenized":
+        return text.lower().split()
+    try:
+        return tokenize(text)
+    except TimeoutError as error:  # nltk runs its regular expressions under a time limit
+        raise ValueError(f"{path}:{number}: the tokenizer gave up on this sentence ({error})") from None
+
+
 def read_sentences(path: str | os.PathLike, format: str = "auto") -> LabelledSentences:
     """Read one file of labelled sentences.
 
     Inputs: path; format: "auto" (detect), "raw", "glue" or "tokenized".
     Returns: LabelledSentences (N token lists, labels (N,) int32).
     Raises ValueError "<file>:<line>: ..." for a malformed line (wrong number of fields,
-    a label other than 0/1, an empty sentence) and for a file with no examples.
+    a label other than 0/1, an empty sentence, a line over MAX_LINE_BYTES or a sentence
+    over MAX_SENTENCE_CHARS) and for a file with no examples.
     """
     path = Path(path)
     if format == "auto":
@@ -134,8 +167,7 @@ def read_sentences(path: str | os.PathLike, format: str = "auto") -> LabelledSen
                 f"{path}:{number}: expected {expected} tab-separated fields ({format} format), got {len(fields)}"
             )
         label = _label(fields[label_at], path, number)
-        text = fields[sentence_at]
-        tokens = text.lower().split() if format == "tokenized" else tokenize(text)
+        tokens = _sentence_tokens(fields[sentence_at], format, path, number)
         if not tokens:
             raise ValueError(f"{path}:{number}: empty sentence")
         sentences.append(tokens)

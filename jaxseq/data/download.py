@@ -1,11 +1,12 @@
 """Downloading and unpacking the data sets: streamed, resumable, checksummed, atomic.
 
-`download_file` streams a URL into `<destination>.part`; if that file is already there (an
-earlier run was interrupted) it asks the server for the rest with a `Range` request and
-carries on, so the SHA-256 it returns always covers the whole file. Only a complete
-download is renamed to `<destination>`. `unpack_zip` extracts into a temporary folder next to
-the target and renames it into place, so the target never exists half-filled.
-`download_dataset` puts the two together for the data sets in `DATASETS`.
+`download_file` streams an http(s) URL into `<destination>.part`; if that file is already
+there (an earlier run was interrupted) it asks the server for the rest with a `Range`
+request and carries on, so the SHA-256 it returns always covers the whole file. Only a
+complete download is renamed to `<destination>`. `jaxseq.data.archive.unpack_zip` (also
+importable from here) extracts into a staging folder next to the target, within limits, and
+renames it into place, so the target never exists half-filled. `download_dataset` puts the
+two together for the data sets in `DATASETS`, each bounded by its known unpacked size.
 
 Only the standard library is used (plus tqdm for the progress bar, imported when needed),
 so importing this module is cheap and needs no JAX.
@@ -18,22 +19,23 @@ import http.client
 import json
 import os
 import re
-import shutil
 import socket
-import tempfile
 import time
 import urllib.error
 import urllib.request
-import zipfile
-import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
+
+from jaxseq.data.archive import UnpackLimits, remove_stale_staging, required_file_problems, unpack_zip
 
 __all__ = [
     "DATASETS",
     "DatasetSpec",
     "DownloadError",
+    "UNPACKED_SIZE_MARGIN",
+    "check_url",
     "default_data_root",
     "download_dataset",
     "download_file",
@@ -45,7 +47,8 @@ __all__ = [
 USER_AGENT = "jaxseq-downloader/0.1 (Python urllib)"
 DEFAULT_CHUNK_SIZE = 1 << 20  # 1 MiB
 DOWNLOAD_RECORD = ".jaxseq-download.json"
-_IGNORED_TOP_LEVEL = {"__MACOSX"}  # resource forks added by macOS archivers
+HTTP_SCHEMES = ("http", "https")
+UNPACKED_SIZE_MARGIN = 2  # a data set's zip may unpack to twice its known size, no more
 
 
 class DownloadError(OSError):
@@ -77,7 +80,9 @@ class DatasetSpec:
     members all sit in one folder called `top_folder`, that folder is unwrapped
     (`keep_top_folder=False`: its contents become `target`) or kept
     (`keep_top_folder=True`: `target/top_folder/...`, created if the zip lacks it).
-    `required` lists paths, relative to `target`, that must exist after unpacking.
+    `required` lists paths, relative to `target`, that must be regular, non-empty files
+    after unpacking (and for the data to count as present). `unpacked_size` is about what
+    the real zip unpacks to; `unpack_limits` allows `UNPACKED_SIZE_MARGIN` times that.
     """
 
     name: str
@@ -87,8 +92,14 @@ class DatasetSpec:
     top_folder: str | None
     keep_top_folder: bool
     required: tuple[str, ...]
+    unpacked_size: int
     description: str
     sha256: str | None = None  # no published checksum: the computed one is printed
+
+    @property
+    def unpack_limits(self) -> UnpackLimits:
+        """How much its zip may unpack to (size, compression ratio, member count)."""
+        return UnpackLimits(max_bytes=UNPACKED_SIZE_MARGIN * self.unpacked_size)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -100,6 +111,9 @@ DATASETS: dict[str, DatasetSpec] = {
         top_folder="coco_captioning",
         keep_top_folder=False,
         required=("coco2014_captions.h5", "coco2014_vocab.json"),
+        # fc7 features (82,783 train + 40,504 val images x 4,096 float32) 2.03 GB, their
+        # 512-d PCA 0.25 GB, captions 43 MB, URL lists 7 MB, vocabulary 20 kB.
+        unpacked_size=2_330_000_000,
         description="COCO captions with VGG-16 fc7 features, in the course's HDF5 format",
     ),
     "cola": DatasetSpec(
@@ -114,6 +128,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "cola_public/raw/in_domain_dev.tsv",
             "cola_public/raw/out_of_domain_dev.tsv",
         ),
+        unpacked_size=1_500_000,  # raw and tokenized TSV files and a README
         description="The Corpus of Linguistic Acceptability, public release 1.1",
     ),
 }
@@ -130,6 +145,23 @@ def default_data_root() -> Path:
 # --------------------------------------------------------------------------------------
 # Downloading
 # --------------------------------------------------------------------------------------
+
+
+def check_url(url: str, what: str = "url") -> str:
+    """`url` if it is a well-formed http:// or https:// URL with a host name; otherwise a
+    one-line ValueError naming `what` (the argument, e.g. "--url") and what is wrong."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # a port out of range or not a number raises here
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ValueError(f"{what} is not a valid URL ({error}): {url!r}") from None
+    if parts.scheme.lower() not in HTTP_SCHEMES:
+        raise ValueError(f"{what} must be an http:// or https:// URL, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"{what} has no host name: {url!r}")
+    if re.search(r"[\x00-\x20\x7f]", url):
+        raise ValueError(f"{what} must not contain spaces or control characters: {url!r}")
+    return url
 
 
 def _check_sha256(value: str | None, what: str = "expected_sha256") -> str | None:
@@ -174,6 +206,20 @@ def _content_length(headers) -> int | None:
 _TRANSIENT_ERRORS = (TimeoutError, socket.timeout, ConnectionError, http.client.HTTPException)
 
 
+class _HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) URLs only (urllib's own handler also follows ftp://)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(newurl).scheme.lower() not in HTTP_SCHEMES:
+            fp.close()
+            raise DownloadError(f"{req.full_url} redirects to {newurl}, which is not an "
+                                "http(s) URL", url=req.full_url)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpRedirectsOnly)
+
+
 def _open(url: str, offset: int, timeout: float):
     """urlopen with our headers; a Range header when resuming from `offset`."""
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
@@ -181,7 +227,7 @@ def _open(url: str, offset: int, timeout: float):
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
     try:
-        return urllib.request.urlopen(request, timeout=timeout)
+        return _OPENER.open(request, timeout=timeout)
     except urllib.error.HTTPError:
         raise  # handled by the caller, which knows the offset
     except urllib.error.URLError as error:
@@ -291,7 +337,7 @@ def download_file(
     retries: int = 3,
     retry_wait: float = 1.0,
 ) -> str:
-    """Download `url` to `destination`, resumably; return the file's SHA-256 (hex).
+    """Download the http(s) `url` to `destination`, resumably; return the file's SHA-256 (hex).
 
     Bytes go to `destination + ".part"`. If that file exists, only the rest is requested
     (`Range: bytes=N-`): a 206 answer is appended, a 200 answer (server ignores ranges)
@@ -303,8 +349,11 @@ def download_file(
     The digest covers the whole file, resumed prefix included. If `expected_sha256` is
     given and differs, the part file is deleted and a ValueError names the URL and both
     digests. Only a complete, verified file is renamed (`os.replace`) to `destination`.
-    HTTP errors raise `DownloadError` naming the URL and the status.
+    HTTP errors raise `DownloadError` naming the URL and the status, as does a redirect to
+    anything but http(s). A URL that is not http(s) is a ValueError, raised before anything
+    is written.
     """
+    check_url(url)
     expected = _check_sha256(expected_sha256)
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -330,107 +379,6 @@ def download_file(
                          f"got {digest}; the downloaded file was deleted")
     os.replace(part, destination)
     return digest
-
-
-# --------------------------------------------------------------------------------------
-# Unpacking
-# --------------------------------------------------------------------------------------
-
-
-def _check_member_name(name: str, archive: Path) -> None:
-    """Reject absolute paths, drive letters and `..` components (zip-slip)."""
-    windows = PureWindowsPath(name)
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if posix.is_absolute() or windows.drive or windows.root or ".." in posix.parts:
-        raise ValueError(f"{archive}: refusing to unpack member '{name}': it would be "
-                         "written outside the target folder (absolute path or '..')")
-
-
-def _is_ignored(name: str) -> bool:
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    return bool(parts) and (parts[0] in _IGNORED_TOP_LEVEL or parts[-1] == ".DS_Store")
-
-
-def unpack_zip(
-    archive: str | os.PathLike,
-    target_dir: str | os.PathLike,
-    *,
-    top_folder: str | None = None,
-    keep_top_folder: bool = False,
-    required: tuple[str, ...] | list[str] = (),
-) -> Path:
-    """Unpack `archive` into `target_dir`, atomically; returns `target_dir`.
-
-    Everything is extracted into a temporary folder next to the target, checked, then
-    renamed into place, so `target_dir` never exists half-filled; an existing `target_dir`
-    is replaced only once the new one is complete. Members with absolute paths or `..`
-    are rejected before anything is written. A corrupt or truncated zip raises a
-    ValueError naming the file. `__MACOSX/` and `.DS_Store` entries are skipped.
-
-    If every member lies in one folder named `top_folder`, that folder is unwrapped
-    (default) or, with `keep_top_folder=True`, kept as `target_dir/top_folder` (and
-    created if the zip lacks it). `required` paths (relative to `target_dir`) must exist
-    afterwards, else a ValueError lists the missing ones and nothing is put in place.
-    """
-    archive = Path(archive)
-    target = Path(target_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        zf = zipfile.ZipFile(archive)
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
-        raise ValueError(f"{archive} is not a valid zip file ({error})") from None
-
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.unpacking-", dir=target.parent))
-    old = None
-    try:
-        with zf:
-            members = [info for info in zf.infolist() if not _is_ignored(info.filename)]
-            for info in members:
-                _check_member_name(info.filename, archive)
-            if not any(not info.is_dir() for info in members):
-                raise ValueError(f"{archive} contains no files")
-            for info in members:
-                try:
-                    zf.extract(info, staging)
-                except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-                    raise ValueError(f"{archive} is corrupt: cannot extract member "
-                                     f"'{info.filename}' ({error})") from None
-
-        entries = list(staging.iterdir())
-        has_top = (top_folder is not None and len(entries) == 1 and entries[0].is_dir()
-                   and entries[0].name == top_folder)
-        if top_folder is not None and keep_top_folder:
-            content = staging
-            if not (staging / top_folder).is_dir():  # wrap loose contents into the folder
-                wrapper = Path(tempfile.mkdtemp(prefix=".wrap-", dir=staging))
-                for entry in entries:
-                    entry.rename(wrapper / entry.name)
-                wrapper.rename(staging / top_folder)
-        else:
-            content = staging / top_folder if has_top else staging
-
-        missing = [name for name in required if not (content / name).exists()]
-        if missing:
-            raise ValueError(f"{archive} does not hold the expected files: missing "
-                             f"{', '.join(missing)}")
-
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.time_ns()}")
-            os.rename(target, old)
-        try:
-            os.rename(content, target)
-        except BaseException:
-            if old is not None:
-                os.rename(old, target)
-                old = None
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return target
 
 
 # --------------------------------------------------------------------------------------
@@ -474,24 +422,33 @@ def download_dataset(
     running again resumes; the zip is deleted after unpacking unless `keep_archive`.
     The SHA-256 of the zip is logged and recorded in `<target>/.jaxseq-download.json`;
     with `expected_sha256`, a mismatch is a ValueError and nothing is unpacked. An archive
-    that cannot be unpacked (corrupt, unsafe member paths, expected files missing) is
-    deleted and reported as a ValueError.
+    that cannot be unpacked (corrupt, unsafe member paths, larger than `spec.unpack_limits`
+    allow, expected files missing, empty or not files) is deleted and reported as a
+    ValueError. Staging folders that killed runs left are removed first, and a present
+    folder whose required files are not all regular, non-empty files is an error (nothing
+    is downloaded; `force` replaces it). A `url` that is not http(s) is a ValueError,
+    raised before anything is created.
     """
     say = log or (lambda message: None)
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     spec = DATASETS[name]
+    source = check_url(url) if url is not None else spec.url
     expected = _check_sha256(expected_sha256) or spec.sha256
     root = Path(root).expanduser() if root is not None else default_data_root()
     target = root / spec.target
+    remove_stale_staging(target)
     if target.exists() and not force:
+        problems = required_file_problems(target, spec.required)
+        if problems:
+            raise ValueError(f"{name}: {target} is incomplete: {'; '.join(problems)}; download "
+                             "it again with force=True / --force")
         say(f"{name}: already present in {target} (use force / --force to download again)")
         return target
 
     root.mkdir(parents=True, exist_ok=True)
     archive = root / spec.filename
     part = archive.with_name(archive.name + ".part")
-    source = url or spec.url
     if force:
         archive.unlink(missing_ok=True)
         part.unlink(missing_ok=True)
@@ -513,9 +470,9 @@ def download_dataset(
 
     say(f"{name}: unpacking into {target}")
     try:
-        unpack_zip(archive, target, top_folder=spec.top_folder,
-                   keep_top_folder=spec.keep_top_folder, required=spec.required)
-    except ValueError as error:  # corrupt, unsafe or wrong archive: useless, so drop it
+        unpack_zip(archive, target, top_folder=spec.top_folder, keep_top_folder=spec.keep_top_folder,
+                   required=spec.required, limits=spec.unpack_limits)
+    except ValueError as error:  # corrupt, unsafe, oversized or wrong archive: drop it
         archive.unlink(missing_ok=True)
         raise ValueError(f"{error}; the archive was deleted, run again to download it "
                          "afresh") from None
