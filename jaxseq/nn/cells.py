@@ -78,6 +78,13 @@ def _run_gru(x, states, w: TorchWeights, lengths, reverse):
     return h, (h_n,)
 
 
-RNN_CELL = Cell("RNN", 1, ("h",), _run_rnn)
-LSTM_CELL = Cell("LSTM", 4, ("h", "c"), _run_lstm)
-GRU_CELL = Cell("GRU", 3, ("h",), _run_gru)
+def _compiled(run):
+    """`run` compiled once per shape and direction: called outside `jit` (a plain `apply`,
+    `init`), each call would otherwise trace and compile its loops again; inside `jit` the
+    call is inlined into the caller's computation."""
+    return jax.jit(run, static_argnums=4)
+
+
+RNN_CELL = Cell("RNN", 1, ("h",), _compiled(_run_rnn))
+LSTM_CELL = Cell("LSTM", 4, ("h", "c"), _compiled(_run_lstm))
+GRU_CELL = Cell("GRU", 3, ("h",), _compiled(_run_gru))
