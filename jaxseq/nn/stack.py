@@ -59,13 +59,6 @@ class RecurrentStack(nn.Module):
         rate = self.dropout
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
             raise ValueError(f"dropout must be a number in [0, 1], got {rate!r}")
-        if rate > 0 and self.num_layers == 1:
-            warnings.warn(
-                f"dropout={rate} acts after every layer but the last (as in PyTorch), so with num_layers=1 "
-                "it does nothing",
-                UserWarning,
-                stacklevel=2,
-            )
         super().__post_init__()
 
     @property
@@ -98,6 +91,13 @@ class RecurrentStack(nn.Module):
           (out, (h_n, c_n)); out is 0 after each length, h_n the state after each sequence's
           last valid step (the initial state for length 0). S = num_layers * num_directions.
         """
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(
+                f"dropout={self.dropout} acts after every layer but the last (as in PyTorch), so with "
+                "num_layers=1 it does nothing",
+                UserWarning,
+                stacklevel=2,
+            )
         x = checked_input(x, self._input_size())
         N, T, D = x.shape
         lengths = checked_lengths(lengths, N, T)
