@@ -95,7 +95,8 @@ def test_module_gradients_equal_autodiff_of_a_plain_scan_stack(x64, cell, num_la
     variables = module.init(jax.random.key(0), x)
 
     def module_loss(params, x, states):
-        out, final = module.apply({"params": params}, x, lengths=lengths, initial_state=states if n_states > 1 else states[0])
+        initial = states if n_states > 1 else states[0]
+        out, final = module.apply({"params": params}, x, lengths=lengths, initial_state=initial)
         final = final if n_states > 1 else (final,)
         return jnp.sum(out * dout) + sum(jnp.sum(f * d) for f, d in zip(final, dstates))
 

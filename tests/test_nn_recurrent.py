@@ -163,8 +163,11 @@ def test_a_batch_of_one_is_a_row_of_the_batch():
     assert out1.shape == (1, T, 2 * H) and h1.shape == (4, 1, H)
     np.testing.assert_allclose(out1[0], out[0], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(h1[:, 0], h_n[:, 0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(c1[:, 0], c_n[:, 0], rtol=1e-6, atol=1e-7)
     torch_out, (torch_h, _) = torch_module(torch.from_numpy(np.array(x[1:2])))  # length T, N = 1
-    np.testing.assert_allclose(module.apply(variables, x[1:2])[0], torch_out.detach().numpy(), rtol=1e-5, atol=1e-6)
+    out1, (h1, _) = module.apply(variables, x[1:2])
+    np.testing.assert_allclose(out1, torch_out.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h1, torch_h.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_no_time_steps_give_empty_outputs_and_the_initial_state():
@@ -229,7 +232,8 @@ def test_bad_initial_states_are_named_with_the_expected_shape(lstm_pair):
 
 def test_bad_inputs_are_named(lstm_pair):
     module, variables = lstm_pair
-    with pytest.raises(ValueError, match=r"x must have shape \(N, T, D\) = \(\?, \?, 2\) \(batch first\), got \(3, 5, 3\)"):
+    expected = r"x must have shape \(N, T, D\) = \(\?, \?, 2\) \(batch first\), got \(3, 5, 3\)"
+    with pytest.raises(ValueError, match=expected):
         module.apply(variables, jnp.zeros((N, T, D + 1)))
     with pytest.raises(ValueError, match=r"x must have shape \(N, T, D\) .*got \(5, 2\)"):
         module.apply(variables, jnp.zeros((T, D)))
@@ -238,7 +242,8 @@ def test_bad_inputs_are_named(lstm_pair):
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: jnn.RNN(hidden_size=H, nonlinearity="relu"), r'nonlinearity must be "tanh", got .relu. \("relu" is not supported'),
+    (lambda: jnn.RNN(hidden_size=H, nonlinearity="relu"),
+     r'nonlinearity must be "tanh", got .relu. \("relu" is not supported'),
     (lambda: jnn.LSTM(hidden_size=0), "hidden_size must be a positive int, got 0"),
     (lambda: jnn.GRU(hidden_size=H, num_layers=0), "num_layers must be a positive int, got 0"),
     (lambda: jnn.GRU(hidden_size=H, num_layers=2, dropout=1.5), r"dropout must be a number in \[0, 1\], got 1.5"),

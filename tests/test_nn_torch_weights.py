@@ -125,7 +125,7 @@ def test_the_readme_examples_run_and_agree_with_torch():
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
-    out, torch_out, h_n, torch_h = (np.asarray(namespace[k].detach() if hasattr(namespace[k], "detach") else namespace[k])
-                                    for k in ("out", "torch_out", "h_n", "torch_h"))
+    as_numpy = lambda a: np.asarray(a.detach() if hasattr(a, "detach") else a)  # noqa: E731
+    out, torch_out, h_n, torch_h = (as_numpy(namespace[k]) for k in ("out", "torch_out", "h_n", "torch_h"))
     assert np.abs(out - torch_out).max() < 1e-5 and np.abs(h_n - torch_h).max() < 1e-5
     assert sorted(namespace["grads"]) == sorted(namespace["state_dict"])

@@ -47,7 +47,8 @@ def initial_states(initial_state, state_names: tuple[str, ...], shape: tuple[int
         return tuple(jnp.zeros(shape, dtype) for _ in state_names)
     if len(state_names) == 1:
         if isinstance(initial_state, (tuple, list)):
-            raise ValueError(f"initial_state must be one array h0 of shape {meaning}, got a {type(initial_state).__name__}")
+            kind = type(initial_state).__name__
+            raise ValueError(f"initial_state must be one array h0 of shape {meaning}, got a {kind}")
         given = (initial_state,)
         labels = ("initial_state",)
     else:

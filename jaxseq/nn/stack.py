@@ -117,7 +117,8 @@ class RecurrentStack(nn.Module):
                 finals.append(final)
             layer_input = jnp.concatenate(outputs, axis=-1) if len(outputs) > 1 else outputs[0]
             if layer < self.num_layers - 1 and self.dropout > 0:
-                layer_input = nn.Dropout(self.dropout, name=f"dropout_l{layer}")(layer_input, deterministic=deterministic)
+                dropout = nn.Dropout(self.dropout, name=f"dropout_l{layer}")
+                layer_input = dropout(layer_input, deterministic=deterministic)
 
         stacked = tuple(jnp.stack(rows) for rows in zip(*finals))  # one (S, N, H) per state
         return layer_input, stacked[0] if len(stacked) == 1 else stacked

@@ -65,7 +65,8 @@ def checked_specs(module, arrays: Mapping[str, np.ndarray], what: str) -> list[P
     expected = {spec.name for spec in specs}
     for spec in specs:
         if spec.name not in arrays:
-            raise ValueError(f"{what} is missing {spec.name!r}, expected shape {spec.meaning} = {_describe(spec.shape)}")
+            expected_shape = f"{spec.meaning} = {_describe(spec.shape)}"
+            raise ValueError(f"{what} is missing {spec.name!r}, expected shape {expected_shape}")
         shape = arrays[spec.name].shape
         if len(shape) != len(spec.shape) or any(want not in (None, got) for want, got in zip(spec.shape, shape)):
             raise ValueError(
