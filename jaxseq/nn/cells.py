@@ -1,0 +1,90 @@
+"""What RNN, LSTM and GRU stacks differ in: the gate count, the states, and how one layer and
+direction runs its `jaxseq.layers` function from PyTorch-layout weights.
+
+A direction's weights arrive as PyTorch holds them (`TorchWeights`: weight_ih (G*H, D_in),
+weight_hh (G*H, H), bias_ih, bias_hh (G*H,)) and are converted inside the call to jaxseq's
+layout: Wx = weight_ih^T (D_in, G*H), Wh = weight_hh^T (H, G*H), and
+
+- RNN:  b = bias_ih + bias_hh (both biases get the same gradient, as they should);
+- LSTM: the gate blocks reordered from PyTorch's i, f, g, o to jaxseq's i, f, o, g, and
+        b = bias_ih + bias_hh;
+- GRU:  b = bias_ih, bh = bias_hh (bh sits inside r * (h Wh_n + bh_n); gate order r, z, n
+        is PyTorch's already).
+
+The conversions are plain JAX ops, so `jax.grad` takes the gradients of the layer's
+hand-written backward pass back to PyTorch's layout.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxseq import layers
+
+
+class TorchWeights(NamedTuple):
+    """One layer and direction's parameters in PyTorch's layout."""
+
+    weight_ih: jax.Array  # (G*H, D_in)
+    weight_hh: jax.Array  # (G*H, H)
+    bias_ih: jax.Array  # (G*H,)
+    bias_hh: jax.Array  # (G*H,)
+
+
+class Cell(NamedTuple):
+    """A recurrent cell as a stack sees it.
+
+    name: the PyTorch class name; gates: G, the number of H-wide blocks in the weights;
+    state_names: the states one direction carries (("h",) or ("h", "c"));
+    run(x, states, weights, lengths, reverse) -> (out (N, T, H), final states): one layer
+      and direction over x (N, T, D_in) from initial states, each (N, H).
+    """
+
+    name: str
+    gates: int
+    state_names: tuple[str, ...]
+    run: Callable
+
+
+def torch_lstm_gates_to_jaxseq(a, axis: int = 0):
+    """PyTorch's LSTM gate blocks i, f, g, o along `axis` (4H) as jaxseq's i, f, o, g."""
+    i, f, g, o = jnp.split(a, 4, axis=axis)
+    return jnp.concatenate([i, f, o, g], axis=axis)
+
+
+def _run_rnn(x, states, w: TorchWeights, lengths, reverse):
+    (h0,) = states
+    b = w.bias_ih + w.bias_hh
+    h, h_n = layers.rnn(x, h0, w.weight_ih.T, w.weight_hh.T, b, lengths=lengths, reverse=reverse, return_state=True)
+    return h, (h_n,)
+
+
+def _run_lstm(x, states, w: TorchWeights, lengths, reverse):
+    h0, c0 = states
+    Wx, Wh = torch_lstm_gates_to_jaxseq(w.weight_ih).T, torch_lstm_gates_to_jaxseq(w.weight_hh).T
+    b = torch_lstm_gates_to_jaxseq(w.bias_ih + w.bias_hh)
+    h, h_n, c_n = layers.lstm(x, h0, Wx, Wh, b, c0=c0, lengths=lengths, reverse=reverse, return_state=True)
+    return h, (h_n, c_n)
+
+
+def _run_gru(x, states, w: TorchWeights, lengths, reverse):
+    (h0,) = states
+    h, h_n = layers.gru(
+        x, h0, w.weight_ih.T, w.weight_hh.T, w.bias_ih, w.bias_hh, lengths=lengths, reverse=reverse, return_state=True
+    )
+    return h, (h_n,)
+
+
+def _compiled(run):
+    """`run` compiled once per shape and direction: called outside `jit` (a plain `apply`,
+    `init`), each call would otherwise trace and compile its loops again; inside `jit` the
+    call is inlined into the caller's computation."""
+    return jax.jit(run, static_argnums=4)
+
+
+RNN_CELL = Cell("RNN", 1, ("h",), _compiled(_run_rnn))
+LSTM_CELL = Cell("LSTM", 4, ("h", "c"), _compiled(_run_lstm))
+GRU_CELL = Cell("GRU", 3, ("h",), _compiled(_run_gru))
