@@ -152,17 +152,17 @@ class LSTMCache:
 def _lstm_forward(x, h0, c0, Wx, Wh, b, lengths, reverse):
     """Returns (h (N, T, H), h_n, c_n (N, H), cache)."""
     valid_tm = S.valid_steps_tm(lengths, x.shape[1])
-    xw_tm = S.scan_order(S.input_projection_tm(x, Wx, b), lengths, reverse)
     start = (h0, jnp.zeros_like(h0) if c0 is None else c0)
 
     def step(carry, inputs):
-        xw_t, valid_t = inputs
+        x_t, valid_t = inputs  # projected here, inside the loop: measured faster (sequence.py)
         prev_h, prev_c = carry
-        next_h, next_c, gates = lstm_cell_forward(xw_t + prev_h @ Wh, prev_c)
+        next_h, next_c, gates = lstm_cell_forward(x_t @ Wx + b + prev_h @ Wh, prev_c)
         next_h, next_c = S.keep_valid(valid_t, (next_h, next_c), carry)
         return (next_h, next_c), (next_h, next_c, gates)
 
-    (h_n, c_n), (h_tm, c_tm, gates_tm) = lax.scan(step, start, (xw_tm, valid_tm))
+    x_tm = S.inputs_in_scan_order(x, lengths, reverse)
+    (h_n, c_n), (h_tm, c_tm, gates_tm) = lax.scan(step, start, (x_tm, valid_tm))
     h = S.outputs_from_states(h_tm, valid_tm, lengths, reverse)
     return h, h_n, c_n, LSTMCache(x, h0, c0, Wx, Wh, h_tm, c_tm, gates_tm, lengths, reverse)
 

@@ -3,8 +3,13 @@
 A sequence layer is a cell applied along time. Everything around the cell is the same for
 every cell and lives here:
 
-- **Input projection before the loop.** `x_t Wx + b` for all T steps is one matmul on
-  time-major rows; the loop runs only the recurrence (`input_projection_tm`).
+- **Input projection.** `x_t Wx + b` for all T steps as one matmul on time-major rows before
+  the loop (`input_projection_tm`: the RNN, the LSTM's fast path), or inside the loop on
+  the step's own x_t (`inputs_in_scan_order`: the GRU and the LSTM's readable forward, which
+  is also what runs when nothing is differentiated). Which one is measured, per cell: on
+  XLA:CPU the GRU's fwd+bwd at N=64 T=16 D=256 H=512 took 53.5 ms of CPU time with the
+  projection before its loop and 41.9 ms inside it, and the LSTM forward at N=128 T=32
+  D=512 H=512 121 vs 89 ms, while the RNN and the LSTM's in-place fast path gained nothing.
 - **Lengths.** `lengths` (N,) follows PyTorch's packed sequences: sequence n is valid at steps
   t < lengths[n]. The state stops changing after its last valid step (`keep_valid`), outputs at
   later steps are exactly 0 and so are the gradients of the inputs there (`zero_invalid`).
@@ -77,6 +82,12 @@ def input_projection_tm(x, Wx, b=None):
     N, T, _ = x.shape
     xw = time_major_rows(x) @ Wx
     return (xw if b is None else xw + b).reshape(T, N, Wx.shape[1])
+
+
+def inputs_in_scan_order(x, lengths, reverse: bool):
+    """x (N, T, D) time-major in the loop's order (T, N, D), for a step that projects its own
+    x_t inside the loop."""
+    return scan_order(jnp.swapaxes(x, 0, 1), lengths, reverse)
 
 
 def input_gradient(da_tm, Wx):
