@@ -200,7 +200,8 @@ else:
     fresh.load_state_dict({name: torch.from_numpy(value) for name, value in state_dict.items()})
     with torch.no_grad():
         again = pad_packed_sequence(fresh(packed)[0], batch_first=True, total_length=T)[0].numpy()
-    print(f"fresh torch.nn.LSTM with the round-tripped weights: largest difference in out {np.abs(again - t_out).max():.1e}")
+    print("fresh torch.nn.LSTM with the round-tripped weights: largest difference in out "
+          f"{np.abs(again - t_out).max():.1e}")
 
 # %% [markdown]
 # ## 3. The GRU and its gradient check
