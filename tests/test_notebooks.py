@@ -1,4 +1,4 @@
-"""The three walk-through notebooks: generated from their sources, committed without outputs,
+"""The four walk-through notebooks: generated from their sources, committed without outputs,
 and executed top to bottom (FULL = False) with a few checks on what they printed.
 
 Each notebook runs in a fresh kernel of this interpreter (a kernel spec written for
@@ -6,7 +6,8 @@ Each notebook runs in a fresh kernel of this interpreter (a kernel spec written 
 hijack it). Figures go to the inline backend: Agg rendering, no display needed, and each
 figure shows up as an image/png output the tests can see. The transformer notebook runs
 twice where CoLA is present: as is, and with CoLA hidden, so that its built-in fallback
-runs too.
+runs too. The recurrent-layers notebook runs twice too: as is, and with torch hidden and a
+results file that holds recurrent benchmark cases, so that both of its fallbacks run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 300
-NOTEBOOK_NAMES = ("RNN_Captioning.ipynb", "LSTM_Captioning.ipynb", "Transformer_Classification.ipynb")
+NOTEBOOK_NAMES = ("RNN_Captioning.ipynb", "LSTM_Captioning.ipynb", "Transformer_Classification.ipynb",
+                  "Recurrent_Layers.ipynb")
 SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?e[-+]\d+")
 
 
@@ -80,18 +82,19 @@ def kernel_env(tmp_path_factory):
     }
 
 
-def execute(name: str, env: dict[str, str], monkeypatch, replace: tuple[str, str] | None = None
-            ) -> tuple[nbformat.NotebookNode, float]:
+def execute(name: str, env: dict[str, str], monkeypatch,
+            replace: tuple[str, str] | list[tuple[str, str]] | None = None) -> tuple[nbformat.NotebookNode, float]:
     """Run the notebook in a fresh kernel; returns it with outputs, and the seconds it took.
 
-    replace: (old, new) source text swapped in the one code cell that holds `old`.
+    replace: (old, new) source text swapped in the one code cell that holds `old`, or a list
+    of such pairs.
     """
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     notebook = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
-    if replace is not None:
-        cell = cell_containing(notebook, replace[0])
-        cell.source = cell.source.replace(*replace)
+    for old, new in [replace] if isinstance(replace, tuple) else replace or []:
+        cell = cell_containing(notebook, old)
+        cell.source = cell.source.replace(old, new)
     probe = nbformat.v4.new_code_cell("import sys; print(sys.executable)")
     notebook.cells.insert(0, probe)
     client = nbclient.NotebookClient(notebook, kernel_name="python3", timeout=CELL_TIMEOUT_S,
@@ -136,30 +139,37 @@ def cell_containing(notebook, snippet: str):
 # Thresholds of the layer checks (float64): hand-written backward vs autodiff and through
 # the custom_vjp function agree to rounding (DESIGN.md: < 1e-9; they print ~1e-14 and 0);
 # vs central differences the course's elementwise rel_error is "about 1e-7 or less" and
-# moves with the last bits of the forward, so it is held to 1e-6.
+# moves with the last bits of the forward, so it is held to 1e-6. `check_layer`'s
+# fourth-order differences are held to `jaxseq check`'s 5e-7 (the recurrent notebook).
 NUMERICAL_TOL = 1e-6
+CHECK_LAYER_NUMERICAL_TOL = 5e-7
 AUTODIFF_TOL = 1e-9
-GRADCHECK_LINES = (
-    (re.compile(r"hand vs numerical: (\S+) +hand vs jax\.vjp: (\S+)$"), (NUMERICAL_TOL, AUTODIFF_TOL)),
-    (re.compile(r"jax\.grad of L\.\w+ vs \w+: (\S+)$"), (AUTODIFF_TOL,)),
+GRADCHECK_LINES = (  # each group of a pattern is an error against autodiff or numerical gradients
+    (re.compile(r"hand vs numerical: (\S+) +hand vs jax\.vjp: (\S+)$"), ("numerical", "autodiff")),
+    (re.compile(r"jax\.grad of L\.\w+ vs \w+: (\S+)$"), ("autodiff",)),
     # check_layer's table: hand vs jax.grad, hand vs numerical, custom_vjp vs hand
-    (re.compile(r"^\w+ +d\w+ +(\S+) +(\S+) +(\S+)$"), (AUTODIFF_TOL, NUMERICAL_TOL, AUTODIFF_TOL)),
+    (re.compile(r"^\w+ +d\w+ +(\S+) +(\S+) +(\S+)$"), ("autodiff", "numerical", "autodiff")),
+    # the largest errors of a table
+    (re.compile(r"^largest error vs jax\.grad\b.*: (\S+)$"), ("autodiff",)),
+    (re.compile(r"^largest error vs numerical: (\S+)$"), ("numerical",)),
 )
 
 
-def assert_gradient_checks(notebook) -> None:
+def assert_gradient_checks(notebook, numerical_tol: float = NUMERICAL_TOL) -> None:
     """Every error printed by a `gradcheck` cell is within its tolerance, and each cell
     printed some; a number in a line of no known form fails (nothing goes unchecked)."""
     cells = tagged(notebook, "gradcheck")
     assert cells, "no gradient-check cells"
+    tolerance_of = {"autodiff": AUTODIFF_TOL, "numerical": numerical_tol}
     for cell in cells:
         output = text(cell)
         checked = 0
         for line in output.splitlines():
             line = line.strip()
-            for pattern, tolerances in GRADCHECK_LINES:
+            for pattern, kinds in GRADCHECK_LINES:
                 match = pattern.search(line)
                 if match:
+                    tolerances = [tolerance_of[kind] for kind in kinds]
                     for value, tolerance in zip(match.groups(), tolerances):
                         assert float(value) < tolerance, f"{line!r}: {value} >= {tolerance}\n{output}"
                     checked += len(tolerances)
@@ -282,3 +292,100 @@ def test_transformer_classification_notebook_without_cola(kernel_env, monkeypatc
     notebook, _ = execute("Transformer_Classification.ipynb", kernel_env, monkeypatch, replace=HIDE_COLA)
     assert "using the built-in acceptability task" in text(tagged(notebook, "data")[0])
     check_transformer_notebook(notebook)
+
+
+# ------------------------------------------------------------------ Recurrent_Layers.ipynb
+
+TORCH_PRESENT = importlib.util.find_spec("torch") is not None
+HIDE_TORCH = ("    import torch\n", "    raise ImportError(\"No module named 'torch' (hidden by the test)\")\n")
+RESULTS_LINE = 'RESULTS = Path("../benchmarks/results/latest.md")'
+
+
+def numbers(pattern: str, output: str) -> list[float]:
+    return [float(value) for value in re.findall(pattern, output)]
+
+
+def check_recurrent_notebook(notebook, *, with_torch: bool) -> None:
+    # 1. the padded batch: zeros past every length, h_n at each last valid step, rows l * 2 + d
+    lengths = "\n".join(text(cell) for cell in tagged(notebook, "lengths"))
+    assert "out (4, 6, 5)   h_n (1, 4, 5)   c_n (1, 4, 5)" in lengths, lengths
+    assert "out (4, 6, 10) = (N, T, 2H)   h_n (4, 4, 5) c_n (4, 4, 5)" in lengths, lengths
+    past = numbers(r"max \|out past the length\| = (\S+)", lengths)
+    assert len(past) == 8 and all(value == 0.0 for value in past), lengths  # forward, then bidirectional
+    at_last = numbers(r"max \|h_n - out at step \d+\| = (\S+)", lengths)
+    assert len(at_last) == 4 and all(value == 0.0 for value in at_last), lengths
+    rows = re.findall(r"h_n\[(\d)\] = layer (\d), (forward|backward) *: "
+                      r"max \|h_n\[\d\] - its final state in out\| = (\S+)", lengths)
+    assert [(int(row), int(layer), direction) for row, layer, direction, _ in rows] == [
+        (0, 0, "forward"), (1, 0, "backward"), (2, 1, "forward"), (3, 1, "backward")], lengths
+    assert all(float(value) == 0.0 for *_, value in rows), lengths
+    alone = re.findall(r"alone: max difference in out (\S+), h_n (\S+), c_n (\S+)", lengths)
+    assert len(alone) == 8 and max(float(v) for triple in alone for v in triple) < 1e-6, lengths
+
+    # 2. torch.nn.LSTM's weights, packed sequences, the round trip
+    torch_output = "\n".join(text(cell) for cell in tagged(notebook, "torch"))
+    if with_torch:
+        differences = re.findall(r"largest difference \|jaxseq - torch\|: out (\S+) +h_n (\S+) +c_n (\S+)",
+                                 torch_output)
+        assert len(differences) == 1 and max(map(float, differences[0])) < 1e-5, torch_output
+        assert "same names, in the same order: True" in torch_output, torch_output
+        assert "bit for bit equal: True" in torch_output, torch_output
+        assert numbers(r"round-tripped weights: largest difference in out (\S+)", torch_output) == [0.0], torch_output
+    else:
+        assert "torch is not installed" in text(cell_containing(notebook, "except ImportError")), torch_output
+        assert torch_output.count("skipped: torch is not installed") == 2, torch_output
+
+    # 3. the GRU: check_layer's table (1e-9 against autodiff, 5e-7 against numerical gradients)
+    assert_gradient_checks(notebook, numerical_tol=CHECK_LAYER_NUMERICAL_TOL)
+    gradcheck = text(tagged(notebook, "gradcheck")[0])
+    layers = re.findall(r"^(\w+) +d\w+ +\S+ +\S+ +\S+$", gradcheck, flags=re.M)
+    assert {name: layers.count(name) for name in set(layers)} == {
+        "gru_step": 6, "gru": 6, "gru_lengths": 6, "gru_lengths_reverse": 6}, gradcheck
+    assert len(re.findall(r"^largest error vs (jax\.grad|numerical)", gradcheck, flags=re.M)) == 2, gradcheck
+
+    # 4. speed: the recurrent rows of the results file, or where to measure them; the live timing
+    speed = text(tagged(notebook, "speed")[0])
+    assert re.search(r"\d+ recurrent cases in ", speed) or "jaxseq bench --only recurrent" in speed, speed
+    timing = text(tagged(notebook, "timing")[0])
+    assert numbers(r"the two gradients agree to (\S+)", timing)[0] < 1e-4, timing
+    assert len(re.findall(r"median of \d+ calls: \S+ ms", timing)) == 2, timing
+    assert "indicative only" in timing, timing
+
+
+def test_recurrent_layers_notebook(kernel_env, monkeypatch):
+    notebook, _ = execute("Recurrent_Layers.ipynb", kernel_env, monkeypatch)
+    check_recurrent_notebook(notebook, with_torch=TORCH_PRESENT)
+
+
+def _harness():
+    spec = importlib.util.spec_from_file_location("harness", REPO_ROOT / "benchmarks" / "harness.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recurrent_layers_notebook_without_torch_and_with_recurrent_results(kernel_env, monkeypatch, tmp_path):
+    """Both fallbacks: torch hidden (where it is absent, the test above ran that path), and a
+    results file, written by the benchmark harness, that holds recurrent cases (GRU, T sweep)
+    beside one that is not recurrent (the LSTM's): only the recurrent ones are shown."""
+    harness = _harness()
+    trivial = [("jaxseq", lambda: None), ("torch", lambda: None)]
+    results = harness.bench("gru", trivial, variant="fwd+bwd", shape="(a) N=64 T=16 D=256 H=512", reps=1, warmup=0,
+                            verbose=False, gap_s=0.0)
+    results += harness.bench("lstm", trivial, variant="fwd+bwd", shape="(a) N=64 T=16 D=256 H=512", reps=1,
+                             warmup=0, verbose=False, gap_s=0.0)
+    results += harness.bench("T sweep", [("T=1000", lambda: None), ("T=2000", lambda: None)], variant="gru fwd+bwd",
+                             shape="(long) N=1 D=4 H=8", reference="T=1000", steps={"T=1000": 1000, "T=2000": 2000},
+                             reps=1, warmup=0, verbose=False, gap_s=0.0)
+    latest = tmp_path / "latest.md"
+    latest.write_text(harness.format_table(results, title="jaxseq benchmarks") + "\n")
+
+    notebook, _ = execute("Recurrent_Layers.ipynb", kernel_env, monkeypatch,
+                          replace=[HIDE_TORCH, (RESULTS_LINE, f"RESULTS = Path({str(latest)!r})")])
+    check_recurrent_notebook(notebook, with_torch=False)
+    speed = text(tagged(notebook, "speed")[0])
+    assert "2 recurrent cases in" in speed, speed
+    assert "### gru · fwd+bwd · (a) N=64 T=16 D=256 H=512" in speed, speed
+    assert "### T sweep · gru fwd+bwd · (long) N=1 D=4 H=8" in speed, speed
+    assert "| T=2000 |" in speed and "| jaxseq |" in speed, speed
+    assert "### lstm ·" not in speed, speed
