@@ -120,12 +120,15 @@ def _outputs(state: bool) -> Callable[[Any], dict]:
 # ----------------------------------------------------------------------------- JAX contenders
 
 
-def recurrent_scan(cell, x, carry0, Wx, b, lengths=None):
+def recurrent_scan(cell, x, carry0, Wx, b, lengths=None, reverse=False):
     """The autodiff reference shared by every cell: the input projection x Wx + b hoisted out
     of the loop, then one `lax.scan` of `cell(carry, xw_t) -> (carry, h_t)`.
 
     With `lengths` (N,), PyTorch's packed-sequence semantics written as plain masks: the carry
-    is frozen where t >= lengths[n] and h_t is 0 there. Returns (h (N, T, H), final carry).
+    is frozen where t >= lengths[n] and h_t is 0 there. `reverse`: the scan runs from t = T-1
+    down to 0; with the masks the carry stays the initial one until t = lengths[n] - 1, so each
+    sequence is read backward within its own length (a bidirectional layer's backward
+    direction). Returns (h (N, T, H), final carry).
     """
     import jax
     import jax.numpy as jnp
@@ -133,7 +136,7 @@ def recurrent_scan(cell, x, carry0, Wx, b, lengths=None):
 
     xw = jnp.einsum("ntd,dm->tnm", x, Wx) + b
     if lengths is None:
-        carry, h_tm = lax.scan(cell, carry0, xw)
+        carry, h_tm = lax.scan(cell, carry0, xw, reverse=reverse)
         return jnp.swapaxes(h_tm, 0, 1), carry
     valid = (jnp.arange(x.shape[1])[:, None] < lengths[None, :])[..., None]  # (T, N, 1)
 
@@ -143,11 +146,11 @@ def recurrent_scan(cell, x, carry0, Wx, b, lengths=None):
         new = jax.tree_util.tree_map(lambda n, o: jnp.where(valid_t, n, o), new, carry)
         return new, jnp.where(valid_t, h, 0.0)
 
-    carry, h_tm = lax.scan(step, carry0, (xw, valid))
+    carry, h_tm = lax.scan(step, carry0, (xw, valid), reverse=reverse)
     return jnp.swapaxes(h_tm, 0, 1), carry
 
 
-def lstm_scan(x, h0, Wx, Wh, b, *, lengths=None, return_state=False):
+def lstm_scan(x, h0, Wx, Wh, b, *, lengths=None, reverse=False, return_state=False):
     """Plain LSTM (gates i, f, o, g, c0 = 0) on `recurrent_scan`, for autodiff; jaxseq's
     signature: h, or (h, h_n, c_n) with return_state."""
     import jax
@@ -166,7 +169,7 @@ def lstm_scan(x, h0, Wx, Wh, b, *, lengths=None, return_state=False):
         h = o * jnp.tanh(c)
         return (h, c), h
 
-    h, (h_n, c_n) = recurrent_scan(cell, x, (h0, jnp.zeros_like(h0)), Wx, b, lengths)
+    h, (h_n, c_n) = recurrent_scan(cell, x, (h0, jnp.zeros_like(h0)), Wx, b, lengths, reverse)
     return (h, h_n, c_n) if return_state else h
 
 
@@ -301,25 +304,32 @@ def _flax_impl(cell_type, initial_carry, cell: dict, p: dict, weight_grads: Call
 _JAXSEQ_GATES = ("i", "f", "o", "g")
 
 
-def flax_lstm_impl(p: dict, state: bool = False) -> Impl:
-    import flax.linen as nn
-
-    H = p["h0"].shape[1]
+def flax_lstm_cell(Wx, Wh, b) -> dict:
+    """OptimizedLSTMCell's parameters from jaxseq's layout: Wx (D, 4H), Wh (H, 4H), b (4H,)."""
+    H = Wh.shape[0]
     cell = {}
     for k, gate in enumerate(_JAXSEQ_GATES):
         cols = slice(k * H, (k + 1) * H)
-        cell[f"i{gate}"] = {"kernel": p["Wx"][:, cols]}
-        cell[f"h{gate}"] = {"kernel": p["Wh"][:, cols], "bias": p["b"][cols]}
+        cell[f"i{gate}"] = {"kernel": Wx[:, cols]}
+        cell[f"h{gate}"] = {"kernel": Wh[:, cols], "bias": b[cols]}
+    return cell
 
-    def weight_grads(c):
-        return {
-            "dWx": np.concatenate([np.asarray(c[f"i{g}"]["kernel"]) for g in _JAXSEQ_GATES], axis=1),
-            "dWh": np.concatenate([np.asarray(c[f"h{g}"]["kernel"]) for g in _JAXSEQ_GATES], axis=1),
-            "db": np.concatenate([np.asarray(c[f"h{g}"]["bias"]) for g in _JAXSEQ_GATES]),
-        }
 
-    return _flax_impl(nn.OptimizedLSTMCell, _flax_lstm_carry, cell, p, weight_grads, final_h=_flax_lstm_h,
-                      state=state)
+def flax_lstm_weight_grads(c: dict) -> dict:
+    """OptimizedLSTMCell's parameter gradients as {dWx, dWh, db} in jaxseq's layout."""
+    return {
+        "dWx": np.concatenate([np.asarray(c[f"i{g}"]["kernel"]) for g in _JAXSEQ_GATES], axis=1),
+        "dWh": np.concatenate([np.asarray(c[f"h{g}"]["kernel"]) for g in _JAXSEQ_GATES], axis=1),
+        "db": np.concatenate([np.asarray(c[f"h{g}"]["bias"]) for g in _JAXSEQ_GATES]),
+    }
+
+
+def flax_lstm_impl(p: dict, state: bool = False) -> Impl:
+    import flax.linen as nn
+
+    cell = flax_lstm_cell(p["Wx"], p["Wh"], p["b"])
+    return _flax_impl(nn.OptimizedLSTMCell, _flax_lstm_carry, cell, p, flax_lstm_weight_grads,
+                      final_h=_flax_lstm_h, state=state)
 
 
 def flax_rnn_impl(p: dict, state: bool = False) -> Impl:

@@ -47,7 +47,7 @@ LENGTHS_TARGET = 0.10  # lengths may cost at most 10% over the same call without
 # ----------------------------------------------------------------------------- GRU contenders
 
 
-def gru_scan(x, h0, Wx, Wh, b, bh, *, lengths=None, return_state=False):
+def gru_scan(x, h0, Wx, Wh, b, bh, *, lengths=None, reverse=False, return_state=False):
     """Plain GRU (PyTorch's equations, gates r, z, n) on `bench_layers.recurrent_scan`, for
     autodiff: h, or (h, h_n) with return_state."""
     import jax
@@ -63,7 +63,7 @@ def gru_scan(x, h0, Wx, Wh, b, bh, *, lengths=None, return_state=False):
         h = (1.0 - z) * n + z * h
         return h, h
 
-    h, h_n = bl.recurrent_scan(cell, x, h0, Wx, b, lengths)
+    h, h_n = bl.recurrent_scan(cell, x, h0, Wx, b, lengths, reverse)
     return (h, h_n) if return_state else h
 
 
@@ -75,27 +75,33 @@ def gru_scan(x, h0, Wx, Wh, b, bh, *, lengths=None, return_state=False):
 _GRU_GATES = ("r", "z", "n")
 
 
-def flax_gru_impl(p: dict, state: bool = False) -> bl.Impl:
-    import flax.linen as nn
-
-    H = p["h0"].shape[1]
+def flax_gru_cell(Wx, Wh, b, bh) -> dict:
+    """GRUCell's parameters from jaxseq's (PyTorch's) GRU: Wx (D, 3H), Wh (H, 3H), b, bh (3H,)."""
+    H = Wh.shape[0]
     block = {gate: slice(k * H, (k + 1) * H) for k, gate in enumerate(_GRU_GATES)}
-    Wx, Wh, b, bh = p["Wx"], p["Wh"], p["b"], p["bh"]
     cell = {f"h{g}": {"kernel": Wh[:, block[g]]} for g in _GRU_GATES}
     cell["hn"]["bias"] = bh[block["n"]]
     for g in _GRU_GATES:
         cell[f"i{g}"] = {"kernel": Wx[:, block[g]], "bias": b[block[g]] + (bh[block[g]] if g != "n" else 0)}
+    return cell
 
-    def weight_grads(c):
-        grad = lambda name, leaf: np.asarray(c[name][leaf])  # noqa: E731
-        return {
-            "dWx": np.concatenate([grad(f"i{g}", "kernel") for g in _GRU_GATES], axis=1),
-            "dWh": np.concatenate([grad(f"h{g}", "kernel") for g in _GRU_GATES], axis=1),
-            "db": np.concatenate([grad(f"i{g}", "bias") for g in _GRU_GATES]),
-            "dbh": np.concatenate([grad("ir", "bias"), grad("iz", "bias"), grad("hn", "bias")]),
-        }
 
-    return bl._flax_impl(nn.GRUCell, bl._same, cell, p, weight_grads, state=state)
+def flax_gru_weight_grads(c: dict) -> dict:
+    """GRUCell's parameter gradients as {dWx, dWh, db, dbh} in jaxseq's layout."""
+    grad = lambda name, leaf: np.asarray(c[name][leaf])  # noqa: E731
+    return {
+        "dWx": np.concatenate([grad(f"i{g}", "kernel") for g in _GRU_GATES], axis=1),
+        "dWh": np.concatenate([grad(f"h{g}", "kernel") for g in _GRU_GATES], axis=1),
+        "db": np.concatenate([grad(f"i{g}", "bias") for g in _GRU_GATES]),
+        "dbh": np.concatenate([grad("ir", "bias"), grad("iz", "bias"), grad("hn", "bias")]),
+    }
+
+
+def flax_gru_impl(p: dict, state: bool = False) -> bl.Impl:
+    import flax.linen as nn
+
+    cell = flax_gru_cell(p["Wx"], p["Wh"], p["b"], p["bh"])
+    return bl._flax_impl(nn.GRUCell, bl._same, cell, p, flax_gru_weight_grads, state=state)
 
 
 _sigmoid = bl._sigmoid

@@ -6,7 +6,9 @@ the same thing as jaxseq, and that the lever study (`lstm_levers`) still runs an
 lever-parameterized layers agree with the library, at a tiny shape. The same for issue 11's
 cases: the GRU's and the lengths cases' contenders (`bench_recurrent`) agree, the checks catch
 a contender that does not follow the lengths, and `bench_recurrent` and `bench_t_sweep` run in
-quick mode.
+quick mode. And for issue 14's stacked case (`bench_stacked`, a 2-layer bidirectional LSTM and
+GRU with lengths): its four contenders agree on the outputs, final states and every gradient,
+the checks catch ignored lengths and a wrong Flax bias mapping, and it runs in quick mode.
 """
 
 from __future__ import annotations
@@ -256,6 +258,86 @@ def test_t_sweep_runs_quick(layer, capsys):
     assert f"| sweep | T | {layer} |" in capsys.readouterr().out
 
 
+# ----------------------------------------------------------------------------- issue 14: stacked bidirectional
+
+
+def _tiny_stacked(kind):
+    """The stacked problem at the quick mode's shape (compilations shared) and its contenders."""
+    import bench_stacked
+
+    harness.setup()
+    p = bench_stacked.make_problem(*bench_stacked.QUICK_SHAPE, kind, seed=1)
+    assert p["lengths"].min() < p["x"].shape[1]  # some padding to check
+    return p, bench_stacked.stacked_impls(p, kind)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_stacked_contenders_agree_at_a_tiny_shape(kind):
+    torch = pytest.importorskip("torch")
+    import bench_layers
+    import bench_stacked
+
+    N, T, D, H = bench_stacked.QUICK_SHAPE
+    p, impls = _tiny_stacked(kind)
+    twin = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind](D, H, num_layers=2, bidirectional=True)
+    names = [name for name, _ in twin.named_parameters()]
+    assert list(p["params"]) == names and len(names) == 16  # PyTorch's names and order
+    assert list(impls) == ["jaxseq", "autodiff-scan", "flax", "torch"]
+    valid = bench_layers.valid_mask(p["lengths"], T)
+    errors = bench_layers.check_agreement(impls, valid=valid)  # also: out and dx exactly 0 past the lengths
+    states = {"h_n", "c_n"} if kind == "lstm" else {"h_n"}
+    assert set(errors) == {"autodiff-scan", "flax", "torch"}
+    for errs in errors.values():
+        assert set(errs) == {"h", *states, "dx", *("d" + name for name in names)}
+        assert max(errs.values()) < bench_layers.AGREEMENT_RTOL
+    out = impls["jaxseq"].out(impls["jaxseq"].fwd())
+    assert out["h"].shape == (N, T, 2 * H) and all(out[s].shape == (4, N, H) for s in states)
+    assert not np.any(out["h"][~valid[..., 0]])
+
+
+def test_stacked_checks_catch_ignored_lengths_and_an_unsummed_flax_gru_bias(monkeypatch):
+    pytest.importorskip("torch")
+    import bench_layers
+    import bench_recurrent
+    import bench_stacked
+
+    p, impls = _tiny_stacked("gru")
+    T = p["x"].shape[1]
+    valid = bench_layers.valid_mask(p["lengths"], T)
+    ignores = bench_stacked.scan_impl({**p, "lengths": np.full_like(p["lengths"], T)}, "gru")
+    with pytest.raises(AssertionError, match="ignores: h is not 0 past the lengths"):
+        bench_layers.check_agreement({"jaxseq": impls["jaxseq"], "ignores": ignores}, valid=valid)
+    mapping = bench_recurrent.flax_gru_cell
+
+    def unsummed(Wx, Wh, b, bh):  # ir's bias b_ir alone, not b_ir + b_hr
+        cell = mapping(Wx, Wh, b, bh)
+        cell["ir"]["bias"] = b[:Wh.shape[0]]
+        return cell
+
+    monkeypatch.setattr(bench_recurrent, "flax_gru_cell", unsummed)
+    with pytest.raises(AssertionError, match="wrong flax .* disagrees with jaxseq"):
+        bench_layers.check_agreement({"jaxseq": impls["jaxseq"], "wrong flax": bench_stacked.flax_impl(p, "gru")},
+                                     valid=valid)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_stacked_benchmark_runs_quick(kind):
+    pytest.importorskip("torch")
+    import bench_stacked
+
+    results = bench_stacked.run(quick=True, kinds=(kind,))
+    assert [r["contender"] for r in results] == ["jaxseq", "autodiff-scan", "flax", "torch"]
+    assert {(r["case"], r["variant"]) for r in results} == {(f"stacked {kind}", "fwd+bwd")}
+    medians = {r["contender"]: r["median_ms"] for r in results}
+    for r in results:
+        assert r["shape"].startswith("N=8 T=4 D=16 H=32, 2 layers bidirectional")
+        assert r["notes"].startswith("jaxseq speed-up:") and "agree with jaxseq" in r["notes"]
+        assert "loss = sum(out * dout) + sum(h_n * dh_n)" in r["notes"]
+        assert r["speedups"] == {name: m / medians["jaxseq"] for name, m in medians.items() if name != "jaxseq"}
+    assert bench_stacked.speedup_summary({"torch": 1.6, "flax": 1.5}).endswith("and flax: met)")
+    assert bench_stacked.speedup_summary({"torch": 1.6, "flax": 1.4}).endswith("not met)")
+
+
 def test_lever_sets_measure_every_lever_and_defaults_are_the_adopted_levers():
     import inspect
 
@@ -345,7 +427,7 @@ def test_cli_registers_bench():
 def test_run_all_lists_modules_and_rejects_unknown(capsys):
     import run_all
 
-    assert {"layers", "recurrent", "t_sweep"} <= set(run_all.available_modules())
+    assert {"layers", "recurrent", "t_sweep", "stacked"} <= set(run_all.available_modules())
     assert run_all.main(["--only", "no-such-module"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
 
