@@ -24,12 +24,13 @@ Caption ids 0..3 are `<NULL>`, `<START>`, `<END>`, `<UNK>`; a caption row is
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from jaxseq.data.json_file import read_json_file
 
 NULL, START, END, UNK = "<NULL>", "<START>", "<END>", "<UNK>"
 SPECIAL_TOKENS = (NULL, START, END, UNK)
@@ -90,10 +91,7 @@ def _read_h5_arrays(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 def _read_vocab(path: Path) -> tuple[list[str], dict[str, int]]:
     _require_file(path)
-    try:
-        vocab = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    vocab = read_json_file(path, expect=None)  # bounded: size, nesting, numbers
     if not isinstance(vocab, dict):
         raise ValueError(f"{path}: expected a JSON object with idx_to_word and word_to_idx")
     for key in ("idx_to_word", "word_to_idx"):
