@@ -153,3 +153,35 @@ def test_field_checks_accept_what_the_spec_allows():
                  SPEC, "file.json")
     check_fields(float("inf"), number(finite=False), "file.json")
 
+
+NESTED = "[" * DEEP + "]" * DEEP
+
+
+@pytest.mark.parametrize("content, message", [(NESTED, "nested more than 64 deep"),
+                                              ('{"step": %s}' % ("4" * 100_000), "holds a number 100000 characters")])
+def test_every_json_file_the_project_reads_is_bounded(tmp_path, content, message):
+    """meta.json, vocab.json and the COCO vocabulary: the same bounded reader, the file named."""
+    from jaxseq.data.coco import load_coco_data
+    from jaxseq.data.vocabulary import Vocabulary
+    from jaxseq.train.checkpoint import read_metadata
+    from tests.coco_files import write_course_files
+
+    checkpoint = tmp_path / "ckpt-00000001"
+    checkpoint.mkdir()
+    coco = write_course_files(tmp_path / "coco")
+    readers = {checkpoint / "meta.json": lambda: read_metadata(checkpoint),
+               tmp_path / "vocab.json": lambda: Vocabulary.load(tmp_path / "vocab.json"),
+               coco / "coco2014_vocab.json": lambda: load_coco_data(coco)}
+    for path, read in readers.items():
+        path.write_text(content)
+        assert message in one_line_error_naming(path, read)
+
+
+def test_no_other_json_parsing_in_the_package():
+    """Every JSON file jaxseq reads goes through read_json_file (download.py's own download
+    record is the data branch's part of issue 13)."""
+    from tests.conftest import REPO_ROOT
+
+    parsing = sorted(str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / "jaxseq").rglob("*.py")
+                     if "json.load" in path.read_text(encoding="utf-8"))
+    assert parsing == ["jaxseq/data/download.py", "jaxseq/data/json_file.py"]
