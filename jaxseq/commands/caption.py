@@ -17,7 +17,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from jaxseq.commands._options import add_checkpoint_args, add_parallel_args, positive_float, positive_int, setup_parallel
+from jaxseq.commands._options import (
+    add_checkpoint_args,
+    add_parallel_args,
+    batch_size,
+    beam_width,
+    model_size,
+    positive_float,
+    positive_int,
+    random_seed,
+    setup_parallel,
+    train_captions,
+)
 
 
 def register(subparsers) -> None:
@@ -30,18 +41,18 @@ def register(subparsers) -> None:
                        help="builtin: generated scenes, no download (default); coco: the course's files")
     train.add_argument("--data-dir", type=Path, default=None,
                        help="COCO folder (default: $JAXSEQ_DATA/coco_captioning or ~/.cache/jaxseq/coco_captioning)")
-    train.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training captions")
+    train.add_argument("--max-train", type=train_captions, default=None, help="use at most this many training captions")
     train.add_argument("--epochs", type=positive_int, default=15, help="epochs (default: 15)")
-    train.add_argument("--batch-size", type=positive_int, default=100, help="batch size (default: 100)")
+    train.add_argument("--batch-size", type=batch_size, default=100, help="batch size (default: 100)")
     train.add_argument("--lr", type=positive_float, default=5e-3, help="learning rate (default: 5e-3)")
     train.add_argument("--lr-decay", type=positive_float, default=0.95,
                        help="learning-rate factor after every epoch (default: 0.95)")
     train.add_argument("--update-rule", choices=("sgd", "sgd_momentum", "adam", "adamw", "rmsprop"),
                        default="adam", help="optimizer (default: adam)")
     train.add_argument("--clip-norm", type=positive_float, default=None, help="clip the gradients' global norm")
-    train.add_argument("--hidden-dim", type=positive_int, default=128, help="H (default: 128)")
-    train.add_argument("--wordvec-dim", type=positive_int, default=128, help="W (default: 128)")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument("--hidden-dim", type=model_size, default=128, help="H (default: 128)")
+    train.add_argument("--wordvec-dim", type=model_size, default=128, help="W (default: 128)")
+    train.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add_checkpoint_args(train, "the checkpoints (every epoch's full state; the last three and the best are kept)",
                         shown_default="checkpoints/caption-CELL-DATA")
@@ -50,17 +61,17 @@ def register(subparsers) -> None:
 
     sample = actions.add_parser("sample", help="print generated and true captions of a few images")
     _add_checkpoint_args(sample)
-    sample.add_argument("--beam", type=positive_int, default=1, help="beam width (default: 1, greedy)")
+    sample.add_argument("--beam", type=beam_width, default=1, help="beam width (default: 1, greedy)")
     sample.add_argument("--num", type=positive_int, default=5, help="how many images (default: 5)")
-    sample.add_argument("--seed", type=int, default=0, help="which images, by seed (default: 0)")
+    sample.add_argument("--seed", type=random_seed, default=0, help="which images, by seed (default: 0)")
     sample.set_defaults(func=run_sample)
 
     evaluate = actions.add_parser("eval", help="BLEU-1 of greedy and beam-search captions")
     _add_checkpoint_args(evaluate)
-    evaluate.add_argument("--beam", type=positive_int, default=5, help="beam width (default: 5)")
+    evaluate.add_argument("--beam", type=beam_width, default=5, help="beam width (default: 5)")
     evaluate.add_argument("--num-samples", type=positive_int, default=1000,
                           help="captions to score (default: 1000)")
-    evaluate.add_argument("--seed", type=int, default=0, help="which captions, by seed (default: 0)")
+    evaluate.add_argument("--seed", type=random_seed, default=0, help="which captions, by seed (default: 0)")
     evaluate.set_defaults(func=run_eval)
 
 
