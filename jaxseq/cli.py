@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         # Documented input errors: one clear line, no traceback.
         print(f"jaxseq {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as error:
+        # Ctrl-C (a trainer's second one says what it left behind): one line, the shell's 128 + SIGINT.
+        print(f"jaxseq {args.command}: {str(error) or 'interrupted'}", file=sys.stderr)
+        return 130
     except Exception as error:
         # A trainer stopped by SIGTERM / Ctrl-C after checkpointing: say where, exit as the
         # signal would. (Its class is looked up, not imported: that would load JAX for every command.)

@@ -155,3 +155,22 @@ def test_bad_input_is_one_clear_line_never_a_traceback(places, capfd, command, a
     else:
         assert len(lines) == 1 and lines[0].startswith(f"jaxseq {command.split()[0]}: error: "), err
 
+
+def test_ctrl_c_in_any_command_is_one_line(monkeypatch, capsys):
+    from jaxseq.commands import check
+    from jaxseq.train.interrupt import StoppedAtOnce
+
+    def interrupted(_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(check, "print_check_table", lambda seed: interrupted(seed))
+    assert cli.main(["check"]) == 130
+    assert capsys.readouterr().err == "jaxseq check: interrupted\n"
+
+    def pressed_twice(_):
+        raise StoppedAtOnce()
+
+    monkeypatch.setattr(check, "print_check_table", lambda seed: pressed_twice(seed))
+    assert cli.main(["check"]) == 130
+    assert capsys.readouterr().err.startswith("jaxseq check: stopped at once by a second SIGINT; a checkpoint being "
+                                              "written was abandoned, the checkpoints written before are kept")
