@@ -308,3 +308,15 @@ def test_saving_keeps_checkpoints_it_cannot_read(tmp_path):
     save_checkpoint(tmp_path, 3, state, metric=0.2, keep=1)  # 1 may be the best: it stays
     assert [path.name for path in list_checkpoints(tmp_path)] == ["ckpt-00000001", "ckpt-00000003"]
     assert best_checkpoint(tmp_path).name == "ckpt-00000003" and read_metadata(tmp_path / "ckpt-00000003")["step"] == 3
+
+
+def test_a_checkpoint_too_large_to_read_back_is_not_written(tmp_path, monkeypatch):
+    from jaxseq.train import checkpoint
+
+    state = {"w": np.zeros(3, np.float32)}
+    save_checkpoint(tmp_path, 1, state, metadata={"loss_history": [0.5] * 10})
+    monkeypatch.setattr(checkpoint, "MAX_META_BYTES", 200)
+    with pytest.raises(ValueError, match=r"ckpt-00000002: its metadata takes \d+ bytes, more than the 200 a "
+                                         r"meta.json may hold; not written \(the checkpoints before it are kept\)"):
+        save_checkpoint(tmp_path, 2, state, metadata={"loss_history": [0.5] * 20})
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["ckpt-00000001"]

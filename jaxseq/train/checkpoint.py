@@ -198,9 +198,14 @@ def save_checkpoint(
     meta = dict(metadata or {})
     meta.update(step=int(step), metric=None if metric is None else float(metric),
                 higher_is_better=bool(higher_is_better))
+    meta_bytes = json.dumps(meta, indent=1, sort_keys=True).encode("utf-8")
+    if len(meta_bytes) > MAX_META_BYTES:  # a checkpoint that could not be read back
+        raise ValueError(f"checkpoint {checkpoint_path(directory, step)}: its metadata takes {len(meta_bytes)} "
+                         f"bytes, more than the {MAX_META_BYTES} a meta.json may hold; not written (the "
+                         "checkpoints before it are kept)")
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=directory))
     _write_file(temp / STATE_FILE, serialization.to_bytes(state))
-    _write_file(temp / META_FILE, json.dumps(meta, indent=1, sort_keys=True).encode("utf-8"))
+    _write_file(temp / META_FILE, meta_bytes)
     _fsync_dir(temp)
 
     final = checkpoint_path(directory, step)
