@@ -15,7 +15,13 @@ import pytest
 from jaxseq import cli
 from jaxseq.train.checkpoint import list_checkpoints
 from tests.bracket_task import write_tsv
-from tests.checkpoints import first_float_entry, replace_entry, rewrite_state, train_tiny_captioner, train_tiny_classifier
+from tests.checkpoints import (
+    first_float_entry,
+    replace_entry,
+    rewrite_state,
+    train_tiny_captioner,
+    train_tiny_classifier,
+)
 
 
 def leaf_commands(parser: argparse.ArgumentParser, prefix=()):

@@ -50,7 +50,8 @@ def _add_training_options(parser: argparse.ArgumentParser, default_checkpoint_di
                        help="label smoothing (default: %(default)s)")
     group.add_argument("--patience", type=positive_int, default=train["patience"],
                        help="stop after this many epochs without a better validation MCC (default: %(default)s)")
-    group.add_argument("--seed", type=random_seed, default=0, help="random seed for init, dropout, shuffling (default: 0)")
+    group.add_argument("--seed", type=random_seed, default=0,
+                       help="random seed for init, dropout, shuffling (default: 0)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
     model = parser.add_argument_group("model and data")
     model.add_argument("--dropout", type=fraction, default=COLA_RECIPE["model"]["dropout"],
@@ -79,7 +80,8 @@ def register(subparsers) -> None:
                        help="CoLA folder (default: $JAXSEQ_DATA/cola, else ../shared/data/cola)")
     train.add_argument("--val-size", type=positive_int, default=1551,
                        help="validation sentences split from training (default: 1551)")
-    train.add_argument("--split-seed", type=random_seed, default=0, help="seed of the train/validation split (default: 0)")
+    train.add_argument("--split-seed", type=random_seed, default=0,
+                       help="seed of the train/validation split (default: 0)")
     _add_training_options(train, "checkpoints/cola")
     train.set_defaults(func=run_cola_train)
 

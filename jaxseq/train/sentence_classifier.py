@@ -125,7 +125,8 @@ def _load_classifier_checkpoint(checkpoint: Path):
     else:
         raise FileNotFoundError(f"no {VOCAB_FILE} in {checkpoint} or {checkpoint.parent}")
     if len(vocab) != model.vocab_size:
-        raise ValueError(f"{VOCAB_FILE} beside {checkpoint} has {len(vocab)} tokens, the model expects {model.vocab_size}")
+        raise ValueError(f"{VOCAB_FILE} beside {checkpoint} has {len(vocab)} tokens, "
+                         f"the model expects {model.vocab_size}")
     template = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, 2), np.int32))  # shapes only
     state, metadata = load_checkpoint(checkpoint, {"params": template["params"]})
     return model, state["params"], vocab, metadata
