@@ -36,14 +36,32 @@ def main(argv: list[str] | None = None) -> int:
         # Documented input errors: one clear line, no traceback.
         print(f"jaxseq {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as error:
+        # Ctrl-C (a trainer's second one says what it left behind): one line, the shell's 128 + SIGINT.
+        print(f"jaxseq {args.command}: {str(error) or 'interrupted'}", file=sys.stderr)
+        return 130
     except Exception as error:
         # A trainer stopped by SIGTERM / Ctrl-C after checkpointing: say where, exit as the
         # signal would. (Its class is looked up, not imported: that would load JAX for every command.)
         interrupt = sys.modules.get("jaxseq.train.interrupt")
-        if interrupt is None or not isinstance(error, interrupt.TrainingInterrupted):
-            raise
-        print(f"jaxseq {args.command}: {error}", file=sys.stderr)
-        return error.exit_code
+        if interrupt is not None and isinstance(error, interrupt.TrainingInterrupted):
+            print(f"jaxseq {args.command}: {error}", file=sys.stderr)
+            return error.exit_code
+        if out_of_memory(error):  # sizes the options allow but this machine does not
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+            print(f"jaxseq {args.command}: error: out of memory ({reason}); try a smaller model or batch size",
+                  file=sys.stderr)
+            return 1
+        raise
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is NumPy's MemoryError or XLA's failure to allocate device memory."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return type(error).__name__ in ("JaxRuntimeError", "XlaRuntimeError") and (
+        "RESOURCE_EXHAUSTED" in text or "Out of memory" in text)
 
 
 if __name__ == "__main__":

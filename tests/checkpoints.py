@@ -1,14 +1,18 @@
-"""Comparisons of training runs through their checkpoint folders, shared by the resume tests."""
+"""Checkpoint folders in the tests: comparisons of training runs (the resume tests), and
+small runs of both trainers with helpers to break their files (the hostile-input tests)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 from pathlib import Path
 
 import jax
 import numpy as np
 from flax import serialization
 
-from jaxseq.train.checkpoint import STATE_FILE, latest_checkpoint, read_metadata
+from jaxseq.train.checkpoint import META_FILE, STATE_FILE, latest_checkpoint, read_metadata
 
 TIMING_KEYS = ("seconds", "eval_seconds")
 
@@ -36,3 +40,77 @@ def assert_same_run(folder_a: Path, folder_b: Path) -> dict:
     jax.tree.map(np.testing.assert_array_equal, state_a, state_b)
     assert without_timing(meta_a) == without_timing(meta_b)
     return meta_a
+
+
+# -- small runs to break: both kinds of checkpoints, made by the command lines ---------------
+
+CAPTIONER_ARGV = ["caption", "train", "--cell", "lstm", "--max-train", "100", "--epochs", "2", "--batch-size", "50",
+                  "--hidden-dim", "8", "--wordvec-dim", "8", "--quiet"]
+CLASSIFIER_MODEL_ARGV = ["--hidden-dim", "8", "--num-heads", "2", "--dim-k", "4", "--dim-v", "4",
+                         "--dim-feedforward", "8", "--min-count", "1", "--max-length", "16", "--no-progress"]
+
+
+def run_quietly(argv) -> int:
+    """`jaxseq argv` in this process with its stdout swallowed; its exit status."""
+    from jaxseq import cli
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return cli.main([str(arg) for arg in argv])
+
+
+def train_tiny_captioner(folder: Path) -> list:
+    """`jaxseq caption train` of a tiny LSTM on 100 built-in scenes for 2 epochs into `folder`
+    (checkpoints after steps 2 and 4; the last one is the best). Returns the argv used."""
+    argv = [*CAPTIONER_ARGV, "--checkpoint-dir", folder]
+    assert run_quietly(argv) == 0
+    return argv
+
+
+def train_tiny_classifier(folder: Path) -> list:
+    """`jaxseq classify train` of a tiny transformer on bracket sentences for 2 epochs into
+    `folder` (two checkpoints, vocab.json). Returns the argv used."""
+    from tests.bracket_task import write_tsv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = ["classify", "train", "--train", write_tsv(folder.parent / f"{folder.name}-train.tsv", 120, 1),
+            "--dev", write_tsv(folder.parent / f"{folder.name}-dev.tsv", 40, 2), "--epochs", "2",
+            *CLASSIFIER_MODEL_ARGV, "--checkpoint-dir", folder]
+    assert run_quietly(argv) == 0
+    return argv
+
+
+def rewrite_metadata(checkpoint: Path, change) -> None:
+    """Replace checkpoint `checkpoint`'s meta.json by `change(meta)` (it may edit in place)."""
+    meta_file = Path(checkpoint) / META_FILE
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    changed = change(meta)
+    meta_file.write_text(json.dumps(meta if changed is None else changed), encoding="utf-8")
+
+
+def rewrite_state(checkpoint: Path, change) -> None:
+    """Replace checkpoint `checkpoint`'s arrays (nested dicts, as saved) by `change(state)`."""
+    state_file = Path(checkpoint) / STATE_FILE
+    state = serialization.msgpack_restore(state_file.read_bytes())
+    changed = change(state)
+    state_file.write_bytes(serialization.msgpack_serialize(state if changed is None else changed))
+
+
+def first_float_entry(tree: dict, prefix=()) -> tuple:
+    """The key path of the first floating-point array in a nested dict of arrays."""
+    for key in sorted(tree):
+        value = tree[key]
+        if isinstance(value, dict):
+            found = first_float_entry(value, (*prefix, key))
+            if found:
+                return found
+        elif np.issubdtype(np.asarray(value).dtype, np.floating):
+            return (*prefix, key)
+    return ()
+
+
+def replace_entry(tree: dict, path: tuple, make) -> None:
+    """tree[path] = make(tree[path]) for a key path into nested dicts."""
+    *parents, last = path
+    for key in parents:
+        tree = tree[key]
+    tree[last] = make(tree[last])

@@ -1,14 +1,27 @@
-"""Every `jaxseq` command line rejects unknown options in the parser, before any work."""
+"""Every `jaxseq` command line rejects unknown options in the parser, before any work, and
+answers every bad input (options out of range, files and checkpoints that lie) with one
+clear line, never a traceback."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from jaxseq import cli
+from jaxseq.train.checkpoint import list_checkpoints
+from tests.bracket_task import write_tsv
+from tests.checkpoints import (
+    first_float_entry,
+    replace_entry,
+    rewrite_state,
+    train_tiny_captioner,
+    train_tiny_classifier,
+)
 
 
 def leaf_commands(parser: argparse.ArgumentParser, prefix=()):
@@ -57,3 +70,113 @@ def test_building_the_parser_loads_no_numerical_library():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# -- bad input: every command answers with one clear line, never a traceback -----------------
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory):
+    """Paths the bad-input cases use: runs of both trainers, a classifier run with NaN
+    parameters, an empty folder, a path that does not exist, a small TSV file."""
+    base = tmp_path_factory.mktemp("places")
+    classifier, captioner = base / "classifier", base / "captioner"
+    train_tiny_classifier(classifier)
+    train_tiny_captioner(captioner)
+    broken = base / "nan-classifier"
+    shutil.copytree(classifier, broken)
+    for checkpoint in list_checkpoints(broken):
+        rewrite_state(checkpoint, lambda state: replace_entry(
+            state["params"], first_float_entry(state["params"]), lambda a: np.full(a.shape, np.nan, a.dtype)))
+    (base / "empty").mkdir()
+    return {"classifier": classifier, "captioner": captioner, "nan-classifier": broken, "empty": base / "empty",
+            "missing": base / "missing", "tsv": write_tsv(base / "small.tsv", 40, 1)}
+
+
+BIG_SEED, HUGE_NUMBER = str(2**64), "9" * 100_000
+TINY_CAPTIONER = ["--max-train", "100", "--hidden-dim", "8", "--wordvec-dim", "8", "--quiet"]
+BAD_INPUTS = [  # (command, its arguments ({name} -> a path of `places`), what the one error line says)
+    ("caption train", ["--seed", BIG_SEED], f"argument --seed: expected an integer >= 0 of at most {2**63 - 1}, "
+                                            f"got {BIG_SEED}"),
+    ("caption train", ["--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+    ("caption train", ["--epochs", HUGE_NUMBER], "argument --epochs: expected a positive integer, got "
+                                                 "99999999999999999999... (100000 characters)"),
+    ("caption train", ["--batch-size", "2147483647"], "argument --batch-size: expected a positive integer of at "
+                                                      "most 65536"),
+    ("caption train", ["--hidden-dim", "100000"], "argument --hidden-dim: expected a positive integer of at most "
+                                                  "65536, got 100000"),
+    ("caption train", ["--max-train", "10000000"], "argument --max-train: expected a positive integer of at most"),
+    ("caption train", ["--process-id", "-1"], "argument --process-id: expected an integer >= 0, got -1"),
+    ("caption train", ["--data", "coco", "--data-dir", "{empty}"], "coco2014_captions.h5 not found"),
+    ("caption train", [*TINY_CAPTIONER, "--checkpoint-dir", "{classifier}", "--resume"],
+     "is not an image-captioning checkpoint: it holds a sentence-classifier run"),
+    ("caption sample", ["--checkpoint", "{classifier}"], "is not an image-captioning checkpoint"),
+    ("caption sample", ["--checkpoint", "{missing}"], "no captioning checkpoint found at"),
+    ("caption sample", ["--checkpoint", "{captioner}", "--seed", "-5"], "argument --seed: expected an integer >= 0"),
+    ("caption sample", ["--checkpoint", "{captioner}", "--beam", "1000"], "argument --beam: expected a positive "
+                                                                          "integer of at most 100, got 1000"),
+    ("caption eval", ["--checkpoint", "{classifier}"], "use it with `jaxseq cola predict`"),
+    ("caption eval", ["--checkpoint", "{captioner}", "--num-samples", "0"], "argument --num-samples: expected a "
+                                                                            "positive integer, got 0"),
+    ("cola train", ["--split-seed", "-1"], "argument --split-seed: expected an integer >= 0, got -1"),
+    ("cola train", ["--seed", BIG_SEED], "argument --seed: expected an integer >= 0 of at most"),
+    ("cola train", ["--val-size", "0"], "argument --val-size: expected a positive integer, got 0"),
+    ("cola train", ["--data-dir", "{empty}"], "empty"),
+    ("cola predict", ["--checkpoint", "{captioner}", "hi"], "is not a sentence-classifier checkpoint: it holds an "
+                                                            "image-captioning run"),
+    ("cola predict", ["--checkpoint", "{nan-classifier}", "hi"], "NaN or infinite values"),
+    ("cola predict", ["--checkpoint", "{missing}", "hi"], "not found"),
+    ("classify train", ["--train", "{missing}", "--dev", "{missing}"], "not found"),
+    ("classify train", ["--train", "a", "--dev", "b", "--min-count", "0"], "argument --min-count: expected a "
+                                                                           "positive integer, got 0"),
+    ("classify train", ["--train", "a", "--dev", "b", "--max-length", "100000"], "argument --max-length: expected a "
+                                                                                 "positive integer of at most 65536"),
+    ("classify train", ["--train", "{tsv}", "--dev", "{tsv}", "--checkpoint-dir", "{captioner}", "--resume",
+                        "--no-progress"], "is not a sentence-classifier checkpoint"),
+    ("demo", ["--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+    ("check", ["--seed", BIG_SEED], "argument --seed: expected an integer >= 0 of at most"),
+    ("bench", ["--only", "no_such_benchmark"], "no_such_benchmark"),
+    ("data download", ["cola", "--sha256", "xyz"], "argument --sha256: expected 64 hexadecimal digits"),
+]
+
+
+def test_every_command_has_bad_input_cases():
+    assert {command for command, _, _ in BAD_INPUTS} == set(LEAVES)
+
+
+@pytest.mark.parametrize("command, arguments, message", BAD_INPUTS,
+                         ids=[f"{command}:{' '.join(arguments)[:40]}" for command, arguments, _ in BAD_INPUTS])
+def test_bad_input_is_one_clear_line_never_a_traceback(places, capfd, command, arguments, message):
+    argv = [*command.split(), *(str(places[arg[1:-1]]) if arg[1:-1] in places else arg for arg in arguments)]
+    parser_error = False
+    try:
+        code = cli.main(argv)  # an exception escaping here is the traceback a user would see
+    except SystemExit as parser_exit:  # argparse: its usage lines, then the error line
+        code, parser_error = parser_exit.code, True
+    err = capfd.readouterr().err  # file-level: bench's runner is a child process
+    lines = err.strip().splitlines()
+    assert code == 2 and "Traceback" not in err, err
+    assert message in lines[-1], err
+    if parser_error or command == "bench":  # bench: its runner's own usage error
+        assert lines[-1].startswith(f"jaxseq {command}: error: argument ") or command == "bench", err
+    else:
+        assert len(lines) == 1 and lines[0].startswith(f"jaxseq {command.split()[0]}: error: "), err
+
+
+def test_ctrl_c_in_any_command_is_one_line(monkeypatch, capsys):
+    from jaxseq.commands import check
+    from jaxseq.train.interrupt import StoppedAtOnce
+
+    def interrupted(_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(check, "print_check_table", lambda seed: interrupted(seed))
+    assert cli.main(["check"]) == 130
+    assert capsys.readouterr().err == "jaxseq check: interrupted\n"
+
+    def pressed_twice(_):
+        raise StoppedAtOnce()
+
+    monkeypatch.setattr(check, "print_check_table", lambda seed: pressed_twice(seed))
+    assert cli.main(["check"]) == 130
+    assert capsys.readouterr().err.startswith("jaxseq check: stopped at once by a second SIGINT; a checkpoint being "
+                                              "written was abandoned, the checkpoints written before are kept")

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from jaxseq.train.interrupt import TrainingInterrupted, stop_on_signals
+from jaxseq.train.interrupt import StoppedAtOnce, TrainingInterrupted, stop_on_signals
 
 
 def test_a_signal_inside_the_block_is_a_request_and_handlers_come_back():
@@ -51,3 +51,13 @@ def test_training_interrupted_says_where_and_exits_as_the_signal():
     stopped = TrainingInterrupted("SIGTERM", 45, "runs/x/ckpt-00000045")
     assert stopped.exit_code == 143 and TrainingInterrupted("SIGINT", 1, None).exit_code == 130
     assert str(stopped) == "stopped by SIGTERM after step 45; checkpoint runs/x/ckpt-00000045 written; continue with --resume"
+
+
+def test_a_second_ctrl_c_says_what_it_left_behind():
+    with pytest.raises(StoppedAtOnce, match="stopped at once by a second SIGINT; a checkpoint being written was "
+                                            "abandoned, the checkpoints written before are kept") as stopped:
+        with stop_on_signals():
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+    assert isinstance(stopped.value, KeyboardInterrupt)  # a notebook's `except KeyboardInterrupt` still catches it
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -136,6 +136,25 @@ def test_sigterm_checkpoints_the_current_step_and_resume(trainer, tmp_path, step
     assert_resumed_run_is_the_straight_one(folder, straight)
 
 
+def test_a_second_ctrl_c_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(trainer, tmp_path):
+    _, argv, straight = trainer
+    folder, marker, step = tmp_path / "run", tmp_path / "signalled", 45
+    steps_per_epoch = read_metadata(latest_checkpoint(straight))["step"] // EPOCHS
+    result = subprocess.run([sys.executable, str(INTERRUPT_SCRIPT), str(marker), str(step), "sigint-twice", *argv,
+                             "--checkpoint-dir", str(folder)], capture_output=True, text=True, cwd=REPO_ROOT,
+                            timeout=300)
+    assert result.returncode == 128 + signal.SIGINT, result.stderr[-3000:]
+    assert marker.read_text() == str(step)
+    assert result.stderr == (f"jaxseq {argv[0]}: stopped at once by a second SIGINT; a checkpoint being written was "
+                             "abandoned, the checkpoints written before are kept (continue with --resume)\n")
+    # The stop's checkpoint was abandoned half written; the last complete one is the epoch's before.
+    assert [p.name.startswith(TEMP_PREFIX) for p in folder.iterdir()].count(True) == 1
+    assert read_metadata(latest_checkpoint(folder))["step"] == step // steps_per_epoch * steps_per_epoch
+
+    run_to_end([*argv, "--checkpoint-dir", str(folder), "--resume"])
+    assert_resumed_run_is_the_straight_one(folder, straight)
+
+
 def test_checkpoint_every_bounds_what_a_sigkill_loses(trainer, tmp_path):
     _, argv, straight = trainer
     folder, marker = tmp_path / "run", tmp_path / "stalled"

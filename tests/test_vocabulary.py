@@ -1,4 +1,5 @@
-"""Vocabulary: specials, min-count, deterministic order, encoding, truncation, JSON round trip."""
+"""Vocabulary: specials, min-count, deterministic order, encoding, truncation, JSON round trip,
+and files that lie (wrong types, too large, nested too deep)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from jaxseq.data.sentences import LabelledSentences
-from jaxseq.data.vocabulary import CLS_ID, PAD_ID, UNK_ID, Vocabulary
+from jaxseq.data.vocabulary import CLS_ID, MAX_FILE_BYTES, PAD_ID, SPECIAL_TOKENS, UNK_ID, Vocabulary
+from jaxseq.limits import MAX_VOCAB_SIZE
 
 SENTENCES = [["the", "cat", "sat"], ["the", "dog", "sat"], ["a", "cat", "ran", "the"]]
 
@@ -51,7 +53,7 @@ def test_json_round_trip(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("not json", "not valid JSON"),
-    ('{"words": []}', "'tokens' list"),
+    ('{"words": []}', "lacks 'tokens'"),
     ('{"tokens": ["a", "[UNK]", "[CLS]"]}', "must start with"),
     ('{"tokens": ["[PAD]", "[UNK]", "[CLS]", "x", "x"]}', "more than once"),
 ])
@@ -70,3 +72,36 @@ def test_bad_arguments():
         Vocabulary.build(SENTENCES).encode(SENTENCES, max_length=1)
     with pytest.raises(FileNotFoundError):
         Vocabulary.load("/nonexistent/vocab.json")
+
+
+@pytest.mark.parametrize("min_count", ["[2]", "null", "0", "true", "2.5", '"2"'])
+def test_min_count_must_be_a_positive_integer(tmp_path, min_count):
+    path = tmp_path / "vocab.json"
+    path.write_text('{"tokens": ["[PAD]", "[UNK]", "[CLS]"], "min_count": %s}' % min_count, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"min_count must be an integer in \[1, 2147483647\]") as error:
+        Vocabulary.load(path)
+    assert str(error.value).startswith(f"vocabulary file {path}: ")
+
+
+def test_huge_vocabularies_are_refused_bounded(tmp_path):
+    path = tmp_path / "vocab.json"
+    with open(path, "wb") as handle:  # ten million tokens: refused by its size, before it is read
+        handle.write(b'{"tokens": ["[PAD]", "[UNK]", "[CLS]", ' + b'"a", ' * 10_000_000 + b'"a"]}')
+    with pytest.raises(ValueError, match=rf"{path}: \d+ bytes, more than the {MAX_FILE_BYTES} bytes allowed"):
+        Vocabulary.load(path)
+    tokens = [*SPECIAL_TOKENS, *(f"w{i}" for i in range(MAX_VOCAB_SIZE))]  # small enough a file, too many tokens
+    path.write_text(json.dumps({"tokens": tokens}), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{path}: tokens must hold at most {MAX_VOCAB_SIZE} items, got 1000003"):
+        Vocabulary.load(path)
+    with pytest.raises(ValueError, match=f"a vocabulary may hold at most {MAX_VOCAB_SIZE} tokens"):
+        Vocabulary(tuple(tokens))
+
+
+def test_deep_or_huge_numbers_in_a_vocabulary_file_name_it(tmp_path):
+    path = tmp_path / "vocab.json"
+    path.write_text("[" * 200_000 + "]" * 200_000, encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{path}: lists and objects nested more than 64 deep"):
+        Vocabulary.load(path)
+    path.write_text('{"tokens": [], "min_count": %s}' % ("1" * 100_000), encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{path}: holds a number 100000 characters long"):
+        Vocabulary.load(path)

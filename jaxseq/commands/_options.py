@@ -1,10 +1,22 @@
-"""Command-line option types and option groups shared by the sub-commands."""
+"""Command-line option types and option groups shared by the sub-commands.
+
+Every number a command takes is checked by its argparse type, so a bad one is a usage
+error naming the option: counts are positive and fit in int32, model sizes and seeds stay
+within `jaxseq.limits` (the bounds the checkpoint checks use too).
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
 from pathlib import Path
+
+from jaxseq.limits import MAX_BATCH_SIZE, MAX_BEAM_WIDTH, MAX_COUNT, MAX_SEED, MAX_TRAIN_CAPTIONS, MAX_WIDTH
+
+
+def _shown(text: str) -> str:
+    """An option's value as typed, cut short if it is long (a 100,000-digit "seed")."""
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
 
 
 def _number(parse, accept, expected: str):
@@ -17,7 +29,7 @@ def _number(parse, accept, expected: str):
         except ValueError:
             value = None
         if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {_shown(text)}")
         return value
 
     convert.__name__ = expected.replace(" ", "_")
@@ -25,7 +37,28 @@ def _number(parse, accept, expected: str):
     return convert
 
 
-positive_int = _number(int, lambda value: value >= 1, "a positive integer")
+def bounded_int(low: int, high: int, expected: str):
+    """An argparse type: an integer in [low, high]; below `low` the message says `expected`
+    ("a positive integer"), above `high` it gives the bound."""
+    at_least = _number(int, lambda value: value >= low, expected)
+
+    def convert(text: str):
+        value = at_least(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected {expected} of at most {high}, got {_shown(text)}")
+        return value
+
+    convert.__name__ = at_least.__name__
+    convert.__doc__ = f"argparse type: {expected} up to {high}."
+    return convert
+
+
+positive_int = bounded_int(1, MAX_COUNT, "a positive integer")  # epochs, batch sizes, counts (int32)
+model_size = bounded_int(1, MAX_WIDTH, "a positive integer")  # widths, heads, tokens per sentence
+batch_size = bounded_int(1, MAX_BATCH_SIZE, "a positive integer")  # --batch-size
+random_seed = bounded_int(0, MAX_SEED, "an integer >= 0")  # every --seed: JAX and NumPy take [0, 2**63 - 1]
+train_captions = bounded_int(1, MAX_TRAIN_CAPTIONS, "a positive integer")  # --max-train
+beam_width = bounded_int(1, MAX_BEAM_WIDTH, "a positive integer")  # --beam
 positive_float = _number(float, lambda value: 0 < value < math.inf, "a positive number")
 nonnegative_float = _number(float, lambda value: 0 <= value < math.inf, "a number >= 0")
 fraction = _number(float, lambda value: 0 <= value < 1, "a number in [0, 1)")  # dropout, smoothing
@@ -58,7 +91,8 @@ def add_parallel_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--coordinator", metavar="HOST:PORT", default=None,
                        help="multi-process run: address of process 0's coordinator")
     group.add_argument("--num-processes", type=positive_int, default=None, help="multi-process run: process count")
-    group.add_argument("--process-id", type=int, default=None, help="multi-process run: this process's rank")
+    group.add_argument("--process-id", type=bounded_int(0, MAX_COUNT, "an integer >= 0"), default=None,
+                       help="multi-process run: this process's rank")
 
 
 def setup_parallel(args: argparse.Namespace) -> int | None:

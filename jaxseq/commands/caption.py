@@ -17,7 +17,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from jaxseq.commands._options import add_checkpoint_args, add_parallel_args, positive_float, positive_int, setup_parallel
+from jaxseq.commands._options import (
+    add_checkpoint_args,
+    add_parallel_args,
+    batch_size,
+    beam_width,
+    model_size,
+    positive_float,
+    positive_int,
+    random_seed,
+    setup_parallel,
+    train_captions,
+)
 
 
 def register(subparsers) -> None:
@@ -30,18 +41,18 @@ def register(subparsers) -> None:
                        help="builtin: generated scenes, no download (default); coco: the course's files")
     train.add_argument("--data-dir", type=Path, default=None,
                        help="COCO folder (default: $JAXSEQ_DATA/coco_captioning or ~/.cache/jaxseq/coco_captioning)")
-    train.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training captions")
+    train.add_argument("--max-train", type=train_captions, default=None, help="use at most this many training captions")
     train.add_argument("--epochs", type=positive_int, default=15, help="epochs (default: 15)")
-    train.add_argument("--batch-size", type=positive_int, default=100, help="batch size (default: 100)")
+    train.add_argument("--batch-size", type=batch_size, default=100, help="batch size (default: 100)")
     train.add_argument("--lr", type=positive_float, default=5e-3, help="learning rate (default: 5e-3)")
     train.add_argument("--lr-decay", type=positive_float, default=0.95,
                        help="learning-rate factor after every epoch (default: 0.95)")
     train.add_argument("--update-rule", choices=("sgd", "sgd_momentum", "adam", "adamw", "rmsprop"),
                        default="adam", help="optimizer (default: adam)")
     train.add_argument("--clip-norm", type=positive_float, default=None, help="clip the gradients' global norm")
-    train.add_argument("--hidden-dim", type=positive_int, default=128, help="H (default: 128)")
-    train.add_argument("--wordvec-dim", type=positive_int, default=128, help="W (default: 128)")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument("--hidden-dim", type=model_size, default=128, help="H (default: 128)")
+    train.add_argument("--wordvec-dim", type=model_size, default=128, help="W (default: 128)")
+    train.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add_checkpoint_args(train, "the checkpoints (every epoch's full state; the last three and the best are kept)",
                         shown_default="checkpoints/caption-CELL-DATA")
@@ -50,17 +61,17 @@ def register(subparsers) -> None:
 
     sample = actions.add_parser("sample", help="print generated and true captions of a few images")
     _add_checkpoint_args(sample)
-    sample.add_argument("--beam", type=positive_int, default=1, help="beam width (default: 1, greedy)")
+    sample.add_argument("--beam", type=beam_width, default=1, help="beam width (default: 1, greedy)")
     sample.add_argument("--num", type=positive_int, default=5, help="how many images (default: 5)")
-    sample.add_argument("--seed", type=int, default=0, help="which images, by seed (default: 0)")
+    sample.add_argument("--seed", type=random_seed, default=0, help="which images, by seed (default: 0)")
     sample.set_defaults(func=run_sample)
 
     evaluate = actions.add_parser("eval", help="BLEU-1 of greedy and beam-search captions")
     _add_checkpoint_args(evaluate)
-    evaluate.add_argument("--beam", type=positive_int, default=5, help="beam width (default: 5)")
+    evaluate.add_argument("--beam", type=beam_width, default=5, help="beam width (default: 5)")
     evaluate.add_argument("--num-samples", type=positive_int, default=1000,
                           help="captions to score (default: 1000)")
-    evaluate.add_argument("--seed", type=int, default=0, help="which captions, by seed (default: 0)")
+    evaluate.add_argument("--seed", type=random_seed, default=0, help="which captions, by seed (default: 0)")
     evaluate.set_defaults(func=run_eval)
 
 
@@ -72,19 +83,46 @@ def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
                         help="COCO folder, if it moved since training")
 
 
+def _data_spec(spec: Any, key: str) -> None:
+    """A `jaxseq.data.json_fields` spec of the `data` entry `caption train` writes into its
+    checkpoints: {"source": "builtin", "options": {load_scene_captions' keywords}} or
+    {"source": "coco", "base_dir": ..., "max_train": ..., "seed": ...}, bounded so that no
+    entry can ask for more data than `jaxseq.limits` allows."""
+    from jaxseq.data.json_fields import FieldError, choice, fields, integer, nullable, number, string
+    from jaxseq.limits import MAX_BUILTIN_FEATURE_VALUES, MAX_SEED, MAX_TRAIN_CAPTIONS, MAX_WIDTH
+
+    source = {"source": choice("builtin", "coco")}
+    fields(required=source)(spec, key)
+    if spec["source"] == "coco":
+        fields(source, {"base_dir": nullable(string()), "max_train": nullable(integer(1, MAX_TRAIN_CAPTIONS)),
+                        "seed": integer(0, MAX_SEED)}, unknown=False)(spec, key)
+        return
+    options = fields(optional={"num_train": integer(1, MAX_TRAIN_CAPTIONS), "num_val": integer(0, MAX_TRAIN_CAPTIONS),
+                               "feature_dim": integer(1, MAX_WIDTH), "noise": number(0), "single_fraction": number(0, 1),
+                               "seed": integer(0, MAX_SEED)}, unknown=False)
+    fields(source, {"options": options}, unknown=False)(spec, key)
+    chosen = spec.get("options", {})
+    values = (chosen.get("num_train", 4000) + chosen.get("num_val", 500)) * chosen.get("feature_dim", 128)
+    if values > MAX_BUILTIN_FEATURE_VALUES:
+        raise FieldError(f"{key}.options" if key else "options",
+                         f"asks for {values} feature values ((num_train + num_val) x feature_dim), more than "
+                         f"the {MAX_BUILTIN_FEATURE_VALUES} allowed")
+
+
 def load_data(spec: dict[str, Any], data_dir: Path | None = None) -> dict[str, Any]:
-    """The captioning data a run used, from its `data` metadata entry."""
-    source = spec.get("source")
-    if source == "builtin":
+    """The captioning data a run used, from its `data` metadata entry (checked first: a
+    ValueError naming the key for a wrong type, an unknown option or a size beyond the limits)."""
+    from jaxseq.data.json_fields import check_fields
+
+    check_fields(spec, _data_spec, "captioning data", "data")
+    if spec["source"] == "builtin":
         from jaxseq.data.synthetic_captions import load_scene_captions
 
         return load_scene_captions(**spec.get("options", {}))
-    if source == "coco":
-        from jaxseq.data.coco import load_coco_data
+    from jaxseq.data.coco import load_coco_data
 
-        base_dir = data_dir if data_dir is not None else spec.get("base_dir")
-        return load_coco_data(base_dir, max_train=spec.get("max_train"), seed=spec.get("seed", 0))
-    raise ValueError(f"unknown data source {source!r}; expected 'builtin' or 'coco'")
+    base_dir = data_dir if data_dir is not None else spec.get("base_dir")
+    return load_coco_data(base_dir, max_train=spec.get("max_train"), seed=spec.get("seed", 0))
 
 
 def _clean(caption: str) -> str:
@@ -156,11 +194,16 @@ def run_train(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace):
     from jaxseq.train.captioning import load_captioning_checkpoint
 
-    model, params, meta = load_captioning_checkpoint(args.checkpoint)
+    from jaxseq.data.json_fields import fields
+
+    model, params, meta = load_captioning_checkpoint(args.checkpoint, fields=fields(optional={"data": _data_spec}))
     if "data" not in meta:
         raise ValueError(f"checkpoint {args.checkpoint}: no 'data' entry in its metadata; "
                          "it was not written by `jaxseq caption train`")
-    data = load_data(meta["data"], args.data_dir)
+    try:
+        data = load_data(meta["data"], args.data_dir)
+    except ValueError as error:
+        raise ValueError(f"the data of checkpoint {args.checkpoint} cannot be loaded: {error}") from None
     if data["idx_to_word"] != meta["idx_to_word"]:
         raise ValueError(f"the data's vocabulary differs from the one checkpoint {args.checkpoint} was trained with")
     return model, {"params": params}, data

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from jaxseq.commands._options import random_seed
+
 # Thresholds the test suite holds the layers to (float64, course rel_error).
 AUTODIFF_TOLERANCE = 1e-9
 NUMERICAL_TOLERANCE = 5e-7
@@ -13,7 +15,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "check", help="gradient-check every layer: hand backward vs jax.grad vs numerical (float64)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+    parser.add_argument("--seed", type=random_seed, default=0, help="seed of the random inputs (default: 0)")
     parser.set_defaults(func=run)
 
 

@@ -17,10 +17,13 @@ from pathlib import Path
 from jaxseq.commands._options import (
     add_checkpoint_args,
     add_parallel_args,
+    batch_size,
     fraction,
+    model_size,
     nonnegative_float,
     positive_float,
     positive_int,
+    random_seed,
     setup_parallel,
 )
 
@@ -33,7 +36,7 @@ def _add_training_options(parser: argparse.ArgumentParser, default_checkpoint_di
     group = parser.add_argument_group("training")
     group.add_argument("--epochs", type=positive_int, default=train["epochs"],
                        help="training epochs (default: %(default)s)")
-    group.add_argument("--batch-size", type=positive_int, default=train["batch_size"],
+    group.add_argument("--batch-size", type=batch_size, default=train["batch_size"],
                        help="batch size (default: %(default)s)")
     group.add_argument("--lr", type=positive_float, default=train["learning_rate"],
                        help="peak learning rate (default: %(default)s)")
@@ -47,17 +50,18 @@ def _add_training_options(parser: argparse.ArgumentParser, default_checkpoint_di
                        help="label smoothing (default: %(default)s)")
     group.add_argument("--patience", type=positive_int, default=train["patience"],
                        help="stop after this many epochs without a better validation MCC (default: %(default)s)")
-    group.add_argument("--seed", type=int, default=0, help="random seed for init, dropout, shuffling (default: 0)")
+    group.add_argument("--seed", type=random_seed, default=0,
+                       help="random seed for init, dropout, shuffling (default: 0)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
     model = parser.add_argument_group("model and data")
     model.add_argument("--dropout", type=fraction, default=COLA_RECIPE["model"]["dropout"],
                        help="dropout rate (default: %(default)s)")
-    model.add_argument("--hidden-dim", type=positive_int, default=128, help="model width H (default: 128)")
-    model.add_argument("--num-heads", type=positive_int, default=2, help="attention heads (default: 2)")
-    model.add_argument("--dim-k", type=positive_int, default=96, help="query/key size per head (default: 96)")
-    model.add_argument("--dim-v", type=positive_int, default=96, help="value size per head (default: 96)")
-    model.add_argument("--dim-feedforward", type=positive_int, default=2048, help="feed-forward width (default: 2048)")
-    model.add_argument("--max-length", type=positive_int, default=43,
+    model.add_argument("--hidden-dim", type=model_size, default=128, help="model width H (default: 128)")
+    model.add_argument("--num-heads", type=model_size, default=2, help="attention heads (default: 2)")
+    model.add_argument("--dim-k", type=model_size, default=96, help="query/key size per head (default: 96)")
+    model.add_argument("--dim-v", type=model_size, default=96, help="value size per head (default: 96)")
+    model.add_argument("--dim-feedforward", type=model_size, default=2048, help="feed-forward width (default: 2048)")
+    model.add_argument("--max-length", type=model_size, default=43,
                        help="tokens per sentence, [CLS] included; longer ones are truncated (default: 43)")
     model.add_argument("--min-count", type=positive_int, default=COLA_RECIPE["min_count"],
                        help="keep training words seen at least this often (default: %(default)s)")
@@ -76,7 +80,8 @@ def register(subparsers) -> None:
                        help="CoLA folder (default: $JAXSEQ_DATA/cola, else ../shared/data/cola)")
     train.add_argument("--val-size", type=positive_int, default=1551,
                        help="validation sentences split from training (default: 1551)")
-    train.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split (default: 0)")
+    train.add_argument("--split-seed", type=random_seed, default=0,
+                       help="seed of the train/validation split (default: 0)")
     _add_training_options(train, "checkpoints/cola")
     train.set_defaults(func=run_cola_train)
 

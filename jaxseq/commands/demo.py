@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from jaxseq.commands._options import random_seed
+
 
 def _gradient_checks(args: argparse.Namespace) -> None:
     from jaxseq.commands.check import print_check_table
@@ -90,7 +92,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="run the main job end to end on built-in data")
     parser.add_argument("--output-dir", type=Path, default=Path("demo-output"),
                         help="where plots and results are written (default: demo-output)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=random_seed, default=0, help="random seed (default: 0)")
     parser.set_defaults(func=run)
 
 

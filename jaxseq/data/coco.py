@@ -30,7 +30,6 @@ Caption ids 0..3 are `<NULL>`, `<START>`, `<END>`, `<UNK>`; a caption row is
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from jaxseq.data.hdf5 import hdf5_dataset, open_hdf5, read_dataset
+from jaxseq.data.json_file import read_json_file
 
 NULL, START, END, UNK = "<NULL>", "<START>", "<END>", "<UNK>"
 SPECIAL_TOKENS = (NULL, START, END, UNK)
@@ -100,10 +100,7 @@ def _read_features(path: Path, num_urls: int, url_source: str, image_idxs: np.nd
 
 def _read_vocab(path: Path) -> tuple[list[str], dict[str, int]]:
     _require_file(path)
-    try:
-        vocab = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    vocab = read_json_file(path, expect=None)  # bounded: size, nesting, numbers
     if not isinstance(vocab, dict):
         raise ValueError(f"{path}: expected a JSON object with idx_to_word and word_to_idx")
     for key in ("idx_to_word", "word_to_idx"):

@@ -2,7 +2,9 @@
 
 Words kept are those seen at least `min_count` times in the training sentences, ordered by
 count (most frequent first, ties alphabetically), so a vocabulary built twice from the same
-data is identical. Saved as JSON next to checkpoints and loaded back with its checks.
+data is identical. Saved as JSON next to checkpoints and loaded back with its checks: the
+file may hold at most `MAX_FILE_BYTES` bytes (read with `jaxseq.data.json_file`'s bounds), a
+vocabulary at most `jaxseq.limits.MAX_VOCAB_SIZE` tokens, `min_count` must be an integer >= 1.
 """
 
 from __future__ import annotations
@@ -16,11 +18,19 @@ from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
+from jaxseq.data.json_fields import check_fields, fields, integer, list_of, string
+from jaxseq.data.json_file import read_json_file
 from jaxseq.data.sentences import ClassificationData, LabelledSentences
+from jaxseq.limits import MAX_COUNT, MAX_VOCAB_SIZE
 
 PAD, UNK, CLS = "[PAD]", "[UNK]", "[CLS]"
 SPECIAL_TOKENS = (PAD, UNK, CLS)
 PAD_ID, UNK_ID, CLS_ID = 0, 1, 2
+MAX_FILE_BYTES = 32 * 2**20  # room for MAX_VOCAB_SIZE words of up to ~30 characters
+
+# The layout of a vocabulary file: {"tokens": [...], "min_count": n}.
+FILE_FIELDS = fields(required={"tokens": list_of(string(), max_items=MAX_VOCAB_SIZE)},
+                     optional={"min_count": integer(1, MAX_COUNT)})
 
 
 class EncodedSentences(NamedTuple):
@@ -49,6 +59,9 @@ class Vocabulary:
     min_count: int = 1
 
     def __post_init__(self):
+        if len(self.tokens) > MAX_VOCAB_SIZE:
+            raise ValueError(f"a vocabulary may hold at most {MAX_VOCAB_SIZE} tokens, got {len(self.tokens)} "
+                             "(raise min_count)")
         if tuple(self.tokens[:3]) != SPECIAL_TOKENS:
             raise ValueError(f"vocabulary must start with {SPECIAL_TOKENS}, got {tuple(self.tokens[:3])}")
         if len(set(self.tokens)) != len(self.tokens):
@@ -125,14 +138,9 @@ class Vocabulary:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"vocabulary file {path} not found")
+        data = read_json_file(path, label="vocabulary file", max_bytes=MAX_FILE_BYTES)
+        check_fields(data, FILE_FIELDS, f"vocabulary file {path}")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"vocabulary file {path}: not valid JSON ({error})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("tokens"), list) \
-                or not all(isinstance(t, str) for t in data["tokens"]):
-            raise ValueError(f"vocabulary file {path}: expected an object with a 'tokens' list of strings")
-        try:
-            return cls(tuple(data["tokens"]), int(data.get("min_count", 1)))
+            return cls(tuple(data["tokens"]), data.get("min_count", 1))
         except ValueError as error:
             raise ValueError(f"vocabulary file {path}: {error}") from None

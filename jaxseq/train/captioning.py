@@ -37,17 +37,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseq.data.coco import check_captioning_data
+from jaxseq.data.json_fields import check_fields
 from jaxseq.train.checkpoint import (
     checkpoint_path,
     latest_checkpoint,
     load_checkpoint,
-    read_metadata,
+    load_run_checkpoint,
+    notice_on_stderr,
     save_checkpoint,
 )
 from jaxseq.train.interrupt import TrainingInterrupted, stop_on_signals
 from jaxseq.train.optim import make_optimizer
 from jaxseq.train.parallel import DataParallel
 from jaxseq.train.progress import progress_bar
+from jaxseq.train.run_metadata import check_state_step, read_run_metadata
 from jaxseq.train.steps import (
     NonFiniteLossError,
     init_train_state,
@@ -222,7 +225,7 @@ class CaptioningSolver:
         path = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir is not None else None
         if path is None:
             return None
-        meta = read_metadata(path)
+        meta = read_run_metadata(path, "captioner")
         wanted = self.run_config()
         differ = sorted(key for key in wanted if meta.get(key) != wanted[key])
         if differ:
@@ -233,6 +236,7 @@ class CaptioningSolver:
         if meta.get("idx_to_word") != self.data["idx_to_word"]:
             raise ValueError(f"checkpoint {path} was trained with a different vocabulary")
         state, meta = load_checkpoint(path, self.state)
+        check_state_step(state.step, meta, path)
         self.state = self._place(state)
         self.epoch = int(meta["epoch"])
         self.loss_history = list(meta.get("loss_history", []))
@@ -327,31 +331,21 @@ class CaptioningSolver:
         self._log(bar, message)
 
 
-def load_captioning_checkpoint(path: str | Path) -> tuple[Any, Any, dict[str, Any]]:
-    """Rebuild the model and its parameters from a checkpoint written by `CaptioningSolver`.
-
-    Inputs: path, a checkpoint folder (`ckpt-<step>`) or a run folder holding them (its
-      latest checkpoint is used).
-    Returns: (model: CaptioningRNN, params, metadata) — metadata holds `idx_to_word`,
-      `epoch`, the loss histories and the run settings.
-    """
+def _load_captioner_checkpoint(path: Path, fields=None) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, params, metadata) of one checkpoint folder; ValueError naming the file and
+    the entry for anything that does not check out (`fields`: a further spec the metadata
+    must meet)."""
     from jaxseq.models.captioning import CaptioningRNN
 
-    path = Path(path)
-    if not (path / "meta.json").is_file():
-        latest = latest_checkpoint(path)
-        if latest is None:
-            raise FileNotFoundError(f"no captioning checkpoint found at {path}")
-        path = latest
-    meta = read_metadata(path)
-    needed = ("model", "feature_dim", "update_rule", "optim_config", "lr_decay", "iterations_per_epoch",
-              "idx_to_word")
-    missing = [key for key in needed if key not in meta]
-    if missing:
-        raise ValueError(f"checkpoint {path}: metadata lacks {missing}; not written by CaptioningSolver")
-    model = CaptioningRNN.from_config(meta["model"])
-    optimizer = build_optimizer(meta["update_rule"], meta["optim_config"], meta["lr_decay"],
-                                meta["iterations_per_epoch"], meta.get("clip_norm"))
+    meta = read_run_metadata(path, "captioner")
+    if fields is not None:
+        check_fields(meta, fields, f"checkpoint {path / 'meta.json'}")
+    try:  # sizes and settings that do not fit together
+        model = CaptioningRNN.from_config(meta["model"])
+        optimizer = build_optimizer(meta["update_rule"], meta["optim_config"], meta["lr_decay"],
+                                    meta["iterations_per_epoch"], meta.get("clip_norm"))
+    except ValueError as error:
+        raise ValueError(f"checkpoint {path / 'meta.json'}: {error}") from None
 
     def template():
         features = jnp.zeros((1, meta["feature_dim"]), model.param_dtype)
@@ -360,3 +354,26 @@ def load_captioning_checkpoint(path: str | Path) -> tuple[Any, Any, dict[str, An
 
     state, meta = load_checkpoint(path, jax.eval_shape(template))
     return model, jax.device_put(state.params), meta
+
+
+def load_captioning_checkpoint(path: str | Path, *, fields=None,
+                               log=notice_on_stderr) -> tuple[Any, Any, dict[str, Any]]:
+    """Rebuild the model and its parameters from a checkpoint written by `CaptioningSolver`.
+
+    Inputs: path, a checkpoint folder (`ckpt-<step>`) or a run folder holding them (its
+      latest checkpoint is used; if that one cannot be used, a corrupt or invalid file, the
+      one before, saying on `log` (default: stderr) which was skipped and why).
+      fields: a `jaxseq.data.json_fields` spec the metadata must also meet (the entries a
+        caller added through `CaptioningSolver(metadata=...)`).
+    Returns: (model: CaptioningRNN, params, metadata) — metadata holds `idx_to_word`,
+      `epoch`, the loss histories and the run settings.
+    Raises: FileNotFoundError without a checkpoint; ValueError naming the file and entry
+      for anything that does not check out (`jaxseq.train.run_metadata`, dtypes, shapes,
+      finite values); RunKindError for a classifier's checkpoint.
+    """
+    path = Path(path)
+    load = lambda checkpoint: _load_captioner_checkpoint(checkpoint, fields)  # noqa: E731
+    loaded = load_run_checkpoint(path, load, prefer="latest", log=log) if path.exists() else None
+    if loaded is None:
+        raise FileNotFoundError(f"no captioning checkpoint found at {path}")
+    return loaded

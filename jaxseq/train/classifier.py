@@ -315,7 +315,7 @@ def train_classifier(
     settings = run_settings(model, config, train, val)
     run = RunProgress()
     if resume_from is not None:
-        state, shuffle_key, run = restore_run(resume_from, state, shuffle_key, settings)
+        state, shuffle_key, run = restore_run(resume_from, state, shuffle_key, settings, steps_per_epoch)
         partial = f" and {len(run.epoch_losses)} steps" if run.epoch_losses else ""
         say(f"resuming from {resume_from} (epoch {run.epochs_done}{partial} of {config.epochs}, "
             f"best: epoch {run.best_epoch})")

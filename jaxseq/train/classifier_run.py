@@ -22,6 +22,7 @@ import numpy as np
 from jaxseq.data.sentences import ClassificationData
 from jaxseq.models.transformer import ClassificationTransformer, model_config
 from jaxseq.train.checkpoint import checkpoint_path, load_checkpoint, read_metadata, save_checkpoint
+from jaxseq.train.run_metadata import check_classifier_progress, check_run_kind, check_run_metadata, check_state_step
 from jaxseq.train.steps import TrainState
 
 RESUMABLE_KEYS = ("epoch", "history", "best_epoch", "best_val_mcc", "best_step")
@@ -45,16 +46,20 @@ def run_settings(model: ClassificationTransformer, config: Any,
             "train_data": data_fingerprint(train), "val_data": data_fingerprint(val)}
 
 
-def check_resumable(path: Path, meta: dict[str, Any], settings: dict[str, Any]) -> None:
-    """ValueError naming the settings that differ between checkpoint `path` and this run (or
-    saying it holds no resumable state)."""
+def check_resumable(path: Path, meta: dict[str, Any], settings: dict[str, Any], steps_per_epoch: int) -> None:
+    """ValueError naming the settings that differ between checkpoint `path` and this run, or
+    saying it holds no resumable state, or which of its fields is of the wrong type or does
+    not fit `steps_per_epoch` (see `jaxseq.train.run_metadata`); RunKindError if it is a
+    captioner's checkpoint."""
+    check_run_kind(meta, path, "classifier")
     missing = [key for key in RESUMABLE_KEYS if key not in meta]
     if missing:
         raise ValueError(f"checkpoint {path}: no resumable training state (metadata lacks {missing}); "
                          "it was not written by train_classifier after every epoch")
+    check_run_metadata(meta, path, "classifier")
     differ = sorted(key for key in settings if meta.get(key) != settings[key])
     if "train_config" in differ:
-        saved = meta.get("train_config") or {}
+        saved = meta.get("train_config", {})
         differ += [f"train_config.{key}" for key in settings["train_config"]
                    if saved.get(key) != settings["train_config"][key]]
     if differ:
@@ -62,6 +67,7 @@ def check_resumable(path: Path, meta: dict[str, Any], settings: dict[str, Any]) 
             f"checkpoint {path} is from a different run ({', '.join(differ)} differ); resume with the "
             "same model, settings and data, or start afresh in a new folder"
         )
+    check_classifier_progress(meta, path, steps_per_epoch)
 
 
 @dataclass
@@ -107,19 +113,19 @@ def save_run(checkpoint_dir: Path, state: TrainState, shuffle_key: jax.Array, me
                            metadata=metadata, metric=metric, keep=keep)
 
 
-def restore_run(path: Path, state: TrainState, shuffle_key: jax.Array,
-                settings: dict[str, Any]) -> tuple[TrainState, jax.Array, RunProgress]:
+def restore_run(path: Path, state: TrainState, shuffle_key: jax.Array, settings: dict[str, Any],
+                steps_per_epoch: int) -> tuple[TrainState, jax.Array, RunProgress]:
     """(train state, shuffling key, progress) of checkpoint `path`, read into the structure of
     a fresh `state` and `shuffle_key`; the best epoch's parameters come from its checkpoint
-    beside `path`. ValueError if `path` is from another run (see `check_resumable`)."""
-    check_resumable(path, read_metadata(path), settings)
+    beside `path`. ValueError if `path` is from another run or its files do not check out
+    (see `check_resumable` and `load_checkpoint`)."""
+    check_resumable(path, read_metadata(path), settings, steps_per_epoch)
     saved, meta = load_checkpoint(path, {**state._asdict(), "shuffle_key": shuffle_key})
+    check_state_step(saved["step"], meta, path)
     shuffle_key = saved.pop("shuffle_key")
     state = TrainState(**saved)
     progress = RunProgress(history=list(meta["history"]), best_epoch=int(meta["best_epoch"]),
                            epoch_losses=list(meta.get("epoch_losses", [])))
-    if progress.epochs_done != int(meta["epoch"]):
-        raise ValueError(f"checkpoint {path}: epoch {meta['epoch']} but {progress.epochs_done} history records")
     if progress.best_epoch > 0:  # else: stopped inside the first epoch, nothing scored yet
         progress.best_val_mcc = float(meta["best_val_mcc"])
         progress.best_path = checkpoint_path(path.parent, int(meta["best_step"]))

@@ -13,9 +13,12 @@ Inside the block the signals only set `stop.requested`, so the trainer finishes 
 is in, checkpoints that exact state (mid-epoch if need be) and stops; `--resume` then
 continues as if nothing had happened. In a multi-process run `poll` makes all processes
 agree (a scheduler signals each of them at a different step), so they stop after the same
-step. A second signal while stopping acts at once, with the handler that was there before
-(Ctrl-C twice: KeyboardInterrupt). Handlers can only be set in the main thread, so
-elsewhere, or with `enabled=False`, the block changes nothing.
+step. A second signal while stopping acts at once, with the handler that was there before:
+SIGTERM twice ends the process; Ctrl-C twice raises `StoppedAtOnce`, a KeyboardInterrupt that
+says what it means (a checkpoint being written is abandoned — its temporary folder is never
+picked up — and those written before stay), which the command line prints as one line.
+Handlers can only be set in the main thread, so elsewhere, or with `enabled=False`, the block
+changes nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +45,14 @@ class TrainingInterrupted(Exception):
         self.exit_code = 128 + int(getattr(signal, signal_name))
         where = f"checkpoint {checkpoint} written; continue with --resume" if checkpoint else "nothing saved"
         super().__init__(f"stopped by {signal_name} after step {step}; {where}")
+
+
+class StoppedAtOnce(KeyboardInterrupt):
+    """Ctrl-C a second time while training was stopping: it stopped where it was."""
+
+    def __init__(self, signal_name: str = "SIGINT"):
+        super().__init__(f"stopped at once by a second {signal_name}; a checkpoint being written was abandoned, "
+                         "the checkpoints written before are kept (continue with --resume)")
 
 
 class StopRequest:
@@ -91,6 +102,8 @@ def stop_on_signals(enabled: bool = True) -> Iterator[StopRequest]:
     def handle(signum, frame):
         if stop.requested is not None:  # asked twice: stop now, the way it would have without us
             restore()
+            if previous[signum] is signal.default_int_handler:  # Python's Ctrl-C: a KeyboardInterrupt
+                raise StoppedAtOnce(signal.Signals(signum).name)
             signal.raise_signal(signum)
             return
         stop.requested = signal.Signals(signum).name

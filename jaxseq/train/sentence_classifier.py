@@ -19,9 +19,9 @@ from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.models.transformer import ClassificationTransformer, model_from_config
 from jaxseq.recipes import COLA_RECIPE  # noqa: F401  (re-exported: the recipe beside its trainer)
 from jaxseq.train.checkpoint import (
-    best_checkpoint,
-    list_checkpoints,
     load_checkpoint,
+    load_run_checkpoint,
+    notice_on_stderr,
     prepare_checkpoint_dir,
     read_metadata,
 )
@@ -33,8 +33,10 @@ from jaxseq.train.classifier import (
     predict_logits,
     train_classifier,
 )
+from jaxseq.train.run_metadata import check_run_kind, read_run_metadata
 
 VOCAB_FILE = "vocab.json"
+
 
 class SentenceClassifierRun(NamedTuple):
     """model, best params and vocabulary; the trainer's result; scores of the best params on
@@ -89,7 +91,9 @@ def fit_sentence_classifier(
     model = ClassificationTransformer(len(vocab), max_length=max_length, **(model_kwargs or {}))
     if checkpoint_dir is not None:
         vocab_file = Path(checkpoint_dir) / VOCAB_FILE
-        if prepare_checkpoint_dir(checkpoint_dir, overwrite=overwrite, resume=resume) is not None:
+        resume_from = prepare_checkpoint_dir(checkpoint_dir, overwrite=overwrite, resume=resume)
+        if resume_from is not None:
+            check_run_kind(read_metadata(resume_from), resume_from, "classifier")  # before looking for vocab.json
             if Vocabulary.load(vocab_file).to_json() != vocab.to_json():
                 raise ValueError(f"{vocab_file}: the run being resumed used a different vocabulary "
                                  "(other training sentences or min_count); resume with the same data")
@@ -106,29 +110,14 @@ def fit_sentence_classifier(
                                  scores("test") if "test" in encoded else None, truncated)
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint folder: `path` itself if it is one, else the best checkpoint inside it."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    if (path / "meta.json").is_file():
-        return path
-    best = best_checkpoint(path) or (list_checkpoints(path) or [None])[-1]
-    if best is None:
-        raise FileNotFoundError(f"no checkpoint in {path} (expected ckpt-* folders from `jaxseq cola train`)")
-    return best
-
-
-def load_sentence_classifier(path: str | os.PathLike):
-    """(model, params, vocab, metadata) of a checkpoint folder or a training run's folder.
-
-    The vocabulary is read from `vocab.json` in the checkpoint folder or its parent.
-    """
-    checkpoint = resolve_checkpoint(path)
-    metadata = read_metadata(checkpoint)
-    if "model" not in metadata:
-        raise ValueError(f"checkpoint {checkpoint}: metadata has no 'model' config (not a classifier checkpoint)")
-    model = model_from_config(metadata["model"])
+def _load_classifier_checkpoint(checkpoint: Path):
+    """(model, params, vocab, metadata) of one checkpoint folder; ValueError naming the file
+    and the entry for anything that does not check out."""
+    metadata = read_run_metadata(checkpoint, "classifier")
+    try:
+        model = model_from_config(metadata["model"])
+    except ValueError as error:  # sizes that do not fit together, e.g. hidden_dim and num_heads
+        raise ValueError(f"checkpoint {checkpoint / 'meta.json'}: model: {error}") from None
     for folder in (checkpoint, checkpoint.parent):
         if (folder / VOCAB_FILE).is_file():
             vocab = Vocabulary.load(folder / VOCAB_FILE)
@@ -136,10 +125,30 @@ def load_sentence_classifier(path: str | os.PathLike):
     else:
         raise FileNotFoundError(f"no {VOCAB_FILE} in {checkpoint} or {checkpoint.parent}")
     if len(vocab) != model.vocab_size:
-        raise ValueError(f"{VOCAB_FILE} beside {checkpoint} has {len(vocab)} tokens, the model expects {model.vocab_size}")
+        raise ValueError(f"{VOCAB_FILE} beside {checkpoint} has {len(vocab)} tokens, "
+                         f"the model expects {model.vocab_size}")
     template = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, 2), np.int32))  # shapes only
     state, metadata = load_checkpoint(checkpoint, {"params": template["params"]})
     return model, state["params"], vocab, metadata
+
+
+def load_sentence_classifier(path: str | os.PathLike, *, log: Callable[[str], None] | None = notice_on_stderr):
+    """(model, params, vocab, metadata) of a checkpoint folder or a training run's folder.
+
+    A run folder gives its best checkpoint (by validation MCC); if that one cannot be used
+    (a corrupt or invalid file), the next best, saying on `log` (default: stderr) which was
+    skipped and why. The vocabulary is read from `vocab.json` in the checkpoint folder or
+    its parent. Everything read is checked first (`jaxseq.train.run_metadata`, dtypes,
+    shapes and finite parameters): ValueError naming the file and entry; RunKindError for
+    a captioner's checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    loaded = load_run_checkpoint(path, _load_classifier_checkpoint, prefer="best", log=log)
+    if loaded is None:
+        raise FileNotFoundError(f"no checkpoint in {path} (expected ckpt-* folders from `jaxseq cola train`)")
+    return loaded
 
 
 def predict_probabilities(model: ClassificationTransformer, params, vocab: Vocabulary,

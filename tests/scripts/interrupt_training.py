@@ -11,8 +11,12 @@ WHERE is where the run is interrupted:
   sigterm: right after training step N, the process sends itself SIGTERM (as a cluster
            preempting the job would) and carries on, so the trainer finds the request
            after that step.
+  sigint-twice: right after training step N, SIGINT (Ctrl-C); then, half way through writing
+           the state.msgpack of the checkpoint that stop makes, SIGINT again (an impatient
+           user pressing Ctrl-C twice).
 A stalled process writes MARKER (the file or folder it stalled in) and sleeps, for the test
-to SIGKILL it; `sigterm` writes MARKER (the step number) when it sends the signal.
+to SIGKILL it; `sigterm` and `sigint-twice` write MARKER (the step number) when they send the
+first signal.
 """
 
 import os
@@ -25,7 +29,7 @@ from jaxseq import cli
 from jaxseq.train import checkpoint
 
 marker, stop_at, where, argv = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4:]
-assert where in ("state", "meta", "rename", "sigterm"), where
+assert where in ("state", "meta", "rename", "sigterm", "sigint-twice"), where
 write_file, fsync_dir = checkpoint._write_file, checkpoint._fsync_dir
 started = 0  # checkpoints begun (one state file each)
 
@@ -38,6 +42,10 @@ def stall(path):
 def interrupting_write(path, payload):
     global started
     started += path.name == checkpoint.STATE_FILE
+    if where == "sigint-twice" and marker.exists() and path.name == checkpoint.STATE_FILE:
+        with open(path, "wb") as handle:
+            handle.write(payload[: len(payload) // 2])
+        os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, in the middle of the stop's checkpoint
     if started == stop_at and path.name == {"state": checkpoint.STATE_FILE, "meta": checkpoint.META_FILE}.get(where):
         with open(path, "wb") as handle:
             handle.write(payload[: len(payload) // 2])
@@ -61,14 +69,14 @@ def signalling_train_step(*args, **kwargs):
         calls += 1
         if calls == stop_at:
             marker.write_text(str(calls))
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT if where == "sigint-twice" else signal.SIGTERM)
         return result
 
     return counted
 
 
 checkpoint._write_file, checkpoint._fsync_dir = interrupting_write, interrupting_fsync_dir
-if where == "sigterm":
+if where in ("sigterm", "sigint-twice"):
     from jaxseq.train import captioning, classifier, steps
 
     make_train_step = steps.make_train_step
