@@ -237,7 +237,7 @@ def run(quick: bool = False) -> list[dict]:
     """Case 3 for the LSTM and the RNN; `quick`: tiny shapes, few repetitions (a smoke test)."""
     harness.setup()
     shape = QUICK_SHAPE if quick else SHAPE
-    reps, warmup = (3, 1) if quick else (harness.DEFAULT_REPS, harness.DEFAULT_WARMUP)
+    reps, warmup = harness.repetitions(quick)
     results = []
     for cell in CELLS:
         contenders, params = make_contenders(cell, shape)

@@ -204,7 +204,7 @@ def check_agreement(contenders: dict[str, Contender], rtol: float = AGREEMENT_RT
 def run(quick: bool = False) -> list[dict]:
     """Train step at batch 64 and inference at batch 1024; `quick`: tiny sizes, few repetitions."""
     harness.setup()
-    reps, warmup = (3, 1) if quick else (harness.DEFAULT_REPS, harness.DEFAULT_WARMUP)
+    reps, warmup = harness.repetitions(quick)
     q = QUICK if quick else dict(vocab=VOCAB, length=LENGTH, train_batch=TRAIN_BATCH, infer_batch=INFER_BATCH)
     contenders = make_contenders(quick)
     errors = check_agreement(contenders)

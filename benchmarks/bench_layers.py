@@ -728,7 +728,7 @@ def run(quick: bool = False) -> list[dict]:
     """All layer cases; `quick`: tiny shapes and few repetitions (a smoke test, not a measurement)."""
     harness.setup()
     shapes = QUICK_SHAPES if quick else SHAPES
-    reps, warmup = (3, 1) if quick else (harness.DEFAULT_REPS, harness.DEFAULT_WARMUP)
+    reps, warmup = harness.repetitions(quick)
     results = []
     # case 1: LSTM fwd+bwd and fwd at (a), (b), (c)
     results += bench_recurrent("lstm", shapes, reps=reps, warmup=warmup)

@@ -287,7 +287,7 @@ def run(quick: bool = False, cases=CASES) -> list[dict]:
     shape, few repetitions."""
     harness.setup()
     shapes = bl.QUICK_SHAPES if quick else SHAPES
-    reps, warmup = (3, 1) if quick else (harness.DEFAULT_REPS, harness.DEFAULT_WARMUP)
+    reps, warmup = harness.repetitions(quick)
     results = []
     for case in cases:
         if case == "gru":

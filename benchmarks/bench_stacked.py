@@ -461,7 +461,7 @@ def run(quick: bool = False, kinds=KINDS) -> list[dict]:
     """The stacked LSTM and GRU cases (those of `kinds`); `quick`: the tiny shape, few repetitions."""
     harness.setup()
     shape = QUICK_SHAPE if quick else SHAPE
-    reps, warmup = (3, 1) if quick else (harness.DEFAULT_REPS, harness.DEFAULT_WARMUP)
+    reps, warmup = harness.repetitions(quick)
     results = []
     for kind in kinds:
         if kind not in KINDS:

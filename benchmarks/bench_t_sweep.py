@@ -73,7 +73,7 @@ def run(quick: bool = False, layers=LAYERS) -> list[dict]:
     """Every layer (of `layers`) over both sweeps; `quick`: the tiny sweeps, few repetitions."""
     harness.setup()
     sweeps = QUICK_SWEEPS if quick else SWEEPS
-    reps, warmup = (3, 1) if quick else (harness.DEFAULT_REPS, harness.DEFAULT_WARMUP)
+    reps, warmup = harness.repetitions(quick)
     results = []
     for kind in layers:
         for name, (dims, Ts) in sweeps.items():

@@ -40,6 +40,14 @@ Contender = tuple[str, Callable[[], object]]
 
 DEFAULT_REPS = 11
 DEFAULT_WARMUP = 2
+QUICK_REPS, QUICK_WARMUP = 3, 1  # --quick: a smoke test, not a measurement
+
+
+def repetitions(quick: bool) -> tuple[int, int]:
+    """(reps, warmup) of a case: the quick smoke-test pair or the measurement's."""
+    return (QUICK_REPS, QUICK_WARMUP) if quick else (DEFAULT_REPS, DEFAULT_WARMUP)
+
+
 # Idle time between two timed calls (not timed): lets the previous contender's worker threads
 # stop spinning before the next one starts (PyTorch's OpenMP threads spin ~ms after a call).
 DEFAULT_GAP_S = 0.01
