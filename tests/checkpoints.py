@@ -79,6 +79,20 @@ def train_tiny_classifier(folder: Path) -> list:
     return argv
 
 
+_TINY_RUNS: dict[str, tuple[Path, list]] = {}
+
+
+def tiny_runs(tmp_path_factory) -> dict[str, tuple[Path, list]]:
+    """{"captioner": (run folder, train argv), "classifier": (...)}: made once per test session
+    (by `train_tiny_captioner` / `train_tiny_classifier`) and shared by the modules that
+    break checkpoints, which must copy a run before changing anything in it."""
+    if not _TINY_RUNS:
+        base = tmp_path_factory.mktemp("tiny-runs")
+        for kind, train in (("captioner", train_tiny_captioner), ("classifier", train_tiny_classifier)):
+            _TINY_RUNS[kind] = (base / kind, train(base / kind))
+    return _TINY_RUNS
+
+
 def rewrite_metadata(checkpoint: Path, change) -> None:
     """Replace checkpoint `checkpoint`'s meta.json by `change(meta)` (it may edit in place)."""
     meta_file = Path(checkpoint) / META_FILE

@@ -15,13 +15,7 @@ import pytest
 from jaxseq import cli
 from jaxseq.train.checkpoint import list_checkpoints
 from tests.bracket_task import write_tsv
-from tests.checkpoints import (
-    first_float_entry,
-    replace_entry,
-    rewrite_state,
-    train_tiny_captioner,
-    train_tiny_classifier,
-)
+from tests.checkpoints import first_float_entry, replace_entry, rewrite_state, tiny_runs
 
 
 def leaf_commands(parser: argparse.ArgumentParser, prefix=()):
@@ -79,9 +73,8 @@ def places(tmp_path_factory):
     """Paths the bad-input cases use: runs of both trainers, a classifier run with NaN
     parameters, an empty folder, a path that does not exist, a small TSV file."""
     base = tmp_path_factory.mktemp("places")
-    classifier, captioner = base / "classifier", base / "captioner"
-    train_tiny_classifier(classifier)
-    train_tiny_captioner(captioner)
+    runs = tiny_runs(tmp_path_factory)  # read here, never changed
+    classifier, captioner = runs["classifier"][0], runs["captioner"][0]
     broken = base / "nan-classifier"
     shutil.copytree(classifier, broken)
     for checkpoint in list_checkpoints(broken):

@@ -30,7 +30,7 @@ from jaxseq.commands import caption, cola
 from jaxseq.data.coco import load_coco_data
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.train.checkpoint import list_checkpoints
-from tests.checkpoints import train_tiny_captioner, train_tiny_classifier
+from tests.checkpoints import tiny_runs
 from tests.coco_files import write_course_files
 
 DEEP, HUGE = "@@deep@@", "@@huge@@"  # placeholders, written out as 200,000 brackets / 100,000 digits
@@ -73,12 +73,9 @@ def assert_works_or_names(call, folder) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """{kind: (run folder, train argv, [(path, meta) of its checkpoints])}, made once."""
-    base = tmp_path_factory.mktemp("runs")
-    made = {"captioner": train_tiny_captioner(base / "captioner"),
-            "classifier": train_tiny_classifier(base / "classifier")}
-    return {kind: (base / kind, argv, [(p, json.loads((p / "meta.json").read_text())) for p in
-                                       list_checkpoints(base / kind)]) for kind, argv in made.items()}
+    """{kind: (run folder, train argv, [(path, meta) of its checkpoints])}, made once (shared)."""
+    return {kind: (folder, argv, [(p, json.loads((p / "meta.json").read_text())) for p in list_checkpoints(folder)])
+            for kind, (folder, argv) in tiny_runs(tmp_path_factory).items()}
 
 
 def mutated_copy(runs, kind, tmp_path_factory, data):
@@ -111,7 +108,7 @@ def _has(document, path) -> bool:
 FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-@settings(max_examples=40, **FUZZ)
+@settings(max_examples=30, **FUZZ)
 @given(data=st.data())
 def test_predict_on_mutated_classifier_metadata(runs, tmp_path_factory, data):
     folder, _ = mutated_copy(runs, "classifier", tmp_path_factory, data)
@@ -132,7 +129,7 @@ def resume(argv):
     return args.func(args)
 
 
-@settings(max_examples=10, **FUZZ)
+@settings(max_examples=8, **FUZZ)
 @given(data=st.data())
 def test_resume_on_mutated_classifier_metadata(runs, tmp_path_factory, data):
     folder, argv = mutated_copy(runs, "classifier", tmp_path_factory, data)

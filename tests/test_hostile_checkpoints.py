@@ -18,17 +18,14 @@ from tests.checkpoints import (
     replace_entry,
     rewrite_metadata,
     rewrite_state,
-    train_tiny_captioner,
-    train_tiny_classifier,
+    tiny_runs,
 )
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """{"captioner": (run folder, train argv), "classifier": (...)}: made once, copied per test."""
-    base = tmp_path_factory.mktemp("runs")
-    return {"captioner": (base / "captioner", train_tiny_captioner(base / "captioner")),
-            "classifier": (base / "classifier", train_tiny_classifier(base / "classifier"))}
+    return tiny_runs(tmp_path_factory)
 
 
 @pytest.fixture

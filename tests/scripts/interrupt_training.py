@@ -34,8 +34,15 @@ write_file, fsync_dir = checkpoint._write_file, checkpoint._fsync_dir
 started = 0  # checkpoints begun (one state file each)
 
 
+def mark(text):
+    """Write MARKER atomically: the test acts as soon as it exists, so it must never be seen empty."""
+    temp = marker.with_name(marker.name + ".tmp")
+    temp.write_text(text)
+    os.replace(temp, marker)
+
+
 def stall(path):
-    marker.write_text(str(path))
+    mark(str(path))
     time.sleep(600)
 
 
@@ -68,7 +75,7 @@ def signalling_train_step(*args, **kwargs):
         result = step(state, data)
         calls += 1
         if calls == stop_at:
-            marker.write_text(str(calls))
+            mark(str(calls))
             os.kill(os.getpid(), signal.SIGINT if where == "sigint-twice" else signal.SIGTERM)
         return result
 
