@@ -47,7 +47,7 @@ def test_shapes(cell, pooling, width):
 @pytest.mark.parametrize("pooling", ["max", "final", "max+final"])
 def test_padding_never_changes_the_logits(cell, pooling):
     model = RecurrentClassifier(vocab_size=9, cell=cell, embed_dim=4, hidden_size=5, num_layers=2, dropout=0.2,
-                                pooling=pooling, max_length=12)
+                                embed_dropout=0.1, pooling=pooling, max_length=12)
     variables = init(model)
     logits = model.apply(variables, IDS, method="logits")
     longer = jnp.pad(IDS, ((0, 0), (0, 6)))  # T = 12
@@ -67,6 +67,8 @@ def test_fields_are_checked():
         RecurrentClassifier(vocab_size=9, cell="rnn")
     with pytest.raises(ValueError, match="pooling must be one of"):
         RecurrentClassifier(vocab_size=9, pooling="mean")
+    with pytest.raises(ValueError, match="embed_dropout must be in"):
+        RecurrentClassifier(vocab_size=9, embed_dropout=1.0)
     with pytest.raises(ValueError, match="num_layers must be a positive int"):
         RecurrentClassifier(vocab_size=9, num_layers=0)
     with pytest.raises(ValueError, match="max_length is 8"):
@@ -104,6 +106,7 @@ def test_config_round_trip_and_old_transformer_configs():
     ({"num_layers": 65}, r"model.num_layers must be an integer in \[1, 64\], got 65"),
     ({"pooling": "mean"}, "model.pooling must be one of 'max', 'final', 'max\\+final', got 'mean'"),
     ({"dropout": 1.0}, "model.dropout must be"),
+    ({"embed_dropout": -0.1}, "model.embed_dropout must be"),
     ({"cell": 3}, "model.cell must be one of"),
     ({"num_heads": 2}, "model has unknown keys 'num_heads'"),
 ])
@@ -147,3 +150,12 @@ def test_cola_predict_on_a_recurrent_run(fitted, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     probabilities = [float(line.split("\t")[0]) for line in lines]
     assert len(lines) == 2 and probabilities[0] > probabilities[1]
+
+
+def test_dropout_acts_only_when_training():
+    model = RecurrentClassifier(vocab_size=9, embed_dim=4, hidden_size=5, num_layers=2, dropout=0.5,
+                                embed_dropout=0.5, max_length=8)
+    variables = init(model)
+    plain = model.apply(variables, IDS, method="logits")
+    noisy = model.apply(variables, IDS, deterministic=False, rngs={"dropout": jax.random.key(1)}, method="logits")
+    assert not np.allclose(noisy, plain)

@@ -86,6 +86,8 @@ def _add_training_options(parser: argparse.ArgumentParser, default_checkpoint_di
                        help="lstm/gru: embedding size (default: %(default)s)")
     model.add_argument("--num-layers", type=layers, default=recurrent["num_layers"],
                        help="lstm/gru: stacked bidirectional layers (default: %(default)s)")
+    model.add_argument("--embed-dropout", type=fraction, default=None,
+                       help="lstm/gru: dropout rate on the embedded tokens (default: %s)" % recurrent["embed_dropout"])
     model.add_argument("--pooling", choices=POOLINGS, default=recurrent["pooling"],
                        help="lstm/gru: max over the valid steps, the last layer's final states of both "
                             "directions, or both concatenated (default: %(default)s)")
@@ -146,6 +148,8 @@ def train_options(args: argparse.Namespace) -> dict:
     given = lambda value, default: default if value is None else value
     if args.model != "transformer" and args.no_pad_mask:
         raise ValueError("--no-pad-mask is for the transformer: an lstm/gru always stops at each sentence's length")
+    if args.model == "transformer" and args.embed_dropout is not None:
+        raise ValueError("--embed-dropout is for lstm/gru (the transformer's --dropout covers its embeddings)")
     config = ClassifierTrainConfig(
         epochs=given(args.epochs, train["epochs"]), batch_size=given(args.batch_size, train["batch_size"]),
         learning_rate=given(args.lr, train["learning_rate"]),
@@ -163,7 +167,8 @@ def train_options(args: argparse.Namespace) -> dict:
                             dropout=dropout)
     else:
         model_kwargs = dict(embed_dim=args.embed_dim, hidden_size=args.hidden_dim, num_layers=args.num_layers,
-                            pooling=args.pooling, dropout=dropout)
+                            pooling=args.pooling, dropout=dropout,
+                            embed_dropout=given(args.embed_dropout, recipe["model"]["embed_dropout"]))
     return dict(min_count=given(args.min_count, recipe["min_count"]), max_length=args.max_length,
                 architecture=args.model, model_kwargs=model_kwargs,
                 config=config, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite, resume=args.resume,

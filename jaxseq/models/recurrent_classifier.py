@@ -4,7 +4,7 @@
 Shapes: N batch, T tokens (`[CLS]` first, `[PAD]` after the sentence), E = `embed_dim`,
 H = `hidden_size`, L = `num_layers`, F = features of the pooling (2H per part).
 
-    x = token_embeddings(inputs)            (N, T, E)
+    x = dropout'(token_embeddings(inputs))  (N, T, E), rate `embed_dropout`
     out, h_n = encoder(x, lengths)          jaxseq.nn.LSTM / GRU, bidirectional, L layers:
                                             out (N, T, 2H), h_n (2L, N, H)
     f = pool(out, h_n, lengths)             "max": max over the valid steps of out, (N, 2H);
@@ -34,8 +34,8 @@ Array = jax.Array
 
 CELLS = {"lstm": LSTM, "gru": GRU}
 POOLINGS = ("max", "final", "max+final")
-CONFIG_FIELDS = ("vocab_size", "cell", "embed_dim", "hidden_size", "num_layers", "dropout", "pooling",
-                 "max_length", "pad_id")
+CONFIG_FIELDS = ("vocab_size", "cell", "embed_dim", "hidden_size", "num_layers", "dropout", "embed_dropout",
+                 "pooling", "max_length", "pad_id")
 
 
 class RecurrentClassifier(nn.Module):
@@ -45,7 +45,8 @@ class RecurrentClassifier(nn.Module):
       vocab_size: V, number of token ids; embed_dim: E; hidden_size: H per direction;
       cell: "lstm" or "gru"; num_layers: L;
       dropout: rate between the stacked layers (L > 1) and on the pooled features before
-        `final_dense`; active only with `deterministic=False` and a `dropout` rng.
+        `final_dense`; embed_dropout: rate on the embedded tokens. Both act only with
+        `deterministic=False` and a `dropout` rng.
       pooling: "max", "final" or "max+final" (see the module docstring).
       max_length: longest input T accepted (what the vocabulary encodes sentences to).
       pad_id: the `[PAD]` id, used for the lengths when no `pad_mask` is given.
@@ -64,6 +65,7 @@ class RecurrentClassifier(nn.Module):
     hidden_size: int = 128
     num_layers: int = 1
     dropout: float = 0.0
+    embed_dropout: float = 0.0
     pooling: str = "max"
     max_length: int = 43
     pad_id: int = 0
@@ -78,8 +80,9 @@ class RecurrentClassifier(nn.Module):
             raise ValueError(f"RecurrentClassifier: cell must be one of {tuple(CELLS)}, got {self.cell!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"RecurrentClassifier: pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"RecurrentClassifier: dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "embed_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"RecurrentClassifier: {name} must be in [0, 1), got {getattr(self, name)}")
         if not isinstance(self.pad_id, int) or not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"RecurrentClassifier: pad_id must be an id in [0, vocab_size), got {self.pad_id!r}")
         super().__post_init__()
@@ -91,6 +94,7 @@ class RecurrentClassifier(nn.Module):
                                         bidirectional=True, dropout=between, param_dtype=self.param_dtype)
         self.final_dense = nn.Dense(1, param_dtype=self.param_dtype)
         self.drop = nn.Dropout(self.dropout)
+        self.embed_drop = nn.Dropout(self.embed_dropout)
 
     @property
     def num_features(self) -> int:
@@ -107,6 +111,8 @@ class RecurrentClassifier(nn.Module):
         check_token_inputs(inputs, pad_mask, self.max_length)
         lengths = lengths_from_padding(inputs, pad_mask, self.pad_id)
         x = self.token_embeddings(inputs)
+        if not (deterministic or self.embed_dropout == 0.0 or not self.has_rng("dropout")):
+            x = self.embed_drop(x, deterministic=False)
         out, final = self.encoder(x, lengths, deterministic=deterministic)
         h_n = final[0] if self.cell == "lstm" else final  # (2L, N, H)
         parts = []
