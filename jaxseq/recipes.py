@@ -10,3 +10,18 @@ COLA_RECIPE = dict(
     train=dict(epochs=30, batch_size=16, learning_rate=1e-4, weight_decay=0.01, label_smoothing=0.1,
                schedule="cosine", warmup_epochs=1.0, patience=10),
 )
+
+# The recurrent classifiers' recipe (`--model lstm|gru`): a bidirectional one-layer stack,
+# embed 128, hidden 128, max pooling (measured against "final" and "max+final" on CoLA
+# validation, benchmarks/results/cola_quality.md), a higher learning rate and fewer epochs.
+RECURRENT_COLA_RECIPE = dict(
+    min_count=3,
+    model=dict(embed_dim=128, hidden_size=128, num_layers=1, dropout=0.3, embed_dropout=0.0, pooling="max"),
+    train=dict(epochs=10, batch_size=32, learning_rate=1e-3, weight_decay=0.01, label_smoothing=0.1,
+               schedule="cosine", warmup_epochs=0.5, patience=5),
+)
+
+
+def cola_recipe(model: str) -> dict:
+    """The recipe of `--model` ("transformer", "lstm" or "gru")."""
+    return COLA_RECIPE if model == "transformer" else RECURRENT_COLA_RECIPE

@@ -5,20 +5,27 @@ from __future__ import annotations
 
 from jaxseq.data.acceptability import acceptability_task, bracket_sentences
 from jaxseq.data.vocabulary import Vocabulary
-from jaxseq.models.transformer import ClassificationTransformer
+from jaxseq.models.classifiers import build_classifier
 
 TINY = dict(hidden_dim=16, num_heads=2, dim_k=8, dim_q=8, dim_v=8, dim_feedforward=32)
+TINY_RECURRENT = dict(embed_dim=16, hidden_size=16)
 MAX_LENGTH = 14
 
 
-def encoded_task(num_train: int, num_val: int, seed: int, **model_fields):
-    """(model, train, val): a tiny ClassificationTransformer (TINY updated by `model_fields`)
-    over the vocabulary of the training sentences, and both splits encoded to MAX_LENGTH."""
+def tiny_fields(architecture: str) -> dict:
+    """The tiny sizes of a "transformer" (TINY) or an "lstm" / "gru" (TINY_RECURRENT)."""
+    return TINY if architecture == "transformer" else TINY_RECURRENT
+
+
+def encoded_task(num_train: int, num_val: int, seed: int, architecture: str = "transformer", **model_fields):
+    """(model, train, val): a tiny classifier `architecture` (a ClassificationTransformer of
+    TINY, or a RecurrentClassifier of TINY_RECURRENT, updated by `model_fields`) over the
+    vocabulary of the training sentences, and both splits encoded to MAX_LENGTH."""
     splits = acceptability_task(num_train, num_val, 10, seed=seed, max_pairs=6)
     vocab = Vocabulary.build(splits.train.sentences)
     train, _ = vocab.encode_labelled(splits.train, MAX_LENGTH)
     val, _ = vocab.encode_labelled(splits.val, MAX_LENGTH)
-    model = ClassificationTransformer(len(vocab), max_length=MAX_LENGTH, **{**TINY, **model_fields})
+    model = build_classifier(architecture, len(vocab), MAX_LENGTH, **{**tiny_fields(architecture), **model_fields})
     return model, train, val
 
 

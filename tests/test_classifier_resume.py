@@ -22,10 +22,13 @@ CONFIG = ClassifierTrainConfig(epochs=5, batch_size=48, learning_rate=3e-3, weig
                                warmup_epochs=1.0, label_smoothing=0.1)
 
 
-@pytest.fixture(scope="module")
-def task():
-    """(model, train, val) of the built-in bracket task; train is not a multiple of the batch."""
-    model, train, val = encoded_task(500, 150, seed=3, dropout=0.1)
+@pytest.fixture(scope="module", params=["transformer", "lstm"])
+def task(request):
+    """(model, train, val) of the built-in bracket task, for a transformer and a recurrent
+    classifier (two layers: dropout between them is part of the state); train is not a
+    multiple of the batch."""
+    extra = {} if request.param == "transformer" else {"num_layers": 2}
+    model, train, val = encoded_task(500, 150, seed=3, architecture=request.param, dropout=0.1, **extra)
     assert len(train.ids) % CONFIG.batch_size != 0  # the wrapped-around last batch is part of the state
     return model, train, val
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 
 import pytest
 
@@ -102,3 +103,43 @@ def test_parser_rejects_bad_values(option, value, capsys):
         cli.build_parser().parse_args(["classify", "train", "--train", "a", "--dev", "b", option, value])
     assert exit_info.value.code == 2
     assert option in capsys.readouterr().err
+
+
+SMALL_RECURRENT = ["--embed-dim", "16", "--hidden-dim", "16", "--min-count", "1", "--max-length", "16",
+                   "--no-progress"]
+
+
+@pytest.mark.parametrize("model, extra", [("lstm", ["--num-layers", "2", "--pooling", "max+final"]),
+                                          ("gru", ["--pooling", "final"])])
+def test_classify_train_with_a_recurrent_model_then_predict(model, extra, tmp_path, capsys):
+    argv = ["classify", "train", "--model", model, "--train", str(write_tsv(tmp_path / "a.tsv", 300, 1)),
+            "--dev", str(write_tsv(tmp_path / "b.tsv", 80, 2)), "--epochs", "2", "--lr", "1e-2",
+            "--checkpoint-dir", str(tmp_path / "run"), *SMALL_RECURRENT, *extra]
+    assert cli.main(argv) == 0
+    assert "epoch   2/2" in capsys.readouterr().out
+    meta = json.loads(sorted((tmp_path / "run").glob("ckpt-*"))[-1].joinpath("meta.json").read_text())
+    expected = {"architecture": model, "embed_dim": 16, "hidden_size": 16, "pooling": extra[-1],
+                "num_layers": 2 if model == "lstm" else 1, "dropout": 0.3}
+    assert {key: meta["model"][key] for key in expected} == expected
+    assert meta["train_config"]["patience"] == 5 and meta["train_config"]["batch_size"] == 32  # its recipe
+    assert cli.main(["cola", "predict", "--checkpoint", str(tmp_path / "run"), "( )"]) == 0
+    assert capsys.readouterr().out.strip().endswith("\t( )")
+
+
+def test_a_bad_model_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["classify", "train", "--train", "a", "--dev", "b", "--model", "rnn"])
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "argument --model: invalid choice: 'rnn'" in errors[0]
+    assert "transformer" in errors[0] and "lstm" in errors[0] and "gru" in errors[0]
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["cola", "train", "--model", "bert"])
+    assert "argument --model: invalid choice: 'bert'" in capsys.readouterr().err
+
+
+def test_no_pad_mask_is_for_the_transformer(tmp_path, capsys):
+    argv = ["classify", "train", "--model", "lstm", "--train", str(write_tsv(tmp_path / "a.tsv", 50, 1)),
+            "--dev", str(write_tsv(tmp_path / "b.tsv", 20, 2)), "--no-pad-mask", *SMALL_RECURRENT]
+    assert cli.main(argv) == 2
+    assert "--no-pad-mask is for the transformer" in capsys.readouterr().err

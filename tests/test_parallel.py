@@ -119,8 +119,9 @@ def test_sigterm_stops_every_process_after_the_same_step_and_resume(tmp_path, tr
     assert two["params"] == one["params"]
 
 
-def test_classifier_on_8_devices_equals_one_device():
-    report = run_with_devices("data_parallel_classifier.py")
+@pytest.mark.parametrize("architecture", ["transformer", "lstm"])
+def test_classifier_on_8_devices_equals_one_device(architecture):
+    report = run_with_devices("data_parallel_classifier.py", architecture)
     assert report["devices"] == 8
     assert report["max_relative_difference"] < 1e-5, report
     assert report["max_logit_difference"] < 1e-5, report

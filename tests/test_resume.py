@@ -22,13 +22,18 @@ EPOCHS = 12
 INTERRUPT_SCRIPT = REPO_ROOT / "tests" / "scripts" / "interrupt_training.py"
 
 
-@pytest.fixture(scope="module", params=["captioner", "classifier"])
+@pytest.fixture(scope="module", params=["captioner", "classifier", "lstm-classifier"])
 def trainer(request, tmp_path_factory):
     """(name, argv without --checkpoint-dir, the folder of an uninterrupted run)."""
     folder = tmp_path_factory.mktemp(request.param)
     if request.param == "captioner":
         argv = ["caption", "train", "--cell", "lstm", "--max-train", "400", "--batch-size", "50",
                 "--hidden-dim", "32", "--wordvec-dim", "32", "--quiet", "--seed", "1"]
+    elif request.param == "lstm-classifier":  # the recurrent classifier: two layers, dropout between them
+        argv = ["classify", "train", "--model", "lstm", "--train", str(write_tsv(folder / "train.tsv", 600, 1)),
+                "--dev", str(write_tsv(folder / "dev.tsv", 150, 2)), "--batch-size", "32", "--lr", "3e-3",
+                "--patience", "100", "--embed-dim", "16", "--hidden-dim", "16", "--num-layers", "2",
+                "--min-count", "1", "--max-length", "16", "--no-progress", "--seed", "1"]
     else:
         argv = ["classify", "train", "--train", str(write_tsv(folder / "train.tsv", 600, 1)),
                 "--dev", str(write_tsv(folder / "dev.tsv", 150, 2)), "--batch-size", "32", "--lr", "3e-3",

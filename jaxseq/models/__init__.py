@@ -3,3 +3,4 @@
 from jaxseq.models.captioning import CaptioningRNN
 from jaxseq.models.decoding import beam_search, sample
 from jaxseq.models.transformer import ClassificationTransformer
+from jaxseq.models.recurrent_classifier import RecurrentClassifier

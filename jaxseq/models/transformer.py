@@ -30,6 +30,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseq.models.sentence_inputs import check_token_inputs
+
 Array = jax.Array
 
 
@@ -115,15 +117,7 @@ class ClassificationTransformer(nn.Module):
         return self.drop(x, deterministic=False)
 
     def _check_inputs(self, inputs: Array, pad_mask: Array | None) -> None:
-        chex.assert_rank(inputs, 2, custom_message="inputs must be (N, T) token ids")
-        if not jnp.issubdtype(inputs.dtype, jnp.integer):
-            raise ValueError(f"inputs must be integer token ids, got dtype {inputs.dtype}")
-        if inputs.shape[1] > self.max_length:
-            raise ValueError(
-                f"inputs have T={inputs.shape[1]} tokens but max_length is {self.max_length}"
-            )
-        if pad_mask is not None:
-            chex.assert_shape(pad_mask, inputs.shape, custom_message="pad_mask must match inputs (N, T)")
+        check_token_inputs(inputs, pad_mask, self.max_length)
 
     def _attend(self, q: Array, k: Array, v: Array, pad_mask: Array | None) -> Array:
         """Scaled dot-product attention of every head.

@@ -1,4 +1,5 @@
-"""Trainer for binary sentence classifiers (`ClassificationTransformer`).
+"""Trainer for binary sentence classifiers (`ClassificationTransformer`, `RecurrentClassifier`:
+any model with `logits(ids, pad_mask, deterministic)`, `vocab_size` and `max_length`).
 
 One jitted train step does everything for a batch: gather the batch from the training set
 held on the device (by a shuffled index order drawn on the device once per epoch), forward
@@ -31,7 +32,7 @@ import optax
 from jaxseq.data.sentences import ClassificationData
 from jaxseq.data.vocabulary import PAD_ID
 from jaxseq.metrics import accuracy, confusion_matrix, matthews_corrcoef
-from jaxseq.models.transformer import ClassificationTransformer
+from jaxseq.models.classifiers import SentenceClassifier
 from jaxseq.train.checkpoint import checkpoint_path, prepare_checkpoint_dir
 from jaxseq.train.classifier_run import RunProgress, restore_run, run_settings, save_run
 from jaxseq.train.interrupt import TrainingInterrupted, stop_on_signals
@@ -52,7 +53,8 @@ class ClassifierTrainConfig:
       after a linear warm-up from 0 over `warmup_epochs` (may be fractional).
     label_smoothing: targets become y * (1 - s) + s / 2.
     patience: stop after this many epochs without a better validation MCC (None: never).
-    use_pad_mask: mask `[PAD]` keys in attention (False: the course's unmasked model).
+    use_pad_mask: mask `[PAD]` keys in attention (False: the course's unmasked model); a
+      recurrent model reads its lengths from the `[PAD]` ids either way.
     """
 
     epochs: int = 10
@@ -113,7 +115,7 @@ class EpochData(NamedTuple):
     batch: jax.Array
 
 
-def check_classification_data(data: ClassificationData, name: str, model: ClassificationTransformer) -> None:
+def check_classification_data(data: ClassificationData, name: str, model: SentenceClassifier) -> None:
     """ValueError naming `name` unless ids are (N, T) integers in [0, vocab_size) with
     T <= max_length and labels are (N,) of 0/1 (JAX would clamp bad ids silently)."""
     ids, labels = np.asarray(data.ids), np.asarray(data.labels)
@@ -173,7 +175,7 @@ def epoch_batch_sampler(batch_size: int, num_examples: int) -> Callable:
     return sample_batch
 
 
-def classifier_loss(model: ClassificationTransformer, config: ClassifierTrainConfig) -> Callable:
+def classifier_loss(model: SentenceClassifier, config: ClassifierTrainConfig) -> Callable:
     """`loss_fn(params, batch) -> ()`: weighted mean of `optax.sigmoid_binary_cross_entropy`
     of the logits (dropout on, rng from the batch's key) against the labels, smoothed to
     y * (1 - s) + s / 2."""
@@ -190,7 +192,7 @@ def classifier_loss(model: ClassificationTransformer, config: ClassifierTrainCon
     return loss_fn
 
 
-def make_logits_fn(model: ClassificationTransformer, use_pad_mask: bool = True) -> Callable:
+def make_logits_fn(model: SentenceClassifier, use_pad_mask: bool = True) -> Callable:
     """Jitted `(params, ids (B, T)) -> logits (B,)`, deterministic."""
     return jax.jit(lambda params, ids: model.apply({"params": params}, ids, _pad_mask(ids, use_pad_mask),
                                                    method="logits"))
@@ -223,7 +225,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
     }
 
 
-def evaluate_classifier(model: ClassificationTransformer, params, data: ClassificationData, *,
+def evaluate_classifier(model: SentenceClassifier, params, data: ClassificationData, *,
                         batch_size: int = 1024, use_pad_mask: bool = True, name: str = "eval") -> dict[str, Any]:
     """classification_metrics of `model` with `params` on `data` (checked first)."""
     check_classification_data(data, name, model)
@@ -232,7 +234,7 @@ def evaluate_classifier(model: ClassificationTransformer, params, data: Classifi
 
 
 def train_classifier(
-    model: ClassificationTransformer,
+    model: SentenceClassifier,
     train: ClassificationData,
     val: ClassificationData,
     config: ClassifierTrainConfig = ClassifierTrainConfig(),

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from jaxseq.data.sentences import ClassificationData
-from jaxseq.models.transformer import ClassificationTransformer, model_config
+from jaxseq.models.classifiers import SentenceClassifier, classifier_config
 from jaxseq.train.checkpoint import checkpoint_path, load_checkpoint, read_metadata, save_checkpoint
 from jaxseq.train.run_metadata import check_classifier_progress, check_run_kind, check_run_metadata, check_state_step
 from jaxseq.train.steps import TrainState
@@ -38,11 +38,11 @@ def data_fingerprint(data: ClassificationData) -> str:
     return digest.hexdigest()[:16]
 
 
-def run_settings(model: ClassificationTransformer, config: Any,
+def run_settings(model: SentenceClassifier, config: Any,
                  train: ClassificationData, val: ClassificationData) -> dict[str, Any]:
     """What a resumed run must share with the run that wrote the checkpoint (JSON-able);
     `config` is the ClassifierTrainConfig."""
-    return {"model": model_config(model), "train_config": dataclasses.asdict(config),
+    return {"model": classifier_config(model), "train_config": dataclasses.asdict(config),
             "train_data": data_fingerprint(train), "val_data": data_fingerprint(val)}
 
 

@@ -35,6 +35,7 @@ from jaxseq.train.optim import UPDATE_RULES
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 WIDTH = integer(1, MAX_WIDTH)
+MAX_LAYERS = 64  # stacked recurrent layers of a classifier
 COUNT = integer(0, MAX_COUNT)
 
 KIND_NAMES = {"captioner": "an image-captioning", "classifier": "a sentence-classifier"}
@@ -59,15 +60,37 @@ CAPTIONER = fields(
               "loss_history": list_of(number(finite=False)), "val_loss_history": list_of(number(finite=False))},
 )
 
+# The classifier's "model" entry: a transformer's (no "architecture", or "transformer": what
+# checkpoints held before the recurrent models) or a recurrent classifier's ("lstm", "gru").
+CLASSIFIER_ARCHITECTURES = ("transformer", "lstm", "gru")
 CLASSIFIER_MODEL = fields(
     required={"vocab_size": integer(1, MAX_VOCAB_SIZE)},
-    optional={"hidden_dim": WIDTH, "num_heads": WIDTH, "dim_feedforward": WIDTH, "dim_k": WIDTH, "dim_v": WIDTH,
+    optional={"architecture": choice("transformer"), "hidden_dim": WIDTH, "num_heads": WIDTH, "dim_feedforward": WIDTH, "dim_k": WIDTH, "dim_v": WIDTH,
               "dim_q": WIDTH, "max_length": WIDTH, "dropout": number(0, 1, below=True),
               "dtype": nullable(choice(*FLOAT_DTYPES)), "param_dtype": choice(*FLOAT_DTYPES)},
     unknown=False,
 )
+RECURRENT_CLASSIFIER_MODEL = fields(
+    required={"architecture": choice("lstm", "gru"), "vocab_size": integer(1, MAX_VOCAB_SIZE)},
+    optional={"cell": choice("lstm", "gru"), "embed_dim": WIDTH, "hidden_size": WIDTH,
+              "num_layers": integer(1, MAX_LAYERS), "dropout": number(0, 1, below=True),
+              "embed_dropout": number(0, 1, below=True), "pooling": choice("max", "final", "max+final"), "max_length": WIDTH,
+              "pad_id": integer(0, MAX_VOCAB_SIZE - 1), "param_dtype": choice(*FLOAT_DTYPES)},
+    unknown=False,
+)
+
+
+def classifier_model(value: Any, key: str) -> None:
+    """The spec of a classifier's "model" entry: by its "architecture", a transformer's
+    (CLASSIFIER_MODEL) or a recurrent classifier's (RECURRENT_CLASSIFIER_MODEL) fields."""
+    architecture = value.get("architecture", "transformer") if isinstance(value, dict) else "transformer"
+    if isinstance(value, dict) and "architecture" in value:
+        choice(*CLASSIFIER_ARCHITECTURES)(architecture, f"{key}.architecture" if key else "architecture")
+    (CLASSIFIER_MODEL if architecture == "transformer" else RECURRENT_CLASSIFIER_MODEL)(value, key)
+
+
 CLASSIFIER_TRAIN_CONFIG = fields(optional={"use_pad_mask": boolean()})
-CLASSIFIER = fields(required={"model": CLASSIFIER_MODEL}, optional={"train_config": CLASSIFIER_TRAIN_CONFIG})
+CLASSIFIER = fields(required={"model": classifier_model}, optional={"train_config": CLASSIFIER_TRAIN_CONFIG})
 # What resuming a classifier run reads on top (train_classifier writes it after every epoch).
 CLASSIFIER_PROGRESS = fields(
     required={"epoch": COUNT, "best_epoch": COUNT, "best_step": COUNT, "best_val_mcc": nullable(number()),

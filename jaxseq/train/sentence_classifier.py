@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxseq.data.sentences import SentenceSplits
 from jaxseq.data.vocabulary import Vocabulary
-from jaxseq.models.transformer import ClassificationTransformer, model_from_config
+from jaxseq.models.classifiers import SentenceClassifier, build_classifier, classifier_from_config
 from jaxseq.recipes import COLA_RECIPE  # noqa: F401  (re-exported: the recipe beside its trainer)
 from jaxseq.train.checkpoint import (
     load_checkpoint,
@@ -43,7 +43,7 @@ class SentenceClassifierRun(NamedTuple):
     validation and (when the splits have one) test: dicts of loss, accuracy, mcc, confusion;
     num_truncated: sentences cut to max_length per split."""
 
-    model: ClassificationTransformer
+    model: SentenceClassifier
     params: Any
     vocab: Vocabulary
     result: ClassifierResult
@@ -57,6 +57,7 @@ def fit_sentence_classifier(
     *,
     min_count: int = 5,
     max_length: int = 43,
+    architecture: str = "transformer",
     model_kwargs: dict[str, Any] | None = None,
     config: ClassifierTrainConfig = ClassifierTrainConfig(),
     checkpoint_dir: str | os.PathLike | None = None,
@@ -69,8 +70,9 @@ def fit_sentence_classifier(
     devices: int | None = None,
 ) -> SentenceClassifierRun:
     """Build the vocabulary on `splits.train` (words seen >= `min_count` times), encode every
-    split to `max_length` tokens (`[CLS]` included), train a `ClassificationTransformer`
-    (`model_kwargs`: its fields other than vocab_size and max_length) and score the best
+    split to `max_length` tokens (`[CLS]` included), train the classifier `architecture`
+    ("transformer", "lstm" or "gru", see `jaxseq.models.classifiers`; `model_kwargs`: its
+    fields other than vocab_size, max_length and cell) and score the best
     parameters on validation and test. With `checkpoint_dir`, the vocabulary is written
     there as `vocab.json` and the checkpoints beside it; `resume` continues the run in it
     (the vocabulary built now must equal the saved one), `overwrite` replaces it;
@@ -88,7 +90,7 @@ def fit_sentence_classifier(
         + ", ".join(f"{name} {len(data.ids)} sentences ({truncated[name]} truncated to {max_length})"
                     for name, data in encoded.items())
     )
-    model = ClassificationTransformer(len(vocab), max_length=max_length, **(model_kwargs or {}))
+    model = build_classifier(architecture, len(vocab), max_length, **(model_kwargs or {}))
     if checkpoint_dir is not None:
         vocab_file = Path(checkpoint_dir) / VOCAB_FILE
         resume_from = prepare_checkpoint_dir(checkpoint_dir, overwrite=overwrite, resume=resume)
@@ -115,7 +117,7 @@ def _load_classifier_checkpoint(checkpoint: Path):
     and the entry for anything that does not check out."""
     metadata = read_run_metadata(checkpoint, "classifier")
     try:
-        model = model_from_config(metadata["model"])
+        model = classifier_from_config(metadata["model"])
     except ValueError as error:  # sizes that do not fit together, e.g. hidden_dim and num_heads
         raise ValueError(f"checkpoint {checkpoint / 'meta.json'}: model: {error}") from None
     for folder in (checkpoint, checkpoint.parent):
@@ -151,7 +153,7 @@ def load_sentence_classifier(path: str | os.PathLike, *, log: Callable[[str], No
     return loaded
 
 
-def predict_probabilities(model: ClassificationTransformer, params, vocab: Vocabulary,
+def predict_probabilities(model: SentenceClassifier, params, vocab: Vocabulary,
                           sentences: Sequence[Sequence[str]], *, use_pad_mask: bool = True) -> np.ndarray:
     """Probability of class 1 (acceptable) for N tokenized sentences. Returns: (N,) float."""
     ids = vocab.encode(sentences, model.max_length).ids

@@ -1,10 +1,11 @@
-"""Train the transformer classifier on 1 device and on every host device; print the largest
+"""Train a classifier (argv[1]: "transformer", the default, or "lstm") on 1 device and on every host device; print the largest
 relative difference of the parameters as one JSON line (run with JAX_NUM_CPU_DEVICES=8).
 The run on every device is checkpointed; resuming it on the mesh from its first epoch's
 checkpoint must give the same final state, byte for byte."""
 
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,15 +14,17 @@ import numpy as np
 
 from jaxseq.data.acceptability import acceptability_task
 from jaxseq.data.vocabulary import Vocabulary
-from jaxseq.models import ClassificationTransformer
+from jaxseq.models.classifiers import build_classifier
 from jaxseq.train import ClassifierTrainConfig, train_classifier
 
 splits = acceptability_task(256, 64, 8, seed=0, max_pairs=6)
 vocab = Vocabulary.build(splits.train.sentences)
 train, _ = vocab.encode_labelled(splits.train, 14)
 val, _ = vocab.encode_labelled(splits.val, 14)
-model = ClassificationTransformer(len(vocab), max_length=14, hidden_dim=16, num_heads=2, dim_k=8, dim_q=8,
-                                  dim_v=8, dim_feedforward=32)
+architecture = sys.argv[1] if len(sys.argv) > 1 else "transformer"
+sizes = (dict(hidden_dim=16, num_heads=2, dim_k=8, dim_q=8, dim_v=8, dim_feedforward=32) if architecture == "transformer"
+         else dict(embed_dim=16, hidden_size=16, num_layers=2, dropout=0.1))
+model = build_classifier(architecture, len(vocab), 14, **sizes)
 config = ClassifierTrainConfig(epochs=2, batch_size=32, learning_rate=3e-3)
 folder = Path(tempfile.mkdtemp())
 params = {}
@@ -45,7 +48,7 @@ differences = {
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(params[1]),
                             jax.tree_util.tree_leaves(params[jax.device_count()]))
 }
-del differences["['k_proj']['bias']"]
+differences.pop("['k_proj']['bias']", None)
 logits = [np.asarray(model.apply({"params": p}, val.ids, val.ids != 0, method="logits")) for p in params.values()]
 print(json.dumps({"devices": jax.device_count(), "max_relative_difference": max(differences.values()),
                   "max_logit_difference": float(np.max(np.abs(logits[0] - logits[1]))),
