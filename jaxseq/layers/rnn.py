@@ -135,7 +135,7 @@ def rnn_forward(x, h0, Wx, Wh, b, *, lengths=None, reverse=False, return_state=F
       each length; h_n is the state after each sequence's last valid step (h0 if length 0).
     """
     h, h_n, cache = _rnn_forward(*_validate(x, h0, Wx, Wh, b, lengths), reverse)
-    return (h, h_n, cache) if return_state else (h, cache)
+    return S.forward_result(h, (h_n,), cache, return_state)
 
 
 def rnn_backward(dh, cache: RNNCache, *, dh_n=None):
