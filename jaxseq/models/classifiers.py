@@ -26,11 +26,6 @@ def build_classifier(architecture: str, vocab_size: int, max_length: int, **fiel
     raise ValueError(f"model must be one of {ARCHITECTURES}, got {architecture!r}")
 
 
-def architecture_of(model: SentenceClassifier) -> str:
-    """"transformer", "lstm" or "gru"."""
-    return model.cell if isinstance(model, RecurrentClassifier) else "transformer"
-
-
 def classifier_config(model: SentenceClassifier) -> dict[str, Any]:
     """The model's JSON-able config, as checkpoints record it."""
     if isinstance(model, RecurrentClassifier):
