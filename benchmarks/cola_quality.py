@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parent))
 
 SEED_ARCHITECTURE = dict(hidden_dim=128, num_heads=2, dim_k=96, dim_q=96, dim_v=96, dim_feedforward=2048)
 
-from jaxseq.recipes import COLA_RECIPE, RECURRENT_COLA_RECIPE  # noqa: E402  (numbers only, no JAX work)
+from jaxseq.cola_recipes import COLA_RECIPE, RECURRENT_COLA_RECIPE  # noqa: E402  (numbers only, no JAX work)
 
 # name -> (description, min_count, model fields ("architecture": lstm/gru, else the transformer),
 #          ClassifierTrainConfig fields)

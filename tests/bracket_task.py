@@ -3,7 +3,7 @@ with a tiny model, or TSV files for the command line."""
 
 from __future__ import annotations
 
-from jaxseq.data.acceptability import acceptability_task, bracket_sentences
+from jaxseq.data.bracket_nesting import bracket_nesting_task, bracket_sentences
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.models.classifiers import build_classifier
 
@@ -21,7 +21,7 @@ def encoded_task(num_train: int, num_val: int, seed: int, architecture: str = "t
     """(model, train, val): a tiny classifier `architecture` (a ClassificationTransformer of
     TINY, or a RecurrentClassifier of TINY_RECURRENT, updated by `model_fields`) over the
     vocabulary of the training sentences, and both splits encoded to MAX_LENGTH."""
-    splits = acceptability_task(num_train, num_val, 10, seed=seed, max_pairs=6)
+    splits = bracket_nesting_task(num_train, num_val, 10, seed=seed, max_pairs=6)
     vocab = Vocabulary.build(splits.train.sentences)
     train, _ = vocab.encode_labelled(splits.train, MAX_LENGTH)
     val, _ = vocab.encode_labelled(splits.val, MAX_LENGTH)

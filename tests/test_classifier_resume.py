@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseq.data.acceptability import acceptability_task
+from jaxseq.data.bracket_nesting import bracket_nesting_task
 from jaxseq.train.checkpoint import best_checkpoint, list_checkpoints, read_metadata, save_checkpoint
 from jaxseq.train.classifier import ClassifierTrainConfig, train_classifier
 from jaxseq.train.sentence_classifier import fit_sentence_classifier
@@ -136,7 +136,7 @@ def test_a_folder_of_another_run_is_refused(straight, task, tmp_path):
 
 
 def test_sentence_classifier_resume_checks_the_vocabulary(tmp_path):
-    splits = acceptability_task(200, 60, 10, seed=1, max_pairs=6)
+    splits = bracket_nesting_task(200, 60, 10, seed=1, max_pairs=6)
     options = dict(max_length=14, model_kwargs={**TINY, "dropout": 0.1}, checkpoint_dir=tmp_path, progress=False, log=None,
                    config=dataclasses.replace(CONFIG, epochs=1))
     fit_sentence_classifier(splits, min_count=1, **options)

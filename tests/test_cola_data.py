@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxseq.data import cola
-from jaxseq.data.cola import detect_format, find_cola_files, load_cola, read_sentences, tokenize
+from jaxseq.data import cola, sentence_files
+from jaxseq.data.cola import find_cola_files, load_cola
+from jaxseq.data.sentence_files import detect_format, read_sentences
+from jaxseq.data.tokenizer import tokenize
 from jaxseq.data.sentences import LabelledSentences, split_train_val
 
 RAW = (
@@ -97,7 +99,7 @@ def test_an_overlong_line_is_refused_before_it_is_read_whole(tmp_path):
 @pytest.mark.parametrize("fmt", ["raw", "tokenized"])
 def test_an_overlong_sentence_is_refused_before_tokenizing(tmp_path, monkeypatch, fmt):
     tokenized = []
-    monkeypatch.setattr(cola, "tokenize", lambda text: tokenized.append(len(text)) or text.split())
+    monkeypatch.setattr(sentence_files, "tokenize", lambda text: tokenized.append(len(text)) or text.split())
     longest = "ab " * 1666 + "ab"  # 5,000 characters: accepted
     rows = (f"src\t1\t\t{longest}\nsrc\t0\t*\t{longest}x\n" if fmt == "raw"
             else f"{longest}\t1\n{longest}x\t0\n")

@@ -151,7 +151,7 @@ VALID_TSV = {
 @given(fmt=st.sampled_from(["auto", "raw", "glue", "tokenized"]), base=st.sampled_from(sorted(VALID_TSV)),
        mutation=mutations)
 def test_sentence_reader_survives_corrupt_files(tmp_path_factory, fmt, base, mutation):
-    from jaxseq.data.cola import read_sentences
+    from jaxseq.data.sentence_files import read_sentences
 
     path = tmp_path_factory.mktemp("tsv") / "data.tsv"
     path.write_bytes(mutate(VALID_TSV[base].encode(), mutation))

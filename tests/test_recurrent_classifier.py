@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseq.data.acceptability import acceptability_task
+from jaxseq.data.bracket_nesting import bracket_nesting_task
 from jaxseq.models.classifiers import build_classifier, classifier_config, classifier_from_config
 from jaxseq.models.recurrent_classifier import RecurrentClassifier
 from jaxseq.models.transformer import ClassificationTransformer
@@ -122,7 +122,7 @@ def test_recurrent_metadata_is_validated_field_by_field(change, message):
 def fitted(tmp_path_factory):
     """A 3-epoch GRU run of fit_sentence_classifier with checkpoints: (run, folder)."""
     folder = tmp_path_factory.mktemp("gru")
-    splits = acceptability_task(600, 150, 150, seed=4, max_pairs=6)
+    splits = bracket_nesting_task(600, 150, 150, seed=4, max_pairs=6)
     run = fit_sentence_classifier(splits, min_count=1, max_length=14, architecture="gru",
                                   model_kwargs={**TINY_RECURRENT, "num_layers": 2, "dropout": 0.1},
                                   config=ClassifierTrainConfig(epochs=3, learning_rate=1e-2), checkpoint_dir=folder,

@@ -20,7 +20,7 @@ BUILTIN_SETTINGS = dict(min_count=1, max_length=24,
 def run_demo(output_dir: Path, seed: int, cola_dir: Path | None, *, epochs: int | None = None):
     """Train the classifier on CoLA (`cola_dir`) or, when it is None, on the built-in task;
     print and write (`<output_dir>/classifier_metrics.json`) the scores. Returns the run."""
-    from jaxseq.data.acceptability import acceptability_task
+    from jaxseq.data.bracket_nesting import bracket_nesting_task
     from jaxseq.data.cola import load_cola
     from jaxseq.train.classifier import ClassifierTrainConfig
     from jaxseq.train.sentence_classifier import COLA_RECIPE, fit_sentence_classifier
@@ -32,7 +32,7 @@ def run_demo(output_dir: Path, seed: int, cola_dir: Path | None, *, epochs: int 
         splits, data_name = load_cola(cola_dir), "cola"
     else:
         print("data: CoLA not found; built-in task (well-nested vs corrupted bracket sequences)")
-        splits, settings, data_name = acceptability_task(seed=seed), BUILTIN_SETTINGS, "brackets"
+        splits, settings, data_name = bracket_nesting_task(seed=seed), BUILTIN_SETTINGS, "brackets"
     train = dict(settings["train"], seed=seed)
     if epochs is not None:
         train["epochs"] = epochs

@@ -36,7 +36,7 @@ layers = bounded_int(1, 64, "a positive integer")  # run_metadata.MAX_LAYERS
 
 def _recipe_default(key: str, section: str | None = "train") -> str:
     """The help text's default of option `key`: the transformer's and the recurrent recipe's."""
-    from jaxseq.recipes import COLA_RECIPE, RECURRENT_COLA_RECIPE
+    from jaxseq.cola_recipes import COLA_RECIPE, RECURRENT_COLA_RECIPE
 
     pick = (lambda recipe: recipe[key]) if section is None else (lambda recipe: recipe[section][key])
     a, b = pick(COLA_RECIPE), pick(RECURRENT_COLA_RECIPE)
@@ -46,7 +46,7 @@ def _recipe_default(key: str, section: str | None = "train") -> str:
 def _add_training_options(parser: argparse.ArgumentParser, default_checkpoint_dir: str) -> None:
     """Options whose defaults (None here) come from the --model's recipe, `COLA_RECIPE` or
     `RECURRENT_COLA_RECIPE`, measured in benchmarks/cola_quality.py."""
-    from jaxseq.recipes import RECURRENT_COLA_RECIPE  # plain data: building the parser loads no JAX
+    from jaxseq.cola_recipes import RECURRENT_COLA_RECIPE  # plain data: building the parser loads no JAX
 
     group = parser.add_argument_group("training")
     group.add_argument("--epochs", type=positive_int, default=None,
@@ -141,7 +141,7 @@ def train_options(args: argparse.Namespace) -> dict:
     devices = setup_parallel(args)
     from jaxseq.train.classifier import ClassifierTrainConfig
 
-    from jaxseq.recipes import cola_recipe
+    from jaxseq.cola_recipes import cola_recipe
 
     recipe = cola_recipe(args.model)
     train = recipe["train"]
@@ -205,7 +205,7 @@ def run_cola_train(args: argparse.Namespace) -> int:
 
 
 def run_classify_train(args: argparse.Namespace) -> int:
-    from jaxseq.data.cola import read_sentences
+    from jaxseq.data.sentence_files import read_sentences
     from jaxseq.data.sentences import SentenceSplits
     from jaxseq.train.sentence_classifier import fit_sentence_classifier
 
@@ -221,7 +221,7 @@ def run_classify_train(args: argparse.Namespace) -> int:
 
 
 def run_cola_predict(args: argparse.Namespace) -> int:
-    from jaxseq.data.cola import tokenize
+    from jaxseq.data.tokenizer import tokenize
     from jaxseq.train.sentence_classifier import load_sentence_classifier, predict_probabilities
 
     model, params, vocab, metadata = load_sentence_classifier(args.checkpoint)

@@ -17,7 +17,7 @@ import numpy as np
 from jaxseq.data.sentences import SentenceSplits
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.models.classifiers import SentenceClassifier, build_classifier, classifier_from_config
-from jaxseq.recipes import COLA_RECIPE  # noqa: F401  (re-exported: the recipe beside its trainer)
+from jaxseq.cola_recipes import COLA_RECIPE  # noqa: F401  (re-exported: the recipe beside its trainer)
 from jaxseq.train.checkpoint import (
     load_checkpoint,
     load_run_checkpoint,

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from jaxseq.data import Vocabulary, acceptability_task, load_cola, tokenize
+from jaxseq.data import Vocabulary, bracket_nesting_task, load_cola, tokenize
 from jaxseq.data.cola import cola_dir_candidates, default_cola_dir
 from jaxseq.metrics import accuracy, matthews_corrcoef
 from jaxseq.models import ClassificationTransformer
@@ -53,7 +53,7 @@ if cola_dir is not None:
 else:
     print("CoLA not found (looked in " + ", ".join(map(str, cola_dir_candidates())) + "):\n"
           "using the built-in acceptability task (bracket sequences) instead")
-    splits = acceptability_task(num_train=4000, num_val=1000, num_test=1000, max_pairs=10)
+    splits = bracket_nesting_task(num_train=4000, num_val=1000, num_test=1000, max_pairs=10)
     source, min_count, max_length = "brackets", 1, 22
 
 names = ("train", "val", "test")

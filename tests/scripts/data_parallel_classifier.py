@@ -12,12 +12,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxseq.data.acceptability import acceptability_task
+from jaxseq.data.bracket_nesting import bracket_nesting_task
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.models.classifiers import build_classifier
 from jaxseq.train import ClassifierTrainConfig, train_classifier
 
-splits = acceptability_task(256, 64, 8, seed=0, max_pairs=6)
+splits = bracket_nesting_task(256, 64, 8, seed=0, max_pairs=6)
 vocab = Vocabulary.build(splits.train.sentences)
 train, _ = vocab.encode_labelled(splits.train, 14)
 val, _ = vocab.encode_labelled(splits.val, 14)

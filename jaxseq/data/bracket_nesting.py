@@ -78,7 +78,7 @@ def bracket_sentences(num_examples: int, seed: int, *, max_pairs: int = 10) -> L
     return LabelledSentences(sentences, labels)
 
 
-def acceptability_task(
+def bracket_nesting_task(
     num_train: int = 4000, num_val: int = 1000, num_test: int = 1000, *, seed: int = 0, max_pairs: int = 10
 ) -> SentenceSplits:
     """Train/validation/test bracket sets drawn from independent streams of one seed."""

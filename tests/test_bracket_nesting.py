@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxseq.data.acceptability import acceptability_task, bracket_sentences, is_well_nested
+from jaxseq.data.bracket_nesting import bracket_nesting_task, bracket_sentences, is_well_nested
 
 
 def test_is_well_nested():
@@ -25,9 +25,9 @@ def test_labels_match_well_nestedness_and_are_balanced():
 
 
 def test_seeded_and_independent_splits():
-    a, b = acceptability_task(50, 20, 20, seed=1), acceptability_task(50, 20, 20, seed=1)
+    a, b = bracket_nesting_task(50, 20, 20, seed=1), bracket_nesting_task(50, 20, 20, seed=1)
     assert a.train.sentences == b.train.sentences and a.test.sentences == b.test.sentences
-    assert a.train.sentences != acceptability_task(50, 20, 20, seed=2).train.sentences
+    assert a.train.sentences != bracket_nesting_task(50, 20, 20, seed=2).train.sentences
     assert a.val.sentences != a.test.sentences
     assert (len(a.train), len(a.val), len(a.test)) == (50, 20, 20)
 
