@@ -248,7 +248,7 @@ def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
 
 def _write_lock(folder: Path, **changes) -> None:
     fields = {"pid": os.getpid(), "hostname": socket.gethostname(), "started": time.time() - 60,
-              "process_start": None, "boot_id": None, "token": "someone-else"}
+              "process_start": None, "boot_id": None, "pid_ns": None, "token": "someone-else"}
     fields.update(changes)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / LOCK_FILE).write_text(json.dumps(fields))
@@ -334,6 +334,15 @@ def test_lock_files_that_are_not_files(tmp_path):
     with pytest.raises(ValueError, match="is not a lock and cannot be removed .*remove it by hand") as error:
         lock_run_folder(tmp_path, log=None).acquire()
     _one_line(error)
+
+
+def test_a_lock_from_another_pid_namespace_counts_as_held(tmp_path):
+    if run_folder_module._pid_namespace() is None:
+        pytest.skip("no /proc/self/ns/pid here")
+    _write_lock(tmp_path, pid=2**30, pid_ns="pid:[1]")  # no such pid here: it would look dead
+    with pytest.raises(RunFolderBusyError, match="another PID namespace .a container., so this host cannot check"):
+        lock_run_folder(tmp_path, log=None).acquire()
+    assert _lock_fields(tmp_path)["pid_ns"] == "pid:[1]"
 
 
 def test_a_holders_text_cannot_break_the_line(tmp_path):

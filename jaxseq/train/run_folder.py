@@ -11,12 +11,14 @@ the second one stop at once with a one-line `RunFolderBusyError` naming the firs
 The lock is the file `<folder>/.lock`, JSON of at most `MAX_LOCK_BYTES`:
 
     {"pid": 4242, "hostname": "node-1", "started": 1717171717.5,
-     "process_start": 123456, "boot_id": "…", "token": "9f…"}
+     "process_start": 123456, "boot_id": "…", "pid_ns": "pid:[4026531836]", "token": "9f…"}
 
 `started`: when it was taken (seconds since the epoch); `process_start`: the holder's start
 time in clock ticks after boot (field 22 of /proc/<pid>/stat; null where there is no /proc)
 and `boot_id` (/proc/sys/kernel/random/boot_id; null likewise), so that a pid reused by a
-later process, or a lock left from before a reboot, is not taken for its holder; `token`:
+later process, or a lock left from before a reboot, is not taken for its holder; `pid_ns`:
+the holder's PID namespace (/proc/self/ns/pid; null likewise), as a container sharing the
+host's name has pids of its own; `token`:
 random, tells this process's own lock from any other. It is written in full to a temporary
 file and hard-linked into place, so `.lock` appears atomically, never half-written, and only
 if absent (where the filesystem has no hard links: O_CREAT|O_EXCL, then the content).
@@ -27,7 +29,8 @@ so is a lock file that cannot be read as a lock (garbage, too large, wrong types
 in it is trusted. The takeover holds an flock on the folder, so of several processes taking
 over one stale lock exactly one wins (on filesystems without flock, such as some NFS mounts,
 two takeovers at the same instant on one host could both succeed). A lock from another host
-cannot be checked: it counts as held, and the error says how to remove it if it is stale.
+(or from another PID namespace, a container) cannot be checked: it counts as held, and the
+error says how to remove it if it is stale.
 On exit the lock is removed only if it is still this process's.
 
 This module imports nothing of JAX (so the lock works in any process); only
@@ -191,6 +194,13 @@ def _boot_id() -> str | None:
         return None
 
 
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")[:MAX_TEXT] or None
+    except (OSError, AttributeError):
+        return None
+
+
 def _pid_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -206,7 +216,7 @@ def _pid_running(pid: int) -> bool:
 def _own_lock(token: str) -> dict[str, Any]:
     pid = os.getpid()
     return {"pid": pid, "hostname": socket.gethostname(), "started": time.time(),
-            "process_start": _process_start(pid), "boot_id": _boot_id(), "token": token}
+            "process_start": _process_start(pid), "boot_id": _boot_id(), "pid_ns": _pid_namespace(), "token": token}
 
 
 class _Unreadable(Exception):
@@ -242,6 +252,7 @@ def _parse_lock(payload: bytes) -> dict[str, Any]:
         raise _Unreadable("its process_start is not a non-negative integer")
     return {"pid": pid, "hostname": _text(data.get("hostname"), "hostname"), "started": float(started),
             "process_start": process_start, "boot_id": _text(data.get("boot_id"), "boot_id", nullable=True),
+            "pid_ns": _text(data.get("pid_ns"), "pid_ns", nullable=True),
             "token": _text(data.get("token"), "token", nullable=True)}
 
 
@@ -313,7 +324,7 @@ def _printable(text: str) -> str:
 
 def _when(started: float) -> str:
     try:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+        return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)).strip()
     except (OverflowError, OSError, ValueError):
         return "an unknown time"
 
@@ -322,9 +333,17 @@ def _holder(fields: dict[str, Any]) -> str:
     return f"process {fields['pid']} on host {_printable(fields['hostname'])} since {_when(fields['started'])}"
 
 
+def _checkable(fields: dict[str, Any]) -> bool:
+    """Whether this process can see the lock's holder: same host, same PID namespace."""
+    if fields["hostname"] != socket.gethostname():
+        return False
+    namespace = _pid_namespace()
+    return fields["pid_ns"] is None or namespace is None or fields["pid_ns"] == namespace
+
+
 def _stale_reason(fields: dict[str, Any]) -> str | None:
     """Why the lock's holder is gone, or None if it may be running (or cannot be checked)."""
-    if fields["hostname"] != socket.gethostname():
+    if not _checkable(fields):
         return None
     boot_id = _boot_id()
     if fields["boot_id"] is not None and boot_id is not None and fields["boot_id"] != boot_id:
@@ -416,7 +435,7 @@ class RunFolderLock:
 
     def _take(self, token: str, fields: dict[str, Any], payload: bytes) -> None:
         taken_over = None
-        for _ in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS):
             if self._create(payload):
                 self._owned(token, fields)
                 if taken_over is not None:
@@ -427,7 +446,7 @@ class RunFolderLock:
             except FileNotFoundError:
                 continue  # released in between: try again
             except _Unreadable as unreadable:
-                if getattr(unreadable, "young_and_empty", False):
+                if getattr(unreadable, "young_and_empty", False) and attempt < _ATTEMPTS - 2:
                     time.sleep(0.05)  # perhaps being written (no hard links here): look again
                     continue
                 identity, reason = getattr(unreadable, "identity", None), f"its lock file could not be read: {unreadable}"
@@ -451,8 +470,10 @@ class RunFolderLock:
                                  "another folder or try again")
 
     def _busy(self, holder: dict[str, Any]) -> RunFolderBusyError:
-        if holder["hostname"] != socket.gethostname():
-            advice = (f"this host cannot check whether it is still running: if it is not, delete "
+        if not _checkable(holder):
+            advice = ("another PID namespace (a container), so " if holder["hostname"] == socket.gethostname()
+                      else "")
+            advice = (f"{advice}this host cannot check whether it is still running: if it is not, delete "
                       f"{self.lock_file} and start again; otherwise use another folder")
         elif holder["pid"] == os.getpid():
             advice = "this process already holds it (the lock is not reentrant)"
