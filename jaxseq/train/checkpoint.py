@@ -35,6 +35,8 @@ from flax import serialization
 from jaxseq.data.json_fields import boolean, check_fields, fields, integer, nullable, number
 from jaxseq.data.json_file import read_json_file
 from jaxseq.limits import MAX_COUNT
+from jaxseq.train.run_folder import check_run_dir
+from jaxseq.train.run_folder import prepare_checkpoint_dir  # noqa: F401  moved there; kept for its importers
 from jaxseq.train.state_check import check_state, state_nbytes
 
 PREFIX = "ckpt-"
@@ -107,31 +109,6 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def prepare_checkpoint_dir(directory: str | os.PathLike, *, overwrite: bool = False,
-                           resume: bool = False) -> Path | None:
-    """Get `directory` ready for a training run; returns the checkpoint to resume from, or None.
-
-    A folder that already holds checkpoints is an error unless `resume` (continue from its
-    latest checkpoint) or `overwrite` (delete them and start afresh); both at once are an
-    error. `resume` on a folder without checkpoints starts afresh (so a job script can
-    always pass it).
-    """
-    if overwrite and resume:
-        raise ValueError("resume and overwrite exclude each other: continue the run in the folder or replace it")
-    directory = Path(directory)
-    existing = list_checkpoints(directory)
-    if resume or not existing:
-        return existing[-1] if existing else None
-    if not overwrite:
-        raise ValueError(
-            f"checkpoint folder {directory} already holds checkpoints ({existing[-1].name}, ...); "
-            "resume that run (--resume), replace it (--overwrite) or give a new folder"
-        )
-    for path in existing:
-        shutil.rmtree(path, ignore_errors=True)  # several processes may clear a shared folder at once
-    return None
-
-
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     """The complete checkpoint with the highest step, or None."""
     checkpoints = list_checkpoints(directory)
@@ -190,7 +167,7 @@ def save_checkpoint(
     """
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
-    directory = Path(directory)
+    directory = check_run_dir(directory)  # a file, or a path under one: a one-line error
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob(TEMP_PREFIX + "*"):
         shutil.rmtree(stale, ignore_errors=True)
