@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 
 from jaxseq.data.synthetic_captions import load_scene_captions, random_captioning_data  # noqa: E402
-from jaxseq.metrics import evaluate_captions  # noqa: E402
+from jaxseq.inference import evaluate_captions  # noqa: E402
 from jaxseq.models import CaptioningRNN  # noqa: E402
 from jaxseq.train import CaptioningSolver  # noqa: E402
 

@@ -54,8 +54,7 @@ TARGETS = {"val_mcc": 0.15, "dev_mcc": 0.10, "val_accuracy": 0.71, "dev_accuracy
 
 
 def run_one(splits, name: str, seed: int) -> dict:
-    from jaxseq.train.classifier import ClassifierTrainConfig
-    from jaxseq.train.sentence_classifier import fit_sentence_classifier
+    from jaxseq.train import ClassifierTrainConfig, fit_sentence_classifier
 
     _, min_count, model_kwargs, train = CONFIGS[name]
     model_kwargs = dict(model_kwargs)

@@ -8,7 +8,7 @@ run on the host, after decoding, never inside `jit`.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -94,60 +94,16 @@ def matthews_corrcoef(y_true: Iterable[int], y_pred: Iterable[int]) -> float:
     return float((tp * tn - fp * fn) / denominator)
 
 
-DECODERS = ("greedy", "beam")
-
-
-def generate_captions(model, variables, data, split: str = "val", rows=None, decode: str = "greedy", *,
-                      beam_size: int = 5, max_length: int | None = None) -> tuple[list[str], list[str]]:
-    """Decode captions for chosen rows of a split; returns (references, hypotheses) as text.
-
-    Inputs: a captioning model and its variables; data in the captioning data layout
-      (`jaxseq.data.coco`); rows: caption indices of the split (default: all); decode
-      "greedy" (`jaxseq.models.sample`) or "beam" (`jaxseq.models.beam_search`);
-      max_length: words to generate at most (default: the data's T, `<END>` included).
-    Returns: two lists of strings in the course's decoded form (`<START> ... <END>` for
-      the references, `... <END>` for the hypotheses).
-    """
-    from jaxseq.data.coco import decode_captions
-    from jaxseq.models.decoding import beam_search, sample
-
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    if decode not in DECODERS:
-        raise ValueError(f"decode must be one of {DECODERS}, got {decode!r}")
-    captions = np.asarray(data[f"{split}_captions"])
-    rows = np.arange(captions.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
-    if rows.size == 0:
-        raise ValueError(f"no captions to decode in the {split} split")
-    features = np.asarray(data[f"{split}_features"])[np.asarray(data[f"{split}_image_idxs"])[rows]]
-    length = max_length if max_length is not None else captions.shape[1] - 1
-    if decode == "greedy":
-        generated = sample(model, variables, features, max_length=length)
-    else:
-        generated, _ = beam_search(model, variables, features, beam_size=beam_size, max_length=length)
-    idx_to_word = data["idx_to_word"]
-    return decode_captions(captions[rows], idx_to_word), decode_captions(np.asarray(generated), idx_to_word)
-
-
-def evaluate_captions(model, variables, data, split: str = "val", num_samples: int = 1000,
-                      decode: str = "greedy", *, beam_size: int = 5, max_length: int | None = None,
-                      seed: int = 0) -> float:
-    """Mean BLEU-1 of generated captions against the ground truth, as the course scored it.
-
-    Uses `num_samples` captions of the split: all of them when the split is that small,
-    else a random subset drawn with `seed` (without replacement; the course drew with
-    replacement). Each image is decoded (`decode` "greedy" or "beam" with `beam_size`) and
-    scored with `bleu1` against the caption it was drawn with.
-
-    Returns: float in [0, 1].
-    """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    size = np.asarray(data[f"{split}_captions"]).shape[0] if f"{split}_captions" in data else 0
-    if size == 0:
-        raise ValueError(f"the {split} split has no captions to evaluate")
-    rows = None if num_samples >= size else np.sort(
-        np.random.default_rng(seed).choice(size, num_samples, replace=False))
-    references, hypotheses = generate_captions(model, variables, data, split, rows, decode,
-                                               beam_size=beam_size, max_length=max_length)
-    return float(np.mean([bleu1(ref, hyp) for ref, hyp in zip(references, hypotheses)]))
+def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """loss (mean binary cross-entropy), accuracy, mcc and confusion matrix of logits (N,)
+    thresholded at 0 (probability 0.5) against labels (N,) of 0/1."""
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels).astype(np.int64)
+    predictions = (logits >= 0).astype(np.int64)
+    loss = float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
+    return {
+        "loss": loss,
+        "accuracy": accuracy(labels, predictions),
+        "mcc": matthews_corrcoef(labels, predictions),
+        "confusion": confusion_matrix(labels, predictions).tolist(),
+    }

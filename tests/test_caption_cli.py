@@ -1,13 +1,10 @@
-"""`jaxseq caption train|sample|eval` and the captioning demo step."""
+"""`jaxseq caption train|sample|eval`."""
 
 from __future__ import annotations
-
-import argparse
 
 import pytest
 
 from jaxseq import cli
-from jaxseq.commands import caption, demo
 from tests.coco_files import write_course_files
 
 SMALL = ["--hidden-dim", "16", "--wordvec-dim", "16", "--quiet"]
@@ -71,13 +68,3 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     assert cli.main(["caption", "train", "--data", "coco", "--data-dir", str(tmp_path), *SMALL]) == 2
     err = capsys.readouterr().err
     assert "coco2014_captions.h5 not found" in err and "jaxseq data download coco" in err
-
-
-def test_demo_step_trains_prints_and_plots(tmp_path, capsys, monkeypatch):
-    step = dict(demo.DEMO_STEPS)["LSTM captioning on the built-in set"]  # what `jaxseq demo` runs
-    monkeypatch.setattr(caption, "DEMO_EPOCHS", 1)
-    step(argparse.Namespace(output_dir=tmp_path, seed=0))
-    out = capsys.readouterr().out
-    assert "unseen val scenes" in out and out.count("greedy:") == 5 and out.count("true:") == 5
-    assert "val BLEU-1 (500 scenes): greedy" in out
-    assert (tmp_path / "captioning_lstm_loss.png").stat().st_size > 1000

@@ -13,8 +13,7 @@ import pytest
 
 from jaxseq.data.bracket_nesting import bracket_nesting_task
 from jaxseq.train.checkpoint import best_checkpoint, list_checkpoints, read_metadata, save_checkpoint
-from jaxseq.train.classifier import ClassifierTrainConfig, train_classifier
-from jaxseq.train.sentence_classifier import fit_sentence_classifier
+from jaxseq.train.classifier import ClassifierTrainConfig, fit_sentence_classifier, train_classifier
 from tests.bracket_task import TINY, encoded_task
 from tests.checkpoints import assert_same_run, saved_state, without_timing
 

@@ -11,11 +11,11 @@ import pytest
 
 from jaxseq.data.sentences import ClassificationData
 from jaxseq.train.checkpoint import best_checkpoint, list_checkpoints, load_checkpoint, read_metadata
+from jaxseq.data.vocabulary import check_classification_data as check_data
+from jaxseq.metrics import classification_metrics
 from jaxseq.train.classifier import (
     ClassifierTrainConfig,
     EpochData,
-    check_classification_data,
-    classification_metrics,
     classifier_loss,
     epoch_batch_sampler,
     learning_rate_schedule,
@@ -93,15 +93,15 @@ def test_bad_data_is_rejected_before_jit(brackets):
     ids = train.ids.copy()
     ids[3, 2] = model.vocab_size
     with pytest.raises(ValueError, match=r"train ids: token id \d+ at row 3, position 2 is outside"):
-        check_classification_data(ClassificationData(ids, train.labels), "train", model)
+        check_data(ClassificationData(ids, train.labels), "train", model.vocab_size, model.max_length)
     with pytest.raises(ValueError, match="max_length"):
-        check_classification_data(ClassificationData(np.zeros((2, 20), np.int32), np.zeros(2)), "val", model)
+        check_data(ClassificationData(np.zeros((2, 20), np.int32), np.zeros(2)), "val", model.vocab_size, model.max_length)
     with pytest.raises(ValueError, match="labels must be 0 or 1"):
-        check_classification_data(ClassificationData(train.ids[:2], np.array([0, 2])), "val", model)
+        check_data(ClassificationData(train.ids[:2], np.array([0, 2])), "val", model.vocab_size, model.max_length)
     with pytest.raises(ValueError, match="non-empty"):
-        check_classification_data(ClassificationData(np.zeros((0, 5), np.int32), np.zeros(0)), "val", model)
+        check_data(ClassificationData(np.zeros((0, 5), np.int32), np.zeros(0)), "val", model.vocab_size, model.max_length)
     with pytest.raises(ValueError, match="integers"):
-        check_classification_data(ClassificationData(train.ids.astype(float), train.labels), "val", model)
+        check_data(ClassificationData(train.ids.astype(float), train.labels), "val", model.vocab_size, model.max_length)
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", -1), ("learning_rate", 0.0),
@@ -134,7 +134,7 @@ def test_classification_metrics():
 @pytest.mark.slow
 def test_short_run_on_real_cola_beats_majority_mcc(cola_dir):
     from jaxseq.data.cola import load_cola
-    from jaxseq.train.sentence_classifier import fit_sentence_classifier
+    from jaxseq.train.classifier import fit_sentence_classifier
 
     run = fit_sentence_classifier(load_cola(cola_dir), min_count=5, max_length=43,
                                   config=ClassifierTrainConfig(epochs=4, learning_rate=1e-3, batch_size=64),

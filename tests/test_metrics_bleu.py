@@ -10,7 +10,8 @@ import pytest
 from nltk.translate.bleu_score import sentence_bleu
 
 from jaxseq.data.coco import SPECIAL_TOKENS
-from jaxseq.metrics import bleu1, evaluate_captions, generate_captions
+from jaxseq.inference import evaluate_captions, generate_captions
+from jaxseq.metrics import bleu1
 from jaxseq.models import CaptioningRNN
 
 

@@ -16,9 +16,9 @@ from jaxseq.models.classifiers import build_classifier, classifier_config, class
 from jaxseq.models.recurrent_classifier import RecurrentClassifier
 from jaxseq.models.transformer import ClassificationTransformer
 from jaxseq.train.checkpoint import best_checkpoint, read_metadata
-from jaxseq.train.classifier import ClassifierTrainConfig, train_classifier
+from jaxseq.inference import load_sentence_classifier, predict_probabilities
+from jaxseq.train.classifier import ClassifierTrainConfig, fit_sentence_classifier, train_classifier
 from jaxseq.train.run_metadata import check_run_metadata
-from jaxseq.train.sentence_classifier import fit_sentence_classifier, load_sentence_classifier, predict_probabilities
 from tests.bracket_task import TINY_RECURRENT, encoded_task
 
 IDS = jnp.array([[1, 5, 2, 7, 0, 0], [1, 3, 0, 0, 0, 0], [1, 4, 4, 4, 4, 2]])  # [CLS] first, [PAD] = 0 after

@@ -484,9 +484,6 @@ def test_open_run_folder_without_the_lock(tmp_path):
 
 
 def test_prepare_checkpoint_dir_moved_unchanged(tmp_path):
-    from jaxseq.train import checkpoint
-
-    assert checkpoint.prepare_checkpoint_dir is prepare_checkpoint_dir
     assert prepare_checkpoint_dir(tmp_path) is None
     _checkpoints(tmp_path)
     with pytest.raises(ValueError, match="already holds checkpoints"):

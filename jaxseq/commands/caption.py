@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from jaxseq.commands._options import (
     add_checkpoint_args,
@@ -83,49 +82,8 @@ def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
                         help="COCO folder, if it moved since training")
 
 
-def _data_spec(spec: Any, key: str) -> None:
-    """A `jaxseq.data.json_fields` spec of the `data` entry `caption train` writes into its
-    checkpoints: {"source": "builtin", "options": {load_scene_captions' keywords}} or
-    {"source": "coco", "base_dir": ..., "max_train": ..., "seed": ...}, bounded so that no
-    entry can ask for more data than `jaxseq.limits` allows."""
-    from jaxseq.data.json_fields import FieldError, choice, fields, integer, nullable, number, string
-    from jaxseq.limits import MAX_BUILTIN_FEATURE_VALUES, MAX_SEED, MAX_TRAIN_CAPTIONS, MAX_WIDTH
-
-    source = {"source": choice("builtin", "coco")}
-    fields(required=source)(spec, key)
-    if spec["source"] == "coco":
-        fields(source, {"base_dir": nullable(string()), "max_train": nullable(integer(1, MAX_TRAIN_CAPTIONS)),
-                        "seed": integer(0, MAX_SEED)}, unknown=False)(spec, key)
-        return
-    options = fields(optional={"num_train": integer(1, MAX_TRAIN_CAPTIONS), "num_val": integer(0, MAX_TRAIN_CAPTIONS),
-                               "feature_dim": integer(1, MAX_WIDTH), "noise": number(0), "single_fraction": number(0, 1),
-                               "seed": integer(0, MAX_SEED)}, unknown=False)
-    fields(source, {"options": options}, unknown=False)(spec, key)
-    chosen = spec.get("options", {})
-    values = (chosen.get("num_train", 4000) + chosen.get("num_val", 500)) * chosen.get("feature_dim", 128)
-    if values > MAX_BUILTIN_FEATURE_VALUES:
-        raise FieldError(f"{key}.options" if key else "options",
-                         f"asks for {values} feature values ((num_train + num_val) x feature_dim), more than "
-                         f"the {MAX_BUILTIN_FEATURE_VALUES} allowed")
-
-
-def load_data(spec: dict[str, Any], data_dir: Path | None = None) -> dict[str, Any]:
-    """The captioning data a run used, from its `data` metadata entry (checked first: a
-    ValueError naming the key for a wrong type, an unknown option or a size beyond the limits)."""
-    from jaxseq.data.json_fields import check_fields
-
-    check_fields(spec, _data_spec, "captioning data", "data")
-    if spec["source"] == "builtin":
-        from jaxseq.data.synthetic_captions import load_scene_captions
-
-        return load_scene_captions(**spec.get("options", {}))
-    from jaxseq.data.coco import load_coco_data
-
-    base_dir = data_dir if data_dir is not None else spec.get("base_dir")
-    return load_coco_data(base_dir, max_train=spec.get("max_train"), seed=spec.get("seed", 0))
-
-
-def _clean(caption: str) -> str:
+def readable(caption: str) -> str:
+    """A decoded caption without its <START> and <END> markers."""
     return " ".join(word for word in caption.split() if word not in ("<START>", "<END>"))
 
 
@@ -133,46 +91,25 @@ def print_examples(references: list[str], hypotheses: list[str], urls=None, labe
     for index, (reference, hypothesis) in enumerate(zip(references, hypotheses)):
         where = f" ({urls[index]})" if urls is not None else ""
         print(f"  image {index + 1}{where}")
-        print(f"    {label:>9}: {_clean(hypothesis)}")
-        print(f"    {'true':>9}: {_clean(reference)}")
-
-
-def train_captioner(*, cell: str, data: dict[str, Any], data_spec: dict[str, Any], epochs: int,
-                    batch_size: int = 100, lr: float = 5e-3, lr_decay: float = 0.95, update_rule: str = "adam",
-                    clip_norm: float | None = None, hidden_dim: int = 128, wordvec_dim: int = 128,
-                    checkpoint_dir: Path | None = None, seed: int = 0, verbose: bool = True,
-                    devices: int | None = None, checkpoint_every: int | None = None):
-    """Build a CaptioningRNN for `data` and train it with the CaptioningSolver; returns the solver."""
-    from jaxseq.models import CaptioningRNN
-    from jaxseq.train.captioning import CaptioningSolver
-
-    model = CaptioningRNN(vocab_size=len(data["idx_to_word"]), wordvec_dim=wordvec_dim, hidden_dim=hidden_dim,
-                          cell_type=cell)
-    solver = CaptioningSolver(model, data, update_rule=update_rule, optim_config={"learning_rate": lr},
-                              lr_decay=lr_decay, num_epochs=epochs, batch_size=batch_size, print_every=0,
-                              verbose=verbose, seed=seed, checkpoint_dir=checkpoint_dir, clip_norm=clip_norm,
-                              metadata={"data": data_spec}, devices=devices, checkpoint_every=checkpoint_every)
-    return solver.train()
+        print(f"    {label:>9}: {readable(hypothesis)}")
+        print(f"    {'true':>9}: {readable(reference)}")
 
 
 def run_train(args: argparse.Namespace) -> int:
     devices = setup_parallel(args)  # first: a multi-process run must join before JAX starts
-    from jaxseq.metrics import evaluate_captions
-    from jaxseq.train.checkpoint import prepare_checkpoint_dir
+    from jaxseq.data.caption_sources import builtin_source, coco_source, load_caption_source
+    from jaxseq.inference import evaluate_captions
+    from jaxseq.train.captioning import train_captioner
 
     if args.data == "builtin":
-        spec: dict[str, Any] = {"source": "builtin", "options": {}}
+        spec = builtin_source(**({"num_train": args.max_train} if args.max_train is not None else {}))
     else:
         from jaxseq.data.coco import default_coco_dir
 
-        base_dir = args.data_dir if args.data_dir is not None else default_coco_dir()
-        spec = {"source": "coco", "base_dir": str(base_dir.resolve()), "max_train": args.max_train,
-                "seed": args.seed}
-    if args.max_train is not None and args.data == "builtin":
-        spec["options"]["num_train"] = args.max_train
-    data = load_data(spec)
+        spec = coco_source(args.data_dir if args.data_dir is not None else default_coco_dir(), args.max_train,
+                           args.seed)
+    data = load_caption_source(spec)
     checkpoint_dir = args.checkpoint_dir or Path("checkpoints") / f"caption-{args.cell}-{args.data}"
-    prepare_checkpoint_dir(checkpoint_dir, overwrite=args.overwrite, resume=args.resume)
     print(f"training an {args.cell.upper()} captioner on {args.data} data: "
           f"{data['train_captions'].shape[0]} training captions, {args.epochs} epochs; "
           f"checkpoints in {checkpoint_dir}", flush=True)
@@ -180,7 +117,8 @@ def run_train(args: argparse.Namespace) -> int:
         cell=args.cell, data=data, data_spec=spec, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         lr_decay=args.lr_decay, update_rule=args.update_rule, clip_norm=args.clip_norm,
         hidden_dim=args.hidden_dim, wordvec_dim=args.wordvec_dim, checkpoint_dir=checkpoint_dir,
-        seed=args.seed, verbose=not args.quiet, devices=devices, checkpoint_every=args.checkpoint_every)
+        seed=args.seed, verbose=not args.quiet, devices=devices, checkpoint_every=args.checkpoint_every,
+        resume=args.resume, overwrite=args.overwrite)
     variables = {"params": solver.params}
     print(f"final training loss {solver.loss_history[-1]:.4f}", end="")
     if solver.val_loss_history:
@@ -192,27 +130,15 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _restore(args: argparse.Namespace):
-    from jaxseq.train.captioning import load_captioning_checkpoint
+    from jaxseq.inference import load_captioner_and_data
 
-    from jaxseq.data.json_fields import fields
-
-    model, params, meta = load_captioning_checkpoint(args.checkpoint, fields=fields(optional={"data": _data_spec}))
-    if "data" not in meta:
-        raise ValueError(f"checkpoint {args.checkpoint}: no 'data' entry in its metadata; "
-                         "it was not written by `jaxseq caption train`")
-    try:
-        data = load_data(meta["data"], args.data_dir)
-    except ValueError as error:
-        raise ValueError(f"the data of checkpoint {args.checkpoint} cannot be loaded: {error}") from None
-    if data["idx_to_word"] != meta["idx_to_word"]:
-        raise ValueError(f"the data's vocabulary differs from the one checkpoint {args.checkpoint} was trained with")
-    return model, {"params": params}, data
+    return load_captioner_and_data(args.checkpoint, args.data_dir)
 
 
 def run_sample(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from jaxseq.metrics import generate_captions
+    from jaxseq.inference import generate_captions
 
     model, variables, data = _restore(args)
     size = data[f"{args.split}_captions"].shape[0]
@@ -228,7 +154,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from jaxseq.metrics import evaluate_captions
+    from jaxseq.inference import evaluate_captions
 
     model, variables, data = _restore(args)
     size = min(args.num_samples, data[f"{args.split}_captions"].shape[0])
@@ -238,37 +164,3 @@ def run_eval(args: argparse.Namespace) -> int:
     print(f"BLEU-1 on {size} {args.split} captions: greedy {greedy:.4f}, beam search (width {args.beam}) {beam:.4f}")
     return 0
 
-
-DEMO_EPOCHS = 15
-
-
-def demo_step(args: argparse.Namespace) -> None:
-    """`make demo`: train the LSTM captioner on the built-in set, show val scenes, BLEU-1, loss curve."""
-    import numpy as np
-
-    from jaxseq.data.synthetic_captions import load_scene_captions
-    from jaxseq.metrics import evaluate_captions, generate_captions
-    from jaxseq.train.progress import save_loss_curve
-
-    data = load_scene_captions(seed=args.seed)
-    print(f"built-in scenes: {data['train_captions'].shape[0]} train, {data['val_captions'].shape[0]} val "
-          f"(different scenes), {len(data['idx_to_word'])} words, features D={data['train_features'].shape[1]}")
-    solver = train_captioner(cell="lstm", data=data, data_spec={"source": "builtin", "options": {"seed": args.seed}},
-                             epochs=DEMO_EPOCHS, seed=args.seed, verbose=False)
-    print(f"trained {len(solver.loss_history)} steps ({DEMO_EPOCHS} epochs, batch 100, adam 5e-3, "
-          f"lr_decay 0.95) at {solver.steps_per_second:.0f} steps/s: loss {solver.loss_history[0]:.2f} -> "
-          f"{solver.loss_history[-1]:.3f}, val loss {solver.val_loss_history[-1]:.3f}")
-    variables = {"params": solver.params}
-    rows = np.random.default_rng(args.seed).choice(data["val_captions"].shape[0], 5, replace=False)
-    references, greedy = generate_captions(solver.model, variables, data, "val", rows, "greedy")
-    _, beam = generate_captions(solver.model, variables, data, "val", rows, "beam")
-    print("unseen val scenes (greedy / beam search width 5 / true):")
-    for reference, by_greedy, by_beam in zip(references, greedy, beam):
-        print(f"    greedy: {_clean(by_greedy)}\n      beam: {_clean(by_beam)}\n      true: {_clean(reference)}\n")
-    scores = {decode: evaluate_captions(solver.model, variables, data, "val", decode=decode)
-              for decode in ("greedy", "beam")}
-    print(f"val BLEU-1 ({data['val_captions'].shape[0]} scenes): greedy {scores['greedy']:.4f}, "
-          f"beam search {scores['beam']:.4f}")
-    path = save_loss_curve(solver.loss_history, args.output_dir / "captioning_lstm_loss.png",
-                           title="LSTM captioner on the built-in scenes", smooth=20)
-    print(f"loss curve: {path}")

@@ -1,13 +1,13 @@
-"""`jaxseq cola train|predict` and `jaxseq classify train`: the sentence classifiers
-(`--model transformer`, the default, or a bidirectional `lstm` / `gru`).
+"""`jaxseq cola train|predict`: the sentence classifiers on CoLA (`--model transformer`, the
+default, or a bidirectional `lstm` / `gru`).
 
     jaxseq cola train [--data-dir DIR] [--resume]   CoLA, course split (7,000 / 1,551 / dev as test)
     jaxseq cola predict --checkpoint DIR "Sentence one." "Sentence two."
-    jaxseq classify train --train A.tsv --dev B.tsv [--test C.tsv] [--model lstm]
 
 Training prints per-epoch loss, validation accuracy and MCC, then the accuracy and MCC of
 the best checkpoint (by validation MCC) on the test set. Every epoch is checkpointed in
-full; `--resume` continues an interrupted run exactly.
+full; `--resume` continues an interrupted run exactly. The options are
+`jaxseq.commands.classifier_options`.
 """
 
 from __future__ import annotations
@@ -15,91 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jaxseq.commands._options import (
-    add_checkpoint_args,
-    add_parallel_args,
-    batch_size,
-    bounded_int,
-    fraction,
-    model_size,
-    nonnegative_float,
-    positive_float,
-    positive_int,
-    random_seed,
-    setup_parallel,
-)
-
-MODELS = ("transformer", "lstm", "gru")  # jaxseq.models.classifiers.ARCHITECTURES, without importing JAX
-POOLINGS = ("max", "final", "max+final")  # jaxseq.models.recurrent_classifier.POOLINGS
-layers = bounded_int(1, 64, "a positive integer")  # run_metadata.MAX_LAYERS
-
-
-def _recipe_default(key: str, section: str | None = "train") -> str:
-    """The help text's default of option `key`: the transformer's and the recurrent recipe's."""
-    from jaxseq.cola_recipes import COLA_RECIPE, RECURRENT_COLA_RECIPE
-
-    pick = (lambda recipe: recipe[key]) if section is None else (lambda recipe: recipe[section][key])
-    a, b = pick(COLA_RECIPE), pick(RECURRENT_COLA_RECIPE)
-    return f"default: {a}" if a == b else f"default: {a} for the transformer, {b} for lstm/gru"
-
-
-def _add_training_options(parser: argparse.ArgumentParser, default_checkpoint_dir: str) -> None:
-    """Options whose defaults (None here) come from the --model's recipe, `COLA_RECIPE` or
-    `RECURRENT_COLA_RECIPE`, measured in benchmarks/cola_quality.py."""
-    from jaxseq.cola_recipes import RECURRENT_COLA_RECIPE  # plain data: building the parser loads no JAX
-
-    group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=positive_int, default=None,
-                       help=f"training epochs ({_recipe_default('epochs')})")
-    group.add_argument("--batch-size", type=batch_size, default=None,
-                       help=f"batch size ({_recipe_default('batch_size')})")
-    group.add_argument("--lr", type=positive_float, default=None,
-                       help=f"peak learning rate ({_recipe_default('learning_rate')})")
-    group.add_argument("--weight-decay", type=nonnegative_float, default=None,
-                       help=f"AdamW decoupled weight decay; 0 uses Adam ({_recipe_default('weight_decay')})")
-    group.add_argument("--schedule", choices=("constant", "cosine", "linear"), default=None,
-                       help=f"learning-rate decay after the warm-up, to 0 at the last epoch ({_recipe_default('schedule')})")
-    group.add_argument("--warmup-epochs", type=nonnegative_float, default=None,
-                       help=f"linear warm-up length in epochs ({_recipe_default('warmup_epochs')})")
-    group.add_argument("--label-smoothing", type=fraction, default=None,
-                       help=f"label smoothing ({_recipe_default('label_smoothing')})")
-    group.add_argument("--patience", type=positive_int, default=None,
-                       help=f"stop after this many epochs without a better validation MCC ({_recipe_default('patience')})")
-    group.add_argument("--seed", type=random_seed, default=0,
-                       help="random seed for init, dropout, shuffling (default: 0)")
-    group.add_argument("--no-progress", action="store_true", help="no progress bar")
-    model = parser.add_argument_group("model and data")
-    model.add_argument("--model", choices=MODELS, default="transformer",
-                       help="transformer (one encoder layer), or a bidirectional lstm / gru with pooling "
-                            "(default: %(default)s)")
-    model.add_argument("--dropout", type=fraction, default=None,
-                       help=f"dropout rate ({_recipe_default('dropout', 'model')})")
-    model.add_argument("--hidden-dim", type=model_size, default=128,
-                       help="model width H; lstm/gru: hidden size per direction (default: 128)")
-    model.add_argument("--num-heads", type=model_size, default=2, help="transformer: attention heads (default: 2)")
-    model.add_argument("--dim-k", type=model_size, default=96, help="transformer: query/key size per head (default: 96)")
-    model.add_argument("--dim-v", type=model_size, default=96, help="transformer: value size per head (default: 96)")
-    model.add_argument("--dim-feedforward", type=model_size, default=2048,
-                       help="transformer: feed-forward width (default: 2048)")
-    recurrent = RECURRENT_COLA_RECIPE["model"]
-    model.add_argument("--embed-dim", type=model_size, default=recurrent["embed_dim"],
-                       help="lstm/gru: embedding size (default: %(default)s)")
-    model.add_argument("--num-layers", type=layers, default=recurrent["num_layers"],
-                       help="lstm/gru: stacked bidirectional layers (default: %(default)s)")
-    model.add_argument("--embed-dropout", type=fraction, default=None,
-                       help="lstm/gru: dropout rate on the embedded tokens (default: %s)" % recurrent["embed_dropout"])
-    model.add_argument("--pooling", choices=POOLINGS, default=recurrent["pooling"],
-                       help="lstm/gru: max over the valid steps, the last layer's final states of both "
-                            "directions, or both concatenated (default: %(default)s)")
-    model.add_argument("--max-length", type=model_size, default=43,
-                       help="tokens per sentence, [CLS] included; longer ones are truncated (default: 43)")
-    model.add_argument("--min-count", type=positive_int, default=None,
-                       help=f"keep training words seen at least this often ({_recipe_default('min_count', None)})")
-    model.add_argument("--no-pad-mask", action="store_true",
-                       help="transformer: let attention see [PAD] tokens (the course's unmasked model)")
-    add_checkpoint_args(parser, "the checkpoints (every epoch's full state; the last two and the best are kept) "
-                        "and vocab.json", default=default_checkpoint_dir)
-    add_parallel_args(parser)
+from jaxseq.commands._options import positive_int, random_seed
+from jaxseq.commands.classifier_options import add_training_options, report, train_options
 
 
 def register(subparsers) -> None:
@@ -112,7 +29,7 @@ def register(subparsers) -> None:
                        help="validation sentences split from training (default: 1551)")
     train.add_argument("--split-seed", type=random_seed, default=0,
                        help="seed of the train/validation split (default: 0)")
-    _add_training_options(train, "checkpoints/cola")
+    add_training_options(train, "checkpoints/cola")
     train.set_defaults(func=run_cola_train)
 
     predict = cola_commands.add_parser("predict", help="probability that sentences are acceptable")
@@ -121,76 +38,10 @@ def register(subparsers) -> None:
     predict.add_argument("sentences", nargs="+", help="sentences as plain text")
     predict.set_defaults(func=run_cola_predict)
 
-    classify = subparsers.add_parser("classify", help="sentence classifier on any sentence<TAB>label data")
-    classify_commands = classify.add_subparsers(dest="classify_command", required=True, metavar="ACTION")
-    ctrain = classify_commands.add_parser("train", help="train on a TSV, select by a validation TSV")
-    ctrain.add_argument("--train", type=Path, required=True, help="training file")
-    ctrain.add_argument("--dev", type=Path, required=True, help="validation file (checkpoint selection)")
-    ctrain.add_argument("--test", type=Path, default=None, help="optional held-out test file")
-    ctrain.add_argument("--format", choices=("auto", "raw", "glue", "tokenized"), default="auto",
-                        help="file format (default: detect)")
-    _add_training_options(ctrain, "checkpoints/classify")
-    ctrain.set_defaults(func=run_classify_train)
-
-
-def train_options(args: argparse.Namespace) -> dict:
-    """Keyword arguments of `fit_sentence_classifier` from parsed training options.
-
-    Joins a multi-process run first when the options ask for one (before JAX starts).
-    """
-    devices = setup_parallel(args)
-    from jaxseq.train.classifier import ClassifierTrainConfig
-
-    from jaxseq.cola_recipes import cola_recipe
-
-    recipe = cola_recipe(args.model)
-    train = recipe["train"]
-    given = lambda value, default: default if value is None else value
-    if args.model != "transformer" and args.no_pad_mask:
-        raise ValueError("--no-pad-mask is for the transformer: an lstm/gru always stops at each sentence's length")
-    if args.model == "transformer" and args.embed_dropout is not None:
-        raise ValueError("--embed-dropout is for lstm/gru (the transformer's --dropout covers its embeddings)")
-    config = ClassifierTrainConfig(
-        epochs=given(args.epochs, train["epochs"]), batch_size=given(args.batch_size, train["batch_size"]),
-        learning_rate=given(args.lr, train["learning_rate"]),
-        weight_decay=given(args.weight_decay, train["weight_decay"]),
-        schedule=given(args.schedule, train["schedule"]),
-        warmup_epochs=given(args.warmup_epochs, train["warmup_epochs"]),
-        label_smoothing=given(args.label_smoothing, train["label_smoothing"]),
-        patience=given(args.patience, train["patience"]),
-        use_pad_mask=not args.no_pad_mask, seed=args.seed,
-    )
-    dropout = given(args.dropout, recipe["model"]["dropout"])
-    if args.model == "transformer":
-        model_kwargs = dict(hidden_dim=args.hidden_dim, num_heads=args.num_heads, dim_k=args.dim_k,
-                            dim_q=args.dim_k, dim_v=args.dim_v, dim_feedforward=args.dim_feedforward,
-                            dropout=dropout)
-    else:
-        model_kwargs = dict(embed_dim=args.embed_dim, hidden_size=args.hidden_dim, num_layers=args.num_layers,
-                            pooling=args.pooling, dropout=dropout,
-                            embed_dropout=given(args.embed_dropout, recipe["model"]["embed_dropout"]))
-    return dict(min_count=given(args.min_count, recipe["min_count"]), max_length=args.max_length,
-                architecture=args.model, model_kwargs=model_kwargs,
-                config=config, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite, resume=args.resume,
-                checkpoint_every=args.checkpoint_every,
-                progress=not args.no_progress, devices=devices)
-
-
-def report(run, test_name: str = "test") -> None:
-    """Print the best epoch and its validation / test scores."""
-    result = run.result
-    print(f"best epoch {result.best_epoch}: val acc {run.val_scores['accuracy']:.4f}  "
-          f"val MCC {run.val_scores['mcc']:+.4f}")
-    if run.test_scores is not None:
-        print(f"{test_name} (best checkpoint): acc {run.test_scores['accuracy']:.4f}  "
-              f"MCC {run.test_scores['mcc']:+.4f}  confusion [[tn, fp], [fn, tp]] = {run.test_scores['confusion']}")
-    if result.checkpoint is not None:
-        print(f"checkpoint: {result.checkpoint}")
-
 
 def run_cola_train(args: argparse.Namespace) -> int:
     from jaxseq.data.cola import cola_dir_candidates, default_cola_dir, load_cola
-    from jaxseq.train.sentence_classifier import fit_sentence_classifier
+    from jaxseq.train.classifier import fit_sentence_classifier
 
     data_dir = args.data_dir or default_cola_dir()
     if data_dir is None:
@@ -204,28 +55,12 @@ def run_cola_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_classify_train(args: argparse.Namespace) -> int:
-    from jaxseq.data.sentence_files import read_sentences
-    from jaxseq.data.sentences import SentenceSplits
-    from jaxseq.train.sentence_classifier import fit_sentence_classifier
-
-    options = train_options(args)
-    splits = SentenceSplits(
-        read_sentences(args.train, args.format), read_sentences(args.dev, args.format),
-        read_sentences(args.test, args.format) if args.test else None,
-    )
-    metadata = {"data": {"train": str(args.train), "dev": str(args.dev), "test": str(args.test or "")}}
-    run = fit_sentence_classifier(splits, metadata=metadata, **options)
-    report(run)
-    return 0
-
-
 def run_cola_predict(args: argparse.Namespace) -> int:
     from jaxseq.data.tokenizer import tokenize
-    from jaxseq.train.sentence_classifier import load_sentence_classifier, predict_probabilities
+    from jaxseq.inference import load_sentence_classifier, predict_probabilities, uses_pad_mask
 
     model, params, vocab, metadata = load_sentence_classifier(args.checkpoint)
-    use_pad_mask = metadata.get("train_config", {}).get("use_pad_mask", True)
+    use_pad_mask = uses_pad_mask(metadata)
     sentences = [tokenize(text) for text in args.sentences]
     probabilities = predict_probabilities(model, params, vocab, sentences, use_pad_mask=use_pad_mask)
     for text, probability in zip(args.sentences, probabilities):

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from jaxseq.commands import demo_steps
 from jaxseq.commands._options import random_seed
 
 
@@ -18,18 +19,6 @@ def _gradient_checks(args: argparse.Namespace) -> None:
     from jaxseq.commands.check import print_check_table
 
     print_check_table(seed=args.seed)
-
-
-def _captioning(args: argparse.Namespace) -> None:
-    from jaxseq.commands.caption import demo_step
-
-    demo_step(args)
-
-
-def _classifier(args: argparse.Namespace) -> None:
-    from jaxseq.commands.classifier_demo import demo_step
-
-    demo_step(args)
 
 
 BENCH_SHAPE = (25, 16, 256, 512)  # N, T, D, H: the course's captioning batch with LSTM sizes
@@ -82,8 +71,8 @@ def _short_benchmark(args: argparse.Namespace) -> None:
 
 DEMO_STEPS = [
     ("Layer gradient checks", _gradient_checks),
-    ("LSTM captioning on the built-in set", _captioning),
-    ("Transformer sentence classifier", _classifier),
+    ("LSTM captioning on the built-in set", demo_steps.captioning),
+    ("Transformer sentence classifier", demo_steps.classifier),
     ("Short benchmark", _short_benchmark),
 ]
 

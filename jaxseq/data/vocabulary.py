@@ -144,3 +144,34 @@ class Vocabulary:
             return cls(tuple(data["tokens"]), data.get("min_count", 1))
         except ValueError as error:
             raise ValueError(f"vocabulary file {path}: {error}") from None
+
+
+def check_token_ids(ids: np.ndarray, vocab_size: int, name: str) -> None:
+    """ValueError naming `name` and the position of the first token id outside [0, vocab_size)
+    (checked before ids reach `jit`: JAX clamps an out-of-range gather silently).
+
+    Inputs: ids (N, T) integers; vocab_size V; name: what `ids` are, for the message.
+    """
+    ids = np.asarray(ids)
+    bad = (ids < 0) | (ids >= vocab_size)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(f"{name}: token id {ids[row, col]} at row {row}, position {col} is outside the "
+                         f"model's vocabulary [0, {vocab_size})")
+
+
+def check_classification_data(data: ClassificationData, name: str, vocab_size: int, max_length: int) -> None:
+    """ValueError naming `name` unless ids are (N, T) integers in [0, vocab_size) with
+    T <= max_length and labels are (N,) of 0/1 (JAX would clamp bad ids silently)."""
+    ids, labels = np.asarray(data.ids), np.asarray(data.labels)
+    if ids.ndim != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
+        raise ValueError(f"{name} ids must be a non-empty (N, T) array, got shape {ids.shape}")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"{name} ids must be integers, got dtype {ids.dtype}")
+    if ids.shape[1] > max_length:
+        raise ValueError(f"{name} ids have T={ids.shape[1]} tokens, more than the model's max_length {max_length}")
+    check_token_ids(ids, vocab_size, f"{name} ids")
+    if labels.shape != (ids.shape[0],):
+        raise ValueError(f"{name} labels must have shape ({ids.shape[0]},), got {labels.shape}")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"{name} labels must be 0 or 1, found {labels[~np.isin(labels, (0, 1))][0]!r}")

@@ -36,7 +36,6 @@ from jaxseq.data.json_fields import boolean, check_fields, fields, integer, null
 from jaxseq.data.json_file import read_json_file
 from jaxseq.limits import MAX_COUNT
 from jaxseq.train.run_folder import check_run_dir
-from jaxseq.train.run_folder import prepare_checkpoint_dir  # noqa: F401  moved there; kept for its importers
 from jaxseq.train.state_check import check_state, state_nbytes
 
 PREFIX = "ckpt-"

@@ -1,5 +1,9 @@
 """Trainer for binary sentence classifiers (`ClassificationTransformer`, `RecurrentClassifier`:
-any model with `logits(ids, pad_mask, deterministic)`, `vocab_size` and `max_length`).
+any model with `logits(ids, pad_mask, deterministic)`, `vocab_size` and `max_length`), run by
+the one training loop (`jaxseq.train.loop`).
+
+    run = fit_sentence_classifier(splits, architecture="lstm", checkpoint_dir="runs/cola")
+    result = train_classifier(model, train, val, ClassifierTrainConfig(epochs=10))
 
 One jitted train step does everything for a batch: gather the batch from the training set
 held on the device (by a shuffled index order drawn on the device once per epoch), forward
@@ -10,7 +14,7 @@ computed; the parameters with the best validation MCC are kept, and training sto
 after `patience` epochs without improvement. With a checkpoint folder, the whole training
 state is saved after every epoch (last `keep` + best), and `resume=True` continues an
 interrupted run bit for bit: the data order of epoch e is a permutation drawn from
-fold_in(shuffle_key, e), and the shuffling key is part of the saved state.
+fold_in(shuffle_key, e), and the shuffling key is saved beside the state.
 
 Shapes: N examples, T tokens per example (`[CLS]` first, `[PAD]` = 0 after the sentence),
 B batch size.
@@ -18,7 +22,10 @@ B batch size.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,19 +36,27 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxseq.data.sentences import ClassificationData
-from jaxseq.data.vocabulary import PAD_ID
-from jaxseq.metrics import accuracy, confusion_matrix, matthews_corrcoef
-from jaxseq.models.classifiers import SentenceClassifier
-from jaxseq.train.checkpoint import checkpoint_path, prepare_checkpoint_dir
-from jaxseq.train.classifier_run import RunProgress, restore_run, run_settings, save_run
-from jaxseq.train.interrupt import TrainingInterrupted, stop_on_signals
+from jaxseq.data.sentences import ClassificationData, SentenceSplits
+from jaxseq.data.vocabulary import Vocabulary, check_classification_data
+from jaxseq.metrics import classification_metrics
+from jaxseq.models.classifiers import (
+    SentenceClassifier,
+    build_classifier,
+    classifier_config,
+    make_logits_fn,
+    pad_mask,
+    predict_logits,
+)
+from jaxseq.train.checkpoint import checkpoint_path, load_checkpoint, read_metadata
+from jaxseq.train.loop import EpochResult, LoopSettings, RunProgress, TrainingLoop
 from jaxseq.train.optim import make_optimizer
-from jaxseq.train.parallel import DataParallel
-from jaxseq.train.progress import progress_bar
-from jaxseq.train.steps import NonFiniteLossError, init_train_state, losses_to_host, make_train_step
+from jaxseq.train.parallel import Placement
+from jaxseq.train.run_metadata import check_classifier_progress, check_run_kind, check_run_metadata
+from jaxseq.train.steps import init_train_state, make_train_step
 
 SCHEDULES = ("constant", "cosine", "linear")
+RESUMABLE_KEYS = ("epoch", "history", "best_epoch", "best_val_mcc", "best_step")
+VOCAB_FILE = "vocab.json"
 
 
 @dataclass(frozen=True)
@@ -71,8 +86,7 @@ class ClassifierTrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        positive = ("epochs", "batch_size", "learning_rate", "eval_batch_size")
-        for name in positive:
+        for name in ("epochs", "batch_size", "learning_rate", "eval_batch_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.weight_decay < 0 or self.warmup_epochs < 0:
@@ -115,29 +129,6 @@ class EpochData(NamedTuple):
     batch: jax.Array
 
 
-def check_classification_data(data: ClassificationData, name: str, model: SentenceClassifier) -> None:
-    """ValueError naming `name` unless ids are (N, T) integers in [0, vocab_size) with
-    T <= max_length and labels are (N,) of 0/1 (JAX would clamp bad ids silently)."""
-    ids, labels = np.asarray(data.ids), np.asarray(data.labels)
-    if ids.ndim != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
-        raise ValueError(f"{name} ids must be a non-empty (N, T) array, got shape {ids.shape}")
-    if not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"{name} ids must be integers, got dtype {ids.dtype}")
-    if ids.shape[1] > model.max_length:
-        raise ValueError(f"{name} ids have T={ids.shape[1]} tokens, more than the model's max_length {model.max_length}")
-    bad = (ids < 0) | (ids >= model.vocab_size)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"{name} ids: token id {ids[row, col]} at row {row}, position {col} is outside the "
-            f"vocabulary [0, {model.vocab_size})"
-        )
-    if labels.shape != (ids.shape[0],):
-        raise ValueError(f"{name} labels must have shape ({ids.shape[0]},), got {labels.shape}")
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"{name} labels must be 0 or 1, found {labels[~np.isin(labels, (0, 1))][0]!r}")
-
-
 def learning_rate_schedule(config: ClassifierTrainConfig, steps_per_epoch: int) -> float | optax.Schedule:
     """The learning rate per step: linear warm-up from 0, then constant, cosine or linear decay."""
     total = config.epochs * steps_per_epoch
@@ -154,10 +145,6 @@ def learning_rate_schedule(config: ClassifierTrainConfig, steps_per_epoch: int) 
     if warmup == 0:
         return decay
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
-
-
-def _pad_mask(ids: jax.Array, use_pad_mask: bool) -> jax.Array | None:
-    return ids != PAD_ID if use_pad_mask else None
 
 
 def epoch_batch_sampler(batch_size: int, num_examples: int) -> Callable:
@@ -183,7 +170,7 @@ def classifier_loss(model: SentenceClassifier, config: ClassifierTrainConfig) ->
 
     def loss_fn(params, batch):
         ids, labels, weight, key = batch
-        logits = model.apply({"params": params}, ids, _pad_mask(ids, config.use_pad_mask),
+        logits = model.apply({"params": params}, ids, pad_mask(ids, config.use_pad_mask),
                              deterministic=False, rngs={"dropout": key}, method="logits")
         targets = labels.astype(jnp.float32) * (1.0 - smoothing) + 0.5 * smoothing
         losses = optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), targets)
@@ -192,63 +179,139 @@ def classifier_loss(model: SentenceClassifier, config: ClassifierTrainConfig) ->
     return loss_fn
 
 
-def make_logits_fn(model: SentenceClassifier, use_pad_mask: bool = True) -> Callable:
-    """Jitted `(params, ids (B, T)) -> logits (B,)`, deterministic."""
-    return jax.jit(lambda params, ids: model.apply({"params": params}, ids, _pad_mask(ids, use_pad_mask),
-                                                   method="logits"))
+def evaluate_classifier(model: SentenceClassifier, params, data: ClassificationData, *, batch_size: int = 1024,
+                     use_pad_mask: bool = True, logits_fn: Callable | None = None,
+                     name: str = "eval") -> dict[str, Any]:
+    """`classification_metrics` (loss, accuracy, mcc, confusion) of `model` with `params` on
+    `data` (ids checked against the model first; `name` says which data in the errors)."""
+    check_classification_data(data, name, model.vocab_size, model.max_length)
+    logits_fn = logits_fn or make_logits_fn(model, use_pad_mask)
+    return classification_metrics(predict_logits(logits_fn, params, data.ids, batch_size), data.labels)
 
 
-def predict_logits(logits_fn: Callable, params, ids: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Logits (N,) of ids (N, T), in fixed-size batches (the last one padded) to compile once."""
-    ids = np.asarray(ids, dtype=np.int32)
-    size = min(batch_size, len(ids))
-    out = []
-    for start in range(0, len(ids), size):
-        chunk = ids[start:start + size]
-        if len(chunk) < size:
-            chunk = np.concatenate([chunk, np.zeros((size - len(chunk), ids.shape[1]), np.int32)])
-        out.append(np.asarray(logits_fn(params, chunk)))
-    return np.concatenate(out)[: len(ids)].astype(np.float64)
+def data_fingerprint(data: ClassificationData) -> str:
+    """A short hash of ids and labels: a resumed run must see the very same examples."""
+    digest = hashlib.sha256()
+    for array in (data.ids, data.labels):
+        array = np.ascontiguousarray(array, dtype=np.int32)
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
-def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """loss (mean binary cross-entropy), accuracy, mcc and confusion matrix of logits (N,)
-    thresholded at 0 (probability 0.5)."""
-    labels = np.asarray(labels).astype(np.int64)
-    predictions = (logits >= 0).astype(np.int64)
-    loss = float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
-    return {
-        "loss": loss,
-        "accuracy": accuracy(labels, predictions),
-        "mcc": matthews_corrcoef(labels, predictions),
-        "confusion": confusion_matrix(labels, predictions).tolist(),
-    }
+class ClassifierTask:
+    """What the loop runs for a classifier (see `jaxseq.train.loop.TrainingTask`): the shuffled
+    epochs, the loss, the validation MCC (higher is better), the shuffling key beside the state."""
+
+    kind = "classifier"
+
+    def __init__(self, model: SentenceClassifier, train: ClassificationData, val: ClassificationData,
+                 config: ClassifierTrainConfig, metadata: dict[str, Any], placement: Placement):
+        self.model, self.val, self.config, self.metadata, self.placement = model, val, config, metadata, placement
+        self.num_train = len(train.ids)
+        self.steps_per_epoch = math.ceil(self.num_train / config.batch_size)
+        self.schedule = learning_rate_schedule(config, self.steps_per_epoch)
+        decay = {"weight_decay": config.weight_decay} if config.weight_decay > 0 else {}
+        self.optimizer = make_optimizer("adamw" if decay else "adam", self.schedule, clip_norm=config.clip_norm,
+                                        **decay)
+        init_key, self.step_key, shuffle_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+        self.extra_state = {"shuffle_key": shuffle_key}
+        self.ids, self.labels = placement.data((np.asarray(train.ids, np.int32), np.asarray(train.labels, np.int32)))
+        first = jnp.asarray(train.ids[:1], dtype=jnp.int32)
+        self.params = jax.jit(model.init)(init_key, first, pad_mask(first, config.use_pad_mask))["params"]
+        self.train_step = make_train_step(classifier_loss(model, config), self.optimizer,
+                                          epoch_batch_sampler(config.batch_size, self.num_train),
+                                          parallel=placement.parallel)
+        self.logits_fn = make_logits_fn(model, config.use_pad_mask)
+        padded = self.steps_per_epoch * config.batch_size
+        self.epoch_order = jax.jit(lambda key, epoch: jnp.resize(  # wraps around: extra entries get weight 0
+            jax.random.permutation(jax.random.fold_in(key, epoch), self.num_train), (padded,)))
+        self.batch_weights = np.minimum(config.batch_size,
+                                        self.num_train - config.batch_size * np.arange(self.steps_per_epoch))
+        self.settings = {"model": classifier_config(model), "train_config": dataclasses.asdict(config),
+                         "train_data": data_fingerprint(train), "val_data": data_fingerprint(val)}
+
+    def initial_state(self):
+        return self.placement.state(init_train_state(self.params, self.optimizer, self.step_key))
+
+    def place(self, state):
+        return self.placement.state(state)
+
+    def run_settings(self) -> dict[str, Any]:
+        return self.settings
+
+    def epoch_step(self, epoch: int):
+        order = self.placement.data(self.epoch_order(self.extra_state["shuffle_key"], epoch))
+        return lambda state, batch: self.train_step(state, EpochData(self.ids, self.labels, order, jnp.int32(batch)))
+
+    def evaluate(self, state, epoch: int, losses: list[float], seconds: float) -> EpochResult:
+        start = time.perf_counter()
+        scores = evaluate_classifier(self.model, state.params, self.val, batch_size=self.config.eval_batch_size,
+                                  logits_fn=self.logits_fn, name="val")
+        rate = self.schedule(int(state.step) - 1) if callable(self.schedule) else self.schedule
+        record = {"epoch": epoch, "train_loss": float(np.sum(np.asarray(losses) * self.batch_weights) / self.num_train),
+                  "val_loss": scores["loss"], "val_accuracy": scores["accuracy"], "val_mcc": scores["mcc"],
+                  "seconds": seconds, "eval_seconds": time.perf_counter() - start, "learning_rate": float(rate)}
+        line = lambda improved: (  # noqa: E731
+            f"epoch {epoch:3d}/{self.config.epochs}  loss {record['train_loss']:.4f}  val loss {record['val_loss']:.4f}"
+            f"  val acc {record['val_accuracy']:.4f}  val MCC {record['val_mcc']:+.4f}{' *' if improved else '  '}"
+            f"  {seconds:.1f} s")
+        return EpochResult(record["val_mcc"], record, line)
+
+    def checkpoint_metadata(self, progress: RunProgress) -> dict[str, Any]:
+        """The caller's entries, the last epoch's scores (at an epoch's end), and what resuming needs."""
+        at_epoch_end = bool(progress.history) and not progress.epoch_losses
+        return {**self.metadata, **(progress.history[-1] if at_epoch_end else {}),
+                "epoch": progress.epochs_done, "epoch_losses": list(progress.epoch_losses),
+                "history": progress.history, "best_epoch": progress.best_epoch,
+                "best_val_mcc": progress.best_metric if progress.best_epoch > 0 else None,
+                "best_step": progress.best_epoch * self.steps_per_epoch}
+
+    def check_resumable(self, meta: dict[str, Any], path: Path) -> None:
+        check_run_kind(meta, path, self.kind)
+        missing = [key for key in RESUMABLE_KEYS if key not in meta]
+        if missing:
+            raise ValueError(f"checkpoint {path}: no resumable training state (metadata lacks {missing}); "
+                             "it was not written by train_classifier after every epoch")
+        check_run_metadata(meta, path, self.kind)
+
+    def restored(self, meta: dict[str, Any], path: Path, extra: dict[str, Any]) -> RunProgress:
+        """The progress of checkpoint `path`; the best epoch's parameters from its checkpoint."""
+        check_classifier_progress(meta, path, self.steps_per_epoch)
+        self.extra_state = dict(extra)
+        progress = RunProgress(epochs_done=int(meta["epoch"]), history=list(meta["history"]),
+                               best_epoch=int(meta["best_epoch"]), epoch_losses=list(meta.get("epoch_losses", [])))
+        if progress.best_epoch > 0:  # else: stopped inside the first epoch, nothing scored yet
+            progress.best_metric = float(meta["best_val_mcc"])
+            progress.best_path = checkpoint_path(path.parent, int(meta["best_step"]))
+            template = {"params": self.params}
+            progress.best_params = load_checkpoint(progress.best_path, template)[0]["params"]
+        return progress
 
 
-def evaluate_classifier(model: SentenceClassifier, params, data: ClassificationData, *,
-                        batch_size: int = 1024, use_pad_mask: bool = True, name: str = "eval") -> dict[str, Any]:
-    """classification_metrics of `model` with `params` on `data` (checked first)."""
-    check_classification_data(data, name, model)
-    logits = predict_logits(make_logits_fn(model, use_pad_mask), params, data.ids, batch_size)
-    return classification_metrics(logits, data.labels)
+def vocabulary_file_keeper(vocab: Vocabulary) -> Callable[[Path, Path | None], None]:
+    """The loop's `prepare_folder` for a run with `vocab`: write it as vocab.json (process 0),
+    or, resuming, check that the run being resumed used the very same vocabulary."""
+
+    def prepare(folder: Path, resume_from: Path | None) -> None:
+        vocab_file = folder / VOCAB_FILE
+        if resume_from is not None:
+            check_run_kind(read_metadata(resume_from), resume_from, "classifier")  # before looking for vocab.json
+            if Vocabulary.load(vocab_file).to_json() != vocab.to_json():
+                raise ValueError(f"{vocab_file}: the run being resumed used a different vocabulary "
+                                 "(other training sentences or min_count); resume with the same data")
+        elif jax.process_index() == 0:
+            vocab.save(vocab_file)
+
+    return prepare
 
 
-def train_classifier(
-    model: SentenceClassifier,
-    train: ClassificationData,
-    val: ClassificationData,
-    config: ClassifierTrainConfig = ClassifierTrainConfig(),
-    *,
-    checkpoint_dir: str | Path | None = None,
-    metadata: dict[str, Any] | None = None,
-    overwrite: bool = False,
-    resume: bool = False,
-    keep: int = 2,
-    checkpoint_every: int | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] | None = print,
-    devices: int | None = None,
-) -> ClassifierResult:
+def train_classifier(model: SentenceClassifier, train: ClassificationData, val: ClassificationData,
+                     config: ClassifierTrainConfig = ClassifierTrainConfig(), *,
+                     checkpoint_dir: str | os.PathLike | None = None, metadata: dict[str, Any] | None = None,
+                     overwrite: bool = False, resume: bool = False, keep: int = 2, checkpoint_every: int | None = None,
+                     progress: bool = True, log: Callable[[str], None] | None = print, devices: int | None = None,
+                     vocab: Vocabulary | None = None) -> ClassifierResult:
     """Train `model` on `train`, select by validation MCC on `val`.
 
     Inputs:
@@ -260,9 +323,11 @@ def train_classifier(
         scores and the history; the last `keep` epochs and the best one (by validation
         MCC) are kept. Existing checkpoints there are an error unless `resume` (continue
         exactly from the latest: same settings and data required; the result equals an
-        uninterrupted run's) or `overwrite` (delete them). checkpoint_every: also save every
-        this many steps inside an epoch (None: at epoch ends only).
-      progress: show a tqdm bar per epoch; log: per-epoch summary lines (None: silent).
+        uninterrupted run's) or `overwrite` (delete them, once every option checked out).
+        The folder is locked while training. checkpoint_every: also save every this many
+        steps inside an epoch (None: at epoch ends only). vocab: written beside the
+        checkpoints as vocab.json (resuming: must equal the saved one).
+      progress: show a tqdm bar; log: per-epoch summary lines (None: silent).
       devices: data parallelism over this many devices (None: one device): each batch is
         split over them, parameters and optimizer state are replicated; batch_size must
         divide by the device count.
@@ -273,137 +338,61 @@ def train_classifier(
     one everywhere), checkpoints that state (mid-epoch too) and raises
     `jaxseq.train.interrupt.TrainingInterrupted`.
     """
-    check_classification_data(train, "train", model)
-    check_classification_data(val, "val", model)
+    check_classification_data(train, "train", model.vocab_size, model.max_length)
+    check_classification_data(val, "val", model.vocab_size, model.max_length)
     if checkpoint_every is not None and not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
         raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
-    resume_from = None
-    if checkpoint_dir is not None:
-        checkpoint_dir = Path(checkpoint_dir)
-        resume_from = prepare_checkpoint_dir(checkpoint_dir, overwrite=overwrite, resume=resume)
-    say = log or (lambda line: None)
+    task = ClassifierTask(model, train, val, config, dict(metadata or {}),
+                          Placement.create(devices, config.batch_size))
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    settings = LoopSettings(
+        num_epochs=config.epochs, steps_per_epoch=task.steps_per_epoch, checkpoint_dir=folder, resume=resume,
+        overwrite=overwrite, checkpoint_every=checkpoint_every, keep=keep, higher_is_better=True,
+        patience=config.patience, progress=progress, description="classifier train", metric_name="validation MCC",
+        log=log, prepare_folder=vocabulary_file_keeper(vocab) if vocab is not None else None)
+    run = TrainingLoop(task, settings).run().progress
+    best = run.best_metric if run.best_metric is not None else -math.inf
+    return ClassifierResult(run.best_params, run.history, run.best_epoch, best, run.best_path)
 
-    num_train = len(train.ids)
-    size = config.batch_size
-    steps_per_epoch = math.ceil(num_train / size)
-    schedule = learning_rate_schedule(config, steps_per_epoch)
-    optimizer = make_optimizer(
-        "adamw" if config.weight_decay > 0 else "adam", schedule, clip_norm=config.clip_norm,
-        **({"weight_decay": config.weight_decay} if config.weight_decay > 0 else {}),
-    )
 
-    parallel = DataParallel.create(devices) if devices is not None else None
-    if parallel is not None:
-        parallel.check_batch_size(size)
-    place_data = parallel.put_data if parallel is not None else jax.device_put
-    place_state = parallel.replicate if parallel is not None else jax.device_put
+class SentenceClassifierRun(NamedTuple):
+    """model, best params and vocabulary; the trainer's result; scores of the best params on
+    validation and (when the splits have one) test: dicts of loss, accuracy, mcc, confusion;
+    num_truncated: sentences cut to max_length per split."""
 
-    init_key, step_key, shuffle_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
-    ids_all, labels_all = place_data((np.asarray(train.ids, np.int32), np.asarray(train.labels, np.int32)))
-    first = jnp.asarray(train.ids[:1], dtype=jnp.int32)
-    params = jax.jit(model.init)(init_key, first, _pad_mask(first, config.use_pad_mask))["params"]
-    state = init_train_state(params, optimizer, step_key)
-    train_step = make_train_step(classifier_loss(model, config), optimizer, epoch_batch_sampler(size, num_train),
-                                 parallel=parallel)
-    logits_fn = make_logits_fn(model, config.use_pad_mask)
-    padded = steps_per_epoch * size
+    model: SentenceClassifier
+    params: Any
+    vocab: Vocabulary
+    result: ClassifierResult
+    val_scores: dict
+    test_scores: dict | None
+    num_truncated: dict[str, int]
 
-    @jax.jit
-    def epoch_order(shuffle_key, epoch):
-        order = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num_train)
-        return jnp.resize(order, (padded,))  # wraps around: the extra entries get weight 0
 
-    batch_weights = np.minimum(size, num_train - size * np.arange(steps_per_epoch))
-    settings = run_settings(model, config, train, val)
-    run = RunProgress()
-    if resume_from is not None:
-        state, shuffle_key, run = restore_run(resume_from, state, shuffle_key, settings, steps_per_epoch)
-        partial = f" and {len(run.epoch_losses)} steps" if run.epoch_losses else ""
-        say(f"resuming from {resume_from} (epoch {run.epochs_done}{partial} of {config.epochs}, "
-            f"best: epoch {run.best_epoch})")
-    step = int(state.step)
-    state = place_state(state)
-    base_meta = {**(metadata or {}), **settings}
-    checkpoints = checkpoint_dir is not None
-
-    def save(record: dict | None = None) -> Path:
-        """Checkpoint the state now: after an epoch (`record`: its scores) or in the middle
-        of one (`run.epoch_losses` holds its losses so far). Process 0 writes; every process
-        returns the folder."""
-        if jax.process_index() != 0:
-            return checkpoint_path(checkpoint_dir, int(state.step))
-        return save_run(checkpoint_dir, state, shuffle_key,
-                        {**base_meta, **(record or {}), **run.metadata(steps_per_epoch)},
-                        metric=None if record is None else record["val_mcc"], keep=keep)
-
-    first_epoch = run.epochs_done + 1
-    if config.patience is not None and run.epochs_done - run.best_epoch >= config.patience:
-        first_epoch = config.epochs + 1  # the run being resumed had stopped early
-    with stop_on_signals(enabled=checkpoints) as stop:
-        for epoch in range(first_epoch, config.epochs + 1):
-            start = time.perf_counter()
-            order = place_data(epoch_order(shuffle_key, epoch))
-            first = step - (epoch - 1) * steps_per_epoch  # > 0 when resuming in the middle of the epoch
-            carried, losses = run.epoch_losses, []
-
-            def epoch_losses() -> list[float]:
-                """The epoch's losses so far, on the host, checked for NaN/inf."""
-                try:
-                    return carried + losses_to_host(losses, step + 1)
-                except NonFiniteLossError as error:
-                    where = f"kept in {run.best_path}" if run.best_path else "not saved"
-                    raise NonFiniteLossError(
-                        f"{error} (epoch {epoch}); stopped. Best parameters (epoch {run.best_epoch}) "
-                        f"{where}; try a lower learning rate or gradient clipping (clip_norm)") from None
-
-            with progress_bar(steps_per_epoch, initial=first, description=f"epoch {epoch}/{config.epochs}",
-                              enabled=progress) as bar:
-                for batch in range(first, steps_per_epoch):
-                    state, loss = train_step(state, EpochData(ids_all, labels_all, order, jnp.int32(batch)))
-                    losses.append(loss)
-                    bar.update(1)
-                    if batch % 50 == 49:
-                        bar.set_postfix(loss=f"{float(loss):.4f}")
-                    done = step + len(losses)
-                    stopping = stop.poll(done) if checkpoints else None  # the same in every process
-                    due = checkpoint_every is not None and done % checkpoint_every == 0
-                    if checkpoints and batch < steps_per_epoch - 1 and (stopping or due):  # the end saves anyway
-                        run.epoch_losses = epoch_losses()
-                        written = save()
-                        if stopping:
-                            raise TrainingInterrupted(stopping, done, written)
-                run.epoch_losses = epoch_losses()
-            step += len(losses)
-            seconds = time.perf_counter() - start
-
-            eval_start = time.perf_counter()
-            scores = classification_metrics(
-                predict_logits(logits_fn, state.params, val.ids, config.eval_batch_size), val.labels)
-            rate = schedule(step - 1) if callable(schedule) else schedule
-            record = {
-                "epoch": epoch,
-                "train_loss": float(np.sum(np.asarray(run.epoch_losses) * batch_weights) / num_train),
-                "val_loss": scores["loss"],
-                "val_accuracy": scores["accuracy"],
-                "val_mcc": scores["mcc"],
-                "seconds": seconds,
-                "eval_seconds": time.perf_counter() - eval_start,
-                "learning_rate": float(rate),
-            }
-            best_path = checkpoint_path(checkpoint_dir, step) if checkpoints else None  # if this epoch is best
-            improved = run.finish_epoch(record, state.params, best_path)
-            written = save(record) if checkpoints else None
-            say(
-                f"epoch {epoch:3d}/{config.epochs}  loss {record['train_loss']:.4f}  "
-                f"val loss {record['val_loss']:.4f}  val acc {record['val_accuracy']:.4f}  "
-                f"val MCC {record['val_mcc']:+.4f}{' *' if improved else '  '}  {seconds:.1f} s"
-            )
-            stopping = stop.poll(step, force=True) if checkpoints else None  # during evaluation or save
-            if stopping:
-                raise TrainingInterrupted(stopping, step, written)
-            if config.patience is not None and epoch - run.best_epoch >= config.patience:
-                say(f"early stop: no better validation MCC for {config.patience} epochs "
-                    f"(best: epoch {run.best_epoch})")
-                break
-    return ClassifierResult(run.best_params, run.history, run.best_epoch,
-                            run.best_val_mcc, run.best_path)
+def fit_sentence_classifier(splits: SentenceSplits, *, min_count: int = 5, max_length: int = 43,
+                            architecture: str = "transformer", model_kwargs: dict[str, Any] | None = None,
+                            config: ClassifierTrainConfig = ClassifierTrainConfig(),
+                            metadata: dict[str, Any] | None = None, log: Callable[[str], None] | None = print,
+                            **training: Any) -> SentenceClassifierRun:
+    """Build the vocabulary on `splits.train` (words seen >= `min_count` times), encode every
+    split to `max_length` tokens (`[CLS]` included), train the classifier `architecture`
+    ("transformer", "lstm" or "gru", see `jaxseq.models.classifiers`; `model_kwargs`: its
+    fields other than vocab_size, max_length and cell) and score the best parameters on
+    validation and test. `training`: the keywords of `train_classifier` (checkpoint_dir,
+    overwrite, resume, checkpoint_every, progress, devices); with a checkpoint folder the
+    vocabulary is written there as vocab.json (resuming: it must equal the saved one)."""
+    vocab = Vocabulary.build(splits.train.sentences, min_count)
+    encoded, truncated = {}, {}
+    for name in ("train", "val", "test"):
+        if getattr(splits, name) is not None:
+            encoded[name], truncated[name] = vocab.encode_labelled(getattr(splits, name), max_length)
+    if log is not None:
+        log(f"vocabulary: {len(vocab)} tokens (words seen >= {min_count} times in training); "
+            + ", ".join(f"{name} {len(data.ids)} sentences ({truncated[name]} truncated to {max_length})"
+                        for name, data in encoded.items()))
+    model = build_classifier(architecture, len(vocab), max_length, **(model_kwargs or {}))
+    result = train_classifier(model, encoded["train"], encoded["val"], config, vocab=vocab, log=log,
+                              metadata={**(metadata or {}), "min_count": min_count}, **training)
+    scores = {name: evaluate_classifier(model, result.params, data, use_pad_mask=config.use_pad_mask, name=name)
+              for name, data in encoded.items() if name != "train"}
+    return SentenceClassifierRun(model, result.params, vocab, result, scores["val"], scores.get("test"), truncated)

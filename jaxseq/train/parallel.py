@@ -19,7 +19,7 @@ global arrays from what each process loaded (`jax.make_array_from_process_local_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -107,3 +107,29 @@ def initialize_distributed(coordinator: str, num_processes: int, process_id: int
         raise ValueError(f"coordinator must be HOST:PORT, got {coordinator!r}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+
+
+class Placement(NamedTuple):
+    """Where a trainer's arrays live: one device (`parallel` None) or a data-parallel mesh.
+
+    `Placement.create(devices, batch_size)`: devices None is one device; else a
+    `DataParallel` over that many devices, batch_size checked to divide by it.
+    """
+
+    parallel: DataParallel | None
+
+    @classmethod
+    def create(cls, devices: int | None, batch_size: int) -> "Placement":
+        if devices is None:
+            return cls(None)
+        parallel = DataParallel.create(devices)
+        parallel.check_batch_size(batch_size)
+        return cls(parallel)
+
+    def state(self, tree: Any) -> Any:
+        """Parameters, optimizer state, keys: on the device, or replicated over the mesh."""
+        return self.parallel.replicate(tree) if self.parallel is not None else jax.device_put(tree)
+
+    def data(self, tree: Any) -> Any:
+        """A data set: on the device, or split over the mesh along its first axis."""
+        return self.parallel.put_data(tree) if self.parallel is not None else jax.device_put(tree)

@@ -28,7 +28,8 @@ import numpy as np
 from jaxseq import layers as L
 from jaxseq.data import decode_captions, load_coco_data, load_scene_captions, sample_coco_minibatch
 from jaxseq.gradcheck import check_layer, eval_numerical_gradient, format_results, rel_error
-from jaxseq.metrics import bleu1, evaluate_captions
+from jaxseq.inference import evaluate_captions
+from jaxseq.metrics import bleu1
 from jaxseq.models import CaptioningRNN, beam_search, sample
 from jaxseq.train import CaptioningSolver
 

@@ -27,8 +27,8 @@ from jaxseq.data import Vocabulary, bracket_nesting_task, load_cola, tokenize
 from jaxseq.data.cola import cola_dir_candidates, default_cola_dir
 from jaxseq.metrics import accuracy, matthews_corrcoef
 from jaxseq.models import ClassificationTransformer
-from jaxseq.train import ClassifierTrainConfig, evaluate_classifier, train_classifier
-from jaxseq.train.sentence_classifier import predict_probabilities
+from jaxseq.inference import evaluate_classifier, predict_probabilities
+from jaxseq.train import ClassifierTrainConfig, train_classifier
 
 print("jax", jax.__version__, "on", jax.devices()[0].platform)
 

@@ -1,0 +1,153 @@
+"""A trained captioner: rebuilt from its checkpoint, with the data it was trained on; its
+captions decoded greedily or by beam search and scored with the course's BLEU-1.
+
+    model, params, meta = load_captioning_checkpoint("checkpoints/caption-lstm-builtin")
+    model, variables, data = load_captioner_and_data("checkpoints/caption-lstm-builtin")
+    references, hypotheses = generate_captions(model, variables, data, "val", rows=[0, 1])
+    bleu = evaluate_captions(model, variables, data, "val", decode="beam", beam_size=5)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxseq.data.caption_sources import caption_source_spec, load_caption_source
+from jaxseq.data.json_fields import check_fields
+from jaxseq.data.json_fields import fields as field_spec
+from jaxseq.metrics import bleu1
+from jaxseq.train.captioning import build_optimizer
+from jaxseq.train.checkpoint import load_checkpoint, load_run_checkpoint, notice_on_stderr
+from jaxseq.train.run_metadata import read_run_metadata
+from jaxseq.train.steps import init_train_state
+
+PREFER = "best"  # the rule of jaxseq.inference: the best scored checkpoint, else the latest
+
+
+def _load_one(path: Path, extra_fields=None) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, params, metadata) of one checkpoint folder; ValueError naming the file and
+    the entry for anything that does not check out (`extra_fields`: a further spec the
+    metadata must meet)."""
+    from jaxseq.models.captioning import CaptioningRNN
+
+    meta = read_run_metadata(path, "captioner")
+    if extra_fields is not None:
+        check_fields(meta, extra_fields, f"checkpoint {path / 'meta.json'}")
+    try:  # sizes and settings that do not fit together
+        model = CaptioningRNN.from_config(meta["model"])
+        optimizer = build_optimizer(meta["update_rule"], meta["optim_config"], meta["lr_decay"],
+                                    meta["iterations_per_epoch"], meta.get("clip_norm"))
+    except ValueError as error:
+        raise ValueError(f"checkpoint {path / 'meta.json'}: {error}") from None
+
+    def template():
+        features = jnp.zeros((1, meta["feature_dim"]), model.param_dtype)
+        params = model.init(jax.random.PRNGKey(0), features, jnp.zeros((1, 1), jnp.int32))["params"]
+        return init_train_state(params, optimizer, 0)
+
+    state, meta = load_checkpoint(path, jax.eval_shape(template))
+    return model, jax.device_put(state.params), meta
+
+
+def load_captioning_checkpoint(path: str | Path, *, fields=None,
+                               log=notice_on_stderr) -> tuple[Any, Any, dict[str, Any]]:
+    """Rebuild the model and its parameters from a checkpoint written by `CaptioningSolver`.
+
+    Inputs: path, a checkpoint folder (`ckpt-<step>`) or a run folder holding them (which
+      one: see `jaxseq.inference`; one that cannot be used is skipped, saying on `log`
+      (default: stderr) which and why).
+      fields: a `jaxseq.data.json_fields` spec the metadata must also meet (the entries a
+        caller added through `CaptioningSolver(metadata=...)`).
+    Returns: (model: CaptioningRNN, params, metadata) — metadata holds `idx_to_word`,
+      `epoch`, the loss histories and the run settings.
+    Raises: FileNotFoundError without a checkpoint; ValueError naming the file and entry
+      for anything that does not check out (`jaxseq.train.run_metadata`, dtypes, shapes,
+      finite values); RunKindError for a classifier's checkpoint.
+    """
+    path = Path(path)
+    load = lambda checkpoint: _load_one(checkpoint, fields)  # noqa: E731
+    loaded = load_run_checkpoint(path, load, prefer=PREFER, log=log) if path.exists() else None
+    if loaded is None:
+        raise FileNotFoundError(f"no captioning checkpoint found at {path}")
+    return loaded
+
+
+def load_captioner_and_data(path: str | Path, data_dir: Path | None = None):
+    """(model, variables, data) of a `jaxseq caption train` run: the checkpoint (as
+    `load_captioning_checkpoint`) and the data its `data` entry names (`data_dir`: where
+    the COCO files are now, if they moved). ValueError when the entry is missing, does not
+    check out, or the data's vocabulary is not the one the model was trained with."""
+    model, params, meta = load_captioning_checkpoint(path, fields=field_spec(optional={"data": caption_source_spec}))
+    if "data" not in meta:
+        raise ValueError(f"checkpoint {path}: no 'data' entry in its metadata; it was not written by "
+                         "`jaxseq caption train`")
+    try:
+        data = load_caption_source(meta["data"], data_dir)
+    except ValueError as error:
+        raise ValueError(f"the data of checkpoint {path} cannot be loaded: {error}") from None
+    if data["idx_to_word"] != meta["idx_to_word"]:
+        raise ValueError(f"the data's vocabulary differs from the one checkpoint {path} was trained with")
+    return model, {"params": params}, data
+
+
+DECODERS = ("greedy", "beam")
+
+
+def generate_captions(model, variables, data, split: str = "val", rows=None, decode: str = "greedy", *,
+                      beam_size: int = 5, max_length: int | None = None) -> tuple[list[str], list[str]]:
+    """Decode captions for chosen rows of a split; returns (references, hypotheses) as text.
+
+    Inputs: a captioning model and its variables; data in the captioning data layout
+      (`jaxseq.data.coco`); rows: caption indices of the split (default: all); decode
+      "greedy" (`jaxseq.models.sample`) or "beam" (`jaxseq.models.beam_search`);
+      max_length: words to generate at most (default: the data's T, `<END>` included).
+    Returns: two lists of strings in the course's decoded form (`<START> ... <END>` for
+      the references, `... <END>` for the hypotheses).
+    """
+    from jaxseq.data.coco import decode_captions
+    from jaxseq.models.decoding import beam_search, sample
+
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if decode not in DECODERS:
+        raise ValueError(f"decode must be one of {DECODERS}, got {decode!r}")
+    captions = np.asarray(data[f"{split}_captions"])
+    rows = np.arange(captions.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        raise ValueError(f"no captions to decode in the {split} split")
+    features = np.asarray(data[f"{split}_features"])[np.asarray(data[f"{split}_image_idxs"])[rows]]
+    length = max_length if max_length is not None else captions.shape[1] - 1
+    if decode == "greedy":
+        generated = sample(model, variables, features, max_length=length)
+    else:
+        generated, _ = beam_search(model, variables, features, beam_size=beam_size, max_length=length)
+    idx_to_word = data["idx_to_word"]
+    return decode_captions(captions[rows], idx_to_word), decode_captions(np.asarray(generated), idx_to_word)
+
+
+def evaluate_captions(model, variables, data, split: str = "val", num_samples: int = 1000,
+                      decode: str = "greedy", *, beam_size: int = 5, max_length: int | None = None,
+                      seed: int = 0) -> float:
+    """Mean BLEU-1 of generated captions against the ground truth, as the course scored it.
+
+    Uses `num_samples` captions of the split: all of them when the split is that small,
+    else a random subset drawn with `seed` (without replacement; the course drew with
+    replacement). Each image is decoded (`decode` "greedy" or "beam" with `beam_size`) and
+    scored with `bleu1` against the caption it was drawn with.
+
+    Returns: float in [0, 1].
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    size = np.asarray(data[f"{split}_captions"]).shape[0] if f"{split}_captions" in data else 0
+    if size == 0:
+        raise ValueError(f"the {split} split has no captions to evaluate")
+    rows = None if num_samples >= size else np.sort(
+        np.random.default_rng(seed).choice(size, num_samples, replace=False))
+    references, hypotheses = generate_captions(model, variables, data, split, rows, decode,
+                                               beam_size=beam_size, max_length=max_length)
+    return float(np.mean([bleu1(ref, hyp) for ref, hyp in zip(references, hypotheses)]))

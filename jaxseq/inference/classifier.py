@@ -1,0 +1,79 @@
+"""A trained sentence classifier: rebuilt from its checkpoint and the `vocab.json` beside it,
+its probabilities for new sentences, its scores on a labelled set.
+
+    model, params, vocab, meta = load_sentence_classifier("checkpoints/cola")
+    probabilities = predict_probabilities(model, params, vocab, [tokenize("The cat sat.")],
+                                          use_pad_mask=uses_pad_mask(meta))
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+
+from jaxseq.data.vocabulary import Vocabulary
+from jaxseq.models.classifiers import SentenceClassifier, classifier_from_config, make_logits_fn, predict_logits
+from jaxseq.train.checkpoint import load_checkpoint, load_run_checkpoint, notice_on_stderr
+from jaxseq.train.classifier import VOCAB_FILE, evaluate_classifier  # noqa: F401  (re-exported)
+from jaxseq.train.run_metadata import read_run_metadata
+
+PREFER = "best"  # the rule of jaxseq.inference: the best scored checkpoint, else the latest
+
+
+def _load_one(checkpoint: Path):
+    """(model, params, vocab, metadata) of one checkpoint folder; ValueError naming the file
+    and the entry for anything that does not check out."""
+    metadata = read_run_metadata(checkpoint, "classifier")
+    try:
+        model = classifier_from_config(metadata["model"])
+    except ValueError as error:  # sizes that do not fit together, e.g. hidden_dim and num_heads
+        raise ValueError(f"checkpoint {checkpoint / 'meta.json'}: model: {error}") from None
+    for folder in (checkpoint, checkpoint.parent):
+        if (folder / VOCAB_FILE).is_file():
+            vocab = Vocabulary.load(folder / VOCAB_FILE)
+            break
+    else:
+        raise FileNotFoundError(f"no {VOCAB_FILE} in {checkpoint} or {checkpoint.parent}")
+    if len(vocab) != model.vocab_size:
+        raise ValueError(f"{VOCAB_FILE} beside {checkpoint} has {len(vocab)} tokens, "
+                         f"the model expects {model.vocab_size}")
+    template = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, 2), np.int32))  # shapes only
+    state, metadata = load_checkpoint(checkpoint, {"params": template["params"]})
+    return model, state["params"], vocab, metadata
+
+
+def load_sentence_classifier(path: str | os.PathLike, *, log: Callable[[str], None] | None = notice_on_stderr):
+    """(model, params, vocab, metadata) of a checkpoint folder or a training run's folder.
+
+    A run folder gives its best checkpoint (by validation MCC; see `jaxseq.inference`); if
+    that one cannot be used (a corrupt or invalid file), the next best, saying on `log`
+    (default: stderr) which was skipped and why. The vocabulary is read from `vocab.json`
+    in the checkpoint folder or its parent. Everything read is checked first
+    (`jaxseq.train.run_metadata`, dtypes, shapes and finite parameters): ValueError naming
+    the file and entry; RunKindError for a captioner's checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    loaded = load_run_checkpoint(path, _load_one, prefer=PREFER, log=log)
+    if loaded is None:
+        raise FileNotFoundError(f"no checkpoint in {path} (expected ckpt-* folders from `jaxseq cola train`)")
+    return loaded
+
+
+def uses_pad_mask(metadata: dict[str, Any]) -> bool:
+    """Whether the run trained with the `[PAD]` mask (its train_config; True when absent)."""
+    return bool(metadata.get("train_config", {}).get("use_pad_mask", True))
+
+
+def predict_probabilities(model: SentenceClassifier, params, vocab: Vocabulary,
+                          sentences: Sequence[Sequence[str]], *, use_pad_mask: bool = True) -> np.ndarray:
+    """Probability of class 1 (acceptable) for N tokenized sentences. Returns: (N,) float."""
+    ids = vocab.encode(sentences, model.max_length).ids
+    logits = predict_logits(make_logits_fn(model, use_pad_mask), params, ids)
+    return 1.0 / (1.0 + np.exp(-logits))
+
