@@ -2,8 +2,7 @@
 
 No timing is asserted anywhere: these tests check that the harness records what it should
 (interleaving order, medians, ratios, outputs), that the contenders of `bench_layers` compute
-the same thing as jaxseq, and that the lever study (`lstm_levers`) still runs and its
-lever-parameterized layers agree with the library, at a tiny shape. The same for issue 11's
+the same thing as jaxseq, at a tiny shape. The same for issue 11's
 cases: the GRU's and the lengths cases' contenders (`bench_recurrent`) agree, the checks catch
 a contender that does not follow the lengths, and `bench_recurrent` and `bench_t_sweep` run in
 quick mode. And for issue 14's stacked case (`bench_stacked`, a 2-layer bidirectional LSTM and
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "speed"
 sys.path.insert(0, str(BENCH_DIR))
 
 import harness  # noqa: E402
@@ -336,63 +335,6 @@ def test_stacked_benchmark_runs_quick(kind):
         assert r["speedups"] == {name: m / medians["jaxseq"] for name, m in medians.items() if name != "jaxseq"}
     assert bench_stacked.speedup_summary({"torch": 1.6, "flax": 1.5}).endswith("and flax: met)")
     assert bench_stacked.speedup_summary({"torch": 1.6, "flax": 1.4}).endswith("not met)")
-
-
-def test_lever_sets_measure_every_lever_and_defaults_are_the_adopted_levers():
-    import inspect
-
-    import lstm_levers as lv
-
-    defaults = {k: v.default for k, v in inspect.signature(lv.make_lstm).parameters.items()}
-    assert defaults == lv.ADOPTED_LEVERS == lv.LEVER_SETS["adopted (copy)"]
-    rnn_defaults = {k: v.default for k, v in inspect.signature(lv.make_rnn).parameters.items()}
-    assert rnn_defaults == lv.ADOPTED_RNN_LEVERS
-    for sets, levers in ((lv.LEVER_SETS, lv.PREVIOUS_LEVERS), (lv.RNN_LEVER_SETS, lv.PREVIOUS_RNN_LEVERS)):
-        assert next(iter(sets.values())) == levers
-        for lever in levers:  # every lever is measured at every setting
-            measured = {s[lever] for s in sets.values()}
-            assert measured == set(lv.LEVER_CHOICES.get(lever, measured)) and len(measured) > 1, lever
-
-
-def _lstm_sets_checked():
-    """Three lever sets that together switch every LSTM lever to each of its settings."""
-    import lstm_levers as lv
-
-    mixed = {"layout": "flat", "gates": "tanh", "unroll": 2, "store": "tanh_c", "dgates": "select",
-             "bias": "step", "loop": "scan"}
-    return {"previous library": lv.PREVIOUS_LEVERS, "mixed": mixed, "adopted (copy)": lv.ADOPTED_LEVERS}
-
-
-@pytest.mark.parametrize("layer", ["lstm", "rnn"])
-def test_lever_variants_agree_with_the_library(layer):
-    import bench_layers
-    import lstm_levers as lv
-
-    harness.setup()
-    if layer == "lstm":
-        sets = _lstm_sets_checked()
-    else:  # every RNN lever at each setting
-        sets = {k: lv.RNN_LEVER_SETS[k] for k in ("previous library", "adopted (copy): layout=flat",
-                                                  "flat+bias=step+inplace")}
-    for lever, choices in lv.LEVER_CHOICES.items():
-        assert {s[lever] for s in sets.values() if lever in s} in (set(choices), set()), lever
-    p = bench_layers.make_problem(3, 4, 5, 6, 4 if layer == "lstm" else 1, seed=3)
-    contenders, errors = lv.lever_contenders(p, "fwd+bwd", sets, layer)
-    assert [name for name, _ in contenders][:len(sets) + 1] == ["jaxseq", *sets]
-    assert max(errors.values()) < bench_layers.AGREEMENT_RTOL
-    assert errors["adopted (copy)" if layer == "lstm" else "adopted (copy): layout=flat"] < 1e-6
-
-
-def test_lstm_levers_runs_quick_and_help(capsys):
-    import lstm_levers as lv
-
-    with pytest.raises(SystemExit) as exit_info:
-        lv.main(["--help"])
-    assert exit_info.value.code == 0 and "--quick" in capsys.readouterr().out
-    assert lv.main(["--quick", "--part", "fwd", "--sets", "previous library,adopted (copy)"]) == 0
-    out = capsys.readouterr().out
-    assert "lstm levers · fwd · (q) N=8 T=4 D=16 H=32" in out
-    assert "| previous library |" in out and "| adopted (copy) |" in out
 
 
 def test_flop_counts():

@@ -3,7 +3,7 @@
 Contenders (every one computes the same thing; `check_agreement` asserts it before timing):
 
 - jaxseq          `jaxseq.layers.lstm` / `rnn` (custom_vjp, hand backward) + `jax.grad`, jitted
-                  (the performance levers it uses were measured one by one in `lstm_levers.py`)
+                  (the performance levers it uses were measured one by one: benchmarks/studies/README.md)
 - autodiff-scan   the same forward (input projection hoisted, one `lax.scan` over the
                   recurrence) differentiated by `jax.grad`, jitted
 - flax            `nn.RNN(nn.OptimizedLSTMCell(H))` / `nn.RNN(nn.SimpleCell(H))` + `jax.grad`, jitted
