@@ -55,3 +55,18 @@ def scaled_error(ours, theirs):
     """
     ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
     return float(np.max(np.abs(ours - theirs)) / max(np.max(np.abs(theirs)), 1e-12))
+
+
+def trivial_contenders():
+    """Two contenders "a" and "b" for timing tests, and the list their calls are recorded in."""
+    calls = []
+
+    def a():
+        calls.append("a")
+        return sum(range(100))
+
+    def b():
+        calls.append("b")
+        return np.ones(10).sum()
+
+    return [("a", a), ("b", b)], calls

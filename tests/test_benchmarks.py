@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -25,53 +24,12 @@ BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "speed"
 sys.path.insert(0, str(BENCH_DIR))
 
 import harness  # noqa: E402
-
-
-def _trivial_contenders():
-    calls = []
-
-    def a():
-        calls.append("a")
-        return sum(range(100))
-
-    def b():
-        calls.append("b")
-        return np.ones(10).sum()
-
-    return [("a", a), ("b", b)], calls
-
-
-def test_harness_interleaves_and_reports_medians_and_ratios():
-    contenders, calls = _trivial_contenders()
-    results = harness.bench("trivial", contenders, variant="v", shape="s", flops=1e6, reference="a",
-                            reps=7, warmup=2, verbose=False, gap_s=0.0)
-    assert [r["contender"] for r in results] == ["a", "b"]
-    assert calls == ["a", "b"] * (2 + 7)  # warm-up rounds then timed rounds, interleaved
-    for r in results:
-        assert r["order"] == ["a", "b"] * 7
-        assert len(r["times_ms"]) == r["reps"] == 7
-        assert r["median_ms"] == pytest.approx(statistics.median(r["times_ms"]))
-        assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
-        assert r["gflops"] == pytest.approx(1e6 / (r["median_ms"] * 1e-3) / 1e9)
-        assert len(r["load_before"]) == len(r["load_after"]) == 3
-        assert (r["case"], r["variant"], r["shape"], r["reference"]) == ("trivial", "v", "s", "a")
-        assert r["clock"] == "wall" and r["gap_s"] == 0.0 and r["page_faults"] >= 0
-    ra, rb = results
-    assert ra["ratio"] == pytest.approx(1.0)
-    assert rb["ratio"] == pytest.approx(rb["median_ms"] / ra["median_ms"])
-    assert [r["position"] for r in results] == [0, 1]
-
-
-def test_harness_rejects_duplicate_names_and_no_reference_gives_no_ratio():
-    contenders, _ = _trivial_contenders()
-    with pytest.raises(ValueError, match="unique"):
-        harness.time_interleaved(contenders + contenders[:1], reps=1, warmup=0)
-    results = harness.bench("trivial", contenders, reference="missing", reps=1, warmup=0, verbose=False)
-    assert all(r["ratio"] is None and r["reference"] is None for r in results)
+from jaxseq.contenders import assert_agree  # noqa: E402
+from tests.helpers import trivial_contenders  # noqa: E402
 
 
 def test_outputs_table_json_and_chart(tmp_path):
-    contenders, _ = _trivial_contenders()
+    contenders, _ = trivial_contenders()
     results = harness.bench("trivial", contenders, shape="s", flops=1e6, reference="a", reps=3, warmup=0,
                             verbose=False)
     results += harness.bench(harness.ROOFLINE_CASE, contenders, shape="mm", flops=2e6, reference="a",
@@ -90,25 +48,13 @@ def test_outputs_table_json_and_chart(tmp_path):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_harness_reports_time_per_step():
-    contenders, _ = _trivial_contenders()
-    results = harness.bench("sweep", contenders, reference="a", steps={"a": 10, "b": 1000}, reps=3, warmup=0,
-                            verbose=False, gap_s=0.0)
-    for r, steps in zip(results, (10, 1000)):
-        assert r["steps"] == steps and r["us_per_step"] == pytest.approx(r["median_ms"] * 1e3 / steps)
-    table = harness.format_table(results, title=None)
-    assert "| steps | µs/step |" in table and "| 1000 |" in table
-    plain = harness.bench("plain", contenders, reps=1, warmup=0, verbose=False)
-    assert plain[0]["us_per_step"] is None and "µs/step" not in harness.format_table(plain, title=None)
-
-
 def test_assert_agree_names_the_contender_and_array():
     ref = {"h": np.ones(4)}
-    assert harness.assert_agree("x", {"h": np.ones(4) * (1 + 1e-6)}, ref)["h"] < 1e-5
+    assert assert_agree("x", {"h": np.ones(4) * (1 + 1e-6)}, ref)["h"] < 1e-5
     with pytest.raises(AssertionError, match="bad disagrees.*h: 1.00e-02"):
-        harness.assert_agree("bad", {"h": np.ones(4) * 1.01}, ref)
+        assert_agree("bad", {"h": np.ones(4) * 1.01}, ref)
     with pytest.raises(AssertionError, match="outputs"):
-        harness.assert_agree("bad", {"g": np.ones(4)}, ref)
+        assert_agree("bad", {"g": np.ones(4)}, ref)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "rnn"])
@@ -210,7 +156,7 @@ def test_lengths_checks_catch_unmasked_outputs_and_a_state_that_runs_on():
     valid = bench_layers.valid_mask(p["lengths"], p["x"].shape[1])
     impls = bench_recurrent.lengths_impls(p, "gru")
     without = {k: v for k, v in p.items() if k != "lengths"}  # NumPy that ignores the lengths
-    ignores = bench_layers.numpy_impl(without, *bench_recurrent.gru_spec().numpy, state=True)
+    ignores = bench_layers.numpy_impl(without, "gru", state=True)
     with pytest.raises(AssertionError, match="ignores: h is not 0 past the lengths"):
         bench_layers.check_agreement({"jaxseq": impls["jaxseq"], "ignores": ignores}, valid=valid)
     baseline = impls[bench_recurrent.NO_LENGTHS]  # masked outputs, but the state after step T
@@ -448,3 +394,15 @@ def test_classifier_agreement_catches_an_unmasked_torch_model(monkeypatch):
     contenders = bench_classifier.make_contenders(quick=True, seed=1)
     with pytest.raises(AssertionError, match="torch disagrees"):
         bench_classifier.check_agreement(contenders)
+
+
+def test_xla_flags_study_still_parses_its_command_line(capsys):
+    """The finished study kept as code (benchmarks/studies/) must still run: its options parse
+    and it finds the speed suite it times with."""
+    sys.path.insert(0, str(BENCH_DIR.parent / "studies"))
+    import xla_flags_scan
+
+    assert Path(xla_flags_scan.HERE, "bench_layers.py").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        xla_flags_scan.main(["--help"])
+    assert exit_info.value.code == 0 and "--rounds" in capsys.readouterr().out
