@@ -67,9 +67,9 @@ def test_builtin_checks_cover_every_layer_within_tolerance():
         "rnn_step", "rnn", "lstm_step", "lstm", "gru_step", "gru", "word_embedding", "temporal_affine",
         "temporal_softmax_loss", "rnn+len+rev", "lstm+len+rev", "lstm_fast+len+rev", "gru+len+rev",
     }
-    assert max(r.hand_vs_autodiff for r in results) < 1e-9
-    assert max(r.custom_vjp_vs_hand for r in results) < 1e-9
-    assert max(r.hand_vs_numerical for r in results) < 5e-7
+    assert max(r.hand_vs_autodiff for r in results) < gradcheck.AUTODIFF_TOL
+    assert max(r.custom_vjp_vs_hand for r in results) < gradcheck.AUTODIFF_TOL
+    assert max(r.hand_vs_numerical for r in results) < gradcheck.NUMERICAL_TOL
     table = gradcheck.format_results(results)
     assert "lstm" in table and "dWh" in table
 
@@ -97,3 +97,10 @@ def test_fourth_order_difference_is_exact_to_round_off_where_the_two_point_one_i
     np.testing.assert_array_equal(x, x0)  # nudged in place and restored
     with pytest.raises(ValueError, match="writable NumPy array"):
         gradcheck.fourth_order_numerical_gradient(f, [0.0])
+
+
+def test_jaxseq_check_holds_the_layers_to_the_ladders_tolerances():
+    """`jaxseq check` keeps its own names for the tolerances; they must be gradcheck's."""
+    from jaxseq.commands import check
+
+    assert (check.AUTODIFF_TOLERANCE, check.NUMERICAL_TOLERANCE) == (gradcheck.AUTODIFF_TOL, gradcheck.NUMERICAL_TOL)
