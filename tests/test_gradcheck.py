@@ -97,10 +97,3 @@ def test_fourth_order_difference_is_exact_to_round_off_where_the_two_point_one_i
     np.testing.assert_array_equal(x, x0)  # nudged in place and restored
     with pytest.raises(ValueError, match="writable NumPy array"):
         gradcheck.fourth_order_numerical_gradient(f, [0.0])
-
-
-def test_jaxseq_check_holds_the_layers_to_the_ladders_tolerances():
-    """`jaxseq check` keeps its own names for the tolerances; they must be gradcheck's."""
-    from jaxseq.commands import check
-
-    assert (check.AUTODIFF_TOLERANCE, check.NUMERICAL_TOLERANCE) == (gradcheck.AUTODIFF_TOL, gradcheck.NUMERICAL_TOL)

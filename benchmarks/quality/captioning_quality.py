@@ -93,7 +93,7 @@ def write_report(builtin: list[dict], overfit: list[dict], speed: list[dict], ep
     lines = [
         "# Captioning quality and training speed",
         "",
-        f"Written by `benchmarks/captioning_quality.py` on {dt.datetime.now().isoformat(timespec='minutes')}; "
+        f"Written by `benchmarks/quality/captioning_quality.py` on {dt.datetime.now().isoformat(timespec='minutes')}; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__} "
         f"({jax.default_backend()}), load average {os.getloadavg()[0]:.1f} at the end "
         "(the machine is shared: speeds are indicative).",

@@ -6,7 +6,7 @@ score it on validation (1,551 in-domain sentences) and on the out-of-domain dev 
 held out as test). Writes `results/cola_quality.md` (a table of means and per-seed values)
 and `results/cola_quality.json` (every run's history), and prints the table.
 
-    python benchmarks/cola_quality.py [--configs seed best ...] [--seeds 0 1 2] [--data-dir DIR]
+    python benchmarks/quality/cola_quality.py [--configs seed best ...] [--seeds 0 1 2] [--data-dir DIR]
 
 Targets (issue 4, seed architecture, mean over 3 seeds): val MCC >= 0.15, dev MCC >= 0.10,
 val acc >= 0.71, dev acc >= 0.68. This is a long run (minutes per configuration), not a test.

@@ -50,7 +50,7 @@ def _recipe_default(key: str, section: str | None = "train") -> str:
 
 def add_training_options(parser: argparse.ArgumentParser, default_checkpoint_dir: str) -> None:
     """Options whose defaults (None here) come from the --model's recipe, `COLA_RECIPE` or
-    `RECURRENT_COLA_RECIPE`, measured in benchmarks/cola_quality.py."""
+    `RECURRENT_COLA_RECIPE`, measured in benchmarks/quality/cola_quality.py."""
     from jaxseq.cola_recipes import RECURRENT_COLA_RECIPE  # plain data: building the parser loads no JAX
 
     group = parser.add_argument_group("training")
