@@ -82,6 +82,7 @@ def param_keys(p: dict) -> tuple[str, ...]:
 
 
 def grad_keys(p: dict) -> tuple[str, ...]:
+    """The names of the gradients of problem `p`'s inputs and parameters ("dx", "dWx", ...)."""
     return tuple("d" + k for k in param_keys(p))
 
 
@@ -297,6 +298,8 @@ def flax_lstm_weight_grads(c: dict) -> dict:
 
 
 def flax_lstm_impl(p: dict, state: bool = False) -> Impl:
+    """Flax's `OptimizedLSTMCell` under `nn.RNN` on problem `p`, jaxseq's weights in Flax's layout
+    (`state`: also the final state as an output)."""
     import flax.linen as nn
 
     cell = flax_lstm_cell(p["Wx"], p["Wh"], p["b"])
@@ -471,6 +474,7 @@ def check_agreement(impls: dict[str, Impl], rtol: float = AGREEMENT_RTOL, refere
 
 
 def agreement_note(errors: dict) -> str:
+    """One line for a table: the largest relative error of any contender against jaxseq."""
     worst = max((max(e.values()) for e in errors.values()), default=0.0)
     return f"all contenders agree with jaxseq (largest relative error {worst:.1e})"
 

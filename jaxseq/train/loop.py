@@ -234,14 +234,15 @@ class TrainingLoop:
         Returns True when training stops early."""
         s, p = self.settings, self.progress
         step_fn = self.task.epoch_step(epoch)
-        start, step = time.perf_counter(), int(self.state.step)
+        epoch_start = timing_start = time.perf_counter()  # the timing leaves out the first step (it compiles)
+        step = int(self.state.step)
         pending: list[jax.Array] = []
         for batch in range(step - (epoch - 1) * s.steps_per_epoch, s.steps_per_epoch):
             self.state, loss = step_fn(self.state, batch)
             pending.append(loss)
             step += 1
             self.bar.update(1)
-            start = self._time_step(loss, start)
+            timing_start = self._time_step(loss, timing_start)
             stopping = self.stop.poll(step) if self.writes else None  # the same answer in every process
             mid_epoch = batch < s.steps_per_epoch - 1  # the epoch's end flushes and saves anyway
             due = s.checkpoint_every is not None and step % s.checkpoint_every == 0
@@ -259,8 +260,8 @@ class TrainingLoop:
                 if stopping:
                     raise TrainingInterrupted(stopping, step, written)
         self._flush(pending, epoch)
-        self._account_time(start)
-        return self._end_epoch(epoch, time.perf_counter() - start)
+        self._account_time(timing_start)
+        return self._end_epoch(epoch, time.perf_counter() - epoch_start)  # compilation included
 
     def _end_epoch(self, epoch: int, seconds: float) -> bool:
         """Evaluate epoch `epoch`, track the best, save, log; True when training stops early."""
