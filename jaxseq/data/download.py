@@ -296,11 +296,11 @@ def _fetch_into(url: str, part: Path, *, chunk_size: int, progress: bool, timeou
             raise DownloadError(f"downloading {url} failed: unexpected HTTP {status} "
                                 f"{response.reason}", url=url, status=status)
 
-        from tqdm.auto import tqdm
+        from jaxseq.progress import progress_bar  # on stderr, when it is a terminal
 
         received = offset
-        bar = tqdm(total=expected_total, initial=offset, unit="B", unit_scale=True,
-                   unit_divisor=1024, desc=desc, disable=not progress)
+        bar = progress_bar(expected_total, initial=offset, description=desc, enabled=progress, leave=True,
+                           unit="B", unit_scale=True, unit_divisor=1024)
         complete = False
         try:
             with open(part, mode) as handle:

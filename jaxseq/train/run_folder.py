@@ -87,16 +87,16 @@ class RunFolderBusyError(ValueError):
 # ---------------------------------------------------------------- checking the path
 
 
-def check_run_dir(directory: str | os.PathLike) -> Path:
+def check_run_dir(directory: str | os.PathLike, *, label: str = "checkpoint folder") -> Path:
     """`directory` as a Path, if it is a directory this process can use as a run folder, or
-    can create as one; creates nothing.
+    can create as one; creates nothing. `label` names it in the messages.
 
     ValueError (one line, naming the path and what was expected) if it exists and is not a
     directory, is a dangling symlink, lies under a file, or cannot be listed / written /
     created (permissions, a read-only filesystem). A symlink to a directory is fine.
     """
     path = Path(directory)
-    label = f"checkpoint folder {path}"
+    label = f"{label} {path}"
     # The path as given, not normalized: "file/../x" does lie under a file.
     for candidate in (path, *path.parents):
         try:
