@@ -8,7 +8,7 @@ importable from here) extracts into a staging folder next to the target, within 
 renames it into place, so the target never exists half-filled. `download_dataset` puts the
 two together for the data sets in `DATASETS`, each bounded by its known unpacked size.
 
-Only the standard library is used (plus tqdm for the progress bar, imported when needed),
+Only the standard library is used (plus tqdm for the progress bar, via jaxseq.progress, imported when needed),
 so importing this module is cheap and needs no JAX.
 """
 
