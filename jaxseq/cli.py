@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jaxseq.commands import bench, caption, check, classify, cola, data, demo
+from jaxseq.commands import bench, caption, check, classify, cola, data, demo, plot
 
-COMMAND_MODULES = [bench, caption, check, cola, classify, data, demo]
+COMMAND_MODULES = [bench, caption, check, cola, classify, data, demo, plot]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,14 +31,16 @@ def test_train_sample_eval_on_builtin_data(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "300 training captions" in out and "val BLEU-1 (greedy)" in out and "steps/s" in out
-    assert sorted(path.name for path in run_dir.iterdir()) == ["ckpt-00000003", "ckpt-00000006"]
+    assert sorted(path.name for path in run_dir.iterdir()) == ["ckpt-00000003", "ckpt-00000006", "logs"]
+    assert (run_dir / "logs" / "metrics.jsonl").is_file()
     train_again = ["caption", "train", "--cell", "lstm", "--epochs", "2", "--max-train", "300",
                    "--checkpoint-dir", str(run_dir), *SMALL]
     assert cli.main(train_again) == 2  # the folder holds a run: say how to continue or replace it
     assert "already holds checkpoints (ckpt-00000006, ...); resume that run (--resume)" in capsys.readouterr().err
     assert cli.main([*train_again, "--resume"]) == 0  # finished: nothing left to train
     assert "val BLEU-1 (greedy)" in capsys.readouterr().out
-    assert sorted(path.name for path in run_dir.iterdir()) == ["ckpt-00000003", "ckpt-00000006"]
+    assert sorted(path.name for path in run_dir.iterdir()) == ["ckpt-00000003", "ckpt-00000006", "logs"]
+    assert (run_dir / "logs" / "metrics.jsonl").is_file()
 
     assert cli.main(["caption", "sample", "--checkpoint", str(run_dir), "--beam", "3", "--num", "2"]) == 0
     out = capsys.readouterr().out

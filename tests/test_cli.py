@@ -129,6 +129,11 @@ BAD_INPUTS = [  # (command, its arguments ({name} -> a path of `places`), what t
     ("check", ["--seed", BIG_SEED], "argument --seed: expected an integer >= 0 of at most"),
     ("bench", ["--only", "no_such_benchmark"], "no_such_benchmark"),
     ("data download", ["cola", "--sha256", "xyz"], "argument --sha256: expected 64 hexadecimal digits"),
+    ("plot", ["{missing}"], "no metrics.jsonl in"),
+    ("plot", ["{tsv}"], "small.tsv, line 1: not valid JSON"),
+    ("caption train", ["--log-every", "0"], "argument --log-every: expected a positive integer, got 0"),
+    ("classify train", ["--train", "{tsv}", "--dev", "{tsv}", "--log-dir", "{tsv}", "--no-progress"],
+     "log folder"),
 ]
 
 

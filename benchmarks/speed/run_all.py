@@ -71,7 +71,11 @@ def main(argv=None) -> int:
     meta["quiet_thread_pools"] = QUIET
     results: list[dict] = []
     failed: list[str] = []
+    from jaxseq.progress import progress_bar  # on stderr, shown on a terminal only
+
+    bar = progress_bar(len(names), description="bench", unit="module")
     for name in names:
+        bar.set_description_str(f"bench_{name}")
         print(f"== bench_{name} ({'quick' if args.quick else 'full'})", flush=True)
         start = time.perf_counter()
         try:
@@ -81,6 +85,8 @@ def main(argv=None) -> int:
             traceback.print_exc()
             failed.append(name)
         print(f"== bench_{name}: {time.perf_counter() - start:.0f} s", flush=True)
+        bar.update(1)
+    bar.close()
     if results and harness.best_matmul_gflops(results) is None:
         size = 256 if args.quick else 2048
         results += harness.matmul_roofline([(size, size, size, f"{size}^2")], reps=3 if args.quick else 7,

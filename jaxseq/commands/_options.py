@@ -82,6 +82,16 @@ def add_checkpoint_args(parser: argparse.ArgumentParser, what: str, default: str
                             "loses at most STEPS steps (default: at epoch ends only)")
 
 
+def add_log_args(parser: argparse.ArgumentParser) -> None:
+    """--log-dir and --log-every: the run log (TensorBoard event files and metrics.jsonl)."""
+    group = parser.add_argument_group("run log (TensorBoard, metrics.jsonl; see `jaxseq plot`)")
+    group.add_argument("--log-dir", type=Path, default=None,
+                       help="write TensorBoard event files and metrics.jsonl here (default: "
+                            "CHECKPOINT_DIR/logs)")
+    group.add_argument("--log-every", type=positive_int, default=50, metavar="STEPS",
+                       help="steps between train-loss, learning-rate and steps/s points (default: 50)")
+
+
 def add_parallel_args(parser: argparse.ArgumentParser) -> None:
     """--devices and the multi-process options (see README, "Scaling out")."""
     group = parser.add_argument_group("scaling out")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from jaxseq.commands._options import (
     add_checkpoint_args,
+    add_log_args,
     add_parallel_args,
     batch_size,
     beam_width,
@@ -55,6 +56,7 @@ def register(subparsers) -> None:
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add_checkpoint_args(train, "the checkpoints (every epoch's full state; the last three and the best are kept)",
                         shown_default="checkpoints/caption-CELL-DATA")
+    add_log_args(train)
     add_parallel_args(train)
     train.set_defaults(func=run_train)
 
@@ -118,7 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
         lr_decay=args.lr_decay, update_rule=args.update_rule, clip_norm=args.clip_norm,
         hidden_dim=args.hidden_dim, wordvec_dim=args.wordvec_dim, checkpoint_dir=checkpoint_dir,
         seed=args.seed, verbose=not args.quiet, devices=devices, checkpoint_every=args.checkpoint_every,
-        resume=args.resume, overwrite=args.overwrite)
+        resume=args.resume, overwrite=args.overwrite, log_dir=args.log_dir, log_every=args.log_every)
     variables = {"params": solver.params}
     print(f"final training loss {solver.loss_history[-1]:.4f}", end="")
     if solver.val_loss_history:

@@ -8,6 +8,7 @@ import argparse
 
 from jaxseq.commands._options import (
     add_checkpoint_args,
+    add_log_args,
     add_parallel_args,
     batch_size,
     bounded_int,
@@ -91,6 +92,7 @@ def add_training_options(parser: argparse.ArgumentParser, default_checkpoint_dir
                        help="transformer: let attention see [PAD] tokens (the course's unmasked model)")
     add_checkpoint_args(parser, "the checkpoints (every epoch's full state; the last two and the best are kept) "
                         "and vocab.json", default=default_checkpoint_dir)
+    add_log_args(parser)
     add_parallel_args(parser)
 
 
@@ -127,7 +129,7 @@ def train_options(args: argparse.Namespace) -> dict:
     return dict(min_count=given(args.min_count, recipe["min_count"]), max_length=args.max_length,
                 architecture=args.model, model_kwargs=model_kwargs,
                 config=config, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite, resume=args.resume,
-                checkpoint_every=args.checkpoint_every,
+                checkpoint_every=args.checkpoint_every, log_dir=args.log_dir, log_every=args.log_every,
                 progress=not args.no_progress, devices=devices)
 
 

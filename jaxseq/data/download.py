@@ -8,7 +8,7 @@ importable from here) extracts into a staging folder next to the target, within 
 renames it into place, so the target never exists half-filled. `download_dataset` puts the
 two together for the data sets in `DATASETS`, each bounded by its known unpacked size.
 
-Only the standard library is used (plus tqdm for the progress bar, imported when needed),
+Only the standard library is used (plus tqdm for the progress bar, via jaxseq.progress, imported when needed),
 so importing this module is cheap and needs no JAX.
 """
 
@@ -296,11 +296,11 @@ def _fetch_into(url: str, part: Path, *, chunk_size: int, progress: bool, timeou
             raise DownloadError(f"downloading {url} failed: unexpected HTTP {status} "
                                 f"{response.reason}", url=url, status=status)
 
-        from tqdm.auto import tqdm
+        from jaxseq.progress import progress_bar  # on stderr, when it is a terminal
 
         received = offset
-        bar = tqdm(total=expected_total, initial=offset, unit="B", unit_scale=True,
-                   unit_divisor=1024, desc=desc, disable=not progress)
+        bar = progress_bar(expected_total, initial=offset, description=desc, enabled=progress, leave=True,
+                           unit="B", unit_scale=True, unit_divisor=1024)
         complete = False
         try:
             with open(part, mode) as handle:

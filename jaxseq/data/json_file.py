@@ -95,6 +95,14 @@ def read_json_file(path: str | os.PathLike, *, label: str = "", max_bytes: int =
         raise FileNotFoundError(f"{name} not found") from None
     except OSError as error:
         raise ValueError(f"{name}: cannot be read ({error.strerror or error})") from None
+    return parse_json_bytes(raw, name, max_depth=max_depth, expect=expect)
+
+
+def parse_json_bytes(raw: bytes, name: str, *, max_depth: int = MAX_DEPTH, expect: type | None = dict) -> Any:
+    """The JSON value in `raw` (already read within a size bound), checked as `read_json_file`
+    checks a file's text: UTF-8, nesting depth, number lengths, the top-level type. `name`
+    starts every ValueError's message (a file, or "FILE, line N" for one line of a JSON
+    Lines file)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:

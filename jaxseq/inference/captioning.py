@@ -95,16 +95,21 @@ def load_captioner_and_data(path: str | Path, data_dir: Path | None = None):
 
 
 DECODERS = ("greedy", "beam")
+DECODE_BATCH = 500  # images per decoding call: bounds the memory of a whole split's decoding
 
 
 def generate_captions(model, variables, data, split: str = "val", rows=None, decode: str = "greedy", *,
-                      beam_size: int = 5, max_length: int | None = None) -> tuple[list[str], list[str]]:
+                      beam_size: int = 5, max_length: int | None = None,
+                      progress: bool = True) -> tuple[list[str], list[str]]:
     """Decode captions for chosen rows of a split; returns (references, hypotheses) as text.
 
     Inputs: a captioning model and its variables; data in the captioning data layout
       (`jaxseq.data.coco`); rows: caption indices of the split (default: all); decode
       "greedy" (`jaxseq.models.sample`) or "beam" (`jaxseq.models.beam_search`);
       max_length: words to generate at most (default: the data's T, `<END>` included).
+      progress: a progress bar over the images when there are more than DECODE_BATCH
+        (decoded DECODE_BATCH at a time, the last batch padded: one compilation), shown on
+        a terminal only (`jaxseq.progress`).
     Returns: two lists of strings in the course's decoded form (`<START> ... <END>` for
       the references, `... <END>` for the hypotheses).
     """
@@ -121,23 +126,39 @@ def generate_captions(model, variables, data, split: str = "val", rows=None, dec
         raise ValueError(f"no captions to decode in the {split} split")
     features = np.asarray(data[f"{split}_features"])[np.asarray(data[f"{split}_image_idxs"])[rows]]
     length = max_length if max_length is not None else captions.shape[1] - 1
-    if decode == "greedy":
-        generated = sample(model, variables, features, max_length=length)
+
+    def decoded(batch):
+        if decode == "greedy":
+            return np.asarray(sample(model, variables, batch, max_length=length))
+        return np.asarray(beam_search(model, variables, batch, beam_size=beam_size, max_length=length)[0])
+
+    if len(features) <= DECODE_BATCH:
+        generated = decoded(features)
     else:
-        generated, _ = beam_search(model, variables, features, beam_size=beam_size, max_length=length)
+        from jaxseq.progress import progress_bar
+
+        parts = []
+        with progress_bar(len(features), description=f"decoding ({decode})", enabled=progress, unit="image") as bar:
+            for start in range(0, len(features), DECODE_BATCH):
+                batch = features[start:start + DECODE_BATCH]
+                padded = np.concatenate([batch, np.repeat(batch[-1:], DECODE_BATCH - len(batch), 0)])
+                parts.append(decoded(padded)[:len(batch)])
+                bar.update(len(batch))
+        generated = np.concatenate(parts)
     idx_to_word = data["idx_to_word"]
     return decode_captions(captions[rows], idx_to_word), decode_captions(np.asarray(generated), idx_to_word)
 
 
 def evaluate_captions(model, variables, data, split: str = "val", num_samples: int = 1000,
                       decode: str = "greedy", *, beam_size: int = 5, max_length: int | None = None,
-                      seed: int = 0) -> float:
+                      seed: int = 0, progress: bool = True) -> float:
     """Mean BLEU-1 of generated captions against the ground truth, as the course scored it.
 
     Uses `num_samples` captions of the split: all of them when the split is that small,
     else a random subset drawn with `seed` (without replacement; the course drew with
     replacement). Each image is decoded (`decode` "greedy" or "beam" with `beam_size`) and
-    scored with `bleu1` against the caption it was drawn with.
+    scored with `bleu1` against the caption it was drawn with; `progress`: a bar while a
+    large split decodes (`generate_captions`).
 
     Returns: float in [0, 1].
     """
@@ -149,5 +170,5 @@ def evaluate_captions(model, variables, data, split: str = "val", num_samples: i
     rows = None if num_samples >= size else np.sort(
         np.random.default_rng(seed).choice(size, num_samples, replace=False))
     references, hypotheses = generate_captions(model, variables, data, split, rows, decode,
-                                               beam_size=beam_size, max_length=max_length)
+                                               beam_size=beam_size, max_length=max_length, progress=progress)
     return float(np.mean([bleu1(ref, hyp) for ref, hyp in zip(references, hypotheses)]))

@@ -21,6 +21,9 @@ the metadata (so `jaxseq caption sample/eval --checkpoint` can rebuild the model
 solver pointed at a folder that already holds checkpoints of the same run resumes from the
 latest one and continues to `num_epochs`, drawing the same batches as an uninterrupted run
 (`resume=False` makes existing checkpoints an error, `overwrite=True` replaces them).
+With a log folder (`log_dir`, by default `<checkpoint_dir>/logs`), the loop writes
+TensorBoard event files and metrics.jsonl (`jaxseq.train.run_log`): the train loss, the
+learning rate and steps/s every `log_every` steps, the val loss after every epoch.
 SIGTERM or Ctrl-C during `train()` (with a checkpoint folder) checkpoints the state after
 the current step, in the middle of an epoch if need be, and raises `TrainingInterrupted`.
 A NaN or infinite loss stops training with `NonFiniteLossError` naming the step; the last
@@ -40,6 +43,7 @@ from jaxseq.data.vocabulary import check_token_ids
 from jaxseq.train.loop import EpochResult, LoopSettings, RunProgress, TrainingLoop
 from jaxseq.train.optim import make_optimizer
 from jaxseq.train.parallel import Placement
+from jaxseq.train.run_log import DEFAULT_LOG_EVERY, resolve_log_dir
 from jaxseq.train.run_metadata import check_run_metadata
 from jaxseq.train.steps import init_train_state, make_train_step, random_rows
 
@@ -64,8 +68,8 @@ def caption_batch(key: jax.Array, split: dict[str, jax.Array], batch_size: int) 
     return split["features"][split["image_idxs"][rows]], split["captions"][rows]
 
 
-def _check_counts(num_epochs, batch_size, print_every, checkpoint_every) -> None:
-    for name, value in (("num_epochs", num_epochs), ("batch_size", batch_size),
+def _check_counts(num_epochs, batch_size, print_every, checkpoint_every, log_every) -> None:
+    for name, value in (("num_epochs", num_epochs), ("batch_size", batch_size), ("log_every", log_every),
                         ("checkpoint_every", 1 if checkpoint_every is None else checkpoint_every)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -92,6 +96,8 @@ class CaptioningSolver:
         batch_size must divide by the device count.
       resume (default True: continue a run found in checkpoint_dir; False: such a run is an
         error) and overwrite (replace it), checked when `train()` opens the folder.
+      log_dir: TensorBoard event files and metrics.jsonl go there (None: `<checkpoint_dir>/logs`,
+        or none without a checkpoint folder); checked here. log_every: steps between loss points.
     Attributes after `train()`: params, loss_history (one float per step), val_loss_history
       (one per epoch), epoch, steps_per_second (compilation excluded).
     """
@@ -104,8 +110,9 @@ class CaptioningSolver:
                  batch_size: int = 100, print_every: int = 10, verbose: bool = True, seed: int = 0,
                  checkpoint_dir: str | Path | None = None, clip_norm: float | None = None,
                  metadata: dict[str, Any] | None = None, devices: int | None = None,
-                 checkpoint_every: int | None = None, resume: bool = True, overwrite: bool = False):
-        _check_counts(num_epochs, batch_size, print_every, checkpoint_every)
+                 checkpoint_every: int | None = None, resume: bool = True, overwrite: bool = False,
+                 log_dir: str | Path | None = None, log_every: int = DEFAULT_LOG_EVERY):
+        _check_counts(num_epochs, batch_size, print_every, checkpoint_every, log_every)
         self.data = data = check_captioning_data(data)
         for split in ("train", "val"):
             check_token_ids(data[f"{split}_captions"], model.vocab_size, f"{split}_captions")
@@ -114,10 +121,12 @@ class CaptioningSolver:
         self.print_every, self.verbose, self.clip_norm = print_every, verbose, clip_norm
         self.checkpoint_every, self.resume, self.overwrite = checkpoint_every, resume, overwrite
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.log_dir, self.log_every = resolve_log_dir(log_dir, checkpoint_dir), log_every
         self.metadata = dict(metadata or {})
         self.placement = Placement.create(devices, batch_size)
         self.parallel = self.placement.parallel
         self.iterations_per_epoch = max(data["train_captions"].shape[0] // batch_size, 1)
+        self._learning_rate = self.optim_config.get("learning_rate", DEFAULT_LEARNING_RATE.get(update_rule, 1e-3))
         self.optimizer = build_optimizer(update_rule, self.optim_config, lr_decay, self.iterations_per_epoch,
                                          clip_norm)
         self._train, self._val = self._to_device("train"), self._val_subset()
@@ -176,7 +185,8 @@ class CaptioningSolver:
             num_epochs=self.num_epochs, steps_per_epoch=self.iterations_per_epoch, checkpoint_dir=self.checkpoint_dir,
             resume=self.resume, overwrite=self.overwrite, checkpoint_every=self.checkpoint_every,
             keep=KEEP_CHECKPOINTS, higher_is_better=False, print_every=self.print_every, progress=self.verbose,
-            description="caption train", metric_name="validation loss", log=print if self.verbose else None)
+            description="caption train", metric_name="validation loss", log=print if self.verbose else None,
+            log_dir=self.log_dir, log_every=self.log_every)
         result = TrainingLoop(self, settings).run()
         self.state, self.steps_per_second = result.state, result.steps_per_second
         self.epoch = result.progress.epochs_done
@@ -208,6 +218,10 @@ class CaptioningSolver:
         record = {"epoch": epoch, "train_loss": self.loss_history[-1], "val_loss": val_loss}
         return EpochResult(val_loss, record, lambda improved: message)
 
+    def learning_rate(self, step: int) -> float:
+        """The rate of update `step` (1-based): multiplied by lr_decay after every epoch."""
+        return float(self._learning_rate * self.lr_decay ** ((step - 1) // self.iterations_per_epoch))
+
     def checkpoint_metadata(self, progress: RunProgress) -> dict[str, Any]:
         return {**self.metadata, "epoch": progress.epochs_done, "num_epochs": self.num_epochs,
                 "loss_history": self.loss_history + progress.epoch_losses,
@@ -228,12 +242,13 @@ def train_captioner(*, cell: str, data: dict[str, Any], data_spec: dict[str, Any
                     clip_norm: float | None = None, hidden_dim: int = 128, wordvec_dim: int = 128,
                     checkpoint_dir: Path | None = None, seed: int = 0, verbose: bool = True,
                     devices: int | None = None, checkpoint_every: int | None = None, resume: bool = True,
-                    overwrite: bool = False) -> CaptioningSolver:
+                    overwrite: bool = False, log_dir: Path | None = None,
+                    log_every: int = DEFAULT_LOG_EVERY) -> CaptioningSolver:
     """Build a `CaptioningRNN` (`cell` "rnn" or "lstm", sizes W, H) for `data` and train it with
     the `CaptioningSolver` (print_every 0: a line per epoch). `data_spec` (see
     `jaxseq.data.caption_sources`) goes into the checkpoints, so the run's data can be
-    rebuilt. Every option is checked before the checkpoint folder is touched. Returns the
-    trained solver."""
+    rebuilt. `log_dir`, `log_every`: the run log (None: `<checkpoint_dir>/logs`). Every option is checked
+    before the checkpoint folder is touched. Returns the trained solver."""
     from jaxseq.models.captioning import CaptioningRNN
 
     model = CaptioningRNN(vocab_size=len(data["idx_to_word"]), wordvec_dim=wordvec_dim, hidden_dim=hidden_dim,
@@ -242,5 +257,6 @@ def train_captioner(*, cell: str, data: dict[str, Any], data_spec: dict[str, Any
                               lr_decay=lr_decay, num_epochs=epochs, batch_size=batch_size, print_every=0,
                               verbose=verbose, seed=seed, checkpoint_dir=checkpoint_dir, clip_norm=clip_norm,
                               metadata={"data": data_spec}, devices=devices, checkpoint_every=checkpoint_every,
-                              resume=resume, overwrite=overwrite)
+                              resume=resume, overwrite=overwrite, log_dir=log_dir,
+                              log_every=log_every)
     return solver.train()

@@ -48,9 +48,10 @@ from jaxseq.models.classifiers import (
     predict_logits,
 )
 from jaxseq.train.checkpoint import checkpoint_path, load_checkpoint, read_metadata
-from jaxseq.train.loop import EpochResult, LoopSettings, RunProgress, TrainingLoop
+from jaxseq.train.loop import EpochResult, LoopSettings, RunProgress, TrainingLoop, check_log_every
 from jaxseq.train.optim import make_optimizer
 from jaxseq.train.parallel import Placement
+from jaxseq.train.run_log import DEFAULT_LOG_EVERY, resolve_log_dir
 from jaxseq.train.run_metadata import check_classifier_progress, check_run_kind, check_run_metadata
 from jaxseq.train.steps import init_train_state, make_train_step
 
@@ -248,7 +249,7 @@ class ClassifierTask:
         start = time.perf_counter()
         scores = evaluate_classifier(self.model, state.params, self.val, batch_size=self.config.eval_batch_size,
                                   logits_fn=self.logits_fn, name="val")
-        rate = self.schedule(int(state.step) - 1) if callable(self.schedule) else self.schedule
+        rate = self.learning_rate(int(state.step))
         record = {"epoch": epoch, "train_loss": float(np.sum(np.asarray(losses) * self.batch_weights) / self.num_train),
                   "val_loss": scores["loss"], "val_accuracy": scores["accuracy"], "val_mcc": scores["mcc"],
                   "seconds": seconds, "eval_seconds": time.perf_counter() - start, "learning_rate": float(rate)}
@@ -257,6 +258,10 @@ class ClassifierTask:
             f"  val acc {record['val_accuracy']:.4f}  val MCC {record['val_mcc']:+.4f}{' *' if improved else '  '}"
             f"  {seconds:.1f} s")
         return EpochResult(record["val_mcc"], record, line)
+
+    def learning_rate(self, step: int) -> float:
+        """The rate of update `step` (1-based), from the warm-up and decay schedule."""
+        return float(self.schedule(step - 1) if callable(self.schedule) else self.schedule)
 
     def checkpoint_metadata(self, progress: RunProgress) -> dict[str, Any]:
         """The caller's entries, the last epoch's scores (at an epoch's end), and what resuming needs."""
@@ -311,7 +316,8 @@ def train_classifier(model: SentenceClassifier, train: ClassificationData, val: 
                      checkpoint_dir: str | os.PathLike | None = None, metadata: dict[str, Any] | None = None,
                      overwrite: bool = False, resume: bool = False, keep: int = 2, checkpoint_every: int | None = None,
                      progress: bool = True, log: Callable[[str], None] | None = print, devices: int | None = None,
-                     vocab: Vocabulary | None = None) -> ClassifierResult:
+                     vocab: Vocabulary | None = None, log_dir: str | os.PathLike | None = None,
+                     log_every: int = DEFAULT_LOG_EVERY) -> ClassifierResult:
     """Train `model` on `train`, select by validation MCC on `val`.
 
     Inputs:
@@ -328,6 +334,10 @@ def train_classifier(model: SentenceClassifier, train: ClassificationData, val: 
         steps inside an epoch (None: at epoch ends only). vocab: written beside the
         checkpoints as vocab.json (resuming: must equal the saved one).
       progress: show a tqdm bar; log: per-epoch summary lines (None: silent).
+      log_dir: TensorBoard event files and metrics.jsonl (`jaxseq.train.run_log`) go there:
+        the train loss, learning rate and steps/s every `log_every` steps, the validation
+        loss, accuracy and MCC per epoch (None: `<checkpoint_dir>/logs`, or no log without
+        a checkpoint folder); an unwritable one is a ValueError before training.
       devices: data parallelism over this many devices (None: one device): each batch is
         split over them, parameters and optimizer state are replicated; batch_size must
         divide by the device count.
@@ -342,6 +352,8 @@ def train_classifier(model: SentenceClassifier, train: ClassificationData, val: 
     check_classification_data(val, "val", model.vocab_size, model.max_length)
     if checkpoint_every is not None and not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
         raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
+    check_log_every(log_every)
+    log_dir = resolve_log_dir(log_dir, checkpoint_dir)
     task = ClassifierTask(model, train, val, config, dict(metadata or {}),
                           Placement.create(devices, config.batch_size))
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -349,7 +361,8 @@ def train_classifier(model: SentenceClassifier, train: ClassificationData, val: 
         num_epochs=config.epochs, steps_per_epoch=task.steps_per_epoch, checkpoint_dir=folder, resume=resume,
         overwrite=overwrite, checkpoint_every=checkpoint_every, keep=keep, higher_is_better=True,
         patience=config.patience, progress=progress, description="classifier train", metric_name="validation MCC",
-        log=log, prepare_folder=vocabulary_file_keeper(vocab) if vocab is not None else None)
+        log=log, prepare_folder=vocabulary_file_keeper(vocab) if vocab is not None else None, log_dir=log_dir,
+        log_every=log_every)
     run = TrainingLoop(task, settings).run().progress
     best = run.best_metric if run.best_metric is not None else -math.inf
     return ClassifierResult(run.best_params, run.history, run.best_epoch, best, run.best_path)
@@ -379,7 +392,7 @@ def fit_sentence_classifier(splits: SentenceSplits, *, min_count: int = 5, max_l
     ("transformer", "lstm" or "gru", see `jaxseq.models.classifiers`; `model_kwargs`: its
     fields other than vocab_size, max_length and cell) and score the best parameters on
     validation and test. `training`: the keywords of `train_classifier` (checkpoint_dir,
-    overwrite, resume, checkpoint_every, progress, devices); with a checkpoint folder the
+    overwrite, resume, checkpoint_every, progress, devices, log_dir, log_every); with a checkpoint folder the
     vocabulary is written there as vocab.json (resuming: it must equal the saved one)."""
     vocab = Vocabulary.build(splits.train.sentences, min_count)
     encoded, truncated = {}, {}

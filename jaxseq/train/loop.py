@@ -16,8 +16,15 @@ steps per second. A trainer is a `TrainingTask`, what differs:
     task.place(state)                a restored state onto the device(s)
     task.check_resumable(meta, path) ValueError unless a checkpoint's metadata can be resumed
     task.restored(meta, path, extra) -> RunProgress of a checkpoint (its fields checked)
+    task.learning_rate(step)         the rate of update `step` (1-based), for the run log
 
 Adding a model to a trainer does not touch this file; neither does adding a trainer.
+
+The run log (`jaxseq.train.run_log`): with a log folder (`log_dir`, by default
+`<checkpoint_dir>/logs`), process 0 writes TensorBoard event files and metrics.jsonl: the
+train loss every `log_every` steps and at each epoch's end, the learning rate, steps per
+second, and the numbers of every epoch's record (val/loss, val/mcc, ...). It is flushed
+before every checkpoint, and a resumed run keeps only its entries up to the resumed step.
 
 Resuming: `resume` continues from the folder's latest checkpoint after checking it is of
 the same kind and the same run (`check_same_run`: every setting in `task.run_settings()`,
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +43,12 @@ from typing import Any, Callable, Iterator, NamedTuple, Protocol
 
 import jax
 
+from jaxseq.progress import progress_bar
 from jaxseq.train.checkpoint import checkpoint_path, load_checkpoint, read_metadata, save_checkpoint
 from jaxseq.train.interrupt import TrainingInterrupted, stop_on_signals
 from jaxseq.train.parallel import any_process
-from jaxseq.train.progress import progress_bar
 from jaxseq.train.run_folder import RunFolder, open_run_folder
+from jaxseq.train.run_log import DEFAULT_LOG_EVERY, RunLog, epoch_scalars, resolve_log_dir
 from jaxseq.train.run_metadata import check_state_step
 from jaxseq.train.steps import NonFiniteLossError, TrainState, losses_to_host
 
@@ -88,6 +97,7 @@ class TrainingTask(Protocol):
     def place(self, state: TrainState) -> TrainState: ...
     def check_resumable(self, meta: dict[str, Any], path: Path) -> None: ...
     def restored(self, meta: dict[str, Any], path: Path, extra: dict[str, Any]) -> RunProgress: ...
+    def learning_rate(self, step: int) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -103,7 +113,9 @@ class LoopSettings:
     progress: show the bar; description: its label; metric_name: the metric in the
     early-stop line; log: where lines go (None: nowhere);
     prepare_folder(folder, resume_from): the task's own files in the folder, called under
-    the folder's lock before anything is restored (e.g. the classifier's vocab.json).
+    the folder's lock before anything is restored (e.g. the classifier's vocab.json);
+    log_dir: the run log's folder (None: `<checkpoint_dir>/logs`, or no log without a
+    checkpoint folder); log_every: steps between the log's train-loss points.
     """
 
     num_epochs: int
@@ -121,6 +133,8 @@ class LoopSettings:
     metric_name: str = "validation score"
     log: Callable[[str], None] | None = print
     prepare_folder: Callable[[Path, Path | None], None] | None = None
+    log_dir: Path | None = None
+    log_every: int = DEFAULT_LOG_EVERY
 
 
 class LoopResult(NamedTuple):
@@ -149,6 +163,12 @@ def check_same_run(path: Path, meta: dict[str, Any], settings: dict[str, Any]) -
                          "the same model, settings and data, or start afresh in a new folder")
 
 
+def check_log_every(log_every: Any) -> None:
+    """ValueError unless `log_every` (steps between the run log's loss points) is a positive int."""
+    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
+        raise ValueError(f"log_every must be a positive int, got {log_every!r}")
+
+
 def better(metric: float | None, best: float | None, higher_is_better: bool) -> bool:
     """Whether `metric` beats `best` (None: nothing yet); a NaN metric never does."""
     if metric is None or math.isnan(metric):
@@ -168,12 +188,16 @@ class TrainingLoop:
         self.progress = RunProgress()
         self.last_good: Path | None = None  # the newest checkpoint written or resumed from
         self.timed_steps, self.timed_seconds, self.compiled = 0, 0.0, False
+        self.run_log = RunLog(None)
+        self.rate_mark: tuple[int, float] | None = None  # (step, time) the next steps/s counts from
 
     # --- the run -------------------------------------------------------------------------
 
     def run(self) -> LoopResult:
         """Open the folder (locked), resume or start, run the epochs left; see the module doc."""
         s = self.settings
+        check_log_every(s.log_every)
+        log_dir = resolve_log_dir(s.log_dir, s.checkpoint_dir)  # an option error before the folder is touched
         with self._open_folder() as folder:
             if s.prepare_folder is not None and folder is not None:
                 s.prepare_folder(folder.path, folder.resume_from)
@@ -181,8 +205,10 @@ class TrainingLoop:
             if folder is not None and folder.resume_from is not None:
                 self._restore(folder.resume_from)
             total, step = s.num_epochs * s.steps_per_epoch, int(self.state.step)
+            writer = log_dir if jax.process_index() == 0 else None
             with progress_bar(total, initial=step, description=s.description, enabled=s.progress) as bar, \
-                    stop_on_signals(enabled=self.writes) as stop:
+                    stop_on_signals(enabled=self.writes) as stop, \
+                    RunLog(writer, resume_step=step, log=self._notice) as self.run_log:
                 self.bar, self.stop = bar, stop
                 if self.last_good is not None:
                     self._say(self._resume_line(step))
@@ -236,6 +262,7 @@ class TrainingLoop:
         step_fn = self.task.epoch_step(epoch)
         epoch_start = timing_start = time.perf_counter()  # the timing leaves out the first step (it compiles)
         step = int(self.state.step)
+        self.rate_mark = (step, epoch_start)
         pending: list[jax.Array] = []
         for batch in range(step - (epoch - 1) * s.steps_per_epoch, s.steps_per_epoch):
             self.state, loss = step_fn(self.state, batch)
@@ -269,6 +296,7 @@ class TrainingLoop:
         result = self.task.evaluate(self.state, epoch, p.epoch_losses, seconds)
         improved = better(result.metric, p.best_metric, s.higher_is_better)
         step = int(self.state.step)
+        self.run_log.scalars(step, epoch, epoch_scalars(result.record))
         p.history.append(result.record)
         p.epochs_done, p.epoch_losses = epoch, []
         if improved:
@@ -296,7 +324,9 @@ class TrainingLoop:
             return start
         jax.block_until_ready(loss)
         self.compiled = True
-        return time.perf_counter()
+        now = time.perf_counter()
+        self.rate_mark = (int(self.state.step), now)
+        return now
 
     def _account_time(self, start: float) -> None:
         self.timed_seconds += time.perf_counter() - start  # the epoch's last flush synchronized
@@ -307,6 +337,8 @@ class TrainingLoop:
         first = int(self.state.step) - len(pending) + 1
         try:
             self.progress.epoch_losses.extend(losses_to_host(pending, first))
+            if pending:
+                self._log_steps(first, int(self.state.step), epoch)
         except NonFiniteLossError as error:
             p = self.progress
             kept = f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint was written"
@@ -314,10 +346,34 @@ class TrainingLoop:
             raise NonFiniteLossError(f"{error} (epoch {epoch}); stopped ({kept}{best}); try a lower learning "
                                      "rate or gradient clipping (clip_norm)") from None
 
+    def _log_steps(self, first: int, last: int, epoch: int) -> None:
+        """The run log's points among steps `first`..`last` of `epoch` (their losses just came to
+        the host): every `log_every`-th step and the epoch's last; the loss is the mean since
+        the previous point, so a resumed run logs the same numbers."""
+        s, losses = self.settings, self.progress.epoch_losses
+        before = (epoch - 1) * s.steps_per_epoch  # steps done before this epoch
+        now, rate = time.perf_counter(), None
+        if self.compiled and self.rate_mark is not None and last > self.rate_mark[0] and now > self.rate_mark[1]:
+            rate = (last - self.rate_mark[0]) / (now - self.rate_mark[1])
+        self.rate_mark = (last, now)
+        for step in range(first, last + 1):
+            if step % s.log_every and step != epoch * s.steps_per_epoch:
+                continue
+            since = max(before, (step - 1) // s.log_every * s.log_every)
+            window = losses[since - before:step - before]
+            self.run_log.scalars(step, epoch, {"train/loss": sum(window) / len(window),
+                                               "train/learning_rate": self.task.learning_rate(step),
+                                               "train/steps_per_second": rate})
+
     def _say(self, line: str) -> None:
         if self.settings.log is not None:
             with self.bar.external_write_mode():
                 self.settings.log(line)
+
+    def _notice(self, line: str) -> None:
+        """A line that must be seen even when the task logs nothing (the run log failing)."""
+        with self.bar.external_write_mode():
+            print(line, file=sys.stderr)
 
     # --- checkpoints --------------------------------------------------------------------
 
@@ -331,11 +387,13 @@ class TrainingLoop:
         every process returns the folder."""
         s, step = self.settings, int(self.state.step)
         path = checkpoint_path(s.checkpoint_dir, step)
+        self.run_log.flush()  # the log on disk covers every step the checkpoint holds
         if jax.process_index() == 0:
             metadata = {**self.task.checkpoint_metadata(self.progress), **self.task.run_settings()}
             path = save_checkpoint(s.checkpoint_dir, step, self._tree(self.state), metadata=metadata,
                                    metric=metric, higher_is_better=s.higher_is_better, keep=s.keep)
         self.last_good = path
+        self.rate_mark = (step, time.perf_counter())  # saving is not training time
         return path
 
     def _restore(self, path: Path) -> None:

@@ -1,30 +1,47 @@
-"""Progress reporting for trainers: a tqdm bar and the loss-curve plot.
+"""Progress reporting for trainers: the tqdm bar (`jaxseq.progress.progress_bar`), the loss-curve
+plot and a run's curves from its metrics.jsonl.
 
-tqdm and matplotlib are imported when used, so importing a trainer stays cheap; the plot
-uses matplotlib's non-interactive Agg backend and only writes a file.
+tqdm and matplotlib are imported when used, so importing a trainer stays cheap; the plots
+use matplotlib's non-interactive Agg backend and only write files.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import contextlib
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
+
+from jaxseq.progress import progress_bar  # noqa: F401  (the trainers' bar: jaxseq.progress)
 
 
-def progress_bar(total: int, *, initial: int = 0, description: str = "train", enabled: bool = True):
-    """A tqdm bar on stderr over `total` steps (disabled: a no-op bar with the same API).
+@contextlib.contextmanager
+def _figure(path: Path, rows: int, size: tuple[float, float]) -> Iterator[tuple[Any, list[Any]]]:
+    """A matplotlib figure (Agg) of `rows` axes, saved to `path` (PNG, its folder created) and
+    closed when the block ends."""
+    import matplotlib
 
-    In Jupyter it is tqdm's widget bar when ipywidgets is installed; without ipywidgets the
-    text bar (tqdm's widget variant would only warn "IProgress not found" and fall back).
-    """
-    if importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.auto import tqdm
-    else:
-        from tqdm.std import tqdm
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
 
-    return tqdm(total=total, initial=initial, desc=description, disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, leave=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axes = plt.subplots(rows, 1, figsize=size, squeeze=False)
+    try:
+        yield figure, list(axes[:, 0])
+        for axis in axes[:, 0]:
+            axis.grid(alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+    finally:
+        plt.close(figure)
+
+
+def _log_scale_if_positive(axis, *series) -> None:
+    import numpy as np
+
+    values = np.concatenate([np.asarray(values, dtype=np.float64) for values in series])
+    values = values[np.isfinite(values)]
+    if values.size and (values > 0).all() and values.max() > 3 * values.min():
+        axis.set_yscale("log")
 
 
 def save_loss_curve(losses: Sequence[float], path: str | Path, *, title: str = "Training loss",
@@ -33,17 +50,11 @@ def save_loss_curve(losses: Sequence[float], path: str | Path, *, title: str = "
 
     Returns: the path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     import numpy as np
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     values = np.asarray(losses, dtype=np.float64)
-    figure, axis = plt.subplots(figsize=(7, 4))
-    try:
+    with _figure(path, 1, (7, 4)) as (_, (axis,)):
         axis.plot(np.arange(1, len(values) + 1), values, lw=0.8, alpha=0.6 if smooth > 1 else 1.0,
                   label="per step")
         if smooth > 1 and len(values) >= smooth:
@@ -56,9 +67,54 @@ def save_loss_curve(losses: Sequence[float], path: str | Path, *, title: str = "
         axis.set_xlabel("iteration")
         axis.set_ylabel("loss")
         axis.set_title(title)
-        axis.grid(alpha=0.3)
-        figure.tight_layout()
-        figure.savefig(path, dpi=100)
-    finally:
-        plt.close(figure)
+    return path
+
+
+def save_run_curves(points: Sequence[Any], path: str | Path, *, title: str = "Training run") -> Path:
+    """Plot a run's curves from its metrics.jsonl points (`jaxseq.train.run_log.read_metrics`) to
+    `path` (PNG): the train loss against the step (with each epoch's mean), the validation
+    metrics against the epoch, and the learning rate against the step; panels without data
+    are left out. Returns: the path written."""
+    series: dict[str, dict[int, tuple[int, float]]] = {}
+    for point in points:  # the last point of a step wins, as in TensorBoard
+        if point.value is not None:
+            series.setdefault(point.name, {})[point.step] = (point.epoch, point.value)
+
+    def curve(name: str, by_epoch: bool = False) -> tuple[list[int], list[float]]:
+        entries = sorted(series.get(name, {}).items())
+        return ([epoch if by_epoch else step for step, (epoch, _) in entries], [value for _, (_, value) in entries])
+
+    validation = sorted(name for name in series if name.startswith("val/"))
+    panels = [kind for kind, present in (("loss", "train/loss" in series or "epoch/train_loss" in series),
+                                          ("val", bool(validation)), ("rate", "train/learning_rate" in series))
+              if present]
+    if not panels:
+        raise ValueError("the run log holds no train/loss, val/* or train/learning_rate points to plot")
+    path = Path(path)
+    with _figure(path, len(panels), (7, 2.6 * len(panels) + 0.4)) as (figure, axes):
+        for axis, kind in zip(axes, panels):
+            if kind == "loss":
+                steps, losses = curve("train/loss")
+                ends, means = curve("epoch/train_loss")
+                axis.plot(steps, losses, lw=0.9, label="train loss")
+                if ends:
+                    axis.plot(ends, means, "o-", ms=3, lw=1.2, label="epoch mean")
+                _log_scale_if_positive(axis, losses, means)
+                axis.set_xlabel("step")
+                axis.set_ylabel("loss")
+                axis.legend(fontsize="small")
+            elif kind == "val":
+                for name in validation:
+                    epochs, values = curve(name, by_epoch=True)
+                    axis.plot(epochs, values, "o-", ms=3, lw=1.2, label=name)
+                axis.set_xlabel("epoch")
+                axis.set_ylabel("validation")
+                axis.legend(fontsize="small")
+            else:
+                steps, rates = curve("train/learning_rate")
+                axis.plot(steps, rates, lw=1.2)
+                axis.set_xlabel("step")
+                axis.set_ylabel("learning rate")
+                axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+        axes[0].set_title(title)
     return path

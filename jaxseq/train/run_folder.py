@@ -87,16 +87,16 @@ class RunFolderBusyError(ValueError):
 # ---------------------------------------------------------------- checking the path
 
 
-def check_run_dir(directory: str | os.PathLike) -> Path:
+def check_run_dir(directory: str | os.PathLike, *, label: str = "checkpoint folder") -> Path:
     """`directory` as a Path, if it is a directory this process can use as a run folder, or
-    can create as one; creates nothing.
+    can create as one; creates nothing. `label` names it in the messages.
 
     ValueError (one line, naming the path and what was expected) if it exists and is not a
     directory, is a dangling symlink, lies under a file, or cannot be listed / written /
     created (permissions, a read-only filesystem). A symlink to a directory is fine.
     """
     path = Path(directory)
-    label = f"checkpoint folder {path}"
+    label = f"{label} {path}"
     # The path as given, not normalized: "file/../x" does lie under a file.
     for candidate in (path, *path.parents):
         try:
@@ -235,10 +235,12 @@ def _parse_lock(payload: bytes) -> dict[str, Any]:
     """The fields of a lock file's bytes, checked; _Unreadable saying why not."""
     if not payload.strip():
         raise _Unreadable("it is empty")
+    from jaxseq.data.json_file import parse_json_bytes  # JAX-free: the bounded parser of every JSON file
+
     try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise _Unreadable(f"it is not JSON ({type(error).__name__})") from None
+        data = parse_json_bytes(payload, "lock file", max_depth=4, expect=None)
+    except ValueError as error:
+        raise _Unreadable(f"it is not JSON: {str(error).removeprefix('lock file: ')}") from None
     if not isinstance(data, dict):
         raise _Unreadable(f"it holds a JSON {type(data).__name__}, not an object")
     pid = data.get("pid")
@@ -256,8 +258,8 @@ def _parse_lock(payload: bytes) -> dict[str, Any]:
             "token": _text(data.get("token"), "token", nullable=True)}
 
 
-def _read_lock(lock_file: Path) -> tuple[dict[str, Any], tuple[int, int]]:
-    """(fields, (st_dev, st_ino)) of the lock file; FileNotFoundError if there is none;
+def _read_lock(lock_file: Path) -> tuple[dict[str, Any], tuple[int, int, int]]:
+    """(fields, identity: see `_identity`) of the lock file; FileNotFoundError if there is none;
     _Unreadable (with the file's identity as `identity`) if it is not a lock."""
     try:
         descriptor = os.open(lock_file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
@@ -272,7 +274,7 @@ def _read_lock(lock_file: Path) -> tuple[dict[str, Any], tuple[int, int]]:
         raise unreadable from None
     try:
         info = os.fstat(descriptor)
-        identity = (info.st_dev, info.st_ino)
+        identity = (info.st_dev, info.st_ino, info.st_ctime_ns)
         if not stat.S_ISREG(info.st_mode):
             unreadable = _Unreadable(f"it is {_kind(info.st_mode)}, not a file")
             unreadable.identity = identity
@@ -309,12 +311,15 @@ def _read_lock(lock_file: Path) -> tuple[dict[str, Any], tuple[int, int]]:
         raise
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """Which file `path` is: (st_dev, st_ino, st_ctime_ns), or None. The change time is part of
+    it because a lock deleted and re-created at once can get its old inode number back: without
+    it, a process that judged the old lock stale would take the new one for it and delete it."""
     try:
         info = os.lstat(path)
     except OSError:
         return None
-    return (info.st_dev, info.st_ino)
+    return (info.st_dev, info.st_ino, info.st_ctime_ns)
 
 
 def _printable(text: str) -> str:
