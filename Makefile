@@ -29,8 +29,8 @@ bench: $(STAMP)
 
 # Long quality runs (several seeds, full epochs): BLEU-1 on the built-in scenes, CoLA MCC.
 quality: $(STAMP)
-	$(PY) benchmarks/captioning_quality.py
-	$(PY) benchmarks/cola_quality.py
+	$(PY) benchmarks/quality/captioning_quality.py
+	$(PY) benchmarks/quality/cola_quality.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis

@@ -2,7 +2,7 @@
 can show them as option defaults without loading JAX (or NumPy) to build its parser."""
 
 # The recipe that reached the issue's CoLA MCC targets with the seed architecture (hidden
-# 128, 2 heads of 96, FFN 2048); `benchmarks/cola_quality.py` measures it ("seed"), and it
+# 128, 2 heads of 96, FFN 2048); `benchmarks/quality/cola_quality.py` measures it ("seed"), and it
 # is what `jaxseq cola train` / `classify train` use by default.
 COLA_RECIPE = dict(
     min_count=3,

@@ -16,6 +16,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# The tolerances of the correctness ladder (DESIGN.md), defined once: the tests, `jaxseq check`,
+# the notebooks' checks and the benchmarks' agreement checks import them from here.
+AUTODIFF_TOL = 1e-9
+"""Hand backward vs `jax.grad` of the plain forward (rung 2), float64, `rel_error`: two exact
+computations of the same derivative, so only round-off separates them."""
+NUMERICAL_TOL = 5e-7
+"""Hand backward vs `check_layer`'s fourth-order central differences (rung 3), float64,
+`rel_error`: the differences' truncation and round-off error on small sequence layers."""
+FLOAT32_TOL = 1e-4
+"""Outputs and gradients vs an independent implementation (PyTorch, Flax, NumPy) in float32
+(rung 4), as max |a - b| / max |b| (an error on the array's own scale)."""
+
 
 def rel_error(x, y) -> float:
     """max |x - y| / max(1e-8, |x| + |y|), elementwise, as the course defined it.

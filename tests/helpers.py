@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxseq.gradcheck import check_layer
+from jaxseq import numpy_reference
+from jaxseq.gradcheck import AUTODIFF_TOL, check_layer
 
-AUTODIFF_TOL = 1e-9  # hand backward vs jax.grad of the plain forward, float64
+FORWARD_TOL = 1e-12  # float64: a layer's forward vs the NumPy reference (rtol and atol)
+NUMERICAL_STEP_TOL = 1e-7  # float64: a single step's hand backward vs numerical gradients
+
+
+def reference_sequence(cell, inputs, **options):
+    """The NumPy reference (`jaxseq.numpy_reference`) of a sequence layer on its inputs
+    {name: array} in the layer's order (c0 passed as a keyword; "lstm_fast" is the LSTM).
+    Returns (h (N, T, H), h_n (N, H), c_n (N, H) or None, cache)."""
+    args = dict(inputs)
+    keywords = {"c0": args.pop("c0")} if "c0" in args else {}
+    h, h_n, *rest = numpy_reference.LAYERS[cell.removesuffix("_fast")][0](*args.values(), **keywords, **options)
+    return h, h_n, (rest[0] if len(rest) == 2 else None), rest[-1]
 
 
 def assert_layer_gradients(name, forward, backward, differentiable, inputs, wrt, *, numerical_tol, seed=0):
-    """Hand backward == jax.grad (< 1e-9), == numerical (< numerical_tol), custom_vjp wired."""
+    """Hand backward == jax.grad (< AUTODIFF_TOL), == numerical (< numerical_tol), custom_vjp wired."""
     results = check_layer(name, forward, backward, inputs, wrt, differentiable=differentiable, seed=seed)
     assert [r.argument for r in results] == list(wrt)
     for r in results:
@@ -43,3 +55,18 @@ def scaled_error(ours, theirs):
     """
     ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
     return float(np.max(np.abs(ours - theirs)) / max(np.max(np.abs(theirs)), 1e-12))
+
+
+def trivial_contenders():
+    """Two contenders "a" and "b" for timing tests, and the list their calls are recorded in."""
+    calls = []
+
+    def a():
+        calls.append("a")
+        return sum(range(100))
+
+    def b():
+        calls.append("b")
+        return np.ones(10).sum()
+
+    return [("a", a), ("b", b)], calls

@@ -2,8 +2,7 @@
 
 No timing is asserted anywhere: these tests check that the harness records what it should
 (interleaving order, medians, ratios, outputs), that the contenders of `bench_layers` compute
-the same thing as jaxseq, and that the lever study (`lstm_levers`) still runs and its
-lever-parameterized layers agree with the library, at a tiny shape. The same for issue 11's
+the same thing as jaxseq, at a tiny shape. The same for issue 11's
 cases: the GRU's and the lengths cases' contenders (`bench_recurrent`) agree, the checks catch
 a contender that does not follow the lengths, and `bench_recurrent` and `bench_t_sweep` run in
 quick mode. And for issue 14's stacked case (`bench_stacked`, a 2-layer bidirectional LSTM and
@@ -15,64 +14,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "speed"
 sys.path.insert(0, str(BENCH_DIR))
 
 import harness  # noqa: E402
-
-
-def _trivial_contenders():
-    calls = []
-
-    def a():
-        calls.append("a")
-        return sum(range(100))
-
-    def b():
-        calls.append("b")
-        return np.ones(10).sum()
-
-    return [("a", a), ("b", b)], calls
-
-
-def test_harness_interleaves_and_reports_medians_and_ratios():
-    contenders, calls = _trivial_contenders()
-    results = harness.bench("trivial", contenders, variant="v", shape="s", flops=1e6, reference="a",
-                            reps=7, warmup=2, verbose=False, gap_s=0.0)
-    assert [r["contender"] for r in results] == ["a", "b"]
-    assert calls == ["a", "b"] * (2 + 7)  # warm-up rounds then timed rounds, interleaved
-    for r in results:
-        assert r["order"] == ["a", "b"] * 7
-        assert len(r["times_ms"]) == r["reps"] == 7
-        assert r["median_ms"] == pytest.approx(statistics.median(r["times_ms"]))
-        assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
-        assert r["gflops"] == pytest.approx(1e6 / (r["median_ms"] * 1e-3) / 1e9)
-        assert len(r["load_before"]) == len(r["load_after"]) == 3
-        assert (r["case"], r["variant"], r["shape"], r["reference"]) == ("trivial", "v", "s", "a")
-        assert r["clock"] == "wall" and r["gap_s"] == 0.0 and r["page_faults"] >= 0
-    ra, rb = results
-    assert ra["ratio"] == pytest.approx(1.0)
-    assert rb["ratio"] == pytest.approx(rb["median_ms"] / ra["median_ms"])
-    assert [r["position"] for r in results] == [0, 1]
-
-
-def test_harness_rejects_duplicate_names_and_no_reference_gives_no_ratio():
-    contenders, _ = _trivial_contenders()
-    with pytest.raises(ValueError, match="unique"):
-        harness.time_interleaved(contenders + contenders[:1], reps=1, warmup=0)
-    results = harness.bench("trivial", contenders, reference="missing", reps=1, warmup=0, verbose=False)
-    assert all(r["ratio"] is None and r["reference"] is None for r in results)
+from jaxseq.contenders import assert_agree  # noqa: E402
+from tests.helpers import trivial_contenders  # noqa: E402
 
 
 def test_outputs_table_json_and_chart(tmp_path):
-    contenders, _ = _trivial_contenders()
+    contenders, _ = trivial_contenders()
     results = harness.bench("trivial", contenders, shape="s", flops=1e6, reference="a", reps=3, warmup=0,
                             verbose=False)
     results += harness.bench(harness.ROOFLINE_CASE, contenders, shape="mm", flops=2e6, reference="a",
@@ -91,25 +48,13 @@ def test_outputs_table_json_and_chart(tmp_path):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_harness_reports_time_per_step():
-    contenders, _ = _trivial_contenders()
-    results = harness.bench("sweep", contenders, reference="a", steps={"a": 10, "b": 1000}, reps=3, warmup=0,
-                            verbose=False, gap_s=0.0)
-    for r, steps in zip(results, (10, 1000)):
-        assert r["steps"] == steps and r["us_per_step"] == pytest.approx(r["median_ms"] * 1e3 / steps)
-    table = harness.format_table(results, title=None)
-    assert "| steps | µs/step |" in table and "| 1000 |" in table
-    plain = harness.bench("plain", contenders, reps=1, warmup=0, verbose=False)
-    assert plain[0]["us_per_step"] is None and "µs/step" not in harness.format_table(plain, title=None)
-
-
 def test_assert_agree_names_the_contender_and_array():
     ref = {"h": np.ones(4)}
-    assert harness.assert_agree("x", {"h": np.ones(4) * (1 + 1e-6)}, ref)["h"] < 1e-5
+    assert assert_agree("x", {"h": np.ones(4) * (1 + 1e-6)}, ref)["h"] < 1e-5
     with pytest.raises(AssertionError, match="bad disagrees.*h: 1.00e-02"):
-        harness.assert_agree("bad", {"h": np.ones(4) * 1.01}, ref)
+        assert_agree("bad", {"h": np.ones(4) * 1.01}, ref)
     with pytest.raises(AssertionError, match="outputs"):
-        harness.assert_agree("bad", {"g": np.ones(4)}, ref)
+        assert_agree("bad", {"g": np.ones(4)}, ref)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "rnn"])
@@ -211,7 +156,7 @@ def test_lengths_checks_catch_unmasked_outputs_and_a_state_that_runs_on():
     valid = bench_layers.valid_mask(p["lengths"], p["x"].shape[1])
     impls = bench_recurrent.lengths_impls(p, "gru")
     without = {k: v for k, v in p.items() if k != "lengths"}  # NumPy that ignores the lengths
-    ignores = bench_layers.numpy_impl(without, *bench_recurrent.gru_spec().numpy, state=True)
+    ignores = bench_layers.numpy_impl(without, "gru", state=True)
     with pytest.raises(AssertionError, match="ignores: h is not 0 past the lengths"):
         bench_layers.check_agreement({"jaxseq": impls["jaxseq"], "ignores": ignores}, valid=valid)
     baseline = impls[bench_recurrent.NO_LENGTHS]  # masked outputs, but the state after step T
@@ -338,63 +283,6 @@ def test_stacked_benchmark_runs_quick(kind):
     assert bench_stacked.speedup_summary({"torch": 1.6, "flax": 1.4}).endswith("not met)")
 
 
-def test_lever_sets_measure_every_lever_and_defaults_are_the_adopted_levers():
-    import inspect
-
-    import lstm_levers as lv
-
-    defaults = {k: v.default for k, v in inspect.signature(lv.make_lstm).parameters.items()}
-    assert defaults == lv.ADOPTED_LEVERS == lv.LEVER_SETS["adopted (copy)"]
-    rnn_defaults = {k: v.default for k, v in inspect.signature(lv.make_rnn).parameters.items()}
-    assert rnn_defaults == lv.ADOPTED_RNN_LEVERS
-    for sets, levers in ((lv.LEVER_SETS, lv.PREVIOUS_LEVERS), (lv.RNN_LEVER_SETS, lv.PREVIOUS_RNN_LEVERS)):
-        assert next(iter(sets.values())) == levers
-        for lever in levers:  # every lever is measured at every setting
-            measured = {s[lever] for s in sets.values()}
-            assert measured == set(lv.LEVER_CHOICES.get(lever, measured)) and len(measured) > 1, lever
-
-
-def _lstm_sets_checked():
-    """Three lever sets that together switch every LSTM lever to each of its settings."""
-    import lstm_levers as lv
-
-    mixed = {"layout": "flat", "gates": "tanh", "unroll": 2, "store": "tanh_c", "dgates": "select",
-             "bias": "step", "loop": "scan"}
-    return {"previous library": lv.PREVIOUS_LEVERS, "mixed": mixed, "adopted (copy)": lv.ADOPTED_LEVERS}
-
-
-@pytest.mark.parametrize("layer", ["lstm", "rnn"])
-def test_lever_variants_agree_with_the_library(layer):
-    import bench_layers
-    import lstm_levers as lv
-
-    harness.setup()
-    if layer == "lstm":
-        sets = _lstm_sets_checked()
-    else:  # every RNN lever at each setting
-        sets = {k: lv.RNN_LEVER_SETS[k] for k in ("previous library", "adopted (copy): layout=flat",
-                                                  "flat+bias=step+inplace")}
-    for lever, choices in lv.LEVER_CHOICES.items():
-        assert {s[lever] for s in sets.values() if lever in s} in (set(choices), set()), lever
-    p = bench_layers.make_problem(3, 4, 5, 6, 4 if layer == "lstm" else 1, seed=3)
-    contenders, errors = lv.lever_contenders(p, "fwd+bwd", sets, layer)
-    assert [name for name, _ in contenders][:len(sets) + 1] == ["jaxseq", *sets]
-    assert max(errors.values()) < bench_layers.AGREEMENT_RTOL
-    assert errors["adopted (copy)" if layer == "lstm" else "adopted (copy): layout=flat"] < 1e-6
-
-
-def test_lstm_levers_runs_quick_and_help(capsys):
-    import lstm_levers as lv
-
-    with pytest.raises(SystemExit) as exit_info:
-        lv.main(["--help"])
-    assert exit_info.value.code == 0 and "--quick" in capsys.readouterr().out
-    assert lv.main(["--quick", "--part", "fwd", "--sets", "previous library,adopted (copy)"]) == 0
-    out = capsys.readouterr().out
-    assert "lstm levers · fwd · (q) N=8 T=4 D=16 H=32" in out
-    assert "| previous library |" in out and "| adopted (copy) |" in out
-
-
 def test_flop_counts():
     import bench_layers
 
@@ -506,3 +394,15 @@ def test_classifier_agreement_catches_an_unmasked_torch_model(monkeypatch):
     contenders = bench_classifier.make_contenders(quick=True, seed=1)
     with pytest.raises(AssertionError, match="torch disagrees"):
         bench_classifier.check_agreement(contenders)
+
+
+def test_xla_flags_study_still_parses_its_command_line(capsys):
+    """The finished study kept as code (benchmarks/studies/) must still run: its options parse
+    and it finds the speed suite it times with."""
+    sys.path.insert(0, str(BENCH_DIR.parent / "studies"))
+    import xla_flags_scan
+
+    assert Path(xla_flags_scan.HERE, "bench_layers.py").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        xla_flags_scan.main(["--help"])
+    assert exit_info.value.code == 0 and "--rounds" in capsys.readouterr().out

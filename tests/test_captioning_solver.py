@@ -51,7 +51,7 @@ def scenes():
 @pytest.mark.slow
 @pytest.mark.parametrize("cell, epochs, target", [("lstm", 10, 0.9), ("rnn", 10, 0.8)])
 def test_describes_unseen_scenes(scenes, cell, epochs, target):
-    """A smaller run than benchmarks/captioning_quality.py, same targets on the val split."""
+    """A smaller run than benchmarks/quality/captioning_quality.py, same targets on the val split."""
     model = CaptioningRNN(len(scenes["idx_to_word"]), cell_type=cell)
     solver = CaptioningSolver(model, scenes, optim_config={"learning_rate": 5e-3}, lr_decay=0.95,
                               num_epochs=epochs, batch_size=100, verbose=False)

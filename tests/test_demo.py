@@ -28,17 +28,15 @@ def test_demo_runs_every_step_and_prints_a_summary(tmp_path, capsys, monkeypatch
 
 def test_benchmark_thread_pools_are_quieted_before_the_first_step(tmp_path, monkeypatch):
     import os
-    import sys
 
-    sys.path.insert(0, "benchmarks")
-    import harness
+    from jaxseq import timing
 
-    for key in harness.QUIET_ENV:
+    for key in timing.QUIET_ENV:
         monkeypatch.delenv(key, raising=False)
     seen = {}
     monkeypatch.setattr(demo, "DEMO_STEPS", [("first", lambda args: seen.update(os.environ))])
     assert demo.run(argparse.Namespace(output_dir=tmp_path / "out", seed=0)) == 0
-    assert {key: seen.get(key) for key in harness.QUIET_ENV} == harness.QUIET_ENV
+    assert {key: seen.get(key) for key in timing.QUIET_ENV} == timing.QUIET_ENV
 
 
 def test_a_signal_stops_the_demo_without_suggesting_resume(tmp_path, capsys, monkeypatch):
@@ -56,10 +54,35 @@ def test_a_signal_stops_the_demo_without_suggesting_resume(tmp_path, capsys, mon
     assert "demo stopped by SIGINT in step 'Transformer sentence classifier'" in err and "--resume" not in err
 
 
-def test_short_benchmark_step_prints_the_table(tmp_path, capsys, monkeypatch):
+def test_short_benchmark_step_prints_the_table_without_the_benchmarks_folder(tmp_path, capsys, monkeypatch):
+    """The step times the package's contenders (jaxseq.contenders, jaxseq.timing): it runs
+    outside a checkout, where benchmarks/ cannot be found."""
+    from jaxseq.commands import bench
+
+    def no_checkout(start=None):
+        raise FileNotFoundError("benchmarks/ is not installed with the package")
+
+    monkeypatch.setattr(bench, "find_runner", no_checkout)
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(demo, "BENCH_SHAPE", (2, 3, 4, 5))
     dict(demo.DEMO_STEPS)["Short benchmark"](argparse.Namespace(output_dir=tmp_path, seed=0))
     out = capsys.readouterr().out
     for contender in ("jaxseq", "autodiff-scan", "flax", "torch", "numpy"):
         assert f"| {contender} |" in out
-    assert "ratio to jaxseq" in out
+    assert "### lstm · fwd+bwd · (demo) N=2 T=3 D=4 H=5" in out and "ratio to jaxseq" in out
+    assert "all contenders agree with jaxseq" in out and "make bench" in out
+
+
+def test_short_benchmark_step_without_torch(tmp_path, capsys, monkeypatch):
+    from jaxseq import contenders
+
+    def no_torch(*args, **kwargs):
+        raise ImportError("No module named 'torch' (hidden by the test)")
+
+    monkeypatch.setattr(contenders, "torch_impl", no_torch)
+    monkeypatch.setattr(demo, "BENCH_SHAPE", (2, 3, 4, 5))
+    dict(demo.DEMO_STEPS)["Short benchmark"](argparse.Namespace(output_dir=tmp_path, seed=0))
+    out = capsys.readouterr().out
+    assert "| torch |" not in out and "PyTorch is not installed" in out
+    for contender in ("jaxseq", "autodiff-scan", "flax", "numpy"):
+        assert f"| {contender} |" in out

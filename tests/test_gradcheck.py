@@ -67,9 +67,9 @@ def test_builtin_checks_cover_every_layer_within_tolerance():
         "rnn_step", "rnn", "lstm_step", "lstm", "gru_step", "gru", "word_embedding", "temporal_affine",
         "temporal_softmax_loss", "rnn+len+rev", "lstm+len+rev", "lstm_fast+len+rev", "gru+len+rev",
     }
-    assert max(r.hand_vs_autodiff for r in results) < 1e-9
-    assert max(r.custom_vjp_vs_hand for r in results) < 1e-9
-    assert max(r.hand_vs_numerical for r in results) < 5e-7
+    assert max(r.hand_vs_autodiff for r in results) < gradcheck.AUTODIFF_TOL
+    assert max(r.custom_vjp_vs_hand for r in results) < gradcheck.AUTODIFF_TOL
+    assert max(r.hand_vs_numerical for r in results) < gradcheck.NUMERICAL_TOL
     table = gradcheck.format_results(results)
     assert "lstm" in table and "dWh" in table
 

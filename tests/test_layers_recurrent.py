@@ -1,7 +1,7 @@
 """The sequence layers' full call — GRU, lengths, reverse, initial and final states — on every
 cell (rnn, lstm, the LSTM's fast path, gru), up the correctness ladder:
 
-1. hand backward == jax.grad of the plain forward (float64, < 1e-9), with and without
+1. hand backward == jax.grad of the plain forward (float64, < AUTODIFF_TOL), with and without
    lengths, with reverse, with initial states, final states as outputs;
 2. numerical gradients;
 3. PyTorch in float32 (packed sequences, bidirectional layers for reverse, GRUCell/GRU);
@@ -21,13 +21,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxseq import layers as L
-from jaxseq.gradcheck import SEQUENCE_CELLS, random_sequence_inputs, sequence_layer_case
-from tests.helpers import assert_layer_gradients, relative_error, scaled_error
-from tests.recurrent_reference import reference_sequence, reverse_within_lengths
+from jaxseq.gradcheck import AUTODIFF_TOL, FLOAT32_TOL, SEQUENCE_CELLS, random_sequence_inputs, sequence_layer_case
+from jaxseq.gradcheck import NUMERICAL_TOL as NUMERICAL_SEQUENCE_TOL
+from jaxseq.numpy_reference import reverse_within_lengths
+from tests.helpers import (
+    FORWARD_TOL, NUMERICAL_STEP_TOL, assert_layer_gradients, reference_sequence, relative_error, scaled_error,
+)
 
-NUMERICAL_SEQUENCE_TOL = 5e-7
-NUMERICAL_STEP_TOL = 1e-7
-TORCH_TOL = 1e-4
+TORCH_TOL = FLOAT32_TOL
 
 
 def call(cell, fn, inputs, **options):
@@ -46,12 +47,6 @@ def forward_pair(cell):
     return {"rnn": L.rnn_forward, "lstm": L.lstm_forward, "lstm_fast": L.lstm_fast_forward, "gru": L.gru_forward}[cell]
 
 
-def reference(cell, inputs, **options):
-    args = dict(inputs)
-    c0 = args.pop("c0", None)
-    return reference_sequence(cell, *args.values(), c0=c0, **options)
-
-
 # ------------------------------------------------------------------ forward semantics
 
 
@@ -65,14 +60,14 @@ def test_forward_matches_the_numpy_reference(x64, cell, reverse, with_lengths):
     lengths = np.array([6, 0, 1, 3, 6]) if with_lengths else None
     outs = call(cell, forward_pair(cell), inputs, lengths=lengths, reverse=reverse, return_state=True)
     h, states = outs[0], outs[1:-1]
-    h_ref, _, h_n_ref, c_n_ref = reference(cell, inputs, lengths=lengths, reverse=reverse)
-    np.testing.assert_allclose(h, h_ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(states[0], h_n_ref, rtol=1e-12, atol=1e-12)
+    h_ref, h_n_ref, c_n_ref, _ = reference_sequence(cell, inputs, lengths=lengths, reverse=reverse)
+    np.testing.assert_allclose(h, h_ref, rtol=FORWARD_TOL, atol=FORWARD_TOL)
+    np.testing.assert_allclose(states[0], h_n_ref, rtol=FORWARD_TOL, atol=FORWARD_TOL)
     if c_n_ref is not None:
-        np.testing.assert_allclose(states[1], c_n_ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(states[1], c_n_ref, rtol=FORWARD_TOL, atol=FORWARD_TOL)
     differentiable = call(cell, layer(cell), inputs, lengths=lengths, reverse=reverse, return_state=True)
     for ours, theirs in zip(differentiable, (h, *states)):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(ours, theirs, rtol=FORWARD_TOL, atol=FORWARD_TOL)
 
 
 @pytest.mark.parametrize("cell", SEQUENCE_CELLS)
@@ -154,7 +149,7 @@ def test_lstm_without_c0_returns_the_course_gradients(x64):
 
 
 def test_lstm_fast_path_gives_the_plain_gradients(x64):
-    """The fast pair and the course's pair: same outputs, states and gradients (1e-9)."""
+    """The fast pair and the course's pair: same outputs, states and gradients (AUTODIFF_TOL)."""
     rng = np.random.default_rng(6)
     inputs = random_sequence_inputs("lstm", rng, 4, 7, 3, 5)
     for lengths in (None, np.array([7, 3, 1, 0])):
@@ -164,9 +159,9 @@ def test_lstm_fast_path_gives_the_plain_gradients(x64):
             out_plain, out_fast = plain[0](*inputs.values()), fast[0](*inputs.values())
             douts = [rng.standard_normal(np.shape(o)) for o in out_plain[:-1]]
             for a, b in zip(out_plain[:-1], out_fast[:-1]):
-                assert relative_error(a, b) < 1e-12
+                assert relative_error(a, b) < FORWARD_TOL
             for a, b in zip(plain[1](*douts, out_plain[-1]), fast[1](*douts, out_fast[-1])):
-                assert relative_error(a, b) < 1e-9
+                assert relative_error(a, b) < AUTODIFF_TOL
 
 
 def test_gru_step_gradients(x64):
@@ -364,7 +359,7 @@ def test_properties_hand_backward_equals_autodiff_under_jit(cell, problem):
         forward, backward, differentiable, names = sequence_layer_case(cell, lengths=lengths, reverse=reverse)
         outs = jax.jit(forward)(*inputs.values())
         assert outs[0].shape == (N, T, H) and all(s.shape == (N, H) for s in outs[1:-1])
-        h_ref, _, h_n_ref, _ = reference(cell, inputs, lengths=lengths, reverse=reverse)
+        h_ref, h_n_ref, _, _ = reference_sequence(cell, inputs, lengths=lengths, reverse=reverse)
         np.testing.assert_allclose(outs[0], h_ref, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(outs[1], h_n_ref, rtol=1e-10, atol=1e-12)
         douts = [rng.standard_normal(np.shape(o)) for o in outs[:-1]]
@@ -378,8 +373,8 @@ def test_properties_hand_backward_equals_autodiff_under_jit(cell, problem):
                                        argnums=range(len(names))))(*inputs.values())
         for name, g_hand, g_auto, g_vjp in zip(names, hand, auto, through_vjp):
             assert g_hand.shape == inputs[name].shape, name
-            assert relative_error(g_hand, g_auto) < 1e-9, name
-            assert relative_error(g_vjp, g_auto) < 1e-9, name
+            assert relative_error(g_hand, g_auto) < AUTODIFF_TOL, name
+            assert relative_error(g_vjp, g_auto) < AUTODIFF_TOL, name
 
 
 @pytest.mark.parametrize("cell", SEQUENCE_CELLS)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import pytest
 
+from jaxseq.gradcheck import FLOAT32_TOL
 from tests.helpers import scaled_error
 from tests.nn_torch_twin import jaxseq_run, make_pair, random_batch, torch_run
 
-TORCH_TOL = 1e-4
+TORCH_TOL = FLOAT32_TOL
 N, T, D, H = 5, 6, 3, 4
 
 CONFIGS = [("lstm", layers, bidirectional) for layers in (1, 2, 3) for bidirectional in (False, True)] + [

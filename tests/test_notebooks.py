@@ -23,6 +23,9 @@ import nbclient
 import nbformat
 import pytest
 
+from jaxseq.gradcheck import AUTODIFF_TOL
+from jaxseq.gradcheck import NUMERICAL_TOL as CHECK_LAYER_NUMERICAL_TOL
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 300
@@ -141,9 +144,8 @@ def cell_containing(notebook, snippet: str):
 # vs central differences the course's elementwise rel_error is "about 1e-7 or less" and
 # moves with the last bits of the forward, so it is held to 1e-6. `check_layer`'s
 # fourth-order differences are held to `jaxseq check`'s 5e-7 (the recurrent notebook).
+# The ladder's tolerances are jaxseq.gradcheck's.
 NUMERICAL_TOL = 1e-6
-CHECK_LAYER_NUMERICAL_TOL = 5e-7
-AUTODIFF_TOL = 1e-9
 GRADCHECK_LINES = (  # each group of a pattern is an error against autodiff or numerical gradients
     (re.compile(r"hand vs numerical: (\S+) +hand vs jax\.vjp: (\S+)$"), ("numerical", "autodiff")),
     (re.compile(r"jax\.grad of L\.\w+ vs \w+: (\S+)$"), ("autodiff",)),
@@ -358,8 +360,14 @@ def test_recurrent_layers_notebook(kernel_env, monkeypatch):
 
 
 def _harness():
-    spec = importlib.util.spec_from_file_location("harness", REPO_ROOT / "benchmarks" / "harness.py")
+    """The speed suite's harness package (benchmarks/speed/harness/), which writes the results file."""
+    if "harness" in sys.modules:
+        return sys.modules["harness"]
+    folder = REPO_ROOT / "benchmarks" / "speed" / "harness"
+    spec = importlib.util.spec_from_file_location("harness", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
     module = importlib.util.module_from_spec(spec)
+    sys.modules["harness"] = module  # its modules import one another relatively
     spec.loader.exec_module(module)
     return module
 

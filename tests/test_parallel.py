@@ -119,6 +119,25 @@ def test_sigterm_stops_every_process_after_the_same_step_and_resume(tmp_path, tr
     assert two["params"] == one["params"]
 
 
+def test_a_locked_folder_stops_every_process_of_a_run(tmp_path):
+    """Only process 0 takes the folder's lock; when it cannot, the other process must not go on
+    alone (it would wait in the first collective for a process that has stopped)."""
+    folder = tmp_path / "busy"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from jaxseq.train.run_folder import RunFolderLock; "
+                               f"lock = RunFolderLock({str(folder)!r}).acquire(); print('held', flush=True); "
+                               "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=PROCESS_ENV, cwd=REPO_ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (first, first_error), (second, second_error) = run_processes(
+            "multiprocess_stop.py", "classifier", folder, "straight", tmp_path / "unused.json")
+    finally:
+        holder.communicate("", timeout=60)
+    assert first != 0 and f"checkpoint folder {folder} is in use by process {holder.pid}" in first_error, first_error
+    assert second != 0 and "another process of this run could not open it" in second_error, second_error
+    assert not list_checkpoints(folder)
+
+
 @pytest.mark.parametrize("architecture", ["transformer", "lstm"])
 def test_classifier_on_8_devices_equals_one_device(architecture):
     report = run_with_devices("data_parallel_classifier.py", architecture)

@@ -1,4 +1,4 @@
-"""`jaxseq bench`: run the benchmark suite (`benchmarks/run_all.py`, what `make bench` runs).
+"""`jaxseq bench`: run the benchmark suite (`benchmarks/speed/run_all.py`, what `make bench` runs).
 
 The `benchmarks/` folder is part of the repository, not of the installed package, so it is
 looked for in the current directory and its parents, then next to the package's source
@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-RUNNER = Path("benchmarks") / "run_all.py"
+RUNNER = Path("benchmarks") / "speed" / "run_all.py"
 
 
 def register(subparsers) -> None:
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
                         help="tiny shapes and few repetitions: a smoke test, not a measurement "
                              "(writes results/quick.*)")
     parser.add_argument("--only", action="append", metavar="NAME", default=None,
-                        help="run only the module benchmarks/bench_NAME.py (repeatable), e.g. layers")
+                        help="run only the module benchmarks/speed/bench_NAME.py (repeatable), e.g. layers")
     parser.add_argument("--tune-malloc", action="store_true",
                         help="run with glibc malloc keeping freed memory (no per-call page faults)")
     parser.add_argument("--single-core", action="store_true",
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
 
 def find_runner(start: Path | None = None) -> Path:
-    """benchmarks/run_all.py in `start` (default: the current directory) or a parent, else
+    """benchmarks/speed/run_all.py in `start` (default: the current directory) or a parent, else
     next to the jaxseq source tree; FileNotFoundError saying where it looked."""
     start = Path.cwd() if start is None else Path(start)
     candidates = [folder / RUNNER for folder in (start.resolve(), *start.resolve().parents)]
@@ -67,4 +67,4 @@ def run(args: argparse.Namespace) -> int:
     runner = find_runner()
     command = build_command(args, runner)
     print(f"running {' '.join(command)}", flush=True)
-    return subprocess.call(command, cwd=runner.parents[1], env=os.environ.copy())
+    return subprocess.call(command, cwd=runner.parents[2], env=os.environ.copy())

@@ -6,10 +6,6 @@ import argparse
 
 from jaxseq.commands._options import random_seed
 
-# Thresholds the test suite holds the layers to (float64, course rel_error).
-AUTODIFF_TOLERANCE = 1e-9
-NUMERICAL_TOLERANCE = 5e-7
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -21,16 +17,16 @@ def register(subparsers) -> None:
 
 def print_check_table(seed: int = 0) -> bool:
     """Run the checks, print the table and a verdict; True when every error is within tolerance."""
-    from jaxseq.gradcheck import builtin_layer_checks, format_results
+    from jaxseq.gradcheck import AUTODIFF_TOL, NUMERICAL_TOL, builtin_layer_checks, format_results
 
     results = builtin_layer_checks(seed=seed)
     print(format_results(results))
     worst_autodiff = max(max(r.hand_vs_autodiff, r.custom_vjp_vs_hand or 0.0) for r in results)
     worst_numerical = max(r.hand_vs_numerical for r in results)
-    ok = worst_autodiff < AUTODIFF_TOLERANCE and worst_numerical < NUMERICAL_TOLERANCE
+    ok = worst_autodiff < AUTODIFF_TOL and worst_numerical < NUMERICAL_TOL
     print(
-        f"\nlargest error vs jax.grad: {worst_autodiff:.2e} (tolerance {AUTODIFF_TOLERANCE:.0e}); "
-        f"vs numerical: {worst_numerical:.2e} (tolerance {NUMERICAL_TOLERANCE:.0e}) -> "
+        f"\nlargest error vs jax.grad: {worst_autodiff:.2e} (tolerance {AUTODIFF_TOL:.0e}); "
+        f"vs numerical: {worst_numerical:.2e} (tolerance {NUMERICAL_TOL:.0e}) -> "
         + ("all layers pass" if ok else "FAILED")
     )
     return ok

@@ -23,6 +23,20 @@ from jaxseq.commands._options import (
 MODELS = ("transformer", "lstm", "gru")  # jaxseq.models.classifiers.ARCHITECTURES, without importing JAX
 POOLINGS = ("max", "final", "max+final")  # jaxseq.models.recurrent_classifier.POOLINGS
 layers = bounded_int(1, 64, "a positive integer")  # run_metadata.MAX_LAYERS
+SCHEDULES = ("constant", "cosine", "linear")  # jaxseq.train.classifier.SCHEDULES
+
+# The training options whose defaults come from the --model's recipe: (flag, the
+# ClassifierTrainConfig field and recipe key, argparse type (None: one of SCHEDULES), help).
+RECIPE_TRAINING_OPTIONS = (
+    ("--epochs", "epochs", positive_int, "training epochs"),
+    ("--batch-size", "batch_size", batch_size, "batch size"),
+    ("--lr", "learning_rate", positive_float, "peak learning rate"),
+    ("--weight-decay", "weight_decay", nonnegative_float, "AdamW decoupled weight decay; 0 uses Adam"),
+    ("--schedule", "schedule", None, "learning-rate decay after the warm-up, to 0 at the last epoch"),
+    ("--warmup-epochs", "warmup_epochs", nonnegative_float, "linear warm-up length in epochs"),
+    ("--label-smoothing", "label_smoothing", fraction, "label smoothing"),
+    ("--patience", "patience", positive_int, "stop after this many epochs without a better validation MCC"),
+)
 
 
 def _recipe_default(key: str, section: str | None = "train") -> str:
@@ -36,26 +50,13 @@ def _recipe_default(key: str, section: str | None = "train") -> str:
 
 def add_training_options(parser: argparse.ArgumentParser, default_checkpoint_dir: str) -> None:
     """Options whose defaults (None here) come from the --model's recipe, `COLA_RECIPE` or
-    `RECURRENT_COLA_RECIPE`, measured in benchmarks/cola_quality.py."""
+    `RECURRENT_COLA_RECIPE`, measured in benchmarks/quality/cola_quality.py."""
     from jaxseq.cola_recipes import RECURRENT_COLA_RECIPE  # plain data: building the parser loads no JAX
 
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=positive_int, default=None,
-                       help=f"training epochs ({_recipe_default('epochs')})")
-    group.add_argument("--batch-size", type=batch_size, default=None,
-                       help=f"batch size ({_recipe_default('batch_size')})")
-    group.add_argument("--lr", type=positive_float, default=None,
-                       help=f"peak learning rate ({_recipe_default('learning_rate')})")
-    group.add_argument("--weight-decay", type=nonnegative_float, default=None,
-                       help=f"AdamW decoupled weight decay; 0 uses Adam ({_recipe_default('weight_decay')})")
-    group.add_argument("--schedule", choices=("constant", "cosine", "linear"), default=None,
-                       help=f"learning-rate decay after the warm-up, to 0 at the last epoch ({_recipe_default('schedule')})")
-    group.add_argument("--warmup-epochs", type=nonnegative_float, default=None,
-                       help=f"linear warm-up length in epochs ({_recipe_default('warmup_epochs')})")
-    group.add_argument("--label-smoothing", type=fraction, default=None,
-                       help=f"label smoothing ({_recipe_default('label_smoothing')})")
-    group.add_argument("--patience", type=positive_int, default=None,
-                       help=f"stop after this many epochs without a better validation MCC ({_recipe_default('patience')})")
+    for flag, field, kind, what in RECIPE_TRAINING_OPTIONS:
+        typed = {"choices": SCHEDULES} if kind is None else {"type": kind}
+        group.add_argument(flag, **typed, default=None, help=f"{what} ({_recipe_default(field)})")
     group.add_argument("--seed", type=random_seed, default=0,
                        help="random seed for init, dropout, shuffling (default: 0)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -110,13 +111,8 @@ def train_options(args: argparse.Namespace) -> dict:
     if args.model == "transformer" and args.embed_dropout is not None:
         raise ValueError("--embed-dropout is for lstm/gru (the transformer's --dropout covers its embeddings)")
     config = ClassifierTrainConfig(
-        epochs=given(args.epochs, train["epochs"]), batch_size=given(args.batch_size, train["batch_size"]),
-        learning_rate=given(args.lr, train["learning_rate"]),
-        weight_decay=given(args.weight_decay, train["weight_decay"]),
-        schedule=given(args.schedule, train["schedule"]),
-        warmup_epochs=given(args.warmup_epochs, train["warmup_epochs"]),
-        label_smoothing=given(args.label_smoothing, train["label_smoothing"]),
-        patience=given(args.patience, train["patience"]),
+        **{field: given(getattr(args, flag[2:].replace("-", "_")), train[field])
+           for flag, field, _, _ in RECIPE_TRAINING_OPTIONS},
         use_pad_mask=not args.no_pad_mask, seed=args.seed,
     )
     dropout = given(args.dropout, recipe["model"]["dropout"])

@@ -24,49 +24,33 @@ def _gradient_checks(args: argparse.Namespace) -> None:
 BENCH_SHAPE = (25, 16, 256, 512)  # N, T, D, H: the course's captioning batch with LSTM sizes
 
 
-def _import_benchmarks() -> None:
-    """Put the checkout's benchmarks/ folder on sys.path; FileNotFoundError when jaxseq runs
-    without one (the benchmarks are not installed with the package)."""
-    from jaxseq.commands.bench import find_runner
-
-    folder = str(find_runner().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-
-
 def _quiet_thread_pools() -> None:
-    """The benchmark harness's thread-pool settings, which only work before NumPy is imported:
+    """`jaxseq.timing`'s thread-pool settings, which only work before NumPy is imported:
     without them NumPy's OpenBLAS workers spin after the NumPy contender and slow whichever
     contender runs next (on 2 cores jaxseq measured 1.6x slower than it is)."""
-    try:
-        _import_benchmarks()
-    except FileNotFoundError:
-        return  # no benchmarks here: the demo skips that step anyway
-    import harness  # imports no NumPy
+    from jaxseq.timing import quiet_thread_pools  # imports no NumPy
 
-    harness.quiet_thread_pools()
+    quiet_thread_pools()
 
 
 def _short_benchmark(args: argparse.Namespace) -> None:
-    """LSTM forward+backward, jaxseq vs autodiff scan vs Flax vs PyTorch vs NumPy (few reps)."""
-    try:
-        _import_benchmarks()
-    except FileNotFoundError as error:
-        print(f"skipped: {error}")
-        return
-    import bench_layers
-    import harness
+    """LSTM forward+backward, jaxseq vs autodiff scan vs Flax vs PyTorch (where installed) vs
+    NumPy, 5 interleaved repetitions: the package's contenders and timing, no benchmarks/."""
+    from jaxseq import contenders, timing
 
-    harness.setup()
+    timing.setup()
     N, T, D, H = BENCH_SHAPE
-    impls = bench_layers.layer_impls(bench_layers.make_problem(N, T, D, H, gates=4), "lstm")
-    bench_layers.check_agreement(impls)  # the contenders compute the same thing
-    harness.bench(  # prints its table
+    impls = contenders.lstm_impls(contenders.make_problem(N, T, D, H, gates=4))
+    errors = contenders.check_agreement(impls)  # the contenders compute the same thing
+    timing.bench(  # prints its table
         "lstm", [(name, impl.fwd_bwd) for name, impl in impls.items()], variant="fwd+bwd",
-        shape=bench_layers.shape_label("demo", N, T, D, H), flops=bench_layers.fwd_bwd_flops(N, T, D, H, 4),
-        reps=5, warmup=1,
+        shape=f"(demo) N={N} T={T} D={D} H={H}", flops=contenders.fwd_bwd_flops(N, T, D, H, 4),
+        reps=5, warmup=1, notes=contenders.agreement_note(errors),
     )
-    print("(5 interleaved repetitions; `make bench` runs the full suite)")
+    if "torch" not in impls:
+        print("(PyTorch is not installed: no torch row)")
+    print("(5 interleaved repetitions, indicative only; the full suite is `make bench`, or "
+          "`jaxseq bench` in a checkout of the repository: benchmarks/speed/)")
 
 
 DEMO_STEPS = [

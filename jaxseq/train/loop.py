@@ -31,14 +31,15 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Protocol
+from typing import Any, Callable, Iterator, NamedTuple, Protocol
 
 import jax
 
 from jaxseq.train.checkpoint import checkpoint_path, load_checkpoint, read_metadata, save_checkpoint
 from jaxseq.train.interrupt import TrainingInterrupted, stop_on_signals
+from jaxseq.train.parallel import any_process
 from jaxseq.train.progress import progress_bar
-from jaxseq.train.run_folder import open_run_folder
+from jaxseq.train.run_folder import RunFolder, open_run_folder
 from jaxseq.train.run_metadata import check_state_step
 from jaxseq.train.steps import NonFiniteLossError, TrainState, losses_to_host
 
@@ -173,9 +174,7 @@ class TrainingLoop:
     def run(self) -> LoopResult:
         """Open the folder (locked), resume or start, run the epochs left; see the module doc."""
         s = self.settings
-        opened = (open_run_folder(s.checkpoint_dir, overwrite=s.overwrite, resume=s.resume,
-                                  lock=jax.process_index() == 0) if self.writes else contextlib.nullcontext())
-        with opened as folder:
+        with self._open_folder() as folder:
             if s.prepare_folder is not None and folder is not None:
                 s.prepare_folder(folder.path, folder.resume_from)
             self.state = self.task.initial_state()
@@ -192,6 +191,29 @@ class TrainingLoop:
                         break
         rate = self.timed_steps / self.timed_seconds if self.timed_steps and self.timed_seconds > 0 else None
         return LoopResult(self.state, self.progress, rate)
+
+    @contextlib.contextmanager
+    def _open_folder(self) -> Iterator[RunFolder | None]:
+        """The checkpoint folder, opened (locked by process 0) in every process or in none: a
+        refusal in one process (the lock, a folder of another run) stops all of them."""
+        s = self.settings
+        if not self.writes:
+            yield None
+            return
+        stack, failed = contextlib.ExitStack(), None
+        try:
+            folder = stack.enter_context(open_run_folder(s.checkpoint_dir, overwrite=s.overwrite, resume=s.resume,
+                                                         lock=jax.process_index() == 0))
+        except ValueError as error:
+            failed = error
+        if any_process(failed is not None) and failed is None:
+            stack.close()
+            raise ValueError(f"checkpoint folder {s.checkpoint_dir}: another process of this run could not open it "
+                             "(its error says why); stopped")
+        if failed is not None:
+            raise failed
+        with stack:
+            yield folder
 
     def _first_epoch(self) -> int:
         """The epoch to run next; past the end if the run being resumed had stopped early."""

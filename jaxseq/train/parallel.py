@@ -133,3 +133,13 @@ class Placement(NamedTuple):
     def data(self, tree: Any) -> Any:
         """A data set: on the device, or split over the mesh along its first axis."""
         return self.parallel.put_data(tree) if self.parallel is not None else jax.device_put(tree)
+
+
+def any_process(flag: bool) -> bool:
+    """Whether `flag` is True in any process of the run (a small all-gather; every process must
+    call it at the same point). One process: the flag itself."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(np.asarray(multihost_utils.process_allgather(np.int32(flag))).max() > 0)

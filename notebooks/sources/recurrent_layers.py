@@ -296,7 +296,7 @@ else:
           "Measure them from the repository root with\n"
           "    jaxseq bench --only recurrent --only t_sweep\n"
           "(GRU, lengths, T sweep; it writes benchmarks/results/latest.md, replacing the file of a full run;\n"
-          " `python benchmarks/run_all.py --only recurrent --only t_sweep --out DIR` writes elsewhere).")
+          " `python benchmarks/speed/run_all.py --only recurrent --only t_sweep --out DIR` writes elsewhere).")
 
 # %% [markdown]
 # ### A tiny live timing (indicative only)

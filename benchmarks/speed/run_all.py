@@ -2,12 +2,12 @@
 
 Every `bench_<name>.py` next to this file is a benchmark module with a function
 `run(quick: bool) -> list[dict]` returning `harness.bench` results. This script imports each
-(or only those named by `--only`), runs it, and writes `results/latest.md`, `latest.json`
+(or only those named by `--only`), runs it, and writes `benchmarks/results/latest.md`, `latest.json`
 and `latest.png` (with `--quick`: `quick.md/json/png`, so a smoke test never overwrites a
 measurement). If no module measured the matmul roofline, a small one (XLA/torch/NumPy at
 2048^2) is run so that every rate can be stated as a fraction of the best matmul rate.
 
-    python benchmarks/run_all.py [--quick] [--only NAME ...] [--out DIR]
+    python benchmarks/speed/run_all.py [--quick] [--only NAME ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="tiny shapes and few repetitions: a smoke test, not a measurement")
     parser.add_argument("--only", action="append", metavar="NAME", default=None,
                         help=f"run only this module (repeatable); available: {', '.join(available_modules())}")
-    parser.add_argument("--out", type=Path, default=HERE / "results",
+    parser.add_argument("--out", type=Path, default=HERE.parent / "results",
                         help="output folder (default: benchmarks/results)")
     parser.add_argument("--single-core", action="store_true",
                         help="load-robust mode: pin to one CPU, one thread per library, time by process "

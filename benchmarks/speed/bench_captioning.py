@@ -33,6 +33,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
+from jaxseq.contenders import assert_agree  # noqa: E402
+from jaxseq.gradcheck import FLOAT32_TOL  # noqa: E402
 
 # N batch, caption length (T + 1), V vocabulary, W word vector, H hidden, D feature size
 SHAPE = dict(N=64, L=17, V=1004, W=256, H=512, D=512)
@@ -40,7 +42,7 @@ QUICK_SHAPE = dict(N=4, L=6, V=23, W=8, H=12, D=10)
 CELLS = ("lstm", "rnn")
 LEARNING_RATE = 1e-3
 ADAM_B1, ADAM_EPS = 0.9, 1e-8  # optax and PyTorch defaults (b2 = 0.999 on both)
-AGREEMENT_RTOL = 1e-4
+AGREEMENT_RTOL = FLOAT32_TOL  # the ladder's float32 tolerance (jaxseq.gradcheck)
 NULL, START, END = 0, 1, 2
 
 
@@ -223,7 +225,7 @@ def check_agreement(contenders: dict[str, Contender], params: dict, rtol: float 
         if name == reference:
             continue
         actual = contender.first_step()
-        errs = harness.assert_agree(name, exact(actual), exact(expected), rtol, reference)
+        errs = assert_agree(name, exact(actual), exact(expected), rtol, reference)
         errs.update(update_errors(actual, expected, params))
         bad = {k: v for k, v in errs.items() if not v < rtol}
         if bad:

@@ -245,7 +245,7 @@ def _jaxseq_layout(kind: str, w: dict) -> tuple:
     gates i, f, o, g and b = bias_ih + bias_hh; GRU (Wx, Wh, b, bh)."""
     if kind == "lstm":
         H = w["weight_hh"].shape[1]
-        reorder = functools.partial(bl._to_torch_gates, H=H)  # an involution: PyTorch's order -> jaxseq's
+        reorder = functools.partial(bl.to_torch_gates, H=H)  # an involution: PyTorch's order -> jaxseq's
         return reorder(w["weight_ih"].T), reorder(w["weight_hh"].T), reorder(w["bias_ih"] + w["bias_hh"])
     return w["weight_ih"].T, w["weight_hh"].T, w["bias_ih"], w["bias_hh"]
 
@@ -254,7 +254,7 @@ def _torch_layout_grads(kind: str, g: dict, H: int) -> dict:
     """{dWx, dWh, db[, dbh]} (jaxseq's layout) as PyTorch's {kind: gradient}; the LSTM's one
     bias b = bias_ih + bias_hh gives both biases its gradient, as PyTorch's do."""
     if kind == "lstm":
-        reorder = functools.partial(bl._to_torch_gates, H=H)
+        reorder = functools.partial(bl.to_torch_gates, H=H)
         db = reorder(g["db"])
         return {"weight_ih": reorder(g["dWx"]).T, "weight_hh": reorder(g["dWh"]).T, "bias_ih": db, "bias_hh": db}
     return {"weight_ih": g["dWx"].T, "weight_hh": g["dWh"].T, "bias_ih": g["db"], "bias_hh": g["dbh"]}

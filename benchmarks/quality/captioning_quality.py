@@ -1,6 +1,6 @@
 """Captioning quality and training speed (issue 3), written to results/captioning_quality.md.
 
-    python benchmarks/captioning_quality.py [--seeds 0 1 2] [--epochs 15] [--quick]
+    python benchmarks/quality/captioning_quality.py [--seeds 0 1 2] [--epochs 15] [--quick]
 
 1. Built-in scene set (`jaxseq.data.synthetic_captions.load_scene_captions`, 4,000 train
    and 500 val scenes, data and model seeded alike): the LSTM and the RNN captioner
@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import jax  # noqa: E402
 
@@ -37,7 +37,7 @@ from jaxseq.inference import evaluate_captions  # noqa: E402
 from jaxseq.models import CaptioningRNN  # noqa: E402
 from jaxseq.train import CaptioningSolver  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "captioning_quality.md"
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "captioning_quality.md"
 TARGETS = {"lstm": 0.9, "rnn": 0.8}
 OVERFIT = {  # cell: (examples, lr_decay, epochs, target)
     "rnn": (100, 0.95, 50, 0.1),
@@ -93,7 +93,7 @@ def write_report(builtin: list[dict], overfit: list[dict], speed: list[dict], ep
     lines = [
         "# Captioning quality and training speed",
         "",
-        f"Written by `benchmarks/captioning_quality.py` on {dt.datetime.now().isoformat(timespec='minutes')}; "
+        f"Written by `benchmarks/quality/captioning_quality.py` on {dt.datetime.now().isoformat(timespec='minutes')}; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__} "
         f"({jax.default_backend()}), load average {os.getloadavg()[0]:.1f} at the end "
         "(the machine is shared: speeds are indicative).",

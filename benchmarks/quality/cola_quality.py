@@ -6,7 +6,7 @@ score it on validation (1,551 in-domain sentences) and on the out-of-domain dev 
 held out as test). Writes `results/cola_quality.md` (a table of means and per-seed values)
 and `results/cola_quality.json` (every run's history), and prints the table.
 
-    python benchmarks/cola_quality.py [--configs seed best ...] [--seeds 0 1 2] [--data-dir DIR]
+    python benchmarks/quality/cola_quality.py [--configs seed best ...] [--seeds 0 1 2] [--data-dir DIR]
 
 Targets (issue 4, seed architecture, mean over 3 seeds): val MCC >= 0.15, dev MCC >= 0.10,
 val acc >= 0.71, dev acc >= 0.68. This is a long run (minutes per configuration), not a test.
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parents[1]))
 
 SEED_ARCHITECTURE = dict(hidden_dim=128, num_heads=2, dim_k=96, dim_q=96, dim_v=96, dim_feedforward=2048)
 
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["plain", "seed", "best"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--data-dir", type=Path, default=None, help="CoLA folder (default: as `jaxseq cola train`)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="output folder")
+    parser.add_argument("--out", type=Path, default=HERE.parent / "results", help="output folder")
     parser.add_argument("--stem", default="cola_quality", help="output file name stem")
     args = parser.parse_args(argv)
 

@@ -4,9 +4,9 @@ XLA_FLAGS is read once per process, so each setting runs in its own child proces
 children are run in interleaved rounds (setting A, B, C, A, B, C, ...) so that a change in the
 machine's load hits every setting alike, and each child times the `jaxseq` LSTM fwd+bwd (after
 warm-up). Reported: the median over rounds of each child's median. (Result of the lever study,
-`lstm_levers.py`: no setting gained.)
+benchmarks/studies/README.md: no setting gained.)
 
-    python benchmarks/xla_flags_scan.py [--shape a] [--rounds 3] [--reps 5]
+    python benchmarks/studies/xla_flags_scan.py [--shape a] [--rounds 3] [--reps 5]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "speed")  # the speed suite
 
 SETTINGS = {
     "default": {},

@@ -36,6 +36,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
+from jaxseq.contenders import assert_agree  # noqa: E402
+from jaxseq.gradcheck import FLOAT32_TOL  # noqa: E402
 
 VOCAB, LENGTH = 1542, 43
 TRAIN_BATCH, INFER_BATCH = 64, 1024
@@ -43,7 +45,7 @@ QUICK = dict(vocab=31, length=8, train_batch=4, infer_batch=6,
              sizes=dict(hidden_dim=16, num_heads=2, dim_k=8, dim_q=8, dim_v=8, dim_feedforward=32))
 NUM_HEADS = 2  # the seed architecture's (ClassificationTransformer's defaults)
 LEARNING_RATE = 1e-3
-AGREEMENT_RTOL = 1e-4
+AGREEMENT_RTOL = FLOAT32_TOL  # the ladder's float32 tolerance (jaxseq.gradcheck)
 TORCH_SDPA = False  # written-out attention: as fast as SDPA at T=43 here, and the course's code
 
 
@@ -192,7 +194,7 @@ def check_agreement(contenders: dict[str, Contender], rtol: float = AGREEMENT_RT
         if name == reference:
             continue
         actual, zeros = outputs(c)
-        errs = harness.assert_agree(name, actual, expected, rtol, reference)
+        errs = assert_agree(name, actual, expected, rtol, reference)
         for key in ZERO_GRADIENTS:
             errs[key] = max(zeros[key], ref_zeros[key])
             if not errs[key] < rtol:

@@ -7,7 +7,7 @@ Cases (shapes (a) N=64 T=16 D=256 H=512 and (c) N=128 T=32 D=512 H=512 of `bench
                  PyTorch's GRU (gates r, z, n, two biases). Contenders as for the LSTM:
                  jaxseq (`jaxseq.layers.gru` + `jax.grad`), autodiff-scan (`gru_scan`, the same
                  math on `bench_layers.recurrent_scan`), flax (`nn.RNN(nn.GRUCell(H))`, see
-                 `flax_gru_impl`), torch (`nn.GRU`), numpy (`np_gru_forward` / `np_gru_backward`).
+                 `flax_gru_impl`), torch (`nn.GRU`), numpy (`jaxseq.numpy_reference.gru_*`).
 - lstm lengths,  fwd+bwd with lengths drawn uniform in [T/2, T] (seeded), PyTorch's packed
   gru lengths    semantics: the state freezes after each length, outputs there are 0, and so
                  are the gradients of the padded inputs. Contenders: jaxseq with `lengths=`;
@@ -101,65 +101,13 @@ def flax_gru_impl(p: dict, state: bool = False) -> bl.Impl:
     import flax.linen as nn
 
     cell = flax_gru_cell(p["Wx"], p["Wh"], p["b"], p["bh"])
-    return bl._flax_impl(nn.GRUCell, bl._same, cell, p, flax_gru_weight_grads, state=state)
-
-
-_sigmoid = bl._sigmoid
-
-
-def np_gru_forward(x, h0, Wx, Wh, b, bh, lengths=None):
-    """float32 NumPy GRU (PyTorch's equations): (h (N, T, H) zero past each length, h_n, cache)."""
-    N, T, D = x.shape
-    H = h0.shape[1]
-    valid = bl._np_valid_tm(lengths, T)
-    x_tm = np.ascontiguousarray(x.transpose(1, 0, 2))
-    xw = (x_tm.reshape(T * N, D) @ Wx).reshape(T, N, 3 * H) + b
-    h_tm = np.empty((T, N, H), np.float32)
-    gates = np.empty((T, N, 3 * H), np.float32)  # r, z, n
-    hw_n = np.empty((T, N, H), np.float32)  # (h_{t-1} Wh + bh)_n, needed by dr
-    prev_h = h0
-    for t in range(T):
-        hw = prev_h @ Wh + bh
-        gates[t, :, :2 * H] = _sigmoid(xw[t, :, :2 * H] + hw[:, :2 * H])
-        r, z = gates[t, :, :H], gates[t, :, H:2 * H]
-        hw_n[t] = hw[:, 2 * H:]
-        gates[t, :, 2 * H:] = n = np.tanh(xw[t, :, 2 * H:] + r * hw_n[t])
-        h_tm[t] = bl._np_keep(valid, t, (1.0 - z) * n + z * prev_h, prev_h)
-        prev_h = h_tm[t]
-    return bl._np_outputs(h_tm, valid), prev_h, (x_tm, h0, Wx, Wh, h_tm, gates, hw_n, valid)
-
-
-def np_gru_backward(dh, cache):
-    """The hand backward (jaxseq/layers/gru.py's equations): (dx, dh0, dWx, dWh, db, dbh)."""
-    x_tm, h0, Wx, Wh, h_tm, gates, hw_n, valid = cache
-    T, N, _ = x_tm.shape
-    H = h0.shape[1]
-    WhT = np.ascontiguousarray(Wh.T)
-    dh_tm = bl._np_output_grads_tm(dh, valid)
-    dxw = np.empty((T, N, 3 * H), np.float32)  # gradient of x Wx + b
-    dhw = np.empty((T, N, 3 * H), np.float32)  # gradient of h Wh + bh
-    dnext_h = np.zeros((N, H), np.float32)
-    for t in reversed(range(T)):
-        r, z, n = (gates[t, :, k * H:(k + 1) * H] for k in range(3))
-        prev_h = h_tm[t - 1] if t > 0 else h0
-        dh_t = dh_tm[t] + dnext_h
-        da_n = dh_t * (1.0 - z) * (1.0 - n * n)
-        dxw[t, :, :H] = dhw[t, :, :H] = da_n * hw_n[t] * r * (1.0 - r)
-        dxw[t, :, H:2 * H] = dhw[t, :, H:2 * H] = dh_t * (prev_h - n) * z * (1.0 - z)
-        dxw[t, :, 2 * H:] = da_n
-        dhw[t, :, 2 * H:] = da_n * r
-        if valid is not None:
-            dxw[t] *= valid[t]
-            dhw[t] *= valid[t]
-        dnext_h = bl._np_keep(valid, t, dhw[t] @ WhT + dh_t * z, dnext_h)
-    dx, dWx, dWh, db, dbh = bl._np_sequence_grads(x_tm, Wx, h0, h_tm, dxw, dhw)
-    return dx, dnext_h, dWx, dWh, db, dbh
+    return bl.flax_impl(nn.GRUCell, bl.same_carry, cell, p, flax_gru_weight_grads, state=state)
 
 
 def gru_spec() -> bl.LayerSpec:
     import jaxseq.layers
 
-    return bl.LayerSpec(jaxseq.layers.gru, gru_scan, flax_gru_impl, "gru", (np_gru_forward, np_gru_backward))
+    return bl.LayerSpec(jaxseq.layers.gru, gru_scan, flax_gru_impl, "gru")
 
 
 def spec(kind: str) -> bl.LayerSpec:
