@@ -49,6 +49,7 @@ def bleu1(reference: str, hypothesis: str) -> float:
 # ------------------------------------------------------------------ COCO caption evaluation
 
 COCO_EVAL_PACKAGE = "pycocoevalcap==1.2"
+COCO_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")  # papers' order
 COCO_EVAL_INSTALL = "pip install 'jaxseq[coco-eval]' (or pip install pycocoevalcap==1.2)"
 COCO_MARKERS = ("<START>", "<END>", "<NULL>", "<UNK>")
 # pycocoevalcap.tokenizer.ptbtokenizer.PUNCTUATIONS, the tokens coco-caption removes after its
@@ -175,8 +176,8 @@ def coco_unavailable_metrics(java: bool | None = None) -> dict[str, str]:
     lib = Path(next(iter(require_coco_eval().__path__))) / "spice" / "lib"  # a namespace package
     absent = [name for name in SPICE_JARS if not (lib / name).exists()]
     if absent:
-        return {"SPICE": f"the Stanford CoreNLP 3.6.0 jars are not installed ({lib}); "
-                         "python -m pycocoevalcap.spice.get_stanford_models downloads them"}
+        return {"SPICE": "the Stanford CoreNLP 3.6.0 jars are not in pycocoevalcap/spice/lib; "
+                         "python -m pycocoevalcap.spice.get_stanford_models downloads them (~1 GB)"}
     return {}
 
 
@@ -206,9 +207,9 @@ def coco_caption_scores(references: Mapping[Hashable, list[str]], hypotheses: Ma
 
     Inputs: references: image id -> non-empty list of caption strings; hypotheses: image
       id -> one caption string (may be empty); the same image ids on both sides.
-    Returns: a dict (`CocoScores`) {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L",
-      "CIDEr"[, "METEOR"][, "SPICE"]} -> float (BLEU, ROUGE-L, METEOR, SPICE in [0, 1];
-      CIDEr in [0, 10]); its `.skipped` says which of METEOR/SPICE were left out and why
+    Returns: a dict (`CocoScores`) {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4"[, "METEOR"],
+      "ROUGE-L", "CIDEr"[, "SPICE"]} -> float, in that order (`COCO_METRICS`; BLEU,
+      ROUGE-L, METEOR, SPICE in [0, 1], CIDEr in [0, 10]); its `.skipped` says which of METEOR/SPICE were left out and why
       (no Java, no CoreNLP jars, or the Java program failed: never an error).
     Raises: ValueError naming what is wrong with the inputs; MissingPackageError without
       pycocoevalcap.
@@ -234,7 +235,7 @@ def coco_caption_scores(references: Mapping[Hashable, list[str]], hypotheses: Ma
                 scores[name] = _java_metric(name, gts, res)
             except (OSError, ValueError, subprocess.SubprocessError) as error:  # optional: never fail for it
                 skipped[name] = f"{name} failed ({type(error).__name__}: {str(error).strip()[:200]})"
-    return CocoScores(scores, skipped=skipped)
+    return CocoScores({name: scores[name] for name in COCO_METRICS if name in scores}, skipped=skipped)
 
 
 def _java_metric(name: str, gts, res) -> float:
