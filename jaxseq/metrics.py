@@ -102,8 +102,8 @@ def coco_tokenize(caption: str) -> str:
          ("-", "--", "...");
       5. the clitics `n't 's 'm 're 'll 'd 've` are split off as their own words
          ("man's" -> "man 's", "don't" -> "do n't"), as the PTB tokenizer does.
-    On the course's captions (vocabulary words and markers) this equals the Java path
-    exactly. Where the PTB tokenizer knows better — abbreviations that keep their final
+    On captions of plain words and markers (the built-in scenes', the course's decoded ones)
+    this equals the Java path. Where the PTB tokenizer knows better — abbreviations that keep their final
     period ("etc.", "u.s."), "cannot" -> "can not", "gonna" -> "gon na", "$3" -> "$ 3",
     "50%" -> "50 %" — the two differ (tests/test_coco_caption_metrics.py compares them
     where Java is present).
@@ -233,7 +233,7 @@ def coco_caption_scores(references: Mapping[Hashable, list[str]], hypotheses: Ma
         if name not in skipped:
             try:
                 scores[name] = _java_metric(name, gts, res)
-            except (OSError, ValueError, subprocess.SubprocessError) as error:  # optional: never fail for it
+            except (OSError, ValueError, TypeError, subprocess.SubprocessError) as error:  # optional: never fail
                 skipped[name] = f"{name} failed ({type(error).__name__}: {str(error).strip()[:200]})"
     return CocoScores({name: scores[name] for name in COCO_METRICS if name in scores}, skipped=skipped)
 
@@ -247,7 +247,9 @@ def _java_metric(name: str, gts, res) -> float:
             try:
                 return float(meteor.compute_score(gts, res)[0])
             finally:
-                del meteor  # its __del__ ends the Java process
+                if meteor.lock.locked():  # an error inside compute_score leaves it held, and
+                    meteor.lock.release()  # Meteor.__del__ (which ends the Java process) waits on it
+                del meteor
         from pycocoevalcap.spice.spice import Spice
 
         return float(Spice().compute_score(gts, res)[0])

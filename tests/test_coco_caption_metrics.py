@@ -109,6 +109,18 @@ def test_without_java_meteor_and_spice_are_skipped(monkeypatch):
     assert scores.skipped["METEOR"] == "no Java on the PATH (METEOR and SPICE are Java programs)"
 
 
+def test_a_failing_java_metric_is_skipped_not_raised(monkeypatch):
+    import pycocoevalcap.meteor.meteor as meteor
+
+    def no_java(*args, **kwargs):
+        raise FileNotFoundError("[Errno 2] No such file or directory: 'java'")
+
+    monkeypatch.setattr(meteor, "Meteor", no_java)
+    scores = coco_caption_scores(REFERENCES, HYPOTHESES, java=True)
+    assert "METEOR" not in scores and scores["CIDEr"] == pytest.approx(hand_cider(), rel=1e-12)
+    assert scores.skipped["METEOR"] == "METEOR failed (FileNotFoundError: [Errno 2] No such file or directory: 'java')"
+
+
 @pytest.mark.skipif(not JAVA, reason="METEOR needs Java on the PATH")
 def test_meteor_runs_where_java_is():
     scores = coco_caption_scores(REFERENCES, HYPOTHESES)
