@@ -9,12 +9,13 @@ STAMP := $(VENV)/.jaxseq-installed
 
 install: $(STAMP)
 
-# torch==2.13.0 first and explicitly: it is the CPU build (see pyproject.toml).
+# torch==2.13.0 first and explicitly: it is the CPU build (see pyproject.toml). coco-eval: the
+# COCO caption scorers (pycocoevalcap), which the tests run.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,coco-eval]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -209,6 +209,26 @@ def assert_overfit_samples(output: str) -> None:
     assert any(generated.strip() == truth.strip() for generated, truth in pairs), output
 
 
+COCO_LINE = re.compile(r"(train|val) +(?:(greedy|beam) +)?COCO metrics \((\d+) images, (\d+) references\): (.*)")
+
+
+def coco_scores(output: str) -> dict[tuple[str, str | None], dict[str, float]]:
+    """The COCO metrics a notebook printed, by (split, decoding): {metric: value}; every line
+    has BLEU-1..4, ROUGE-L and CIDEr, in range, and METEOR exactly where Java is."""
+    import shutil
+
+    found = {}
+    for split, decode, images, references, rest in COCO_LINE.findall(output):
+        scores = {name: float(value) for name, value in re.findall(r"(\S+) (-?[0-9.]+)", rest)}
+        expected = {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"}
+        assert set(scores) - {"METEOR", "SPICE"} == expected, output
+        assert ("METEOR" in scores) == (shutil.which("java") is not None), output
+        assert all(0 <= value <= (10 if name == "CIDEr" else 1) for name, value in scores.items()), output
+        assert int(images) > 0 and int(references) >= int(images), output
+        found[split, decode or None] = scores
+    return found
+
+
 def test_rnn_captioning_notebook(kernel_env, monkeypatch):
     notebook, _ = execute("RNN_Captioning.ipynb", kernel_env, monkeypatch)
     assert_gradient_checks(notebook)
@@ -222,6 +242,12 @@ def test_rnn_captioning_notebook(kernel_env, monkeypatch):
     assert "--- train ---" in train
     assert_overfit_samples(train)
     assert val.count("generated:") == 3 and val.count("true:") == 3
+    scored = text(tagged(notebook, "coco")[0])
+    bleu1 = dict(re.findall(r"(train|val) +BLEU-1 \(the course's\): ([0-9.]+)", scored))
+    coco = coco_scores(scored)
+    assert set(bleu1) == {"train", "val"} and set(coco) == {("train", None), ("val", None)}, scored
+    assert float(bleu1["train"]) > 0.8, scored  # the overfit model says its training captions
+    assert coco["train", None]["BLEU-4"] > coco["val", None]["BLEU-4"], scored
     assert figures(notebook) >= 1
 
 
@@ -246,6 +272,11 @@ def test_lstm_captioning_notebook(kernel_env, monkeypatch):
     assert set(scores) == {"train", "val"}, bleu
     target = 0.8 if builtin else 0.25  # unseen scenes vs COCO's one-of-five references
     assert min(scores["val"]) > target, bleu
+    coco = coco_scores(text(tagged(notebook, "coco")[0]))
+    assert set(coco) == {("val", "greedy"), ("val", "beam")}, coco
+    if builtin:  # one reference a scene, and the model describes unseen scenes well
+        assert min(coco["val", decode]["BLEU-4"] for decode in ("greedy", "beam")) > 0.7, coco
+        assert min(coco["val", decode]["CIDEr"] for decode in ("greedy", "beam")) > 6.0, coco
     assert figures(notebook) >= 2
 
 

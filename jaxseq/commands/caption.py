@@ -67,12 +67,20 @@ def register(subparsers) -> None:
     sample.add_argument("--seed", type=random_seed, default=0, help="which images, by seed (default: 0)")
     sample.set_defaults(func=run_sample)
 
-    evaluate = actions.add_parser("eval", help="BLEU-1 of greedy and beam-search captions")
+    evaluate = actions.add_parser("eval", help="BLEU-1 of greedy and beam-search captions, or the COCO metrics")
     _add_checkpoint_args(evaluate)
-    evaluate.add_argument("--beam", type=beam_width, default=5, help="beam width (default: 5)")
+    evaluate.add_argument("--metrics", choices=("course", "coco"), default="course",
+                          help="course: BLEU-1 against one reference, greedy and beam (default); coco: corpus "
+                               "BLEU-1..4, METEOR, ROUGE-L, CIDEr(-D), SPICE against all references of an image "
+                               "(pycocoevalcap: pip install 'jaxseq[coco-eval]')")
+    evaluate.add_argument("--beam", type=beam_width, default=5,
+                          help="beam width (default: 5; with --metrics coco, 1 decodes greedily)")
     evaluate.add_argument("--num-samples", type=positive_int, default=1000,
                           help="captions to score (default: 1000)")
-    evaluate.add_argument("--seed", type=random_seed, default=0, help="which captions, by seed (default: 0)")
+    evaluate.add_argument("--max-images", type=positive_int, default=1000,
+                          help="with --metrics coco: images to score, each against all its captions (default: 1000)")
+    evaluate.add_argument("--seed", type=random_seed, default=0,
+                          help="which captions (or images), by seed (default: 0)")
     evaluate.set_defaults(func=run_eval)
 
 
@@ -158,6 +166,31 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from jaxseq.inference import evaluate_captions
 
+    if args.metrics == "coco":  # one caption per image against all of its references (pycocoevalcap)
+        import sys
+
+        from jaxseq.inference import evaluate_coco_metrics
+        from jaxseq.metrics import MissingPackageError, require_coco_eval
+
+        try:
+            require_coco_eval()  # before loading and decoding anything
+        except MissingPackageError as error:
+            print(f"jaxseq caption eval: error: {error}", file=sys.stderr)
+            return 2
+        model, variables, data = _restore(args)
+        decode = "greedy" if args.beam == 1 else "beam"
+        result = evaluate_coco_metrics(model, variables, data, args.split, decode, beam_size=args.beam,
+                                       max_images=args.max_images, seed=args.seed)
+        how = "greedy decoding" if decode == "greedy" else f"beam search (width {args.beam})"
+        print(f"COCO caption metrics on {result['images']} {args.split} images ({result['references']} reference "
+              f"captions, {result['references'] / result['images']:.1f} per image), {how}:")
+        for name, value in result["scores"].items():
+            print(f"  {name:<8} {value:.4f}")
+        for name, reason in result["skipped"].items():
+            print(f"  {name:<8} skipped: {reason}")
+        print("  (pycocoevalcap 1.2 scorers; captions lowercased and PTB punctuation removed in Python, "
+              "see jaxseq.metrics.coco_tokenize)")
+        return 0
     model, variables, data = _restore(args)
     size = min(args.num_samples, data[f"{args.split}_captions"].shape[0])
     common = dict(num_samples=args.num_samples, seed=args.seed)

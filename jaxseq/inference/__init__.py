@@ -1,5 +1,6 @@
 """Inference: loading a trained run's checkpoint, rebuilding its model from the metadata,
-predicting, generating and scoring captions. Used by the command line and the notebooks.
+predicting, generating and scoring captions (the course's BLEU-1,
+the COCO caption evaluation). Used by the command line and the notebooks.
 
 Which checkpoint a run folder gives (one rule for every trainer): the best by the metric
 its trainer recorded — the classifier's validation MCC (higher is better), the captioner's
@@ -11,6 +12,7 @@ be used is skipped with a one-line notice naming it and why; a checkpoint folder
 
 from jaxseq.inference.captioning import (
     evaluate_captions,
+    evaluate_coco_metrics,
     generate_captions,
     load_captioner_and_data,
     load_captioning_checkpoint,
@@ -25,6 +27,7 @@ from jaxseq.inference.classifier import (
 __all__ = [
     "evaluate_captions",
     "evaluate_classifier",
+    "evaluate_coco_metrics",
     "generate_captions",
     "load_captioner_and_data",
     "load_captioning_checkpoint",

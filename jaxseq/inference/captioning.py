@@ -1,10 +1,13 @@
 """A trained captioner: rebuilt from its checkpoint, with the data it was trained on; its
-captions decoded greedily or by beam search and scored with the course's BLEU-1.
+captions decoded greedily or by beam search and scored with the course's BLEU-1, or with
+the COCO caption evaluation (one caption per image against all of the image's references).
 
     model, params, meta = load_captioning_checkpoint("checkpoints/caption-lstm-builtin")
     model, variables, data = load_captioner_and_data("checkpoints/caption-lstm-builtin")
     references, hypotheses = generate_captions(model, variables, data, "val", rows=[0, 1])
     bleu = evaluate_captions(model, variables, data, "val", decode="beam", beam_size=5)
+    coco = evaluate_coco_metrics(model, variables, data, "val", decode="beam", beam_size=5)
+    coco["scores"]["CIDEr"], coco["images"], coco["skipped"]
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 from jaxseq.data.caption_sources import caption_source_spec, load_caption_source
 from jaxseq.data.json_fields import check_fields
 from jaxseq.data.json_fields import fields as field_spec
-from jaxseq.metrics import bleu1
+from jaxseq.metrics import bleu1, coco_caption_scores, require_coco_eval
 from jaxseq.train.captioning import build_optimizer
 from jaxseq.train.checkpoint import load_checkpoint, load_run_checkpoint, notice_on_stderr
 from jaxseq.train.run_metadata import read_run_metadata
@@ -172,3 +175,52 @@ def evaluate_captions(model, variables, data, split: str = "val", num_samples: i
     references, hypotheses = generate_captions(model, variables, data, split, rows, decode,
                                                beam_size=beam_size, max_length=max_length, progress=progress)
     return float(np.mean([bleu1(ref, hyp) for ref, hyp in zip(references, hypotheses)]))
+
+
+def evaluate_coco_metrics(model, variables, data, split: str = "val", decode: str = "greedy", *,
+                          beam_size: int = 5, max_images: int | None = 1000, max_length: int | None = None,
+                          seed: int = 0, java: bool | None = None) -> dict[str, Any]:
+    """The COCO caption evaluation of a split: one caption per image, against all of its references.
+
+    The split's caption rows are grouped by image (`data[f"{split}_image_idxs"]`); each of
+    `max_images` images (all of them when the split has that few or `max_images` is None,
+    else a random subset drawn with `seed`, without replacement) is decoded once (`decode`
+    "greedy" or "beam" with `beam_size`) and scored with `jaxseq.metrics.coco_caption_scores`
+    against every caption of the image (markers dropped, tokenized in Python). CIDEr-D's
+    document frequencies come from the references of the images scored, so a subset's
+    CIDEr is not the whole split's.
+
+    Returns: {"scores": {"BLEU-1".."BLEU-4", "ROUGE-L", "CIDEr"[, "METEOR"][, "SPICE"]: float},
+      "skipped": {metric: why it was left out}, "images": int, "references": int,
+      "split", "decode", "beam_size" (None for greedy)}.
+    Raises: ValueError for an empty split or bad arguments; MissingPackageError
+      (`jaxseq.metrics`) without pycocoevalcap.
+    """
+    require_coco_eval()  # before any decoding
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1 or None, got {max_images}")
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    size = np.asarray(data[f"{split}_captions"]).shape[0] if f"{split}_captions" in data else 0
+    if size == 0:
+        raise ValueError(f"the {split} split has no captions to evaluate")
+    image_of_row = np.asarray(data[f"{split}_image_idxs"])
+    images, first_rows = np.unique(image_of_row, return_index=True)
+    if max_images is not None and max_images < images.size:
+        chosen = np.sort(np.random.default_rng(seed).choice(images.size, max_images, replace=False))
+        images, first_rows = images[chosen], first_rows[chosen]
+    # one decode per image (through its first caption row), then every caption row of it
+    _, generated = generate_captions(model, variables, data, split, first_rows, decode, beam_size=beam_size,
+                                     max_length=max_length)
+    rows_of = {int(image): [] for image in images}
+    for row in np.flatnonzero(np.isin(image_of_row, images)):
+        rows_of[int(image_of_row[row])].append(int(row))
+    from jaxseq.data.coco import decode_captions
+
+    captions = np.asarray(data[f"{split}_captions"])
+    references = {image: decode_captions(captions[rows], data["idx_to_word"]) for image, rows in rows_of.items()}
+    hypotheses = {int(image): caption for image, caption in zip(images, generated)}
+    scores = coco_caption_scores(references, hypotheses, java=java)
+    return {"scores": dict(scores), "skipped": scores.skipped, "images": int(images.size),
+            "references": sum(len(rows) for rows in rows_of.values()), "split": split, "decode": decode,
+            "beam_size": beam_size if decode == "beam" else None}
