@@ -21,8 +21,15 @@ from tests.conftest import REPO_ROOT
 EPOCHS = 12
 INTERRUPT_SCRIPT = REPO_ROOT / "tests" / "scripts" / "interrupt_training.py"
 
+# The three command lines run the one training loop and the one checkpoint writer: the stages
+# of a write and the second Ctrl-C are those of the loop, so they run on one trainer (the
+# classifier, whose state has the most parts: the shuffling key, the best epoch's params);
+# every trainer meets the random SIGKILLs, a mid-epoch SIGTERM and a kill inside a write.
+TRAINERS = ["captioner", "classifier", "lstm-classifier"]
+every_trainer = pytest.mark.parametrize("trainer", TRAINERS, indirect=True)
 
-@pytest.fixture(scope="module", params=["captioner", "classifier", "lstm-classifier"])
+
+@pytest.fixture(scope="module")
 def trainer(request, tmp_path_factory):
     """(name, argv without --checkpoint-dir, the folder of an uninterrupted run)."""
     folder = tmp_path_factory.mktemp(request.param)
@@ -80,6 +87,7 @@ def assert_resumed_run_is_the_straight_one(folder, straight) -> None:
     assert not [p for p in os.listdir(folder) if p.startswith(TEMP_PREFIX)]  # no half-written leftovers
 
 
+@every_trainer
 def test_sigkill_at_random_moments_and_resume(trainer, tmp_path):
     _, argv, straight = trainer
     command = jaxseq(*argv, "--checkpoint-dir", str(tmp_path), "--resume")
@@ -104,7 +112,8 @@ def test_sigkill_at_random_moments_and_resume(trainer, tmp_path):
     assert_resumed_run_is_the_straight_one(tmp_path, straight)
 
 
-@pytest.mark.parametrize("where", ["state", "meta", "rename"])
+@pytest.mark.parametrize("trainer, where", [("classifier", "state"), ("classifier", "meta"),
+                                            *((name, "rename") for name in TRAINERS)], indirect=["trainer"])
 def test_sigkill_while_writing_a_checkpoint_and_resume(trainer, tmp_path, where):
     _, argv, straight = trainer
     folder, marker = tmp_path / "run", tmp_path / "stalled"
@@ -119,7 +128,8 @@ def test_sigkill_while_writing_a_checkpoint_and_resume(trainer, tmp_path, where)
     assert_resumed_run_is_the_straight_one(folder, straight)
 
 
-@pytest.mark.parametrize("step", [5, 45])
+@pytest.mark.parametrize("trainer, step", [("captioner", 5), ("classifier", 5), *((name, 45) for name in TRAINERS)],
+                         indirect=["trainer"])
 def test_sigterm_checkpoints_the_current_step_and_resume(trainer, tmp_path, step):
     _, argv, straight = trainer
     folder, marker = tmp_path / "run", tmp_path / "signalled"
@@ -141,6 +151,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume(trainer, tmp_path, step
     assert_resumed_run_is_the_straight_one(folder, straight)
 
 
+@pytest.mark.parametrize("trainer", ["captioner", "classifier"], indirect=True)
 def test_a_second_ctrl_c_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(trainer, tmp_path):
     _, argv, straight = trainer
     folder, marker, step = tmp_path / "run", tmp_path / "signalled", 45
@@ -160,6 +171,7 @@ def test_a_second_ctrl_c_while_checkpointing_is_one_line_and_keeps_the_last_chec
     assert_resumed_run_is_the_straight_one(folder, straight)
 
 
+@pytest.mark.parametrize("trainer", ["captioner", "classifier"], indirect=True)
 def test_checkpoint_every_bounds_what_a_sigkill_loses(trainer, tmp_path):
     _, argv, straight = trainer
     folder, marker = tmp_path / "run", tmp_path / "stalled"
