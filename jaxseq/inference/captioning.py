@@ -28,9 +28,6 @@ from jaxseq.train.checkpoint import load_checkpoint, load_run_checkpoint, notice
 from jaxseq.train.run_metadata import read_run_metadata
 from jaxseq.train.steps import init_train_state
 
-PREFER = "best"  # the rule of jaxseq.inference: the best scored checkpoint, else the latest
-
-
 def _load_one(path: Path, extra_fields=None) -> tuple[Any, Any, dict[str, Any]]:
     """(model, params, metadata) of one checkpoint folder; ValueError naming the file and
     the entry for anything that does not check out (`extra_fields`: a further spec the
@@ -73,7 +70,7 @@ def load_captioning_checkpoint(path: str | Path, *, fields=None,
     """
     path = Path(path)
     load = lambda checkpoint: _load_one(checkpoint, fields)  # noqa: E731
-    loaded = load_run_checkpoint(path, load, prefer=PREFER, log=log) if path.exists() else None
+    loaded = load_run_checkpoint(path, load, log=log) if path.exists() else None
     if loaded is None:
         raise FileNotFoundError(f"no captioning checkpoint found at {path}")
     return loaded

@@ -21,9 +21,6 @@ from jaxseq.train.checkpoint import load_checkpoint, load_run_checkpoint, notice
 from jaxseq.train.classifier import VOCAB_FILE, evaluate_classifier  # noqa: F401  (re-exported)
 from jaxseq.train.run_metadata import read_run_metadata
 
-PREFER = "best"  # the rule of jaxseq.inference: the best scored checkpoint, else the latest
-
-
 def _load_one(checkpoint: Path):
     """(model, params, vocab, metadata) of one checkpoint folder; ValueError naming the file
     and the entry for anything that does not check out."""
@@ -59,7 +56,7 @@ def load_sentence_classifier(path: str | os.PathLike, *, log: Callable[[str], No
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} not found")
-    loaded = load_run_checkpoint(path, _load_one, prefer=PREFER, log=log)
+    loaded = load_run_checkpoint(path, _load_one, log=log)
     if loaded is None:
         raise FileNotFoundError(f"no checkpoint in {path} (expected ckpt-* folders from `jaxseq cola train`)")
     return loaded

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -35,7 +34,7 @@ from flax import serialization
 from jaxseq.data.json_fields import boolean, check_fields, fields, integer, nullable, number
 from jaxseq.data.json_file import read_json_file
 from jaxseq.limits import MAX_COUNT
-from jaxseq.train.run_folder import check_run_dir
+from jaxseq.train.run_folder import check_run_dir, notice_on_stderr
 from jaxseq.train.state_check import check_state, state_nbytes
 
 PREFIX = "ckpt-"
@@ -232,30 +231,23 @@ def load_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dict[s
     return state, meta
 
 
-def _preferred_order(readable: list[tuple[Path, dict]], prefer: str) -> list[Path]:
-    """"best": the scored checkpoints best first (ties: the earliest), then the others, newest
-    first; "latest": newest first."""
+def _preferred_order(readable: list[tuple[Path, dict]]) -> list[Path]:
+    """The scored checkpoints best first (ties: the earliest), then the others, newest first."""
     newest_first = [path for path, _ in reversed(readable)]
-    if prefer == "latest":
-        return newest_first
     scored = sorted(((score, index, path) for index, (path, meta) in enumerate(readable)
                      if (score := _score(meta)) is not None), key=lambda item: (-item[0], item[1]))
     best_first = [path for _, _, path in scored]
     return best_first + [path for path in newest_first if path not in best_first]
 
 
-def notice_on_stderr(line: str) -> None:
-    """The default `log` of notices: one line on stderr."""
-    print(line, file=sys.stderr)
-
-
-def load_run_checkpoint(path: str | os.PathLike, load: Callable[[Path], Loaded], *, prefer: str = "best",
+def load_run_checkpoint(path: str | os.PathLike, load: Callable[[Path], Loaded], *,
                         log: Callable[[str], None] | None = notice_on_stderr) -> Loaded | None:
     """`load(checkpoint)` of `path`, a checkpoint folder or a run folder holding them.
 
     A checkpoint folder is loaded as it is. In a run folder the checkpoints are tried in the
-    order `prefer`s ("best": by metric, see `_preferred_order`; "latest": newest first)
-    until one loads; each one skipped because its files are unreadable or invalid
+    one order inference uses for every trainer: the best by the metric the trainer recorded
+    (`metric`, `higher_is_better`), then those without a score, newest first
+    (`_preferred_order`), until one loads; each one skipped because its files are unreadable or invalid
     (a ValueError) is reported to `log` in one line: which, why, and which one is used.
     Returns None if the folder holds no checkpoint. If none loads: the ValueError of the
     first one tried (of the newest, if no metadata could be read); a `RunKindError` is
@@ -269,7 +261,7 @@ def load_run_checkpoint(path: str | os.PathLike, load: Callable[[Path], Loaded],
         return None
     readable, unreadable = _read_all(checkpoints)
     failed = []
-    for candidate in _preferred_order(readable, prefer):
+    for candidate in _preferred_order(readable):
         try:
             loaded = load(candidate)
         except RunKindError:
