@@ -129,7 +129,7 @@ def test_bad_inputs_fail_before_jit():
         CaptioningSolver(small, data, **settings)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         CaptioningSolver(model, data, **{**settings, "batch_size": 0})
-    with pytest.raises(ValueError, match="checkpoint_every must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="checkpoint_every must be a positive int or None, got 0"):
         CaptioningSolver(model, data, **{**settings, "checkpoint_every": 0})
     with pytest.raises(ValueError, match="unknown optim_config keys"):
         CaptioningSolver(model, data, **{**settings, "optim_config": {"learning_rate": 1e-3, "momentum": 0.9}})

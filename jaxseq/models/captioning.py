@@ -24,7 +24,6 @@ For decoding (`jaxseq.models.decoding`) the module also exposes one step at a ti
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any
 
 import chex
@@ -34,6 +33,7 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 
 from jaxseq import layers
+from jaxseq.checks import check_positive_int
 
 CELL_TYPES = {"rnn": 1, "lstm": 4}  # cell type -> number of H-wide blocks in Wx, Wh, b
 
@@ -70,9 +70,7 @@ class CaptioningRNN(nn.Module):
         if self.cell_type not in CELL_TYPES:
             raise ValueError(f"cell_type must be one of {sorted(CELL_TYPES)}, got {self.cell_type!r}")
         for name in ("vocab_size", "wordvec_dim", "hidden_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         if not 0 <= self.null_idx < self.vocab_size:
             raise ValueError(f"null_idx must be in [0, vocab_size={self.vocab_size}), got {self.null_idx}")
         super().__post_init__()

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxseq.checks import check_positive_int
+
 _STATIC = ("model", "max_length", "start_idx", "end_idx", "null_idx")
 
 
@@ -27,8 +29,7 @@ def _check_args(model, features, max_length: int, **token_ids: int) -> jax.Array
     features = jnp.asarray(features)
     if features.ndim != 2 or not jnp.issubdtype(features.dtype, jnp.floating):
         raise ValueError(f"features must be a float array of shape (N, D), got {features.dtype}{features.shape}")
-    if not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+    check_positive_int("max_length", max_length)
     for name, value in token_ids.items():
         if not 0 <= value < model.vocab_size:
             raise ValueError(f"{name} must be a word id in [0, vocab_size={model.vocab_size}), got {value}")
@@ -110,8 +111,7 @@ def beam_search(model, variables, features, beam_size: int = 5, max_length: int 
     """
     features = _check_args(model, features, max_length, start_idx=start_idx, end_idx=end_idx,
                            null_idx=null_idx)
-    if not isinstance(beam_size, int) or beam_size < 1:
-        raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
+    check_positive_int("beam_size", beam_size)
     if not length_penalty >= 0:
         raise ValueError(f"length_penalty must be >= 0, got {length_penalty}")
     captions, scores, steps = _beam_search(model, variables, features, max_length, start_idx, end_idx,

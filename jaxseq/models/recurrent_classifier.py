@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseq.checks import check_positive_int
 from jaxseq.models.sentence_inputs import check_token_inputs, lengths_from_padding
 from jaxseq.nn import GRU, LSTM
 
@@ -73,9 +74,7 @@ class RecurrentClassifier(nn.Module):
 
     def __post_init__(self):
         for name in ("vocab_size", "embed_dim", "hidden_size", "num_layers", "max_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"RecurrentClassifier: {name} must be a positive int, got {value!r}")
+            check_positive_int(name, getattr(self, name), owner="RecurrentClassifier")
         if self.cell not in CELLS:
             raise ValueError(f"RecurrentClassifier: cell must be one of {tuple(CELLS)}, got {self.cell!r}")
         if self.pooling not in POOLINGS:

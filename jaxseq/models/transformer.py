@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxseq.checks import check_positive_int
 from jaxseq.models.sentence_inputs import check_token_inputs
 
 Array = jax.Array
@@ -77,9 +78,7 @@ class ClassificationTransformer(nn.Module):
     def __post_init__(self):
         for name in ("vocab_size", "hidden_dim", "num_heads", "dim_feedforward", "dim_k", "dim_v",
                      "dim_q", "max_length"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"ClassificationTransformer: {name} must be a positive int, got {value!r}")
+            check_positive_int(name, getattr(self, name), owner="ClassificationTransformer")
         if self.hidden_dim % self.num_heads != 0:
             raise ValueError(
                 f"ClassificationTransformer: hidden_dim ({self.hidden_dim}) must be divisible by "

@@ -24,16 +24,12 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxseq.checks import check_positive_int
 from jaxseq.nn.arguments import checked_input, checked_lengths, initial_states
 from jaxseq.nn.cells import Cell, TorchWeights
 from jaxseq.nn.parameters import direction_specs, parameter_name, torch_uniform
 
 __all__ = ["RecurrentStack"]
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 class RecurrentStack(nn.Module):
@@ -52,8 +48,8 @@ class RecurrentStack(nn.Module):
     cell: ClassVar[Cell]
 
     def __post_init__(self):
-        _check_positive_int("hidden_size", self.hidden_size)
-        _check_positive_int("num_layers", self.num_layers)
+        check_positive_int("hidden_size", self.hidden_size)
+        check_positive_int("num_layers", self.num_layers)
         if not isinstance(self.bidirectional, bool):
             raise ValueError(f"bidirectional must be a bool, got {self.bidirectional!r}")
         rate = self.dropout

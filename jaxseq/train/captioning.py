@@ -38,6 +38,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxseq.checks import check_positive_int
 from jaxseq.data.coco import check_captioning_data
 from jaxseq.data.vocabulary import check_token_ids
 from jaxseq.train.loop import EpochResult, LoopSettings, RunProgress, TrainingLoop
@@ -69,10 +70,9 @@ def caption_batch(key: jax.Array, split: dict[str, jax.Array], batch_size: int) 
 
 
 def _check_counts(num_epochs, batch_size, print_every, checkpoint_every, log_every) -> None:
-    for name, value in (("num_epochs", num_epochs), ("batch_size", batch_size), ("log_every", log_every),
-                        ("checkpoint_every", 1 if checkpoint_every is None else checkpoint_every)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    for name, value in (("num_epochs", num_epochs), ("batch_size", batch_size), ("log_every", log_every)):
+        check_positive_int(name, value)
+    check_positive_int("checkpoint_every", checkpoint_every, allow_none=True)
     if not isinstance(print_every, int) or print_every < 0:
         raise ValueError(f"print_every must be an int >= 0, got {print_every!r}")
 

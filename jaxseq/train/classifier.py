@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxseq.checks import check_positive_int
 from jaxseq.data.sentences import ClassificationData, SentenceSplits
 from jaxseq.data.vocabulary import Vocabulary, check_classification_data
 from jaxseq.metrics import classification_metrics
@@ -350,8 +351,7 @@ def train_classifier(model: SentenceClassifier, train: ClassificationData, val: 
     """
     check_classification_data(train, "train", model.vocab_size, model.max_length)
     check_classification_data(val, "val", model.vocab_size, model.max_length)
-    if checkpoint_every is not None and not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
-        raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
+    check_positive_int("checkpoint_every", checkpoint_every, allow_none=True)
     check_log_every(log_every)
     log_dir = resolve_log_dir(log_dir, checkpoint_dir)
     task = ClassifierTask(model, train, val, config, dict(metadata or {}),

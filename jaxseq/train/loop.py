@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Protocol
 
 import jax
 
+from jaxseq.checks import check_positive_int
 from jaxseq.progress import progress_bar
 from jaxseq.train.checkpoint import checkpoint_path, load_checkpoint, read_metadata, save_checkpoint
 from jaxseq.train.interrupt import TrainingInterrupted, stop_on_signals
@@ -165,8 +166,7 @@ def check_same_run(path: Path, meta: dict[str, Any], settings: dict[str, Any]) -
 
 def check_log_every(log_every: Any) -> None:
     """ValueError unless `log_every` (steps between the run log's loss points) is a positive int."""
-    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
-        raise ValueError(f"log_every must be a positive int, got {log_every!r}")
+    check_positive_int("log_every", log_every)
 
 
 def better(metric: float | None, best: float | None, higher_is_better: bool) -> bool:
