@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         # Documented input errors: one clear line, no traceback.
         print(f"jaxseq {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        # The machine refused (a full disk, a read-only folder, no permission): one line naming
+        # the file, as OSError's message does; a trainer's says which checkpoint it kept.
+        print(f"jaxseq {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as error:
         # Ctrl-C (a trainer's second one says what it left behind): one line, the shell's 128 + SIGINT.
         print(f"jaxseq {args.command}: {str(error) or 'interrupted'}", file=sys.stderr)

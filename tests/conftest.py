@@ -39,3 +39,18 @@ def cola_dir() -> Path:
     if path is None:
         pytest.skip("real CoLA data not found: set JAXSEQ_DATA or place it in ../shared/data/cola")
     return path
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_are_left_as_found():
+    """A test that leaves a SIGTERM / SIGINT handler behind changes what the next one sees
+    (the trainers save and restore them): name it at once instead."""
+    import signal
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    after = {signum: signal.getsignal(signum) for signum in before}
+    changed = [signal.Signals(signum).name for signum in before if after[signum] is not before[signum]]
+    for signum in before:
+        signal.signal(signum, before[signum])
+    assert not changed, f"the test left its own handler of {', '.join(changed)} installed: {after}"

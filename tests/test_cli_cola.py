@@ -36,6 +36,35 @@ def test_classify_train_prints_epochs_and_test_scores(trained):
     assert (run / "vocab.json").is_file() and len(list(run.glob("ckpt-*"))) in (2, 3)  # last two + best
 
 
+def test_a_checkpoint_that_cannot_be_written_stops_training_in_one_line(trained, tmp_path, capsys, monkeypatch):
+    """A full disk at epoch 2's checkpoint: `classify train` stops there, says why and which
+    checkpoint it kept (exit 1, no traceback), and epoch 1's checkpoint is intact."""
+    import errno
+
+    from jaxseq.train import loop
+
+    _, _, argv = trained
+    real_save, calls = loop.save_checkpoint, []
+
+    def disk_full_after_one(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "save_checkpoint", disk_full_after_one)
+    run, argv = tmp_path / "run", list(argv)
+    argv[argv.index("--checkpoint-dir") + 1] = str(run)  # the fixture's run, in this test's folder
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    first, second = sorted(run.glob("ckpt-*"))[0], run / f"ckpt-{calls[1]:08d}"
+    assert err == (f"jaxseq classify: error: could not write checkpoint {second}: [Errno {errno.ENOSPC}] No "
+                   f"space left on device; training stopped after step {calls[1]}, the last checkpoint written is "
+                   f"{first}"), err
+    assert [path.name for path in run.glob("ckpt-*")] == [first.name]
+    assert cli.main(["cola", "predict", "--checkpoint", str(run), "( )"]) == 0  # what was kept loads
+
+
 def test_predict_prints_probabilities(trained, capsys):
     run, _, _ = trained
     assert cli.main(["cola", "predict", "--checkpoint", str(run), "( [ ] )", ") ( ] ["]) == 0

@@ -138,6 +138,18 @@ def test_a_locked_folder_stops_every_process_of_a_run(tmp_path):
     assert not list_checkpoints(folder)
 
 
+def test_a_checkpoint_process_0_cannot_write_stops_every_process(tmp_path):
+    """Only process 0 writes checkpoints; when a write fails (a full disk), the other process
+    must stop too instead of waiting for it in the next collective."""
+    folder = tmp_path / "full"
+    (first, first_error), (second, second_error) = run_processes(
+        "multiprocess_stop.py", "classifier", folder, "disk-full", tmp_path / "unused.json")
+    kept = f"the last checkpoint written is {folder / 'ckpt-00000008'}"
+    assert first == 1 and "No space left on device" in first_error and kept in first_error, first_error
+    assert second == 1 and "process 0 could not write it" in second_error and kept in second_error, second_error
+    assert [path.name for path in list_checkpoints(folder)] == ["ckpt-00000008"]
+
+
 @pytest.mark.parametrize("architecture", ["transformer", "lstm"])
 def test_classifier_on_8_devices_equals_one_device(architecture):
     report = run_with_devices("data_parallel_classifier.py", architecture)

@@ -95,6 +95,26 @@ def test_partial_checkpoints_are_never_picked_up(tmp_path):
     assert not list(tmp_path.glob(TEMP_PREFIX + "*"))  # cleaned by the next save
 
 
+def test_a_write_that_fails_gives_its_space_back_and_keeps_the_checkpoints_before(tmp_path, monkeypatch):
+    import errno
+
+    from jaxseq.train import checkpoint
+
+    save_checkpoint(tmp_path, 1, _state(1))
+    real_write = checkpoint._write_file
+
+    def disk_full_at_meta(path, data):
+        if path.name == checkpoint.META_FILE:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(checkpoint, "_write_file", disk_full_at_meta)
+    with pytest.raises(OSError, match="No space left on device"):
+        save_checkpoint(tmp_path, 2, _state(2))
+    assert not list(tmp_path.glob(TEMP_PREFIX + "*"))  # the half-written state file is gone already
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["ckpt-00000001"]
+
+
 def test_corrupt_or_mismatched_checkpoints_are_rejected(tmp_path):
     path = save_checkpoint(tmp_path, 1, _state(1))
     wrong = {**_state(0), "params": {"W": jnp.zeros((3, 3)), "b": jnp.zeros(3)}}

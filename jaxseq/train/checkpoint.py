@@ -179,9 +179,13 @@ def save_checkpoint(
                          f"bytes, more than the {MAX_META_BYTES} a meta.json may hold; not written (the "
                          "checkpoints before it are kept)")
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=directory))
-    _write_file(temp / STATE_FILE, serialization.to_bytes(state))
-    _write_file(temp / META_FILE, meta_bytes)
-    _fsync_dir(temp)
+    try:
+        _write_file(temp / STATE_FILE, serialization.to_bytes(state))
+        _write_file(temp / META_FILE, meta_bytes)
+        _fsync_dir(temp)
+    except BaseException:  # a full disk: give the space back now, not at the next save
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
 
     final = checkpoint_path(directory, step)
     if final.exists():  # re-saving the same step (e.g. after a resume): replace it

@@ -2,7 +2,8 @@
 
 The loop owns what every training run shares: epochs and steps, resuming in the middle of
 an epoch, stopping on SIGTERM / Ctrl-C, checkpoints (after every epoch, every
-`checkpoint_every` steps, only from process 0), NaN / inf losses, the best epoch by the
+`checkpoint_every` steps, only from process 0; when it cannot write one, every process
+stops with a `CheckpointWriteError`), NaN / inf losses, the best epoch by the
 validation metric and early stopping, the progress bar, the step and epoch lines, and
 steps per second. A trainer is a `TrainingTask`, what differs:
 
@@ -136,6 +137,11 @@ class LoopSettings:
     prepare_folder: Callable[[Path, Path | None], None] | None = None
     log_dir: Path | None = None
     log_every: int = DEFAULT_LOG_EVERY
+
+
+class CheckpointWriteError(OSError):
+    """Process 0 could not write a checkpoint: every process of the run stops, and the message
+    says why and which checkpoint is the last one written."""
 
 
 class LoopResult(NamedTuple):
@@ -388,10 +394,19 @@ class TrainingLoop:
         s, step = self.settings, int(self.state.step)
         path = checkpoint_path(s.checkpoint_dir, step)
         self.run_log.flush()  # the log on disk covers every step the checkpoint holds
+        failed = None
         if jax.process_index() == 0:
             metadata = {**self.task.checkpoint_metadata(self.progress), **self.task.run_settings()}
-            path = save_checkpoint(s.checkpoint_dir, step, self._tree(self.state), metadata=metadata,
-                                   metric=metric, higher_is_better=s.higher_is_better, keep=s.keep)
+            try:
+                path = save_checkpoint(s.checkpoint_dir, step, self._tree(self.state), metadata=metadata,
+                                       metric=metric, higher_is_better=s.higher_is_better, keep=s.keep)
+            except OSError as error:  # a full disk, a folder gone read-only
+                failed = error
+        kept = f"the last checkpoint written is {self.last_good}" if self.last_good else "no checkpoint was written"
+        if any_process(failed is not None):  # the other processes must not wait for process 0 in a collective
+            reason = failed if failed is not None else "process 0 could not write it (its error says why)"
+            raise CheckpointWriteError(f"could not write checkpoint {path}: {reason}; training stopped after step "
+                                       f"{step}, {kept}") from failed
         self.last_good = path
         self.rate_mark = (step, time.perf_counter())  # saving is not training time
         return path

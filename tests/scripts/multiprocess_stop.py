@@ -6,7 +6,9 @@ TRAINER is captioner (6 epochs of 4 steps) or classifier (6 epochs of 8 steps). 
 straight: train into FOLDER. MODE signal: the same, but every process sends itself SIGTERM
 after its own step (process 0 after step 9, process 1 after step 11, as a scheduler's
 signals land at different moments); the processes must agree and stop after the same
-step with one checkpoint, exiting 128 + SIGTERM. MODE resume: continue the run in FOLDER
+step with one checkpoint, exiting 128 + SIGTERM. MODE disk-full: process 0's second
+checkpoint write fails (OSError ENOSPC); every process must stop there, exiting 1, instead
+of waiting for process 0 in the next collective. MODE resume: continue the run in FOLDER
 to the end. Process 0 writes the final parameters and loss history to OUT.json (straight,
 resume).
 """
@@ -79,11 +81,29 @@ def train_classifier():
     return result.params, history
 
 
+if mode == "disk-full" and jax.process_index() == 0:
+    import errno
+
+    from jaxseq.train import loop
+
+    real_save, saves = loop.save_checkpoint, []
+
+    def disk_full_after_one(*args, **kwargs):
+        saves.append(args[1])
+        if len(saves) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(*args, **kwargs)
+
+    loop.save_checkpoint = disk_full_after_one
+
 try:
     params, history = {"captioner": train_captioner, "classifier": train_classifier}[trainer]()
 except TrainingInterrupted as stopped:
     print(stopped, file=sys.stderr)
     sys.exit(stopped.exit_code)
+except OSError as failed:
+    print(failed, file=sys.stderr)
+    sys.exit(1)
 if jax.process_index() == 0:
     flat = {jax.tree_util.keystr(path): np.asarray(value).ravel().tolist()
             for path, value in jax.tree_util.tree_leaves_with_path(params)}
