@@ -2,17 +2,50 @@
 
 float64 tests use the `x64` fixture (JAX's x64 mode only inside that test), so the rest of
 the suite runs in the default float32 mode.
+
+One compilation cache for the whole session: the suite trains the same small models again
+and again, in this process and in the command lines and worker processes it starts, and
+XLA's compilation is most of that time. JAX's persistent cache (a folder made for this
+session, removed at its end; child processes find it through the environment) compiles
+each program once; a hit runs the same executable a fresh compilation would build. An
+entry a SIGKILLed child left half-written is only read as a miss: JAX warns and compiles
+again, and that warning is filtered so that it cannot show up in the stderr the tests read.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import tempfile
 from pathlib import Path
 
-import jax
-import pytest
+# A shell starts a background job (`pytest &`, `nohup`) with SIGINT ignored, and every child
+# inherits that: the Ctrl-C tests (here and in the command lines they start) would find
+# Ctrl-C ignored instead of Python's KeyboardInterrupt. Give the suite the handler a
+# terminal gives Python.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+_JIT_CACHE = tempfile.mkdtemp(prefix="jaxseq-tests-jit-cache-")
+os.environ.update({
+    "JAX_COMPILATION_CACHE_DIR": _JIT_CACHE,
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
+                                             "ignore:Error reading persistent compilation cache entry"])),
+})
+
+import jax  # noqa: E402  (after the cache settings: JAX reads them when it is imported)
+import pytest  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", _JIT_CACHE)  # in case a plugin imported JAX first
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_JIT_CACHE, ignore_errors=True)
 
 
 @pytest.fixture
