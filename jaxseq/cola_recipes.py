@@ -16,7 +16,8 @@ COLA_RECIPE = dict(
 # validation, benchmarks/results/cola_quality.md), a higher learning rate and fewer epochs.
 RECURRENT_COLA_RECIPE = dict(
     min_count=3,
-    model=dict(embed_dim=128, hidden_size=128, num_layers=1, dropout=0.3, embed_dropout=0.0, pooling="max"),
+    model=dict(embed_dim=128, hidden_size=128, num_layers=1, dropout=0.3, embed_dropout=0.0, word_dropout=0.0,
+               pooling="max"),
     train=dict(epochs=10, batch_size=32, learning_rate=1e-3, weight_decay=0.01, label_smoothing=0.1,
                schedule="cosine", warmup_epochs=0.5, patience=5),
 )
