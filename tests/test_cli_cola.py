@@ -9,6 +9,7 @@ import json
 import pytest
 
 from jaxseq import cli
+from jaxseq.cola_recipes import RECURRENT_COLA_RECIPE
 from jaxseq.data import cola
 from tests.bracket_task import write_tsv
 
@@ -138,7 +139,8 @@ SMALL_RECURRENT = ["--embed-dim", "16", "--hidden-dim", "16", "--min-count", "1"
                    "--no-progress"]
 
 
-@pytest.mark.parametrize("model, extra", [("lstm", ["--num-layers", "2", "--pooling", "max+final"]),
+@pytest.mark.parametrize("model, extra", [("lstm", ["--word-dropout", "0.2", "--num-layers", "2",
+                                                    "--pooling", "max+final"]),
                                           ("gru", ["--pooling", "final"])])
 def test_classify_train_with_a_recurrent_model_then_predict(model, extra, tmp_path, capsys):
     argv = ["classify", "train", "--model", model, "--train", str(write_tsv(tmp_path / "a.tsv", 300, 1)),
@@ -148,7 +150,8 @@ def test_classify_train_with_a_recurrent_model_then_predict(model, extra, tmp_pa
     assert "epoch   2/2" in capsys.readouterr().out
     meta = json.loads(sorted((tmp_path / "run").glob("ckpt-*"))[-1].joinpath("meta.json").read_text())
     expected = {"architecture": model, "embed_dim": 16, "hidden_size": 16, "pooling": extra[-1],
-                "num_layers": 2 if model == "lstm" else 1, "dropout": 0.3}
+                "num_layers": 2 if model == "lstm" else 1, "dropout": 0.3,
+                "word_dropout": 0.2 if model == "lstm" else RECURRENT_COLA_RECIPE["model"]["word_dropout"]}
     assert {key: meta["model"][key] for key in expected} == expected
     assert meta["train_config"]["patience"] == 5 and meta["train_config"]["batch_size"] == 32  # its recipe
     assert cli.main(["cola", "predict", "--checkpoint", str(tmp_path / "run"), "( )"]) == 0
@@ -172,3 +175,7 @@ def test_no_pad_mask_is_for_the_transformer(tmp_path, capsys):
             "--dev", str(write_tsv(tmp_path / "b.tsv", 20, 2)), "--no-pad-mask", *SMALL_RECURRENT]
     assert cli.main(argv) == 2
     assert "--no-pad-mask is for the transformer" in capsys.readouterr().err
+    argv = ["classify", "train", "--train", str(tmp_path / "a.tsv"), "--dev", str(tmp_path / "b.tsv"),
+            "--word-dropout", "0.1", "--no-progress"]
+    assert cli.main(argv) == 2
+    assert "--word-dropout is for lstm/gru" in capsys.readouterr().err

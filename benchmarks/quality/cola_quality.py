@@ -42,8 +42,8 @@ CONFIGS = {
              dict(COLA_RECIPE["train"], learning_rate=3e-5, schedule="constant", warmup_epochs=0.0,
                   epochs=80, patience=15)),
     "lstm": ("RECURRENT_COLA_RECIPE (`--model lstm` defaults): bidirectional LSTM, embed 128, hidden 128, "
-             "1 layer, max pooling, dropout 0.3; AdamW 1e-3 (wd 0.01), batch 32, label smoothing 0.1, "
-             "warm-up 0.5 epoch + cosine over 10, patience 5, min count 3",
+             "1 layer, max pooling, dropout 0.3, word dropout 0.2; AdamW 1e-3 (wd 0.01), batch 32, "
+             "label smoothing 0.1, warm-up 0.5 epoch + cosine over 10, patience 5, min count 1",
              RECURRENT_COLA_RECIPE["min_count"], dict(RECURRENT_COLA_RECIPE["model"], architecture="lstm"),
              dict(RECURRENT_COLA_RECIPE["train"])),
     "gru": ("as lstm, with a GRU (`--model gru` defaults)",

@@ -81,6 +81,9 @@ def add_training_options(parser: argparse.ArgumentParser, default_checkpoint_dir
                        help="lstm/gru: stacked bidirectional layers (default: %(default)s)")
     model.add_argument("--embed-dropout", type=fraction, default=None,
                        help="lstm/gru: dropout rate on the embedded tokens (default: %s)" % recurrent["embed_dropout"])
+    model.add_argument("--word-dropout", type=fraction, default=None,
+                       help="lstm/gru: probability of replacing each training word by [UNK] (default: %s)"
+                            % recurrent["word_dropout"])
     model.add_argument("--pooling", choices=POOLINGS, default=recurrent["pooling"],
                        help="lstm/gru: max over the valid steps, the last layer's final states of both "
                             "directions, or both concatenated (default: %(default)s)")
@@ -112,6 +115,8 @@ def train_options(args: argparse.Namespace) -> dict:
         raise ValueError("--no-pad-mask is for the transformer: an lstm/gru always stops at each sentence's length")
     if args.model == "transformer" and args.embed_dropout is not None:
         raise ValueError("--embed-dropout is for lstm/gru (the transformer's --dropout covers its embeddings)")
+    if args.model == "transformer" and args.word_dropout is not None:
+        raise ValueError("--word-dropout is for lstm/gru")
     config = ClassifierTrainConfig(
         **{field: given(getattr(args, flag[2:].replace("-", "_")), train[field])
            for flag, field, _, _ in RECIPE_TRAINING_OPTIONS},
@@ -125,7 +130,8 @@ def train_options(args: argparse.Namespace) -> dict:
     else:
         model_kwargs = dict(embed_dim=args.embed_dim, hidden_size=args.hidden_dim, num_layers=args.num_layers,
                             pooling=args.pooling, dropout=dropout,
-                            embed_dropout=given(args.embed_dropout, recipe["model"]["embed_dropout"]))
+                            embed_dropout=given(args.embed_dropout, recipe["model"]["embed_dropout"]),
+                            word_dropout=given(args.word_dropout, recipe["model"]["word_dropout"]))
     return dict(min_count=given(args.min_count, recipe["min_count"]), max_length=args.max_length,
                 architecture=args.model, model_kwargs=model_kwargs,
                 config=config, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite, resume=args.resume,

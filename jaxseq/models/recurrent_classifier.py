@@ -4,7 +4,9 @@
 Shapes: N batch, T tokens (`[CLS]` first, `[PAD]` after the sentence), E = `embed_dim`,
 H = `hidden_size`, L = `num_layers`, F = features of the pooling (2H per part).
 
-    x = dropout'(token_embeddings(inputs))  (N, T, E), rate `embed_dropout`
+    inputs' = drop_words(inputs)            (N, T): each word (not `[CLS]`, not padding) -> `unk_id`
+                                            with probability `word_dropout` (training only)
+    x = dropout'(token_embeddings(inputs'))  (N, T, E), rate `embed_dropout`
     out, h_n = encoder(x, lengths)          jaxseq.nn.LSTM / GRU, bidirectional, L layers:
                                             out (N, T, 2H), h_n (2L, N, H)
     f = pool(out, h_n, lengths)             "max": max over the valid steps of out, (N, 2H);
@@ -29,6 +31,7 @@ import jax.numpy as jnp
 
 from jaxseq.checks import check_positive_int
 from jaxseq.models.sentence_inputs import check_token_inputs, lengths_from_padding
+from jaxseq.models.word_dropout import drop_words
 from jaxseq.nn import GRU, LSTM
 
 Array = jax.Array
@@ -36,7 +39,7 @@ Array = jax.Array
 CELLS = {"lstm": LSTM, "gru": GRU}
 POOLINGS = ("max", "final", "max+final")
 CONFIG_FIELDS = ("vocab_size", "cell", "embed_dim", "hidden_size", "num_layers", "dropout", "embed_dropout",
-                 "pooling", "max_length", "pad_id")
+                 "word_dropout", "pooling", "max_length", "pad_id", "unk_id")
 
 
 class RecurrentClassifier(nn.Module):
@@ -46,11 +49,14 @@ class RecurrentClassifier(nn.Module):
       vocab_size: V, number of token ids; embed_dim: E; hidden_size: H per direction;
       cell: "lstm" or "gru"; num_layers: L;
       dropout: rate between the stacked layers (L > 1) and on the pooled features before
-        `final_dense`; embed_dropout: rate on the embedded tokens. Both act only with
+        `final_dense`; embed_dropout: rate on the embedded tokens; word_dropout: probability
+        of replacing each word (the tokens after the first, `[CLS]`, inside the sentence's
+        length) by `unk_id` before the embedding. All three act only with
         `deterministic=False` and a `dropout` rng.
       pooling: "max", "final" or "max+final" (see the module docstring).
       max_length: longest input T accepted (what the vocabulary encodes sentences to).
       pad_id: the `[PAD]` id, used for the lengths when no `pad_mask` is given.
+      unk_id: the `[UNK]` id that word dropout writes.
       param_dtype: the parameters' dtype.
 
     >>> import jax, jax.numpy as jnp
@@ -67,9 +73,11 @@ class RecurrentClassifier(nn.Module):
     num_layers: int = 1
     dropout: float = 0.0
     embed_dropout: float = 0.0
+    word_dropout: float = 0.0
     pooling: str = "max"
     max_length: int = 43
     pad_id: int = 0
+    unk_id: int = 1
     param_dtype: Any = jnp.float32
 
     def __post_init__(self):
@@ -79,11 +87,13 @@ class RecurrentClassifier(nn.Module):
             raise ValueError(f"RecurrentClassifier: cell must be one of {tuple(CELLS)}, got {self.cell!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"RecurrentClassifier: pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        for name in ("dropout", "embed_dropout"):
+        for name in ("dropout", "embed_dropout", "word_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"RecurrentClassifier: {name} must be in [0, 1), got {getattr(self, name)}")
-        if not isinstance(self.pad_id, int) or not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"RecurrentClassifier: pad_id must be an id in [0, vocab_size), got {self.pad_id!r}")
+        for name in ("pad_id", "unk_id"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size:
+                raise ValueError(f"RecurrentClassifier: {name} must be an id in [0, vocab_size), got {value!r}")
         super().__post_init__()
 
     def setup(self):
@@ -109,6 +119,10 @@ class RecurrentClassifier(nn.Module):
         """
         check_token_inputs(inputs, pad_mask, self.max_length)
         lengths = lengths_from_padding(inputs, pad_mask, self.pad_id)
+        if not (deterministic or self.word_dropout == 0.0 or not self.has_rng("dropout")):
+            position = jnp.arange(inputs.shape[1])[None, :]
+            words = (position > 0) & (position < lengths[:, None])  # not [CLS], not padding
+            inputs = drop_words(self.make_rng("dropout"), inputs, words, self.word_dropout, self.unk_id)
         x = self.token_embeddings(inputs)
         if not (deterministic or self.embed_dropout == 0.0 or not self.has_rng("dropout")):
             x = self.embed_drop(x, deterministic=False)

@@ -74,8 +74,10 @@ RECURRENT_CLASSIFIER_MODEL = fields(
     required={"architecture": choice("lstm", "gru"), "vocab_size": integer(1, MAX_VOCAB_SIZE)},
     optional={"cell": choice("lstm", "gru"), "embed_dim": WIDTH, "hidden_size": WIDTH,
               "num_layers": integer(1, MAX_LAYERS), "dropout": number(0, 1, below=True),
-              "embed_dropout": number(0, 1, below=True), "pooling": choice("max", "final", "max+final"), "max_length": WIDTH,
-              "pad_id": integer(0, MAX_VOCAB_SIZE - 1), "param_dtype": choice(*FLOAT_DTYPES)},
+              "embed_dropout": number(0, 1, below=True), "word_dropout": number(0, 1, below=True),
+              "pooling": choice("max", "final", "max+final"), "max_length": WIDTH,
+              "pad_id": integer(0, MAX_VOCAB_SIZE - 1), "unk_id": integer(0, MAX_VOCAB_SIZE - 1),
+              "param_dtype": choice(*FLOAT_DTYPES)},
     unknown=False,
 )
 
