@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/jaxseq demo
 
+# The test files run in TEST_WORKERS processes (pytest-xdist; a file stays in one process, so
+# its module fixtures and jit caches are shared): 2 halves the time on 2 cores. Each worker
+# can take ~5 GB at its peak, so more workers need the memory too. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(VENV)/bin/jaxseq bench

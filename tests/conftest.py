@@ -14,6 +14,7 @@ again, and that warning is filtered so that it cannot show up in the stderr the 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -27,8 +28,15 @@ from pathlib import Path
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-_JIT_CACHE = tempfile.mkdtemp(prefix="jaxseq-tests-jit-cache-")
+# A pytest-xdist worker finds the folder its controller made; the controller removes it.
+_JIT_CACHE = os.environ.get("JAXSEQ_TESTS_JIT_CACHE")
+_MADE_HERE = not _JIT_CACHE
+if _MADE_HERE:
+    _JIT_CACHE = tempfile.mkdtemp(prefix="jaxseq-tests-jit-cache-")
+    _OWNER = os.getpid()  # a forked child exiting must not remove it
+    atexit.register(lambda: os.getpid() == _OWNER and shutil.rmtree(_JIT_CACHE, ignore_errors=True))
 os.environ.update({
+    "JAXSEQ_TESTS_JIT_CACHE": _JIT_CACHE,
     "JAX_COMPILATION_CACHE_DIR": _JIT_CACHE,
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
@@ -42,10 +50,6 @@ jax.config.update("jax_compilation_cache_dir", _JIT_CACHE)  # in case a plugin i
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(_JIT_CACHE, ignore_errors=True)
 
 
 @pytest.fixture
