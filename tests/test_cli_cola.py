@@ -42,18 +42,10 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_in_one_line(trained,
     checkpoint it kept (exit 1, no traceback), and epoch 1's checkpoint is intact."""
     import errno
 
-    from jaxseq.train import loop
+    from tests.scripts.full_disk import fill_the_disk_after
 
     _, _, argv = trained
-    real_save, calls = loop.save_checkpoint, []
-
-    def disk_full_after_one(*args, **kwargs):
-        calls.append(args[1])
-        if len(calls) > 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "save_checkpoint", disk_full_after_one)
+    calls = fill_the_disk_after(1, setattr=monkeypatch.setattr)
     run, argv = tmp_path / "run", list(argv)
     argv[argv.index("--checkpoint-dir") + 1] = str(run)  # the fixture's run, in this test's folder
     assert cli.main(argv) == 1

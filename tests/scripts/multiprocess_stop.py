@@ -82,19 +82,9 @@ def train_classifier():
 
 
 if mode == "disk-full" and jax.process_index() == 0:
-    import errno
+    from full_disk import fill_the_disk_after  # beside this script
 
-    from jaxseq.train import loop
-
-    real_save, saves = loop.save_checkpoint, []
-
-    def disk_full_after_one(*args, **kwargs):
-        saves.append(args[1])
-        if len(saves) > 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(*args, **kwargs)
-
-    loop.save_checkpoint = disk_full_after_one
+    fill_the_disk_after(1)
 
 try:
     params, history = {"captioner": train_captioner, "classifier": train_classifier}[trainer]()
