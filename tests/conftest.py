@@ -82,8 +82,6 @@ def cola_dir() -> Path:
 def signal_handlers_are_left_as_found():
     """A test that leaves a SIGTERM / SIGINT handler behind changes what the next one sees
     (the trainers save and restore them): name it at once instead."""
-    import signal
-
     before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     yield
     after = {signum: signal.getsignal(signum) for signum in before}
