@@ -52,7 +52,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_training_in_one_line(trained,
     err = capsys.readouterr().err.strip()
     first, second = sorted(run.glob("ckpt-*"))[0], run / f"ckpt-{calls[1]:08d}"
     assert err == (f"jaxseq classify: error: could not write checkpoint {second}: [Errno {errno.ENOSPC}] No "
-                   f"space left on device; training stopped after step {calls[1]}, the last checkpoint written is "
+                   f"space left on device; training stopped after step {calls[1]}, the last good checkpoint is "
                    f"{first}"), err
     assert [path.name for path in run.glob("ckpt-*")] == [first.name]
     assert cli.main(["cola", "predict", "--checkpoint", str(run), "( )"]) == 0  # what was kept loads

@@ -144,7 +144,7 @@ def test_a_checkpoint_process_0_cannot_write_stops_every_process(tmp_path):
     folder = tmp_path / "full"
     (first, first_error), (second, second_error) = run_processes(
         "multiprocess_stop.py", "classifier", folder, "disk-full", tmp_path / "unused.json")
-    kept = f"the last checkpoint written is {folder / 'ckpt-00000008'}"
+    kept = f"the last good checkpoint is {folder / 'ckpt-00000008'}"
     assert first == 1 and "No space left on device" in first_error and kept in first_error, first_error
     assert second == 1 and "process 0 could not write it" in second_error and kept in second_error, second_error
     assert [path.name for path in list_checkpoints(folder)] == ["ckpt-00000008"]

@@ -49,10 +49,10 @@ from jaxseq.models.classifiers import (
     predict_logits,
 )
 from jaxseq.train.checkpoint import checkpoint_path, load_checkpoint, read_metadata
-from jaxseq.train.loop import EpochResult, LoopSettings, RunProgress, TrainingLoop, check_log_every
+from jaxseq.train.loop import EpochResult, LoopSettings, RunProgress, TrainingLoop
 from jaxseq.train.optim import make_optimizer
 from jaxseq.train.parallel import Placement
-from jaxseq.train.run_log import DEFAULT_LOG_EVERY, resolve_log_dir
+from jaxseq.train.run_log import DEFAULT_LOG_EVERY
 from jaxseq.train.run_metadata import check_classifier_progress, check_run_kind, check_run_metadata
 from jaxseq.train.steps import init_train_state, make_train_step
 
@@ -352,8 +352,6 @@ def train_classifier(model: SentenceClassifier, train: ClassificationData, val: 
     check_classification_data(train, "train", model.vocab_size, model.max_length)
     check_classification_data(val, "val", model.vocab_size, model.max_length)
     check_positive_int("checkpoint_every", checkpoint_every, allow_none=True)
-    check_log_every(log_every)
-    log_dir = resolve_log_dir(log_dir, checkpoint_dir)
     task = ClassifierTask(model, train, val, config, dict(metadata or {}),
                           Placement.create(devices, config.batch_size))
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -135,7 +136,7 @@ class LoopSettings:
     metric_name: str = "validation score"
     log: Callable[[str], None] | None = print
     prepare_folder: Callable[[Path, Path | None], None] | None = None
-    log_dir: Path | None = None
+    log_dir: str | os.PathLike | None = None
     log_every: int = DEFAULT_LOG_EVERY
 
 
@@ -170,11 +171,6 @@ def check_same_run(path: Path, meta: dict[str, Any], settings: dict[str, Any]) -
                          "the same model, settings and data, or start afresh in a new folder")
 
 
-def check_log_every(log_every: Any) -> None:
-    """ValueError unless `log_every` (steps between the run log's loss points) is a positive int."""
-    check_positive_int("log_every", log_every)
-
-
 def better(metric: float | None, best: float | None, higher_is_better: bool) -> bool:
     """Whether `metric` beats `best` (None: nothing yet); a NaN metric never does."""
     if metric is None or math.isnan(metric):
@@ -202,7 +198,7 @@ class TrainingLoop:
     def run(self) -> LoopResult:
         """Open the folder (locked), resume or start, run the epochs left; see the module doc."""
         s = self.settings
-        check_log_every(s.log_every)
+        check_positive_int("log_every", s.log_every)
         log_dir = resolve_log_dir(s.log_dir, s.checkpoint_dir)  # an option error before the folder is touched
         with self._open_folder() as folder:
             if s.prepare_folder is not None and folder is not None:
@@ -347,9 +343,8 @@ class TrainingLoop:
                 self._log_steps(first, int(self.state.step), epoch)
         except NonFiniteLossError as error:
             p = self.progress
-            kept = f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint was written"
             best = f" (best parameters: epoch {p.best_epoch}, {p.best_path})" if p.best_path else ""
-            raise NonFiniteLossError(f"{error} (epoch {epoch}); stopped ({kept}{best}); try a lower learning "
+            raise NonFiniteLossError(f"{error} (epoch {epoch}); stopped ({self._kept()}{best}); try a lower learning "
                                      "rate or gradient clipping (clip_norm)") from None
 
     def _log_steps(self, first: int, last: int, epoch: int) -> None:
@@ -383,6 +378,10 @@ class TrainingLoop:
 
     # --- checkpoints --------------------------------------------------------------------
 
+    def _kept(self) -> str:
+        """What a run that stops on an error leaves to continue from, for its message."""
+        return f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint was written"
+
     def _tree(self, state: Any) -> Any:
         """What a checkpoint holds: the TrainState, with the task's extra state beside it."""
         extra = self.task.extra_state
@@ -402,11 +401,10 @@ class TrainingLoop:
                                        metric=metric, higher_is_better=s.higher_is_better, keep=s.keep)
             except OSError as error:  # a full disk, a folder gone read-only
                 failed = error
-        kept = f"the last checkpoint written is {self.last_good}" if self.last_good else "no checkpoint was written"
         if any_process(failed is not None):  # the other processes must not wait for process 0 in a collective
             reason = failed if failed is not None else "process 0 could not write it (its error says why)"
             raise CheckpointWriteError(f"could not write checkpoint {path}: {reason}; training stopped after step "
-                                       f"{step}, {kept}") from failed
+                                       f"{step}, {self._kept()}") from failed
         self.last_good = path
         self.rate_mark = (step, time.perf_counter())  # saving is not training time
         return path
