@@ -137,7 +137,7 @@ def gru_step(x, prev_h, Wx, Wh, b, bh):
 
 @S.sequence_cache
 class GRUCache:
-    """What `gru_backward` needs; per-step values are time-major, in the loop's order."""
+    """What `gru_backward` needs; per-step values are time-major, in input order."""
 
     x: jax.Array  # (N, T, D)
     h0: jax.Array  # (N, H)
@@ -165,8 +165,8 @@ def _gru_forward(x, h0, Wx, Wh, b, bh, lengths, reverse):
         next_h = S.keep_valid(valid_t, next_h, prev_h)
         return next_h, (next_h, gates, _hidden_n(hw))
 
-    h_n, (h_tm, gates_tm, hw_n_tm) = lax.scan(step, h0, (S.inputs_in_scan_order(x, lengths, reverse), valid_tm))
-    h = S.outputs_from_states(h_tm, valid_tm, lengths, reverse)
+    h_n, (h_tm, gates_tm, hw_n_tm) = lax.scan(step, h0, (S.time_major(x), valid_tm), reverse=reverse)
+    h = S.outputs_from_states(h_tm, valid_tm)
     return h, h_n, GRUCache(x, h0, Wx, Wh, h_tm, gates_tm, hw_n_tm, lengths, reverse)
 
 
@@ -191,7 +191,7 @@ def gru_backward(dh, cache: GRUCache, *, dh_n=None):
     """
     WhT = cache.Wh.T
     valid_tm = S.valid_steps_tm(cache.lengths, cache.x.shape[1])
-    h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm)
+    h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
 
     def step(dnext_h, inputs):
         dh_t, gates_t, hw_n_t, prev_h_t, valid_t = inputs
@@ -199,13 +199,10 @@ def gru_backward(dh, cache: GRUCache, *, dh_n=None):
         dxw, dhw = S.zero_invalid(valid_t, dxw), S.zero_invalid(valid_t, dhw)
         return S.keep_valid(valid_t, dprev_h + dhw @ WhT, dnext_h), (dxw, dhw)
 
-    dh_tm = S.output_grads_in_scan_order(dh, cache.lengths, cache.reverse)
     dh_last = jnp.zeros_like(cache.h0) if dh_n is None else dh_n
-    inputs = (dh_tm, cache.gates_tm, cache.hw_n_tm, h_prev_tm, valid_tm)
-    dh0, (dxw_tm, dhw_tm) = lax.scan(step, dh_last, inputs, reverse=True)
-    dx, dWx, dWh, db, dbh = S.sequence_gradients(
-        cache.x, cache.Wx, h_prev_tm, dxw_tm, lengths=cache.lengths, reverse=cache.reverse, da_h_tm=dhw_tm
-    )
+    inputs = (S.time_major(dh), cache.gates_tm, cache.hw_n_tm, h_prev_tm, valid_tm)
+    dh0, (dxw_tm, dhw_tm) = lax.scan(step, dh_last, inputs, reverse=not cache.reverse)
+    dx, dWx, dWh, db, dbh = S.sequence_gradients(cache.x, cache.Wx, h_prev_tm, dxw_tm, da_h_tm=dhw_tm)
     return dx, dh0, dWx, dWh, db, dbh
 
 

@@ -135,7 +135,7 @@ def lstm_step(x, prev_h, prev_c, Wx, Wh, b):
 
 @S.sequence_cache
 class LSTMCache:
-    """What `lstm_backward` needs; per-step values are time-major, in the loop's order."""
+    """What `lstm_backward` needs; per-step values are time-major, in input order."""
 
     x: jax.Array  # (N, T, D)
     h0: jax.Array  # (N, H)
@@ -161,9 +161,8 @@ def _lstm_forward(x, h0, c0, Wx, Wh, b, lengths, reverse):
         next_h, next_c = S.keep_valid(valid_t, (next_h, next_c), carry)
         return (next_h, next_c), (next_h, next_c, gates)
 
-    x_tm = S.inputs_in_scan_order(x, lengths, reverse)
-    (h_n, c_n), (h_tm, c_tm, gates_tm) = lax.scan(step, start, (x_tm, valid_tm))
-    h = S.outputs_from_states(h_tm, valid_tm, lengths, reverse)
+    (h_n, c_n), (h_tm, c_tm, gates_tm) = lax.scan(step, start, (S.time_major(x), valid_tm), reverse=reverse)
+    h = S.outputs_from_states(h_tm, valid_tm)
     return h, h_n, c_n, LSTMCache(x, h0, c0, Wx, Wh, h_tm, c_tm, gates_tm, lengths, reverse)
 
 
@@ -201,13 +200,11 @@ def lstm_backward(dh, cache: LSTMCache, *, dh_n=None, dc_n=None):
 
     zeros = jnp.zeros_like(cache.h0)
     last = (zeros if dh_n is None else dh_n, zeros if dc_n is None else dc_n)
-    dh_tm = S.output_grads_in_scan_order(dh, cache.lengths, cache.reverse)
-    c_prev_tm = S.previous_states_tm(c_start, cache.c_tm)
-    (dh0, dc0), da_tm = lax.scan(step, last, (dh_tm, cache.gates_tm, c_prev_tm, cache.c_tm, valid_tm), reverse=True)
-    h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm)
-    dx, dWx, dWh, db = S.sequence_gradients(
-        cache.x, cache.Wx, h_prev_tm, da_tm, lengths=cache.lengths, reverse=cache.reverse
-    )
+    c_prev_tm = S.previous_states_tm(c_start, cache.c_tm, cache.reverse)
+    inputs = (S.time_major(dh), cache.gates_tm, c_prev_tm, cache.c_tm, valid_tm)
+    (dh0, dc0), da_tm = lax.scan(step, last, inputs, reverse=not cache.reverse)
+    h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
+    dx, dWx, dWh, db = S.sequence_gradients(cache.x, cache.Wx, h_prev_tm, da_tm)
     return (dx, dh0, dWx, dWh, db) if cache.c0 is None else (dx, dh0, dc0, dWx, dWh, db)
 
 

@@ -70,7 +70,7 @@ def lstm_cell_backward(dnext_h, dnext_c, P, q, f):
 
 @S.sequence_cache
 class LSTMFastCache:
-    """What `lstm_fast_backward` needs; per-step values time-major, in the loop's order."""
+    """What `lstm_fast_backward` needs; per-step values time-major, in input order."""
 
     x: jax.Array  # (N, T, D)
     h0: jax.Array  # (N, H)
@@ -93,7 +93,7 @@ def _valid_inputs(valid_tm):
 def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, lengths, reverse):
     """The forward on checked arguments. Returns (h (N, T, H), h_n, c_n (N, H), cache)."""
     valid_tm = S.valid_steps_tm(lengths, x.shape[1])
-    xw_tm = S.scan_order(S.input_projection_tm(x, Wx), lengths, reverse)
+    xw_tm = S.input_projection_tm(x, Wx)
     start = (h0, jnp.zeros_like(h0) if c0 is None else c0)
 
     def step(carry, inputs):
@@ -102,8 +102,8 @@ def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, lengths, reverse):
         next_h, next_c = S.keep_valid(valid[0] if valid else None, (next_h, next_c), carry)
         return (next_h, next_c), (P, next_h, q, f)
 
-    (h_n, c_n), (P_tm, h_tm, q_tm, f_tm) = S.scan_in_place(step, start, xw_tm, _valid_inputs(valid_tm))
-    h = S.outputs_from_states(h_tm, valid_tm, lengths, reverse)
+    (h_n, c_n), (P_tm, h_tm, q_tm, f_tm) = S.scan_in_place(step, start, xw_tm, _valid_inputs(valid_tm), reverse=reverse)
+    h = S.outputs_from_states(h_tm, valid_tm)
     return h, h_n, c_n, LSTMFastCache(x, h0, c0, Wx, Wh, h_tm, P_tm, q_tm, f_tm, lengths, reverse)
 
 
@@ -137,13 +137,9 @@ def lstm_fast_backward(dh, cache: LSTMFastCache, *, dh_n=None, dc_n=None):
 
     zeros = jnp.zeros_like(cache.h0)
     last = (zeros if dh_n is None else dh_n, zeros if dc_n is None else dc_n)
-    dh_tm = S.output_grads_in_scan_order(dh, cache.lengths, cache.reverse)
-    # da_t overwrites P_t, walking t = T-1 .. 0
-    (dh0, dc0), (da_tm,) = S.scan_in_place(
-        step, last, cache.P_tm, (dh_tm, cache.q_tm, cache.f_tm, *_valid_inputs(valid_tm)), reverse=True
-    )
-    h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm)
-    dx, dWx, dWh, db = S.sequence_gradients(
-        cache.x, cache.Wx, h_prev_tm, da_tm, lengths=cache.lengths, reverse=cache.reverse
-    )
+    inputs = (S.time_major(dh), cache.q_tm, cache.f_tm, *_valid_inputs(valid_tm))
+    # da_t overwrites P_t, walking back over the forward's steps
+    (dh0, dc0), (da_tm,) = S.scan_in_place(step, last, cache.P_tm, inputs, reverse=not cache.reverse)
+    h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
+    dx, dWx, dWh, db = S.sequence_gradients(cache.x, cache.Wx, h_prev_tm, da_tm)
     return (dx, dh0, dWx, dWh, db) if cache.c0 is None else (dx, dh0, dc0, dWx, dWh, db)

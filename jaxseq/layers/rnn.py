@@ -96,7 +96,7 @@ def rnn_step(x, prev_h, Wx, Wh, b):
 
 @S.sequence_cache
 class RNNCache:
-    """What `rnn_backward` needs. States are time-major, in the loop's order (`S.scan_order`)."""
+    """What `rnn_backward` needs. States are time-major, in input order."""
 
     x: jax.Array  # (N, T, D)
     h0: jax.Array  # (N, H)
@@ -114,15 +114,15 @@ def _validate(x, h0, Wx, Wh, b, lengths):
 def _rnn_forward(x, h0, Wx, Wh, b, lengths, reverse):
     """Returns (h (N, T, H), h_n (N, H), cache)."""
     valid_tm = S.valid_steps_tm(lengths, x.shape[1])
-    xw_tm = S.scan_order(S.input_projection_tm(x, Wx, b), lengths, reverse)
+    xw_tm = S.input_projection_tm(x, Wx, b)
 
     def step(prev_h, inputs):
         xw_t, valid_t = inputs
         next_h = S.keep_valid(valid_t, jnp.tanh(xw_t + prev_h @ Wh), prev_h)
         return next_h, next_h
 
-    h_n, h_tm = lax.scan(step, h0, (xw_tm, valid_tm))
-    h = S.outputs_from_states(h_tm, valid_tm, lengths, reverse)
+    h_n, h_tm = lax.scan(step, h0, (xw_tm, valid_tm), reverse=reverse)
+    h = S.outputs_from_states(h_tm, valid_tm)
     return h, h_n, RNNCache(x, h0, Wx, Wh, h_tm, lengths, reverse)
 
 
@@ -154,13 +154,11 @@ def rnn_backward(dh, cache: RNNCache, *, dh_n=None):
         da_t = S.zero_invalid(valid_t, (dh_t + dnext_h) * (1.0 - h_t**2))
         return S.keep_valid(valid_t, da_t @ WhT, dnext_h), da_t
 
-    dh_tm = S.output_grads_in_scan_order(dh, cache.lengths, cache.reverse)
     dh_last = jnp.zeros_like(cache.h0) if dh_n is None else dh_n
-    dh0, da_tm = lax.scan(step, dh_last, (dh_tm, cache.h_tm, valid_tm), reverse=True)
-    h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm)
-    dx, dWx, dWh, db = S.sequence_gradients(
-        cache.x, cache.Wx, h_prev_tm, da_tm, lengths=cache.lengths, reverse=cache.reverse
-    )
+    inputs = (S.time_major(dh), cache.h_tm, valid_tm)
+    dh0, da_tm = lax.scan(step, dh_last, inputs, reverse=not cache.reverse)
+    h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
+    dx, dWx, dWh, db = S.sequence_gradients(cache.x, cache.Wx, h_prev_tm, da_tm)
     return dx, dh0, dWx, dWh, db
 
 

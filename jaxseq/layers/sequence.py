@@ -5,26 +5,31 @@ every cell and lives here:
 
 - **Input projection.** `x_t Wx + b` for all T steps as one matmul on time-major rows before
   the loop (`input_projection_tm`: the RNN, the LSTM's fast path), or inside the loop on
-  the step's own x_t (`inputs_in_scan_order`: the GRU and the LSTM's readable forward, which
+  the step's own x_t (`time_major(x)`: the GRU and the LSTM's readable forward, which
   is also what runs when nothing is differentiated). Which one is measured, per cell: on
   XLA:CPU the GRU's fwd+bwd at N=64 T=16 D=256 H=512 took 53.5 ms of CPU time with the
   projection before its loop and 41.9 ms inside it, and the LSTM forward at N=128 T=32
   D=512 H=512 121 vs 89 ms, while the RNN and the LSTM's in-place fast path gained nothing.
 - **Lengths.** `lengths` (N,) follows PyTorch's packed sequences: sequence n is valid at steps
-  t < lengths[n]. The state stops changing after its last valid step (`keep_valid`), outputs at
-  later steps are exactly 0 and so are the gradients of the inputs there (`zero_invalid`).
+  t < lengths[n]. The state does not change at the other steps (`keep_valid`), outputs there
+  are exactly 0 and so are the gradients of the inputs there (`zero_invalid`).
   The final state each sequence hands back is the loop's last carry.
 - **Reverse direction.** `reverse=True` reads each sequence from its last valid step back to
-  its first. The loop always runs t = 0 .. T-1 over *scan order*: the time-major inputs with
-  each sequence reversed within its own length (`scan_order`). That reordering is its own
-  inverse, so the same call takes the outputs, and in the backward the gradients, back to
-  input order; padding stays where it is.
+  its first. The arrays stay in input order; only the loop turns round: the forward runs
+  t = T-1 .. 0 and the backward t = 0 .. T-1 (`lax.scan(..., reverse=...)`). A sequence's
+  padding (t >= lengths[n]) then comes first, and `keep_valid` holds the initial state through
+  it, so its first valid step, t = lengths[n] - 1, starts from that state, as PyTorch's packed
+  sequences do; the state entering step t is the one after step t + 1 (`previous_states_tm`).
+  No array is reordered. (Reordering each sequence within its length, one gather per array,
+  is what this replaced: on XLA:CPU it made no difference in time that the stacked
+  benchmark could see, but it held 5 MB more temporary memory in the 2-layer bidirectional
+  LSTM at N=64 T=32 H=256, 80 against 75 MB, and took four functions.)
 - **Weight gradients after the loop.** The backward loop yields the per-step pre-activation
   gradients; dx, dWx, dWh, db (and the GRU's dbh) are then one matmul or reduction each
   (`sequence_gradients`).
 
 Shapes: N batch, T time, D input, H hidden, G = gates * H (H for the RNN, 3H GRU, 4H LSTM).
-Time-major arrays carry the suffix `_tm`: (T, N, .).
+Time-major arrays carry the suffix `_tm`: (T, N, .), always in input order.
 """
 
 from __future__ import annotations
@@ -84,10 +89,9 @@ def input_projection_tm(x, Wx, b=None):
     return (xw if b is None else xw + b).reshape(T, N, Wx.shape[1])
 
 
-def inputs_in_scan_order(x, lengths, reverse: bool):
-    """x (N, T, D) time-major in the loop's order (T, N, D), for a step that projects its own
-    x_t inside the loop."""
-    return scan_order(jnp.swapaxes(x, 0, 1), lengths, reverse)
+def time_major(a):
+    """a (N, T, ...) as (T, N, ...): what a loop over time reads step by step."""
+    return jnp.swapaxes(a, 0, 1)
 
 
 def input_gradient(da_tm, Wx):
@@ -96,39 +100,28 @@ def input_gradient(da_tm, Wx):
     return jnp.swapaxes((da_tm.reshape(T * N, M) @ Wx.T).reshape(T, N, Wx.shape[0]), 0, 1)
 
 
-def previous_states_tm(s0, s_tm):
-    """The state entering each step: (s0, s_1, ..., s_{T-1}), time-major (T, N, H); T may be 0."""
-    return jnp.concatenate([s0[None], s_tm], axis=0)[: s_tm.shape[0]]
+def previous_states_tm(s0, s_tm, reverse: bool):
+    """The state entering each step, time-major (T, N, H); T may be 0.
+
+    Forward: (s0, s_0, ..., s_{T-2}), s_t the state after step t. Reverse (the loop runs
+    t = T-1 .. 0): (s_1, ..., s_{T-1}, s0). Past a length the held state is s0 in the
+    reverse direction, so a sequence's first valid step, T-1 or lengths[n]-1, starts from s0.
+    """
+    ordered = (s_tm[1:], s0[None]) if reverse else (s0[None], s_tm)
+    return jnp.concatenate(ordered, axis=0)[: s_tm.shape[0]]
 
 
-# ----------------------------------------------------------------------------- lengths, order
+# ----------------------------------------------------------------------------- lengths
 
 
 def valid_steps_tm(lengths, T: int):
     """Which steps are inside each sequence: (T, N, 1) bool, t < lengths[n]; None without lengths.
 
-    In scan order too: a sequence reversed within its length is valid at the same steps.
+    The same for both directions: the reverse one visits the same steps, from the last back.
     """
     if lengths is None:
         return None
     return (jnp.arange(T)[:, None] < lengths[None, :])[..., None]
-
-
-def scan_order(a_tm, lengths, reverse: bool):
-    """Time-major a_tm (T, N, ...) in the order the loop reads it; its own inverse.
-
-    Forward: unchanged. Reverse without lengths: time flipped. Reverse with lengths: each
-    sequence n flipped within its first lengths[n] steps (step t <-> lengths[n] - 1 - t),
-    the padding after it left in place.
-    """
-    if not reverse:
-        return a_tm
-    if lengths is None:
-        return a_tm[::-1]
-    T = a_tm.shape[0]
-    t = jnp.arange(T)[:, None]
-    source = jnp.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # (T, N)
-    return jnp.take_along_axis(a_tm, source.reshape(source.shape + (1,) * (a_tm.ndim - 2)), axis=0)
 
 
 def keep_valid(valid_t, new, old):
@@ -143,40 +136,31 @@ def zero_invalid(valid_t, a):
     return a if valid_t is None else jnp.where(valid_t, a, jnp.zeros((), a.dtype))
 
 
-def outputs_from_states(s_tm, valid_tm, lengths, reverse: bool):
-    """The layer's output (N, T, H) from the states of the loop (T, N, H) in scan order:
-    zeros after each length, back in input order, batch-major."""
-    return jnp.swapaxes(scan_order(zero_invalid(valid_tm, s_tm), lengths, reverse), 0, 1)
+def outputs_from_states(s_tm, valid_tm):
+    """The layer's output (N, T, H) from the states of the loop (T, N, H): zeros after each
+    length, batch-major."""
+    return jnp.swapaxes(zero_invalid(valid_tm, s_tm), 0, 1)
 
 
-def output_grads_in_scan_order(dh, lengths, reverse: bool):
-    """The upstream gradient dh (N, T, H) as the backward loop reads it: time-major, scan order.
-
-    Steps past a length get no gradient: the backward loop zeroes them (`zero_invalid`)."""
-    return scan_order(jnp.swapaxes(dh, 0, 1), lengths, reverse)
-
-
-def sequence_gradients(x, Wx, h_prev_tm, da_tm, *, lengths, reverse: bool, da_h_tm=None):
-    """dx and the weight gradients from the backward loop's per-step gradients (scan order).
+def sequence_gradients(x, Wx, h_prev_tm, da_tm, *, da_h_tm=None):
+    """dx and the weight gradients from the backward loop's per-step gradients.
 
     Inputs: x (N, T, D), Wx (D, G); h_prev_tm (T, N, H) the state entering each step and
-      da_tm (T, N, G) the gradient of the input-side pre-activation `x_t Wx + b`, both in
-      scan order; da_h_tm (T, N, G) the gradient of the hidden-side pre-activation
-      `h Wh (+ bh)` when it differs from da_tm (the GRU's n gate), else None.
+      da_tm (T, N, G) the gradient of the input-side pre-activation `x_t Wx + b`; da_h_tm
+      (T, N, G) the gradient of the hidden-side pre-activation `h Wh (+ bh)` when it differs
+      from da_tm (the GRU's n gate), else None.
     Returns: (dx (N, T, D), dWx (D, G), dWh (H, G), db (G,)), plus dbh (G,) when da_h_tm is
-      given. dWh pairs states and gradients in scan order; dx and dWx pair x with the
-      gradients taken back to input order (one reordering of da).
+      given.
     """
-    da_in_tm = scan_order(da_tm, lengths, reverse)
     T, N, G = da_tm.shape
     h_rows = h_prev_tm.reshape(T * N, h_prev_tm.shape[-1])
-    dWx = time_major_rows(x).T @ da_in_tm.reshape(T * N, G)
-    db = da_tm.reshape(T * N, G).sum(axis=0)
-    dx = input_gradient(da_in_tm, Wx)
+    da = da_tm.reshape(T * N, G)
+    dWx = time_major_rows(x).T @ da
+    dx = input_gradient(da_tm, Wx)
     if da_h_tm is None:
-        return dx, dWx, h_rows.T @ da_tm.reshape(T * N, G), db
+        return dx, dWx, h_rows.T @ da, da.sum(axis=0)
     da_h = da_h_tm.reshape(T * N, G)
-    return dx, dWx, h_rows.T @ da_h, db, da_h.sum(axis=0)
+    return dx, dWx, h_rows.T @ da_h, da.sum(axis=0), da_h.sum(axis=0)
 
 
 # ----------------------------------------------------------------------------- loops
