@@ -5,9 +5,14 @@ Importable without JAX or NumPy.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
-__all__ = ["check_positive_int"]
+__all__ = ["check_positive_int", "check_rate"]
+
+
+def _prefix(owner: str | None) -> str:
+    return f"{owner}: " if owner else ""
 
 
 def check_positive_int(name: str, value: Any, *, owner: str | None = None, allow_none: bool = False) -> None:
@@ -21,6 +26,22 @@ def check_positive_int(name: str, value: Any, *, owner: str | None = None, allow
     if allow_none and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        prefix = f"{owner}: " if owner else ""
         alternative = " or None" if allow_none else ""
-        raise ValueError(f"{prefix}{name} must be a positive int{alternative}, got {value!r}")
+        raise ValueError(f"{_prefix(owner)}{name} must be a positive int{alternative}, got {value!r}")
+
+
+def check_rate(name: str, value: Any, *, owner: str | None = None, one_allowed: bool = False) -> None:
+    """ValueError unless `value` is a real number in [0, 1) (a dropout rate, a probability of
+    replacing a word, label smoothing), or in [0, 1] where `one_allowed` (PyTorch's RNN dropout).
+
+    Bools, strings and NaN fail. The message is the one checkpoint metadata gives for a
+    rate (`jaxseq.data.json_fields`): "owner: name must be a number in [0, 1), got 1.0".
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _in_unit_interval(value, one_allowed):
+        interval = "[0, 1]" if one_allowed else "[0, 1)"
+        raise ValueError(f"{_prefix(owner)}{name} must be a number in {interval}, got {value!r}")
+
+
+def _in_unit_interval(value: numbers.Real, one_allowed: bool) -> bool:
+    """0 <= value < 1, or <= 1 where `one_allowed`; False for NaN."""
+    return 0 <= value <= 1 if one_allowed else 0 <= value < 1

@@ -67,7 +67,7 @@ def test_fields_are_checked():
         RecurrentClassifier(vocab_size=9, cell="rnn")
     with pytest.raises(ValueError, match="pooling must be one of"):
         RecurrentClassifier(vocab_size=9, pooling="mean")
-    with pytest.raises(ValueError, match="embed_dropout must be in"):
+    with pytest.raises(ValueError, match="embed_dropout must be a number in"):
         RecurrentClassifier(vocab_size=9, embed_dropout=1.0)
     with pytest.raises(ValueError, match="num_layers must be a positive int"):
         RecurrentClassifier(vocab_size=9, num_layers=0)

@@ -55,7 +55,7 @@ def test_drop_words_replaces_the_given_fraction_and_only_where_allowed(rate):
     fraction = changed[np.asarray(replaceable)].mean()  # ~3,800 words: sd of the fraction < 0.01
     assert abs(fraction - rate) < 0.03, fraction
     np.testing.assert_array_equal(drop_words(jax.random.key(3), ids, replaceable, 0.0, UNK_ID), ids)
-    with pytest.raises(ValueError, match=r"word dropout rate must be in \[0, 1\), got 1.0"):
+    with pytest.raises(ValueError, match=r"drop_words: rate must be a number in \[0, 1\), got 1.0"):
         drop_words(jax.random.key(3), ids, replaceable, 1.0, UNK_ID)
 
 
@@ -79,7 +79,7 @@ def test_the_model_drops_words_only_when_training_with_a_dropout_rng(cell):
 
 
 def test_word_dropout_and_unk_id_are_checked_and_recorded():
-    with pytest.raises(ValueError, match=r"RecurrentClassifier: word_dropout must be in \[0, 1\), got 1.0"):
+    with pytest.raises(ValueError, match=r"RecurrentClassifier: word_dropout must be a number in \[0, 1\), got 1.0"):
         RecurrentClassifier(vocab_size=9, word_dropout=1.0)
     with pytest.raises(ValueError, match=r"RecurrentClassifier: unk_id must be an id in \[0, vocab_size\), got 9"):
         RecurrentClassifier(vocab_size=9, unk_id=9)

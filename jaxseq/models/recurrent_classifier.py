@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseq.checks import check_positive_int
+from jaxseq.checks import check_positive_int, check_rate
 from jaxseq.models.sentence_inputs import check_token_inputs, lengths_from_padding
 from jaxseq.models.word_dropout import drop_words
 from jaxseq.nn import GRU, LSTM
@@ -88,8 +88,7 @@ class RecurrentClassifier(nn.Module):
         if self.pooling not in POOLINGS:
             raise ValueError(f"RecurrentClassifier: pooling must be one of {POOLINGS}, got {self.pooling!r}")
         for name in ("dropout", "embed_dropout", "word_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"RecurrentClassifier: {name} must be in [0, 1), got {getattr(self, name)}")
+            check_rate(name, getattr(self, name), owner="RecurrentClassifier")
         for name in ("pad_id", "unk_id"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.vocab_size:

@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseq.checks import check_positive_int
+from jaxseq.checks import check_positive_int, check_rate
 from jaxseq.models.sentence_inputs import check_token_inputs
 
 Array = jax.Array
@@ -89,8 +89,7 @@ class ClassificationTransformer(nn.Module):
                 f"ClassificationTransformer: dim_q ({self.dim_q}) must equal dim_k ({self.dim_k}): "
                 "queries and keys meet in a dot product"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"ClassificationTransformer: dropout must be in [0, 1), got {self.dropout}")
+        check_rate("dropout", self.dropout, owner="ClassificationTransformer")
         super().__post_init__()
 
     def setup(self):

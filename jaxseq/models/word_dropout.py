@@ -10,6 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxseq.checks import check_rate
+
 Array = jax.Array
 
 
@@ -20,8 +22,7 @@ def drop_words(key: Array, inputs: Array, replaceable: Array, rate: float, unk_i
       token may be replaced (the caller keeps `[PAD]` and `[CLS]` out); rate in [0, 1).
     Returns: (N, T), the dtype of `inputs`.
     """
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"word dropout rate must be in [0, 1), got {rate}")
+    check_rate("rate", rate, owner="drop_words")
     if rate == 0.0:
         return inputs
     drop = jax.random.bernoulli(key, rate, inputs.shape) & replaceable

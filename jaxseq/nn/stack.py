@@ -17,14 +17,13 @@ the last, only when `deterministic=False`, with the 'dropout' rng.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxseq.checks import check_positive_int
+from jaxseq.checks import check_positive_int, check_rate
 from jaxseq.nn.arguments import checked_input, checked_lengths, initial_states
 from jaxseq.nn.cells import Cell, TorchWeights
 from jaxseq.nn.parameters import direction_specs, parameter_name, torch_uniform
@@ -52,9 +51,7 @@ class RecurrentStack(nn.Module):
         check_positive_int("num_layers", self.num_layers)
         if not isinstance(self.bidirectional, bool):
             raise ValueError(f"bidirectional must be a bool, got {self.bidirectional!r}")
-        rate = self.dropout
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
-            raise ValueError(f"dropout must be a number in [0, 1], got {rate!r}")
+        check_rate("dropout", self.dropout, one_allowed=True)
         super().__post_init__()
 
     @property

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxseq.checks import check_positive_int
+from jaxseq.checks import check_positive_int, check_rate
 from jaxseq.data.sentences import ClassificationData, SentenceSplits
 from jaxseq.data.vocabulary import Vocabulary, check_classification_data
 from jaxseq.metrics import classification_metrics
@@ -96,8 +96,7 @@ class ClassifierTrainConfig:
                              f"{self.weight_decay} and {self.warmup_epochs}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        check_rate("label_smoothing", self.label_smoothing)
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
         if self.clip_norm is not None and not self.clip_norm > 0:
