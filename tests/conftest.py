@@ -6,7 +6,8 @@ the suite runs in the default float32 mode.
 One compilation cache for the whole session: the suite trains the same small models again
 and again, in this process and in the command lines and worker processes it starts, and
 XLA's compilation is most of that time. JAX's persistent cache (a folder made for this
-session, removed at its end; child processes find it through the environment) compiles
+session, removed at its end, or by the next session when a signal ended this one before
+that; child processes find it through the environment) compiles
 each program once; a hit runs the same executable a fresh compilation would build. An
 entry a SIGKILLed child left half-written is only read as a miss: JAX warns and compiles
 again, and that warning is filtered so that it cannot show up in the stderr the tests read.
@@ -28,12 +29,39 @@ from pathlib import Path
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+_CACHE_PREFIX = "jaxseq-tests-jit-cache-"
+
+
+def _process_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: it exists
+        return False
+    return False
+
+
+def remove_stale_jit_caches(root: Path) -> list[Path]:
+    """Remove the caches under `root` whose session ended without removing them (a pytest
+    killed by a signal never runs atexit): a folder is named after the pid that made it, and
+    it goes once that process is gone. Returns the folders removed."""
+    removed = []
+    for folder in root.glob(f"{_CACHE_PREFIX}*-*"):
+        pid = folder.name[len(_CACHE_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and _process_is_gone(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 # A pytest-xdist worker finds the folder its controller made; the controller removes it.
 _JIT_CACHE = os.environ.get("JAXSEQ_TESTS_JIT_CACHE")
 _MADE_HERE = not _JIT_CACHE
 if _MADE_HERE:
-    _JIT_CACHE = tempfile.mkdtemp(prefix="jaxseq-tests-jit-cache-")
+    remove_stale_jit_caches(Path(tempfile.gettempdir()))
     _OWNER = os.getpid()  # a forked child exiting must not remove it
+    _JIT_CACHE = tempfile.mkdtemp(prefix=f"{_CACHE_PREFIX}{_OWNER}-")
     atexit.register(lambda: os.getpid() == _OWNER and shutil.rmtree(_JIT_CACHE, ignore_errors=True))
 os.environ.update({
     "JAXSEQ_TESTS_JIT_CACHE": _JIT_CACHE,
