@@ -193,15 +193,21 @@ def gru_backward(dh, cache: GRUCache, *, dh_n=None):
     valid_tm = S.valid_steps_tm(cache.lengths, cache.x.shape[1])
     h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
 
+    H = cache.h0.shape[-1]
+
     def step(dnext_h, inputs):
-        dh_t, gates_t, hw_n_t, prev_h_t, valid_t = inputs
+        gates_t, dh_t, hw_n_t, prev_h_t, *valid = inputs
+        valid_t = valid[0] if valid else None
         dxw, dhw, dprev_h = gru_cell_backward(dh_t + dnext_h, gates_t, hw_n_t, prev_h_t)
         dxw, dhw = S.zero_invalid(valid_t, dxw), S.zero_invalid(valid_t, dhw)
-        return S.keep_valid(valid_t, dprev_h + dhw @ WhT, dnext_h), (dxw, dhw)
+        return S.keep_valid(valid_t, dprev_h + dhw @ WhT, dnext_h), (dxw, dhw[:, 2 * H:])
 
     dh_last = jnp.zeros_like(cache.h0) if dh_n is None else dh_n
-    inputs = (S.time_major(dh), cache.gates_tm, cache.hw_n_tm, h_prev_tm, valid_tm)
-    dh0, (dxw_tm, dhw_tm) = lax.scan(step, dh_last, inputs, reverse=not cache.reverse)
+    inputs = (S.time_major(dh), cache.hw_n_tm, h_prev_tm, *S.mask_inputs(valid_tm))
+    # dxw_t overwrites the gates of step t; dhw differs from dxw only in its n block (da_n r),
+    # so the loop keeps that block alone, (T, N, H) instead of a second (T, N, 3H)
+    dh0, (dxw_tm, dhw_n_tm) = S.scan_in_place(step, dh_last, cache.gates_tm, inputs, reverse=not cache.reverse)
+    dhw_tm = jnp.concatenate([dxw_tm[..., : 2 * H], dhw_n_tm], axis=-1)
     dx, dWx, dWh, db, dbh = S.sequence_gradients(cache.x, cache.Wx, h_prev_tm, dxw_tm, da_h_tm=dhw_tm)
     return dx, dh0, dWx, dWh, db, dbh
 

@@ -85,11 +85,6 @@ class LSTMFastCache:
     reverse: bool = False
 
 
-def _valid_inputs(valid_tm):
-    """Extra loop inputs holding the valid-step mask (none without lengths)."""
-    return () if valid_tm is None else (valid_tm,)
-
-
 def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, lengths, reverse):
     """The forward on checked arguments. Returns (h (N, T, H), h_n, c_n (N, H), cache)."""
     valid_tm = S.valid_steps_tm(lengths, x.shape[1])
@@ -102,7 +97,7 @@ def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, lengths, reverse):
         next_h, next_c = S.keep_valid(valid[0] if valid else None, (next_h, next_c), carry)
         return (next_h, next_c), (P, next_h, q, f)
 
-    (h_n, c_n), (P_tm, h_tm, q_tm, f_tm) = S.scan_in_place(step, start, xw_tm, _valid_inputs(valid_tm), reverse=reverse)
+    (h_n, c_n), (P_tm, h_tm, q_tm, f_tm) = S.scan_in_place(step, start, xw_tm, S.mask_inputs(valid_tm), reverse=reverse)
     h = S.outputs_from_states(h_tm, valid_tm)
     return h, h_n, c_n, LSTMFastCache(x, h0, c0, Wx, Wh, h_tm, P_tm, q_tm, f_tm, lengths, reverse)
 
@@ -137,7 +132,7 @@ def lstm_fast_backward(dh, cache: LSTMFastCache, *, dh_n=None, dc_n=None):
 
     zeros = jnp.zeros_like(cache.h0)
     last = (zeros if dh_n is None else dh_n, zeros if dc_n is None else dc_n)
-    inputs = (S.time_major(dh), cache.q_tm, cache.f_tm, *_valid_inputs(valid_tm))
+    inputs = (S.time_major(dh), cache.q_tm, cache.f_tm, *S.mask_inputs(valid_tm))
     # da_t overwrites P_t, walking back over the forward's steps
     (dh0, dc0), (da_tm,) = S.scan_in_place(step, last, cache.P_tm, inputs, reverse=not cache.reverse)
     h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)

@@ -124,6 +124,12 @@ def valid_steps_tm(lengths, T: int):
     return (jnp.arange(T)[:, None] < lengths[None, :])[..., None]
 
 
+def mask_inputs(valid_tm):
+    """The valid-step mask as extra inputs of a `scan_in_place` loop: (valid_tm,), or () without
+    lengths (its inputs are arrays only, where `lax.scan` also takes a None)."""
+    return () if valid_tm is None else (valid_tm,)
+
+
 def keep_valid(valid_t, new, old):
     """The state after a step: `new` where the step is valid, else `old` (pytrees alike)."""
     if valid_t is None:
