@@ -34,12 +34,20 @@ def check_rate(name: str, value: Any, *, owner: str | None = None, one_allowed: 
     """ValueError unless `value` is a real number in [0, 1) (a dropout rate, a probability of
     replacing a word, label smoothing), or in [0, 1] where `one_allowed` (PyTorch's RNN dropout).
 
-    Bools, strings and NaN fail. The message is the one checkpoint metadata gives for a
-    rate (`jaxseq.data.json_fields`): "owner: name must be a number in [0, 1), got 1.0".
+    Only Python ints and floats pass (and float subclasses such as NumPy's float64): not
+    bools, strings or NaN, and not other NumPy scalars (float32), which a checkpoint's JSON
+    metadata could not hold after training; their message says so. Otherwise the message is
+    the one checkpoint metadata gives for a rate (`jaxseq.data.json_fields`): "owner: name must
+    be a number in [0, 1), got 1.0".
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not _in_unit_interval(value, one_allowed):
-        interval = "[0, 1]" if one_allowed else "[0, 1)"
-        raise ValueError(f"{_prefix(owner)}{name} must be a number in {interval}, got {value!r}")
+    python_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if python_number and _in_unit_interval(value, one_allowed):
+        return
+    interval = "[0, 1]" if one_allowed else "[0, 1)"
+    message = f"{_prefix(owner)}{name} must be a number in {interval}, got {value!r}"
+    if not python_number and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        message += f" (a {type(value).__name__}: pass a Python float, which a checkpoint's metadata can hold)"
+    raise ValueError(message)
 
 
 def _in_unit_interval(value: numbers.Real, one_allowed: bool) -> bool:

@@ -40,7 +40,7 @@ def test_every_trainer_and_model_uses_the_rule():
         LSTM(hidden_size=4, num_layers=True)
 
 
-@pytest.mark.parametrize("value", [0, 0.0, 0.5, 0.999, np.float32(0.25), np.float64(0.1)])
+@pytest.mark.parametrize("value", [0, 0.0, 0.5, 0.999, np.float64(0.1)])
 def test_rates_in_the_half_open_unit_interval_pass(value):
     check_rate("dropout", value)
 
@@ -50,6 +50,16 @@ def test_any_other_rate_is_one_line_naming_the_argument(value):
     with pytest.raises(ValueError) as error:
         check_rate("dropout", value)
     assert str(error.value) == f"dropout must be a number in [0, 1), got {value!r}"
+
+
+@pytest.mark.parametrize("value", [np.float32(0.25), np.int64(0)])
+def test_a_numpy_scalar_rate_is_refused_saying_what_to_pass(value):
+    """It would pass every check and then fail the first checkpoint's JSON, after training."""
+    with pytest.raises(ValueError) as error:
+        check_rate("dropout", value, owner="RecurrentClassifier")
+    assert str(error.value) == (f"RecurrentClassifier: dropout must be a number in [0, 1), got {value!r} "
+                                f"(a {type(value).__name__}: pass a Python float, which a checkpoint's "
+                                "metadata can hold)")
 
 
 def test_one_is_a_rate_only_where_allowed_and_the_message_says_so():
