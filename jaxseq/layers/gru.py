@@ -196,8 +196,8 @@ def gru_backward(dh, cache: GRUCache, *, dh_n=None):
     H = cache.h0.shape[-1]
 
     def step(dnext_h, inputs):
-        gates_t, dh_t, hw_n_t, prev_h_t, *valid = inputs
-        valid_t = valid[0] if valid else None
+        gates_t, dh_t, hw_n_t, prev_h_t, *mask_t = inputs
+        valid_t = S.step_mask(mask_t)
         dxw, dhw, dprev_h = gru_cell_backward(dh_t + dnext_h, gates_t, hw_n_t, prev_h_t)
         dxw, dhw = S.zero_invalid(valid_t, dxw), S.zero_invalid(valid_t, dhw)
         return S.keep_valid(valid_t, dprev_h + dhw @ WhT, dnext_h), (dxw, dhw[:, 2 * H:])

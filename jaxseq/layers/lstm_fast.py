@@ -92,9 +92,9 @@ def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, lengths, reverse):
     start = (h0, jnp.zeros_like(h0) if c0 is None else c0)
 
     def step(carry, inputs):
-        xw_t, *valid = inputs
+        xw_t, *mask_t = inputs
         next_h, next_c, P, q, f = lstm_cell(xw_t + b + carry[0] @ Wh, carry[1])
-        next_h, next_c = S.keep_valid(valid[0] if valid else None, (next_h, next_c), carry)
+        next_h, next_c = S.keep_valid(S.step_mask(mask_t), (next_h, next_c), carry)
         return (next_h, next_c), (P, next_h, q, f)
 
     (h_n, c_n), (P_tm, h_tm, q_tm, f_tm) = S.scan_in_place(step, start, xw_tm, S.mask_inputs(valid_tm), reverse=reverse)
@@ -124,8 +124,8 @@ def lstm_fast_backward(dh, cache: LSTMFastCache, *, dh_n=None, dc_n=None):
     valid_tm = S.valid_steps_tm(cache.lengths, cache.x.shape[1])
 
     def step(carry, inputs):
-        P, dh_t, q, f, *valid = inputs
-        valid_t = valid[0] if valid else None
+        P, dh_t, q, f, *mask_t = inputs
+        valid_t = S.step_mask(mask_t)
         da, dprev_c = lstm_cell_backward(dh_t + carry[0], carry[1], P, q, f)
         da = S.zero_invalid(valid_t, da)
         return S.keep_valid(valid_t, (da @ WhT, dprev_c), carry), (da,)

@@ -130,6 +130,12 @@ def mask_inputs(valid_tm):
     return () if valid_tm is None else (valid_tm,)
 
 
+def step_mask(mask_t):
+    """Inside the step, its mask from the inputs `mask_inputs` added (unpacked as `*mask_t`,
+    so a list of one array or none): valid_t (N, 1), or None without lengths."""
+    return mask_t[0] if mask_t else None
+
+
 def keep_valid(valid_t, new, old):
     """The state after a step: `new` where the step is valid, else `old` (pytrees alike)."""
     if valid_t is None:
