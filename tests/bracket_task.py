@@ -1,7 +1,10 @@
 """The built-in bracket acceptability task, ready for the classifier tests: encoded splits
-with a tiny model, or TSV files for the command line."""
+with a tiny model, or TSV files for the command line; and TSV files with a vocabulary as wide
+as a real one (`write_wide_tsv`), for models at their default sizes."""
 
 from __future__ import annotations
+
+import random
 
 from jaxseq.data.bracket_nesting import bracket_nesting_task, bracket_sentences
 from jaxseq.data.vocabulary import Vocabulary
@@ -33,4 +36,19 @@ def write_tsv(path, n: int, seed: int):
     """`n` bracket sentences as `sentence<TAB>label` lines in `path`; returns the path."""
     data = bracket_sentences(n, seed=seed, max_pairs=6)
     path.write_text("".join(f"{' '.join(s)}\t{y}\n" for s, y in zip(data.sentences, data.labels)), encoding="utf-8")
+    return path
+
+
+WIDE_VOCABULARY = 3000  # distinct words of the classifier data: an embedding table of a real size
+
+
+def write_wide_tsv(path, n: int, seed: int):
+    """`n` sentences of 4..12 words drawn from WIDE_VOCABULARY made-up words, labelled by whether
+    their first word's number is even: a file whose vocabulary is as wide as a real one."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        words = [rng.randrange(WIDE_VOCABULARY) for _ in range(rng.randint(4, 12))]
+        lines.append(" ".join(f"w{word}" for word in words) + f"\t{int(words[0] % 2 == 0)}\n")
+    path.write_text("".join(lines), encoding="utf-8")
     return path

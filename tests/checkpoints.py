@@ -33,13 +33,70 @@ def saved_state(path: Path):
 
 def assert_same_run(folder_a: Path, folder_b: Path) -> dict:
     """The latest checkpoints of two run folders hold bit-identical arrays and the same
-    metadata (histories included, timings excluded). Returns that metadata."""
+    metadata (histories included, timings excluded), and a user gets the same from both:
+    the loaders of `jaxseq.inference` read them and predict alike (`same_use`). Returns
+    that metadata."""
     state_a, meta_a = saved_state(latest_checkpoint(folder_a))
     state_b, meta_b = saved_state(latest_checkpoint(folder_b))
     assert jax.tree.structure(state_a) == jax.tree.structure(state_b)
     jax.tree.map(np.testing.assert_array_equal, state_a, state_b)
     assert without_timing(meta_a) == without_timing(meta_b)
+    assert_same_use(folder_a, folder_b)
     return meta_a
+
+
+PREDICT_SENTENCES = ["( [ ] )", ") ( ] [", "( ( ) )"]
+
+
+def _command_output(argv: list[str], folder: Path) -> str:
+    """stdout of `jaxseq ARGV` run in this process (exit 0 asserted), the folder's path
+    replaced by a placeholder so that two runs' outputs compare."""
+    from jaxseq import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(argv) == 0, argv
+    return out.getvalue().replace(str(folder), "<run>")
+
+
+def _classifier_outputs(folder: Path) -> np.ndarray:
+    """Logits of the best checkpoint of a classifier run written without a vocabulary file,
+    loaded as `jaxseq.inference` loads one: against the whole training state the metadata
+    describes (what `cola predict` does, short of the vocabulary)."""
+    from jaxseq.models.classifiers import classifier_from_config, make_logits_fn, predict_logits
+    from jaxseq.train.checkpoint import best_checkpoint, load_checkpoint
+    from jaxseq.train.classifier import ClassifierTrainConfig, classifier_checkpoint_template, recorded_steps_per_epoch
+
+    path = best_checkpoint(folder) or latest_checkpoint(folder)
+    meta = read_metadata(path)
+    model = classifier_from_config(meta["model"])
+    template = classifier_checkpoint_template(model, ClassifierTrainConfig(**meta["train_config"]),
+                                              recorded_steps_per_epoch(meta))
+    params = load_checkpoint(path, template)[0]["params"]
+    ids = np.random.default_rng(0).integers(1, model.vocab_size, (8, model.max_length))
+    return np.asarray(predict_logits(make_logits_fn(model), params, ids))
+
+
+def assert_same_use(folder_a: Path, folder_b: Path) -> None:
+    """What a user does with both runs gives the same: `caption sample` of a captioner, `cola
+    predict` of a classifier with its vocab.json, or the logits of a classifier loaded as the
+    inference loader does (a run of `train_classifier` without a vocabulary)."""
+    from jaxseq.train.classifier import VOCAB_FILE
+    from jaxseq.train.run_metadata import run_kind
+
+    if run_kind(read_metadata(latest_checkpoint(folder_a))) == "captioner":
+        outputs = [_command_output(["caption", "sample", "--checkpoint", str(folder), "--num", "3"], folder)
+                   for folder in (folder_a, folder_b)]
+        assert outputs[0].count("generated:") == 3
+    elif (Path(folder_a) / VOCAB_FILE).is_file():
+        outputs = [_command_output(["cola", "predict", "--checkpoint", str(folder), *PREDICT_SENTENCES], folder)
+                   for folder in (folder_a, folder_b)]
+        assert len(outputs[0].strip().splitlines()) == len(PREDICT_SENTENCES)
+    else:
+        outputs = [_classifier_outputs(folder) for folder in (folder_a, folder_b)]
+        np.testing.assert_array_equal(*outputs)
+        return
+    assert outputs[0] == outputs[1]
 
 
 # -- small runs to break: both kinds of checkpoints, made by the command lines ---------------

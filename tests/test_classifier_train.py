@@ -16,9 +16,11 @@ from jaxseq.metrics import classification_metrics
 from jaxseq.train.classifier import (
     ClassifierTrainConfig,
     EpochData,
+    classifier_checkpoint_template,
     classifier_loss,
     epoch_batch_sampler,
     learning_rate_schedule,
+    recorded_steps_per_epoch,
     train_classifier,
 )
 from jaxseq.train.steps import NonFiniteLossError
@@ -49,8 +51,14 @@ def test_learns_the_builtin_task_and_keeps_the_best_checkpoint(brackets, tmp_pat
     assert meta["epoch"] == result.best_epoch and meta["metric"] == pytest.approx(result.best_val_mcc)
     assert meta["note"] == "x" and meta["model"]["vocab_size"] == model.vocab_size
     assert meta["train_config"]["learning_rate"] == 3e-3
-    state, _ = load_checkpoint(checkpoint, {"params": result.params})
+    # Read as jaxseq.inference reads it: against the whole state the file holds (the
+    # optimizer's moments and keys too), rebuilt from the metadata alone.
+    template = classifier_checkpoint_template(model, ClassifierTrainConfig(**meta["train_config"]),
+                                              recorded_steps_per_epoch(meta))
+    state, _ = load_checkpoint(checkpoint, template)
+    assert set(state) == {"step", "params", "opt_state", "key", "shuffle_key"}
     jax.tree.map(np.testing.assert_array_equal, state["params"], result.params)
+    assert recorded_steps_per_epoch(meta) == meta["steps_per_epoch"] == len(train.ids) // 32 + 1
 
     with pytest.raises(ValueError, match="already holds checkpoints"):
         train_classifier(model, train, val, config, checkpoint_dir=tmp_path, progress=False, log=None)
@@ -142,3 +150,12 @@ def test_short_run_on_real_cola_beats_majority_mcc(cola_dir):
     assert len(run.vocab) > 1000 and run.num_truncated["train"] <= 5
     assert run.result.best_val_mcc > 0.05 and run.val_scores["mcc"] == pytest.approx(run.result.best_val_mcc)
     assert run.test_scores["accuracy"] > 0.5
+
+
+def test_steps_per_epoch_of_checkpoints_written_before_it_was_recorded():
+    """Older checkpoints lack steps_per_epoch; the step, the epochs done and the losses of the
+    epoch in progress give it (the loader needs it for the schedule's shape)."""
+    assert recorded_steps_per_epoch({"step": 45, "epoch": 2, "epoch_losses": [0.1] * 5, "steps_per_epoch": 20}) == 20
+    assert recorded_steps_per_epoch({"step": 45, "epoch": 2, "epoch_losses": [0.1] * 5}) == 20
+    assert recorded_steps_per_epoch({"step": 40, "epoch": 2}) == 20
+    assert recorded_steps_per_epoch({"step": 7, "epoch": 0, "epoch_losses": [0.1] * 7}) == 8  # at least 8

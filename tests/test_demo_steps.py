@@ -6,7 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from jaxseq import cli
+from jaxseq.cola_recipes import COLA_RECIPE
 from jaxseq.commands import demo, demo_steps
+from jaxseq.data.cola import COURSE_VAL_SIZE
+from tests.bracket_task import write_wide_tsv
 
 
 def test_classifier_step_trains_on_the_builtin_task_without_cola(tmp_path, monkeypatch, capsys):
@@ -30,3 +34,25 @@ def test_captioning_step_trains_prints_and_plots(tmp_path, capsys, monkeypatch):
     assert "unseen val scenes" in out and out.count("greedy:") == 5 and out.count("true:") == 5
     assert "val BLEU-1 (500 scenes): greedy" in out
     assert (tmp_path / "captioning_lstm_loss.png").stat().st_size > 1000
+
+
+def test_classifier_step_on_cola_writes_a_run_that_predicts(tmp_path, monkeypatch, capsys):
+    """With CoLA present the demo trains the library's recipe at its default sizes and writes
+    checkpoints: `cola predict` must load them (a CoLA-format folder stands in for CoLA, one
+    epoch of ten steps)."""
+    data = tmp_path / "cola"
+    data.mkdir()
+    write_wide_tsv(data / "train.tsv", COURSE_VAL_SIZE + 160, 1)
+    write_wide_tsv(data / "dev.tsv", 50, 2)
+    monkeypatch.setattr("jaxseq.data.cola.default_cola_dir", lambda: data)
+    monkeypatch.setattr(demo_steps, "COLA_EPOCHS", 1)
+    step = dict(demo.DEMO_STEPS)["Transformer sentence classifier"]
+    step(argparse.Namespace(output_dir=tmp_path / "out", seed=0))
+    assert f"data: CoLA from {data}" in capsys.readouterr().out
+    run = tmp_path / "out" / "classifier"
+    meta = json.loads(sorted(run.glob("ckpt-*"))[-1].joinpath("meta.json").read_text())
+    assert {key: meta["model"][key] for key in ("hidden_dim", "dim_feedforward")} == {"hidden_dim": 128,
+                                                                                         "dim_feedforward": 2048}
+    assert meta["train_config"]["learning_rate"] == COLA_RECIPE["train"]["learning_rate"]
+    assert cli.main(["cola", "predict", "--checkpoint", str(run), "w1 w2 w3"]) == 0
+    assert capsys.readouterr().out.strip().endswith("\tw1 w2 w3")

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from jaxseq.data import vocabulary
 from jaxseq.data.sentences import LabelledSentences
 from jaxseq.data.vocabulary import CLS_ID, MAX_FILE_BYTES, PAD_ID, SPECIAL_TOKENS, UNK_ID, Vocabulary
 from jaxseq.limits import MAX_VOCAB_SIZE
@@ -105,3 +106,17 @@ def test_deep_or_huge_numbers_in_a_vocabulary_file_name_it(tmp_path):
     path.write_text('{"tokens": [], "min_count": %s}' % ("1" * 100_000), encoding="utf-8")
     with pytest.raises(ValueError, match=f"{path}: holds a number 100000 characters long"):
         Vocabulary.load(path)
+
+
+def test_a_vocabulary_too_large_to_read_back_is_not_written(tmp_path, monkeypatch):
+    """Long words make a vocabulary of allowed size larger than `load` reads: `save` (which the
+    trainer calls before its first step) refuses it rather than leave a run nobody can load."""
+    monkeypatch.setattr(vocabulary, "MAX_FILE_BYTES", 4096)
+    fits = Vocabulary.build([[f"w{i}" for i in range(100)]])
+    fits.save(tmp_path / "fits.json")
+    assert Vocabulary.load(tmp_path / "fits.json").to_json() == fits.to_json()
+    long_words = Vocabulary.build([["x" * 100 + str(i) for i in range(50)]])
+    with pytest.raises(ValueError, match=r"vocabulary file .*long\.json: 53 tokens take \d+ bytes, more than the "
+                                         r"4096 a vocabulary file may hold; not written \(raise min_count\)"):
+        long_words.save(tmp_path / "long.json")
+    assert not list(tmp_path.glob("long.json*"))

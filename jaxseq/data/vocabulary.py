@@ -124,11 +124,18 @@ class Vocabulary:
         return {"tokens": list(self.tokens), "min_count": self.min_count}
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the vocabulary as JSON (atomically: temporary file, then rename)."""
+        """Write the vocabulary as JSON (atomically: temporary file, then rename). ValueError,
+        and nothing written, when the file would be larger than `load` reads (MAX_FILE_BYTES:
+        long words can make even a vocabulary of allowed size too large): a run whose
+        vocabulary could not be read back would train a model nobody can use."""
         path = Path(path)
+        payload = json.dumps(self.to_json(), ensure_ascii=False).encode("utf-8")
+        if len(payload) > MAX_FILE_BYTES:
+            raise ValueError(f"vocabulary file {path}: {len(self)} tokens take {len(payload)} bytes, more than the "
+                             f"{MAX_FILE_BYTES} a vocabulary file may hold; not written (raise min_count)")
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(path.name + ".tmp")
-        temp.write_text(json.dumps(self.to_json(), ensure_ascii=False), encoding="utf-8")
+        temp.write_bytes(payload)
         os.replace(temp, path)
         return path
 

@@ -26,7 +26,7 @@ from jaxseq.metrics import bleu1, coco_caption_scores, require_coco_eval
 from jaxseq.train.captioning import build_optimizer
 from jaxseq.train.checkpoint import load_checkpoint, load_run_checkpoint, notice_on_stderr
 from jaxseq.train.run_metadata import read_run_metadata
-from jaxseq.train.steps import init_train_state
+from jaxseq.train.steps import checkpoint_template
 
 def _load_one(path: Path, extra_fields=None) -> tuple[Any, Any, dict[str, Any]]:
     """(model, params, metadata) of one checkpoint folder; ValueError naming the file and
@@ -44,12 +44,9 @@ def _load_one(path: Path, extra_fields=None) -> tuple[Any, Any, dict[str, Any]]:
     except ValueError as error:
         raise ValueError(f"checkpoint {path / 'meta.json'}: {error}") from None
 
-    def template():
-        features = jnp.zeros((1, meta["feature_dim"]), model.param_dtype)
-        params = model.init(jax.random.PRNGKey(0), features, jnp.zeros((1, 1), jnp.int32))["params"]
-        return init_train_state(params, optimizer, 0)
-
-    state, meta = load_checkpoint(path, jax.eval_shape(template))
+    features = jax.ShapeDtypeStruct((1, meta["feature_dim"]), model.param_dtype)
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), features, jax.ShapeDtypeStruct((1, 1), jnp.int32))
+    state, meta = load_checkpoint(path, checkpoint_template(params["params"], optimizer))
     return model, jax.device_put(state.params), meta
 
 

@@ -12,13 +12,18 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import jax
 import numpy as np
 
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.models.classifiers import SentenceClassifier, classifier_from_config, make_logits_fn, predict_logits
 from jaxseq.train.checkpoint import load_checkpoint, load_run_checkpoint, notice_on_stderr
-from jaxseq.train.classifier import VOCAB_FILE, evaluate_classifier  # noqa: F401  (re-exported)
+from jaxseq.train.classifier import (  # noqa: F401  (evaluate_classifier: re-exported)
+    VOCAB_FILE,
+    ClassifierTrainConfig,
+    classifier_checkpoint_template,
+    evaluate_classifier,
+    recorded_steps_per_epoch,
+)
 from jaxseq.train.run_metadata import read_run_metadata
 
 def _load_one(checkpoint: Path):
@@ -38,8 +43,12 @@ def _load_one(checkpoint: Path):
     if len(vocab) != model.vocab_size:
         raise ValueError(f"{VOCAB_FILE} beside {checkpoint} has {len(vocab)} tokens, "
                          f"the model expects {model.vocab_size}")
-    template = jax.eval_shape(model.init, jax.random.key(0), np.zeros((1, 2), np.int32))  # shapes only
-    state, metadata = load_checkpoint(checkpoint, {"params": template["params"]})
+    try:  # the file holds the whole training state: read it against all of it
+        config = ClassifierTrainConfig(**metadata.get("train_config", {}))
+        template = classifier_checkpoint_template(model, config, recorded_steps_per_epoch(metadata))
+    except (TypeError, ValueError, OverflowError) as error:  # an unknown or out-of-range training setting
+        raise ValueError(f"checkpoint {checkpoint / 'meta.json'}: train_config: {error}") from None
+    state, metadata = load_checkpoint(checkpoint, template)
     return model, state["params"], vocab, metadata
 
 

@@ -48,13 +48,14 @@ from jaxseq.models.classifiers import (
     pad_mask,
     predict_logits,
 )
-from jaxseq.train.checkpoint import checkpoint_path, load_checkpoint, read_metadata
+from jaxseq.train.checkpoint import checkpoint_path, read_metadata
 from jaxseq.train.loop import EpochResult, LoopSettings, RunProgress, TrainingLoop
 from jaxseq.train.optim import make_optimizer
 from jaxseq.train.parallel import Placement
 from jaxseq.train.run_log import DEFAULT_LOG_EVERY
 from jaxseq.train.run_metadata import check_classifier_progress, check_run_kind, check_run_metadata
-from jaxseq.train.steps import init_train_state, make_train_step
+from jaxseq.train.steps import checkpoint_template, init_train_state, make_train_step
+from jaxseq.train.vocabulary_file import vocabulary_file_keeper
 
 SCHEDULES = ("constant", "cosine", "linear")
 RESUMABLE_KEYS = ("epoch", "history", "best_epoch", "best_val_mcc", "best_step")
@@ -148,6 +149,34 @@ def learning_rate_schedule(config: ClassifierTrainConfig, steps_per_epoch: int) 
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
 
 
+def classifier_optimizer(config: ClassifierTrainConfig,
+                         steps_per_epoch: int) -> tuple[optax.GradientTransformation, float | optax.Schedule]:
+    """(optimizer, learning-rate schedule) of a classifier run: Adam, or AdamW when
+    `weight_decay` > 0, on `learning_rate_schedule`, after clipping when `clip_norm` is set."""
+    schedule = learning_rate_schedule(config, steps_per_epoch)
+    decay = {"weight_decay": config.weight_decay} if config.weight_decay > 0 else {}
+    return make_optimizer("adamw" if decay else "adam", schedule, clip_norm=config.clip_norm, **decay), schedule
+
+
+def recorded_steps_per_epoch(meta: dict[str, Any]) -> int:
+    """The steps per epoch of the run that wrote a classifier checkpoint's (checked) metadata:
+    recorded since checkpoints had to be read whole; before that, derived from the step
+    reached, the epochs done and the losses of the epoch in progress."""
+    if "steps_per_epoch" in meta:
+        return meta["steps_per_epoch"]
+    done = meta["step"] - len(meta.get("epoch_losses", ()))
+    return done // meta["epoch"] if meta.get("epoch") else max(1, meta["step"] + 1)
+
+
+def classifier_checkpoint_template(model: SentenceClassifier, config: ClassifierTrainConfig,
+                                   steps_per_epoch: int) -> Any:
+    """Shapes and dtypes of everything a checkpoint of `train_classifier` holds (the
+    TrainState and the shuffling key): what loading one needs, even for its parameters."""
+    params = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 2), jnp.int32))["params"]
+    optimizer, _ = classifier_optimizer(config, steps_per_epoch)
+    return checkpoint_template(params, optimizer, {"shuffle_key": jax.ShapeDtypeStruct((2,), jnp.uint32)})
+
+
 def epoch_batch_sampler(batch_size: int, num_examples: int) -> Callable:
     """`sample_batch(key, data: EpochData) -> (ids (B, T), labels (B,), weight (B,), key)` for
     `jaxseq.train.steps.make_train_step`: rows `order[batch*B:(batch+1)*B]`, gathered on
@@ -211,10 +240,7 @@ class ClassifierTask:
         self.model, self.val, self.config, self.metadata, self.placement = model, val, config, metadata, placement
         self.num_train = len(train.ids)
         self.steps_per_epoch = math.ceil(self.num_train / config.batch_size)
-        self.schedule = learning_rate_schedule(config, self.steps_per_epoch)
-        decay = {"weight_decay": config.weight_decay} if config.weight_decay > 0 else {}
-        self.optimizer = make_optimizer("adamw" if decay else "adam", self.schedule, clip_norm=config.clip_norm,
-                                        **decay)
+        self.optimizer, self.schedule = classifier_optimizer(config, self.steps_per_epoch)
         init_key, self.step_key, shuffle_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
         self.extra_state = {"shuffle_key": shuffle_key}
         self.ids, self.labels = placement.data((np.asarray(train.ids, np.int32), np.asarray(train.labels, np.int32)))
@@ -270,7 +296,7 @@ class ClassifierTask:
                 "epoch": progress.epochs_done, "epoch_losses": list(progress.epoch_losses),
                 "history": progress.history, "best_epoch": progress.best_epoch,
                 "best_val_mcc": progress.best_metric if progress.best_epoch > 0 else None,
-                "best_step": progress.best_epoch * self.steps_per_epoch}
+                "best_step": progress.best_epoch * self.steps_per_epoch, "steps_per_epoch": self.steps_per_epoch}
 
     def check_resumable(self, meta: dict[str, Any], path: Path) -> None:
         check_run_kind(meta, path, self.kind)
@@ -289,26 +315,7 @@ class ClassifierTask:
         if progress.best_epoch > 0:  # else: stopped inside the first epoch, nothing scored yet
             progress.best_metric = float(meta["best_val_mcc"])
             progress.best_path = checkpoint_path(path.parent, int(meta["best_step"]))
-            template = {"params": self.params}
-            progress.best_params = load_checkpoint(progress.best_path, template)[0]["params"]
         return progress
-
-
-def vocabulary_file_keeper(vocab: Vocabulary) -> Callable[[Path, Path | None], None]:
-    """The loop's `prepare_folder` for a run with `vocab`: write it as vocab.json (process 0),
-    or, resuming, check that the run being resumed used the very same vocabulary."""
-
-    def prepare(folder: Path, resume_from: Path | None) -> None:
-        vocab_file = folder / VOCAB_FILE
-        if resume_from is not None:
-            check_run_kind(read_metadata(resume_from), resume_from, "classifier")  # before looking for vocab.json
-            if Vocabulary.load(vocab_file).to_json() != vocab.to_json():
-                raise ValueError(f"{vocab_file}: the run being resumed used a different vocabulary "
-                                 "(other training sentences or min_count); resume with the same data")
-        elif jax.process_index() == 0:
-            vocab.save(vocab_file)
-
-    return prepare
 
 
 def train_classifier(model: SentenceClassifier, train: ClassificationData, val: ClassificationData,
@@ -358,7 +365,7 @@ def train_classifier(model: SentenceClassifier, train: ClassificationData, val: 
         num_epochs=config.epochs, steps_per_epoch=task.steps_per_epoch, checkpoint_dir=folder, resume=resume,
         overwrite=overwrite, checkpoint_every=checkpoint_every, keep=keep, higher_is_better=True,
         patience=config.patience, progress=progress, description="classifier train", metric_name="validation MCC",
-        log=log, prepare_folder=vocabulary_file_keeper(vocab) if vocab is not None else None, log_dir=log_dir,
+        log=log, prepare_folder=vocabulary_file_keeper(vocab, VOCAB_FILE, "classifier") if vocab is not None else None, log_dir=log_dir,
         log_every=log_every)
     run = TrainingLoop(task, settings).run().progress
     best = run.best_metric if run.best_metric is not None else -math.inf

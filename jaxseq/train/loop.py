@@ -16,7 +16,8 @@ steps per second. A trainer is a `TrainingTask`, what differs:
     task.checkpoint_metadata(progress)  the task's entries of a checkpoint's meta.json
     task.place(state)                a restored state onto the device(s)
     task.check_resumable(meta, path) ValueError unless a checkpoint's metadata can be resumed
-    task.restored(meta, path, extra) -> RunProgress of a checkpoint (its fields checked)
+    task.restored(meta, path, extra) -> RunProgress of a checkpoint (its fields checked; the
+                                     loop reads best_params from its best_path)
     task.learning_rate(step)         the rate of update `step` (1-based), for the run log
 
 Adding a model to a trainer does not touch this file; neither does adding a trainer.
@@ -53,7 +54,7 @@ from jaxseq.train.parallel import any_process
 from jaxseq.train.run_folder import RunFolder, open_run_folder
 from jaxseq.train.run_log import DEFAULT_LOG_EVERY, RunLog, epoch_scalars, resolve_log_dir
 from jaxseq.train.run_metadata import check_state_step
-from jaxseq.train.steps import NonFiniteLossError, TrainState, losses_to_host
+from jaxseq.train.steps import NonFiniteLossError, TrainState, checkpoint_tree, losses_to_host
 
 POSTFIX_EVERY = 50  # steps between the progress bar's loss updates (each one waits for the device)
 
@@ -384,8 +385,14 @@ class TrainingLoop:
 
     def _tree(self, state: Any) -> Any:
         """What a checkpoint holds: the TrainState, with the task's extra state beside it."""
-        extra = self.task.extra_state
-        return {**state._asdict(), **extra} if extra else state
+        return checkpoint_tree(state, self.task.extra_state)
+
+    def _load(self, path: Path) -> tuple[TrainState, dict[str, Any], dict[str, Any]]:
+        """(state, extra state, metadata) of checkpoint `path`, read against the whole of this
+        run's state (never a part of it: the file's size is bounded by what it must hold)."""
+        tree, meta = load_checkpoint(path, self._tree(self.state))
+        extra = {key: tree.pop(key) for key in self.task.extra_state} if self.task.extra_state else {}
+        return (TrainState(**tree) if isinstance(tree, dict) else tree), extra, meta
 
     def _save(self, metric: float | None) -> Path:
         """Checkpoint the state now (metric None: in the middle of an epoch). Process 0 writes;
@@ -414,11 +421,11 @@ class TrainingLoop:
         meta = read_metadata(path)
         self.task.check_resumable(meta, path)
         check_same_run(path, meta, self.task.run_settings())
-        template = self._tree(self.state)
-        tree, meta = load_checkpoint(path, template)
-        extra = {key: tree.pop(key) for key in self.task.extra_state} if self.task.extra_state else {}
-        state = TrainState(**tree) if isinstance(tree, dict) else tree
+        state, extra, meta = self._load(path)
         check_state_step(state.step, meta, path)
-        self.progress = self.task.restored(meta, path, extra)
+        progress = self.task.restored(meta, path, extra)
+        if progress.best_path is not None and progress.best_params is None:  # the best epoch's parameters
+            progress.best_params = (state if progress.best_path == path else self._load(progress.best_path)[0]).params
+        self.progress = progress
         self.state = self.task.place(state)
         self.last_good = path

@@ -1,10 +1,11 @@
 """What a checkpoint's `meta.json` must hold for each kind of training run, checked before
 anything is built from it.
 
-Two kinds of runs write checkpoints: the image captioner ("captioner": `CaptioningSolver`,
-`jaxseq caption train`) and the sentence classifier ("classifier": `train_classifier`,
-`jaxseq cola train`, `jaxseq classify train`). `read_run_metadata(path, kind)` reads a
-checkpoint's metadata, says so in a `RunKindError` when the checkpoint belongs to the other
+Three kinds of runs write checkpoints: the image captioner ("captioner": `CaptioningSolver`,
+`jaxseq caption train`), the sentence classifier ("classifier": `train_classifier`,
+`jaxseq cola train`, `jaxseq classify train`) and the language model ("language_model":
+`train_language_model`, `jaxseq lm train`). `read_run_metadata(path, kind)` reads a
+checkpoint's metadata, says so in a `RunKindError` when the checkpoint belongs to another
 kind, and checks the fields the loaders and resuming use: types, the model's sizes
 (bounded by `jaxseq.limits`, so no field can ask for terabytes), dtype names, choices and
 cross-field agreement. Every refusal is one ValueError line naming the file and the key.
@@ -38,10 +39,13 @@ WIDTH = integer(1, MAX_WIDTH)
 MAX_LAYERS = 64  # stacked recurrent layers of a classifier
 COUNT = integer(0, MAX_COUNT)
 
-KIND_NAMES = {"captioner": "an image-captioning", "classifier": "a sentence-classifier"}
+KIND_NAMES = {"captioner": "an image-captioning", "classifier": "a sentence-classifier",
+              "language_model": "a language-model"}
 KIND_WRITERS = {"captioner": "`jaxseq caption train` or CaptioningSolver",
-                "classifier": "`jaxseq cola train`, `jaxseq classify train` or train_classifier"}
-KIND_USES = {"captioner": "`jaxseq caption sample` or `jaxseq caption eval`", "classifier": "`jaxseq cola predict`"}
+                "classifier": "`jaxseq cola train`, `jaxseq classify train` or train_classifier",
+                "language_model": "`jaxseq lm train` or train_language_model"}
+KIND_USES = {"captioner": "`jaxseq caption sample` or `jaxseq caption eval`", "classifier": "`jaxseq cola predict`",
+             "language_model": "`jaxseq lm generate` or `jaxseq lm eval`"}
 
 CAPTIONER_MODEL = fields(
     required={"vocab_size": integer(1, MAX_VOCAB_SIZE)},
@@ -92,7 +96,9 @@ def classifier_model(value: Any, key: str) -> None:
 
 
 CLASSIFIER_TRAIN_CONFIG = fields(optional={"use_pad_mask": boolean()})
-CLASSIFIER = fields(required={"model": classifier_model}, optional={"train_config": CLASSIFIER_TRAIN_CONFIG})
+CLASSIFIER = fields(required={"model": classifier_model},
+                    optional={"train_config": CLASSIFIER_TRAIN_CONFIG, "steps_per_epoch": integer(1, MAX_COUNT),
+                              "epoch": COUNT, "epoch_losses": list_of(number())})
 # What resuming a classifier run reads on top (train_classifier writes it after every epoch).
 CLASSIFIER_PROGRESS = fields(
     required={"epoch": COUNT, "best_epoch": COUNT, "best_step": COUNT, "best_val_mcc": nullable(number()),
@@ -101,11 +107,42 @@ CLASSIFIER_PROGRESS = fields(
     optional={"epoch_losses": list_of(number())},
 )
 
-SPECS = {"captioner": CAPTIONER, "classifier": CLASSIFIER}
+# A language model's "model" entry (jaxseq.models.language_model_config) and training config
+# (jaxseq.train.LMTrainConfig, whose own checks run when the loader rebuilds it).
+RATE = number(0, 1, below=True)
+LANGUAGE_MODEL_MODEL = fields(
+    required={"vocab_size": integer(1, MAX_VOCAB_SIZE)},
+    optional={"cell": choice("lstm", "gru", "rnn"), "embed_size": WIDTH, "hidden_size": WIDTH,
+              "num_layers": integer(1, MAX_LAYERS), "tie_weights": boolean(), "input_dropout": RATE,
+              "hidden_dropout": RATE, "output_dropout": RATE, "locked_dropout": boolean(),
+              "embedding_dropout": RATE, "weight_drop": RATE, "param_dtype": choice(*FLOAT_DTYPES)},
+    unknown=False,
+)
+LM_TRAIN_CONFIG = fields(
+    required={"batch_size": integer(1, MAX_COUNT), "bptt": integer(1, MAX_COUNT), "epochs": integer(1, MAX_COUNT)},
+    optional={"optimizer": choice("sgd", "adamw"), "schedule": choice("plateau", "cosine", "constant"),
+              "learning_rate": number(0, above=True), "weight_decay": number(0), "plateau_factor": number(1, above=True),
+              "warmup_steps": COUNT, "clip_norm": nullable(number(0, above=True)),
+              "patience": nullable(integer(1, MAX_COUNT)), "eval_batch_size": integer(1, MAX_COUNT),
+              "seed": integer(0, MAX_SEED)},
+)
+LANGUAGE_MODEL = fields(required={"model": LANGUAGE_MODEL_MODEL, "lm_train_config": LM_TRAIN_CONFIG,
+                                  "steps_per_epoch": integer(1, MAX_COUNT)},
+                        optional={"level": choice("char", "word"), "epoch": COUNT, "epoch_losses": list_of(number())})
+LANGUAGE_MODEL_PROGRESS = fields(
+    required={"epoch": COUNT, "best_epoch": COUNT, "best_step": COUNT, "best_val_loss": nullable(number()),
+              "history": list_of(fields(required={"epoch": integer(1, MAX_COUNT), "val_loss": number()}))},
+    optional={"epoch_losses": list_of(number())},
+)
+
+SPECS = {"captioner": CAPTIONER, "classifier": CLASSIFIER, "language_model": LANGUAGE_MODEL}
 
 
 def run_kind(meta: dict[str, Any]) -> str | None:
-    """"classifier", "captioner" or None (neither), by the keys only each kind writes."""
+    """"language_model", "classifier", "captioner" or None (none of them), by the keys only
+    each kind writes (a language model's first: it writes train_data and val_data too)."""
+    if "lm_train_config" in meta:
+        return "language_model"
     if any(key in meta for key in ("train_config", "train_data", "val_data")):
         return "classifier"
     if any(key in meta for key in ("feature_dim", "idx_to_word", "update_rule", "iterations_per_epoch")):
@@ -171,15 +208,27 @@ def check_classifier_progress(meta: dict[str, Any], path: str | Path, steps_per_
     """ValueError naming meta.json unless the resumable fields of a classifier checkpoint
     (CLASSIFIER_PROGRESS) have their types and agree with each other and with
     `steps_per_epoch`, the run's steps per epoch."""
+    _check_progress(meta, path, steps_per_epoch, CLASSIFIER_PROGRESS, "best_val_mcc")
+
+
+def check_language_model_progress(meta: dict[str, Any], path: str | Path, steps_per_epoch: int) -> None:
+    """`check_classifier_progress` for a language model's checkpoint (LANGUAGE_MODEL_PROGRESS,
+    best_val_loss)."""
+    _check_progress(meta, path, steps_per_epoch, LANGUAGE_MODEL_PROGRESS, "best_val_loss")
+
+
+def _check_progress(meta: dict[str, Any], path: str | Path, steps_per_epoch: int, spec, best_key: str) -> None:
+    """The resumable fields of a checkpoint (`spec`; the best metric under `best_key`) have
+    their types and agree with each other and with `steps_per_epoch`."""
     source = f"checkpoint {Path(path) / META_FILE}"
-    check_fields(meta, CLASSIFIER_PROGRESS, source)
+    check_fields(meta, spec, source)
     epoch, best_epoch, partial = meta["epoch"], meta["best_epoch"], len(meta.get("epoch_losses", ()))
     if len(meta["history"]) != epoch:
         raise ValueError(f"{source}: epoch is {epoch} but history holds {len(meta['history'])} records")
     if best_epoch > epoch:
         raise ValueError(f"{source}: best_epoch {best_epoch} is after epoch {epoch}")
-    if best_epoch > 0 and meta["best_val_mcc"] is None:
-        raise ValueError(f"{source}: best_val_mcc is null although best_epoch is {best_epoch}")
+    if best_epoch > 0 and meta[best_key] is None:
+        raise ValueError(f"{source}: {best_key} is null although best_epoch is {best_epoch}")
     if meta["best_step"] != best_epoch * steps_per_epoch:
         raise ValueError(f"{source}: best_step {meta['best_step']} is not the end of best_epoch {best_epoch} "
                          f"({steps_per_epoch} steps per epoch)")

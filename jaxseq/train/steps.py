@@ -47,6 +47,23 @@ def init_train_state(params: Any, optimizer: optax.GradientTransformation, seed:
     return TrainState(jnp.int32(0), params, optimizer.init(params), key)
 
 
+def checkpoint_tree(state: TrainState, extra: dict[str, Any]) -> Any:
+    """What a checkpoint of a training run holds: the TrainState, with the trainer's extra
+    state (e.g. the classifier's shuffling key) beside its fields (a dict), or the TrainState
+    alone when there is none."""
+    return {**state._asdict(), **extra} if extra else state
+
+
+def checkpoint_template(params: Any, optimizer: optax.GradientTransformation,
+                        extra: dict[str, Any] | None = None) -> Any:
+    """Shapes and dtypes (`jax.ShapeDtypeStruct`s) of everything a checkpoint of a run with
+    `params` and `optimizer` holds: the template `load_checkpoint` needs even to use the
+    parameters alone, since the file holds the optimizer's state too (Adam's two moments
+    make it about three times the parameters). `params`, `extra`: pytrees of arrays or
+    ShapeDtypeStructs (extra: the trainer's `extra_state`)."""
+    return jax.eval_shape(lambda p, e: checkpoint_tree(init_train_state(p, optimizer, 0), e), params, extra or {})
+
+
 def random_rows(key: jax.Array, num_rows: int, batch_size: int) -> jax.Array:
     """batch_size row indices drawn uniformly with replacement from [0, num_rows), on device.
 
@@ -61,12 +78,15 @@ def make_train_step(
     sample_batch: Callable[[jax.Array, Any], Any],
     *,
     parallel: DataParallel | None = None,
-) -> Callable[[TrainState, Any], tuple[TrainState, jax.Array]]:
+    has_aux: bool = False,
+) -> Callable[[TrainState, Any], tuple]:
     """The whole training step as one jitted function `(state, data) -> (state, loss)`.
 
     It splits the state's key, draws `batch = sample_batch(subkey, data)`, takes
     `jax.value_and_grad(loss_fn)(params, batch)`, and applies the optax update. The loss
-    returned is the batch's loss before the update.
+    returned is the batch's loss before the update. With `has_aux`, `loss_fn` returns
+    `(loss, aux)` and the step `(state, loss, aux)`: what the batch carries on to the next
+    step, such as a language model's recurrent state (never differentiated through).
 
     With `parallel` (a `DataParallel` mesh; state and data placed with its `replicate` /
     `put_data`), the batch is split over the devices along its first axis and XLA inserts
@@ -79,13 +99,13 @@ def make_train_step(
         batch = sample_batch(batch_key, data)
         if parallel is not None:
             batch = parallel.shard_batch(batch)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+        value, grads = jax.value_and_grad(loss_fn, has_aux=has_aux)(state.params, batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         state = TrainState(state.step + 1, params, opt_state, key)
         if parallel is not None:  # left to itself, XLA may split the (2,) key over a 2-device mesh
             state = jax.lax.with_sharding_constraint(state, parallel.replicated)
-        return state, loss
+        return (state, *value) if has_aux else (state, value)
 
     return jax.jit(step)
 
