@@ -109,7 +109,8 @@ def test_char_split_of_one_file_follows_nanogpt(tmp_path):
     text = path.read_text()  # "\r\n" read as "\n"
     cut = int(len(text) * 0.9)
     assert corpus.vocab.tokens == tuple(sorted(set(text[:cut]))) + (UNK,)  # 'Z' only in val ('z' is in Citizen)
-    assert (len(corpus.train), len(corpus.val)) == (cut, len(text) - cut) == (len(nanogpt_encode(path)[1]), len(nanogpt_encode(path)[2]))
+    _, nanogpt_train, nanogpt_val = nanogpt_encode(path)
+    assert (len(corpus.train), len(corpus.val)) == (cut, len(text) - cut) == (len(nanogpt_train), len(nanogpt_val))
     assert corpus.num_unknown == {"val": 1} and corpus.test is None
     assert corpus.vocab.decode(corpus.train) == text[:cut]
 
@@ -274,7 +275,8 @@ def test_bad_files_name_their_split(tmp_path):
     train = write(tmp_path, "train.txt", "abc abc")
     with pytest.raises(ValueError) as error:
         load_text_files(train, write(tmp_path, "val.txt", b"ab\xe9c"))
-    assert one_line(error) == f"validation text {tmp_path / 'val.txt'}: not UTF-8 text (invalid continuation byte) at byte offset 2"
+    assert one_line(error) == (f"validation text {tmp_path / 'val.txt'}: not UTF-8 text (invalid continuation byte) "
+                               "at byte offset 2")
     with pytest.raises(ValueError, match=r"test text .*test.bin: a NUL byte at byte offset 1"):
         load_text_files(train, train, write(tmp_path, "test.bin", b"a\x00b"))
     with pytest.raises(FileNotFoundError, match="training text .*missing.txt not found"):

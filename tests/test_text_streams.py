@@ -59,7 +59,8 @@ def test_segments_pad_or_drop_the_ragged_last_segment():
     padded = segments(streams, 4)
     assert padded.x.shape == padded.y.shape == (3, 2, 4) and padded.x.dtype == np.int32
     assert padded.lengths.tolist() == [4, 4, 1] and padded.num_targets == 18 == streams[:, 1:].size
-    assert padded.x[2].tolist() == [[9, 0, 0, 0], [19, 0, 0, 0]] and padded.y[2].tolist() == [[10, 0, 0, 0], [20, 0, 0, 0]]
+    assert padded.x[2].tolist() == [[9, 0, 0, 0], [19, 0, 0, 0]]
+    assert padded.y[2].tolist() == [[10, 0, 0, 0], [20, 0, 0, 0]]
     assert padded.mask.tolist() == [[True] * 4, [True] * 4, [True, False, False, False]]
     dropped = segments(streams, 4, drop_last=True)
     assert dropped.x.shape == (2, 2, 4) and dropped.lengths.tolist() == [4, 4] and dropped.num_targets == 16

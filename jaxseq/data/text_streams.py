@@ -16,13 +16,15 @@ A hidden state carried from one segment to the next continues each stream exactl
 of segment s + 1 starts where row n of segment s ended.
 
 For a jitted training step, `segments` gives a whole epoch as one array of fixed T = bptt
-(or L - 1 where bptt is larger): (S, N, T) inputs and targets. The ragged last segment is either dropped (`drop_last=True`:
-S = (L - 1) // bptt, its targets are not trained on in that epoch) or padded to T with token
-0 and its real length given in `lengths` (`drop_last=False`, PyTorch's epoch: S = ceil((L - 1)
-/ bptt)); a step then stops the state at `lengths[s]` (jaxseq.nn's lengths) and weighs only
-the first `lengths[s]` targets (`Segments.mask`). PyTorch's evaluation averages over every
-target of the split, `sum of losses / (N * (L - 1))`: weigh the segments by their lengths, not
-equally. NumPy only; shapes: N streams, L stream length, T = bptt, S segments.
+(or L - 1 where bptt is larger): (S, N, T) inputs and targets. The ragged last segment is
+either dropped (`drop_last=True`: S = (L - 1) // bptt, its targets are not trained on in that
+epoch) or padded to T with token 0 and its real length given in `lengths` (`drop_last=False`,
+PyTorch's epoch: S = ceil((L - 1) / bptt)); a step then stops the state at `lengths[s]`
+(jaxseq.nn's lengths) and weighs only the first `lengths[s]` targets (`Segments.mask`).
+PyTorch's evaluation averages over every target of the split, `sum of losses / (N * (L - 1))`:
+weigh the segments by their lengths, not equally.
+
+NumPy only; shapes: N streams, L stream length, T = bptt, S segments.
 """
 
 from __future__ import annotations
