@@ -140,6 +140,9 @@ def one_line(error) -> str:
     (lambda: segments(np.zeros((2, 1), int), 5), "streams must hold at least 2 steps (an input and its target), "
                                                  "got L = 1"),
     (lambda: num_segments(10, 0), "bptt must be a positive int, got 0"),
+    (lambda: segments(np.full((2, 5), 2**31), 2), "streams must hold token ids in [0, 2**31) (they become int32), "
+                                                  "found 2147483648"),
+    (lambda: segments(-np.ones((2, 5), int), 2), "found -1"),
 ])
 def test_bad_arguments_are_one_line_errors_naming_them(call, message):
     with pytest.raises(ValueError) as error:

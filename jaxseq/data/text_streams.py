@@ -149,6 +149,9 @@ def segments(streams: np.ndarray, bptt: int, *, drop_last: bool = False) -> Segm
     count, length = streams.shape
     if length < 2:
         raise ValueError(f"streams must hold at least 2 steps (an input and its target), got L = {length}")
+    if streams.min() < 0 or streams.max() > np.iinfo(np.int32).max:
+        bad = streams.min() if streams.min() < 0 else streams.max()
+        raise ValueError(f"streams must hold token ids in [0, 2**31) (they become int32), found {bad}")
     total = num_segments(length, bptt, drop_last=drop_last)
     if total == 0:
         raise ValueError(f"bptt={bptt:,} with drop_last leaves no segment: streams of length L = {length:,} "
