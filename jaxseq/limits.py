@@ -16,3 +16,10 @@ MAX_VOCAB_SIZE = 1_000_000  # tokens in a vocabulary (and a model's vocab_size)
 MAX_TRAIN_CAPTIONS = 1_000_000  # --max-train, and scenes per split of the built-in set
 MAX_BUILTIN_FEATURE_VALUES = 2**28  # (train + val scenes) x feature size of the built-in set
 MAX_BEAM_WIDTH = 100  # beam search keeps (captions x beam x vocabulary) scores at once
+MAX_TEXT_BYTES = 256 * 2**20  # one text file of a language-model corpus: room for enwik8 and
+#                               text8 (10^8 bytes each), not for WikiText-103's 540 MB; a corpus
+#                               is held in memory as int32 ids (4 bytes per token: ~1 GiB at
+#                               this bound at character level)
+MAX_CHAR_VOCAB_SIZE = 20_000  # distinct characters of a character-level vocabulary: Chinese
+#                               and Japanese text use under ~10,000; more is not text a
+#                               character model should read (or a word-level corpus)
