@@ -10,7 +10,9 @@ Shapes: N streams (prompts), P prompt length, L tokens generated, V vocabulary.
 `start_sampling` reads prompt[:, :P-1] in one forward pass and leaves the last prompt token
 unread in the carry `SamplerState(state, token, key)`; each loop step reads the carried token,
 samples the next one from the filtered logits and carries it on. The loop is a `lax.scan`
-inside one jitted call (no Python loop per token); a key is split once per step, so the
+inside one jitted call (no Python loop per token), compiled once per model, N and chunk
+length: temperature, top_k and top_p are traced, so changing them does not compile again.
+A key is split once per step, so the
 tokens depend only on the starting key and the step number: sampling 500 tokens at once or
 as 100 + 100 + ... gives the same text (`generate` and `generate_chunks` do both).
 
@@ -66,26 +68,36 @@ def check_sampling_options(temperature: float, top_k: int | None, top_p: float |
         raise ValueError(f"top_p must be a number in (0, 1] or None, got {top_p!r}")
 
 
-def _filter(logits: Array, temperature: float, top_k: int | None, top_p: float | None) -> Array:
-    """`filter_logits` without the checks (the options are static Python values)."""
-    V = logits.shape[-1]
-    if temperature == 0:
-        best = jnp.argmax(logits, axis=-1)[..., None]
-        return jnp.where(jnp.arange(V) == best, logits, -jnp.inf)
-    scaled = logits / jnp.asarray(temperature, logits.dtype)
-    if (top_k is None or top_k >= V) and (top_p is None or top_p >= 1):
-        return scaled
+def _options(temperature: float, top_k: int | None, top_p: float | None, V: int) -> tuple[Array, Array, Array]:
+    """The checked options as arrays, so that one compiled loop serves every setting: temperature
+    () float32; top_k () int32, V when off; top_p () float32, 1 when off."""
+    return (jnp.float32(temperature), jnp.int32(V if top_k is None else min(top_k, V)),
+            jnp.float32(1.0 if top_p is None else top_p))
+
+
+def _truncate(scaled: Array, top_k: Array, top_p: Array) -> Array:
+    """-inf outside the top_k most probable, then outside the nucleus of mass top_p."""
     order = jnp.argsort(-scaled, axis=-1, stable=True)  # most probable first, ties by id
     rank = jnp.argsort(order, axis=-1)  # rank[v]: position of token v in that order
-    if top_k is not None and top_k < V:
-        scaled = jnp.where(rank < top_k, scaled, -jnp.inf)
-    if top_p is not None and top_p < 1:
-        sorted_probs = jnp.take_along_axis(jax.nn.softmax(scaled, axis=-1), order, axis=-1)
-        before = jnp.cumsum(sorted_probs, axis=-1) - sorted_probs  # mass of the tokens ranked above
-        keep_sorted = before < top_p  # the first token is always kept
-        keep = jnp.take_along_axis(keep_sorted, rank, axis=-1)
-        scaled = jnp.where(keep, scaled, -jnp.inf)
-    return scaled
+    scaled = jnp.where(rank < top_k, scaled, -jnp.inf)
+    sorted_probs = jnp.take_along_axis(jax.nn.softmax(scaled, axis=-1), order, axis=-1)
+    before = jnp.cumsum(sorted_probs, axis=-1) - sorted_probs  # mass of the tokens ranked above
+    keep_sorted = (before < top_p) | (top_p >= 1)  # the first token is always kept
+    return jnp.where(jnp.take_along_axis(keep_sorted, rank, axis=-1), scaled, -jnp.inf)
+
+
+def _filter(logits: Array, temperature: Array, top_k: Array, top_p: Array) -> Array:
+    """`filter_logits` without the checks, on the options of `_options` (arrays, traceable)."""
+    V = logits.shape[-1]
+    greedy = temperature == 0
+    scaled = logits / jnp.where(greedy, 1.0, temperature).astype(logits.dtype)
+    # sorting only where a filter is on (a real branch on CPU and GPU: V can be 10^4 words)
+    scaled = lax.cond(((top_k < V) | (top_p < 1)) & ~greedy, _truncate, lambda s, *_: s, scaled, top_k, top_p)
+    best = jnp.argmax(logits, axis=-1)[..., None]
+    return jnp.where(greedy, jnp.where(jnp.arange(V) == best, logits, -jnp.inf), scaled)
+
+
+_filter_compiled = jax.jit(_filter)  # once per shape: the options are traced
 
 
 def filter_logits(logits: Array, temperature: float = 1.0, top_k: int | None = None,
@@ -103,7 +115,7 @@ def filter_logits(logits: Array, temperature: float = 1.0, top_k: int | None = N
     logits = jnp.asarray(logits)
     if logits.ndim < 1 or not jnp.issubdtype(logits.dtype, jnp.floating):
         raise ValueError(f"logits must be a floating array of shape (..., V), got {logits.dtype}{logits.shape}")
-    return _filter(logits, temperature, top_k, top_p)
+    return _filter_compiled(logits, *_options(temperature, top_k, top_p, logits.shape[-1]))
 
 
 def _check_prompt(model, prompt) -> Array:
@@ -144,15 +156,18 @@ def sample_tokens(model, variables, sampler: SamplerState, length: int, temperat
     """
     check_positive_int("length", length)
     check_sampling_options(temperature, top_k, top_p)
-    return _sample(model, variables, sampler, length, temperature, top_k, top_p)
+    return _sample(model, variables, sampler, length, _options(temperature, top_k, top_p, model.vocab_size))
 
 
-@partial(jax.jit, static_argnames=("model", "length", "temperature", "top_k", "top_p"))
-def _sample(model, variables, sampler, length, temperature, top_k, top_p):
+@partial(jax.jit, static_argnames=("model", "length"))
+def _sample(model, variables, sampler, length, options):
+    """`length` steps of the loop; options from `_options` (traced: one compilation for every
+    temperature, top_k and top_p)."""
+
     def step(carry: SamplerState, _):
         logits, state = model.apply(variables, carry.token[:, None], carry.state)
         key, sub = jax.random.split(carry.key)
-        token = jax.random.categorical(sub, _filter(logits[:, 0], temperature, top_k, top_p)).astype(jnp.int32)
+        token = jax.random.categorical(sub, _filter(logits[:, 0], *options)).astype(jnp.int32)
         return SamplerState(state, token, key), token
 
     sampler, tokens = lax.scan(step, sampler, length=length)
@@ -169,7 +184,7 @@ def generate(model, variables, prompt, length: int, key: Array, temperature: flo
     check_positive_int("length", length)
     check_sampling_options(temperature, top_k, top_p)
     sampler = start_sampling(model, variables, prompt, key, state)
-    return _sample(model, variables, sampler, length, temperature, top_k, top_p)[0]
+    return _sample(model, variables, sampler, length, _options(temperature, top_k, top_p, model.vocab_size))[0]
 
 
 def generate_chunks(model, variables, prompt, length: int, key: Array, chunk: int = 100,
@@ -186,13 +201,13 @@ def generate_chunks(model, variables, prompt, length: int, key: Array, chunk: in
     check_positive_int("chunk", chunk)
     check_sampling_options(temperature, top_k, top_p)
     sampler = start_sampling(model, variables, prompt, key, state)  # checked now, not at the first next()
-    return _chunks(model, variables, sampler, length, chunk, temperature, top_k, top_p)
+    return _chunks(model, variables, sampler, length, chunk, _options(temperature, top_k, top_p, model.vocab_size))
 
 
-def _chunks(model, variables, sampler, length, chunk, temperature, top_k, top_p):
+def _chunks(model, variables, sampler, length, chunk, options):
     done = 0
     while done < length:
         size = min(chunk, length - done)
-        tokens, sampler = _sample(model, variables, sampler, size, temperature, top_k, top_p)
+        tokens, sampler = _sample(model, variables, sampler, size, options)
         done += size
         yield tokens
