@@ -88,7 +88,8 @@ def torch_segment(twin, tokens, targets, state):
                             state_t if len(state_t) > 1 else state_t[0])
     loss.backward()
     grads = {name: p.grad.numpy() for name, p in twin.named_parameters()}  # tied: encoder.weight once
-    return loss.item(), tuple(f.detach().numpy() for f in as_tuple(final)), grads, tuple(s.grad.numpy() for s in state_t)
+    final = tuple(f.detach().numpy() for f in as_tuple(final))
+    return loss.item(), final, grads, tuple(s.grad.numpy() for s in state_t)
 
 
 def segment_errors(cell, num_layers, tie, seed=0):
@@ -238,8 +239,7 @@ def reference_loss(model, params, tokens, targets, state):
     return loss, stacked if len(stacked) > 1 else stacked[0]
 
 
-@pytest.mark.parametrize("cell,num_layers,tie,embed_size", [("lstm", 2, True, 6), ("gru", 2, False, 4),
-                                                             ("rnn", 1, False, 6)])
+@pytest.mark.parametrize("cell,num_layers,tie,embed_size", [("lstm", 2, True, 6), ("gru", 1, False, 4)])
 def test_jax_grad_runs_the_hand_written_backward_and_equals_autodiff(x64, cell, num_layers, tie, embed_size):
     model, variables = build(cell, num_layers, tie, embed_size=embed_size, param_dtype=jnp.float64)
     rng = np.random.default_rng(11)
@@ -254,9 +254,9 @@ def test_jax_grad_runs_the_hand_written_backward_and_equals_autodiff(x64, cell, 
             "fwd_rule"} <= set(re.findall(r"fwd=(\w+)", jaxpr))
     assert jaxpr.count("custom_vjp_call[") >= 4
     assert jaxpr.count(f"name=_run_{cell}") == num_layers
-    (loss, final), grads = jax.jit(jax.value_and_grad(ours_fn, argnums=(0, 1), has_aux=True))(variables["params"], state)
-    (ref, ref_final), ref_grads = jax.jit(jax.value_and_grad(theirs_fn, argnums=(0, 1), has_aux=True))(
-        variables["params"], state)
+    value_and_grad = lambda f: jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))  # noqa: E731
+    (loss, final), grads = value_and_grad(ours_fn)(variables["params"], state)
+    (ref, ref_final), ref_grads = value_and_grad(theirs_fn)(variables["params"], state)
     assert np.isclose(loss, ref, rtol=1e-12)
     for a, b in zip(as_tuple(final), as_tuple(ref_final)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -359,6 +359,8 @@ def test_with_every_rate_zero_training_mode_equals_the_deterministic_model():
         for a, b in zip(jax.tree_util.tree_leaves(result), jax.tree_util.tree_leaves(expected)):
             np.testing.assert_array_equal(a, b)
     assert not np.allclose(noisy[0], expected[0])  # the rates act in training mode
+    with pytest.raises(ValueError, match="deterministic=False needs a 'dropout' rng"):
+        regularised.apply(variables, tokens, deterministic=False)
 
 
 # ----------------------------------------------------------------------------- losses, state, config, weights

@@ -217,6 +217,10 @@ class LanguageModel(nn.Module):
         """
         tokens = as_int_array("tokens", tokens, 2)
         check_index_range("tokens", tokens, self.vocab_size, "token id")
+        rates = (self.input_dropout, self.hidden_dropout, self.output_dropout, self.embedding_dropout, self.weight_drop)
+        if not deterministic and any(rates) and not self.has_rng("dropout"):
+            raise ValueError("LanguageModel: deterministic=False needs a 'dropout' rng: "
+                             "apply(variables, tokens, state, deterministic=False, rngs={'dropout': key})")
         W = self.encoder["weight"]
         W_in = W
         if not deterministic and self.embedding_dropout:
