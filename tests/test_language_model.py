@@ -35,6 +35,7 @@ from jax import lax
 
 import jaxseq.models.language_model as lm_module
 from jaxseq import layers as jaxseq_layers
+from jaxseq import nn as jnn
 from jaxseq.models import (LanguageModel, language_model_config, lm_loss, lm_params_from_torch, lm_params_to_torch,
                            token_losses)
 from tests.helpers import AUTODIFF_TOL, relative_error, scaled_error
@@ -364,6 +365,20 @@ def test_with_every_rate_zero_training_mode_equals_the_deterministic_model():
 
 
 # ----------------------------------------------------------------------------- losses, state, config, weights
+
+
+def test_the_recurrent_part_is_a_jaxseq_nn_stack_with_its_parameters():
+    model, variables = build("lstm", 2)
+    params = variables["params"]
+    tokens, state = tokens_with_repeats(), random_state(model, 4)
+    out, (h_n, c_n) = jnn.LSTM(hidden_size=6, num_layers=2).apply({"params": params["rnn"]},
+                                                                   params["encoder"]["weight"][tokens],
+                                                                   initial_state=state)
+    logits, final = model.apply(variables, tokens, state)
+    np.testing.assert_allclose(logits, out @ params["decoder"]["weight"].T + params["decoder"]["bias"],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(final[0], h_n, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(final[1], c_n, rtol=1e-6, atol=1e-7)
 
 
 def test_lm_loss_is_the_mean_of_the_token_losses_and_respects_a_mask():
