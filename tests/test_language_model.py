@@ -240,7 +240,9 @@ def reference_loss(model, params, tokens, targets, state):
     return loss, stacked if len(stacked) > 1 else stacked[0]
 
 
-@pytest.mark.parametrize("cell,num_layers,tie,embed_size", [("lstm", 2, True, 6), ("gru", 1, False, 4)])
+# One model: the GRU's and RNN's loops climb this rung in test_nn_autodiff.py, tying in the parity tests;
+# what the model adds (lookup, layer-to-layer, decoder, loss) is the same for every cell. E != H.
+@pytest.mark.parametrize("cell,num_layers,tie,embed_size", [("lstm", 2, False, 4)])
 def test_jax_grad_runs_the_hand_written_backward_and_equals_autodiff(x64, cell, num_layers, tie, embed_size):
     model, variables = build(cell, num_layers, tie, embed_size=embed_size, param_dtype=jnp.float64)
     rng = np.random.default_rng(11)
