@@ -12,6 +12,9 @@ nn.LSTM / nn.RNN, torch.optim.Adam), float32 on the CPU.
   (`jaxseq.models.transformer`): embeddings, multi-head attention over every row with the
   pad mask on the keys, residual + LayerNorm, feed-forward + LayerNorm, then `final_dense` of
   the `[CLS]` row. Logits (N,); the loss is the mean sigmoid cross-entropy.
+- `LanguageModel` (issue 22): PyTorch's `word_language_model` example's `RNNModel` (batch
+  first), the twin of `jaxseq.models.LanguageModel` (`language_model_from_jax`), with the
+  example's `repackage_hidden` as `detach_state`.
 """
 
 from __future__ import annotations
@@ -237,3 +240,75 @@ def transformer_from_jax(params: dict, num_heads: int, max_length: int, sdpa: bo
     dim_v = np.shape(params["v_proj"]["kernel"])[1] // num_heads
     model = ClassificationTransformer(V, H, num_heads, F_, dim_k, dim_v, max_length, sdpa=sdpa)
     return model.load_jax_params(params)
+
+
+# ----------------------------------------------------------------------------- language model
+
+
+class LanguageModel(nn.Module):
+    """PyTorch's `word_language_model` example's `RNNModel`, batch first: nn.Embedding
+    (`encoder`), nn.LSTM / nn.GRU / nn.RNN(tanh) (`rnn`), nn.Linear (`decoder`, its weight
+    the encoder's when tied), and the example's one dropout rate on the embedded tokens,
+    between the layers and on the output (standard dropout). The twin of
+    `jaxseq.models.LanguageModel` with input, hidden and output dropout all equal to
+    `dropout`, standard (not locked), no embedding dropout and no weight drop.
+
+    Shapes: tokens (N, T) int64 -> logits (N, T, V); state h (S, N, H), (h, c) for the LSTM.
+    """
+
+    CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+    def __init__(self, cell: str, vocab_size: int, embed_size: int, hidden_size: int, num_layers: int,
+                 tie_weights: bool = False, dropout: float = 0.0):
+        super().__init__()
+        if cell not in self.CELLS:
+            raise ValueError(f"cell must be one of {tuple(self.CELLS)}, got {cell!r}")
+        if tie_weights and embed_size != hidden_size:
+            raise ValueError(f"tie_weights needs embed_size == hidden_size, got {embed_size} and {hidden_size}")
+        self.cell, self.num_layers, self.hidden_size = cell, num_layers, hidden_size
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Embedding(vocab_size, embed_size)
+        between = dropout if num_layers > 1 else 0.0
+        self.rnn = self.CELLS[cell](embed_size, hidden_size, num_layers, dropout=between, batch_first=True)
+        self.decoder = nn.Linear(hidden_size, vocab_size)
+        if tie_weights:
+            self.decoder.weight = self.encoder.weight
+
+    def init_state(self, batch_size: int):
+        """Zeros: h (S, N, H), or (h, c) for the LSTM."""
+        h = torch.zeros(self.num_layers, batch_size, self.hidden_size)
+        return (h, torch.zeros_like(h)) if self.cell == "lstm" else h
+
+    def forward(self, tokens: torch.Tensor, state):
+        """tokens (N, T) int64, state -> (logits (N, T, V), state)."""
+        x = self.drop(self.encoder(tokens))
+        out, state = self.rnn(x, state)
+        return self.decoder(self.drop(out)), state
+
+    def loss(self, tokens: torch.Tensor, targets: torch.Tensor, state):
+        """(mean cross-entropy per token in nats, state) of one segment."""
+        logits, state = self(tokens, state)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)), state
+
+
+def detach_state(state):
+    """The example's `repackage_hidden`: the state without its graph (truncated BPTT)."""
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+def language_model_from_jax(config: dict, state_dict: dict) -> LanguageModel:
+    """The twin of jaxseq's `LanguageModel.from_config(config)` with its weights.
+
+    config: `jaxseq.models.language_model_config(model)`; state_dict: PyTorch's names, as
+    `jaxseq.models.lm_params_to_torch(model, variables)` returns them. ValueError where the
+    jaxseq model has a regulariser the example does not (locked dropout, embedding dropout,
+    weight drop, different input / hidden / output rates).
+    """
+    rates = {config.get(name, 0.0) for name in ("input_dropout", "hidden_dropout", "output_dropout")}
+    if len(rates) > 1 or config.get("locked_dropout") or config.get("embedding_dropout") or config.get("weight_drop"):
+        raise ValueError("the PyTorch twin has one standard dropout rate: equal input, hidden and output dropout, "
+                         "no locked dropout, embedding dropout or weight drop")
+    model = LanguageModel(config.get("cell", "lstm"), config["vocab_size"], config["embed_size"], config["hidden_size"],
+                          config["num_layers"], config.get("tie_weights", False), dropout=rates.pop())
+    model.load_state_dict({name: _t(value) for name, value in state_dict.items()})
+    return model
