@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jaxseq.commands import bench, caption, check, classify, cola, data, demo, plot
+from jaxseq.commands import bench, caption, check, classify, cola, data, demo, lm, plot
 
-COMMAND_MODULES = [bench, caption, check, cola, classify, data, demo, plot]
+COMMAND_MODULES = [bench, caption, check, cola, classify, data, demo, lm, plot]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,3 +23,5 @@ MAX_TEXT_BYTES = 256 * 2**20  # one text file of a language-model corpus: room f
 MAX_CHAR_VOCAB_SIZE = 20_000  # distinct characters of a character-level vocabulary: Chinese
 #                               and Japanese text use under ~10,000; more is not text a
 #                               character model should read (or a word-level corpus)
+MAX_GENERATE_LENGTH = 100_000  # tokens `jaxseq lm generate` samples in one call (a book chapter; far more
+#                               than any sample anyone reads, and minutes of CPU time)

@@ -78,13 +78,18 @@ def _classifier_outputs(folder: Path) -> np.ndarray:
 
 
 def assert_same_use(folder_a: Path, folder_b: Path) -> None:
-    """What a user does with both runs gives the same: `caption sample` of a captioner, `cola
-    predict` of a classifier with its vocab.json, or the logits of a classifier loaded as the
+    """What a user does with both runs gives the same: `lm generate` of a language model,
+    `caption sample` of a captioner, `cola predict` of a classifier with its vocab.json, or the logits of a classifier loaded as the
     inference loader does (a run of `train_classifier` without a vocabulary)."""
     from jaxseq.train.classifier import VOCAB_FILE
     from jaxseq.train.run_metadata import run_kind
 
-    if run_kind(read_metadata(latest_checkpoint(folder_a))) == "captioner":
+    kind = run_kind(read_metadata(latest_checkpoint(folder_a)))
+    if kind == "language_model":
+        outputs = [_command_output(["lm", "generate", "--checkpoint", str(folder), "--prompt", "the", "--length", "60",
+                                    "--top-k", "5", "--seed", "3"], folder) for folder in (folder_a, folder_b)]
+        assert len(outputs[0]) > 60
+    elif kind == "captioner":
         outputs = [_command_output(["caption", "sample", "--checkpoint", str(folder), "--num", "3"], folder)
                    for folder in (folder_a, folder_b)]
         assert outputs[0].count("generated:") == 3

@@ -45,18 +45,29 @@ def captioner_argv(cell: str) -> list[str]:
     return ["caption", "train", "--cell", cell, "--max-train", "300", "--epochs", "2"]
 
 
+def language_model_argv(folder) -> list[str]:
+    """`lm train` on the built-in text: char-rnn's recipe (2-layer LSTM of 128, 50 streams of 50)."""
+    return ["lm", "train", "--epochs", "2", "--no-progress"]
+
+
 TRAINERS = {  # name: (argv builder, step at which SIGTERM stops the run: inside epoch 1 or 2)
     "caption-rnn": (lambda folder: captioner_argv("rnn"), 4),
     "caption-lstm": (lambda folder: captioner_argv("lstm"), 2),
     "transformer": (cola_argv, 16),
     "lstm": (lambda folder: classifier_argv(folder, "lstm"), 3),
     "gru": (lambda folder: classifier_argv(folder, "gru"), 9),
+    "language-model": (language_model_argv, 100),
 }
 
 
 def use_the_run(name: str, run, capsys) -> None:
     """What a user does with a trained run: predict (classifiers), sample and eval (captioners)."""
-    if name.startswith("caption"):
+    if name == "language-model":
+        assert cli.main(["lm", "generate", "--checkpoint", str(run), "--prompt", "the ", "--length", "40"]) == 0
+        assert capsys.readouterr().out.startswith("the ")
+        assert cli.main(["lm", "eval", "--checkpoint", str(run), "--split", "val"]) == 0
+        assert "bits per character" in capsys.readouterr().out
+    elif name.startswith("caption"):
         assert cli.main(["caption", "sample", "--checkpoint", str(run), "--num", "2"]) == 0
         assert capsys.readouterr().out.count("generated:") == 2
         assert cli.main(["caption", "eval", "--checkpoint", str(run), "--num-samples", "20"]) == 0
@@ -82,13 +93,17 @@ def test_default_sizes_train_stop_resume_and_predict(name, tmp_path, capsys):
     use_the_run(name, run, capsys)  # the stopped run can be used already
     # The checkpoint holds the whole state, Adam's moments included: more than twice the
     # parameters, and for the classifiers more than that and the loader's fixed slack, which
-    # a parameters-only bound refused (the captioner's defaults are smaller than the slack).
+    # a parameters-only bound refused (the captioner's and the char-rnn recipe's defaults are
+    # smaller than the slack).
     from jaxseq.inference import load_captioning_checkpoint, load_sentence_classifier
 
-    load = load_captioning_checkpoint if name.startswith("caption") else load_sentence_classifier
+    from jaxseq.inference.language_model import load_language_model
+
+    load = {"caption": load_captioning_checkpoint, "language": load_language_model}.get(name.split("-")[0],
+                                                                                     load_sentence_classifier)
     size, params_bytes = (checkpoint / STATE_FILE).stat().st_size, state_nbytes(load(run)[1])
     assert size > 2 * params_bytes
-    if not name.startswith("caption"):
+    if not name.startswith(("caption", "language")):
         assert size > 2 * params_bytes + STATE_OVERHEAD_BYTES
 
     assert cli.main([*argv, "--checkpoint-dir", str(run), "--resume"]) == 0

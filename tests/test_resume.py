@@ -24,7 +24,8 @@ INTERRUPT_SCRIPT = REPO_ROOT / "tests" / "scripts" / "interrupt_training.py"
 # The three command lines run the one training loop and the one checkpoint writer: the stages
 # of a write and the second Ctrl-C are those of the loop, so they run on one trainer (the
 # classifier, whose state has the most parts: the shuffling key, the best epoch's params);
-# every trainer meets the random SIGKILLs, a mid-epoch SIGTERM and a kill inside a write.
+# every trainer meets the random SIGKILLs, a mid-epoch SIGTERM and a kill inside a write (the
+# language model, whose loop is the same, the last two: its carried state and plateau rate).
 TRAINERS = ["captioner", "classifier", "lstm-classifier"]
 every_trainer = pytest.mark.parametrize("trainer", TRAINERS, indirect=True)
 
@@ -36,6 +37,10 @@ def trainer(request, tmp_path_factory):
     if request.param == "captioner":
         argv = ["caption", "train", "--cell", "lstm", "--max-train", "400", "--batch-size", "50",
                 "--hidden-dim", "32", "--wordvec-dim", "32", "--quiet", "--seed", "1"]
+    elif request.param == "language-model":  # SGD on the plateau schedule, dropout, the carried state
+        argv = ["lm", "train", "--embed-size", "16", "--hidden-size", "16", "--batch-size", "64", "--bptt", "200",
+                "--optimizer", "sgd", "--schedule", "plateau", "--lr", "30", "--clip", "0.5", "--hidden-dropout",
+                "0.1", "--locked-dropout", "--no-progress", "--seed", "1"]
     elif request.param == "lstm-classifier":  # the recurrent classifier: two layers, dropout between them
         argv = ["classify", "train", "--model", "lstm", "--train", str(write_tsv(folder / "train.tsv", 600, 1)),
                 "--dev", str(write_tsv(folder / "dev.tsv", 150, 2)), "--batch-size", "32", "--lr", "3e-3",
@@ -113,7 +118,8 @@ def test_sigkill_at_random_moments_and_resume(trainer, tmp_path):
 
 
 @pytest.mark.parametrize("trainer, where", [("classifier", "state"), ("classifier", "meta"),
-                                            *((name, "rename") for name in TRAINERS)], indirect=["trainer"])
+                                            *((name, "rename") for name in [*TRAINERS, "language-model"])],
+                         indirect=["trainer"])
 def test_sigkill_while_writing_a_checkpoint_and_resume(trainer, tmp_path, where):
     _, argv, straight = trainer
     folder, marker = tmp_path / "run", tmp_path / "stalled"
@@ -128,7 +134,8 @@ def test_sigkill_while_writing_a_checkpoint_and_resume(trainer, tmp_path, where)
     assert_resumed_run_is_the_straight_one(folder, straight)
 
 
-@pytest.mark.parametrize("trainer, step", [("captioner", 5), ("classifier", 5), *((name, 45) for name in TRAINERS)],
+@pytest.mark.parametrize("trainer, step", [("captioner", 5), ("classifier", 5),
+                                           *((name, 45) for name in [*TRAINERS, "language-model"])],
                          indirect=["trainer"])
 def test_sigterm_checkpoints_the_current_step_and_resume(trainer, tmp_path, step):
     _, argv, straight = trainer

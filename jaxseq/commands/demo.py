@@ -57,6 +57,7 @@ DEMO_STEPS = [
     ("Layer gradient checks", _gradient_checks),
     ("LSTM captioning on the built-in set", demo_steps.captioning),
     ("Transformer sentence classifier", demo_steps.classifier),
+    ("Character language model", demo_steps.language_model),
     ("Short benchmark", _short_benchmark),
 ]
 

@@ -1,0 +1,47 @@
+"""Language-model training recipes, as plain data (importable without JAX, so the command
+line shows them as option defaults): each a model and a training config for
+`jaxseq lm train --recipe NAME`.
+
+- "pytorch-example": PyTorch's word_language_model example's defaults (`main.py`): a 2-layer
+  LSTM of 200 units on 200-wide embeddings, dropout 0.2 (on the embeddings, between the
+  layers and on the output), untied; 20 streams, bptt 35, plain SGD at 20 with gradients
+  clipped to 0.25, the rate divided by 4 after each epoch without a better validation loss;
+  40 epochs. Word level.
+- "char-rnn": Karpathy's char-rnn defaults (`train.lua`): a 2-layer LSTM of 128 units, no
+  dropout, 50 streams of 50 characters, rate 2e-3, gradients clipped to 5, 50 epochs. char-rnn
+  uses RMSprop with a decay after epoch 10 and one-hot inputs; here Adam (AdamW without decay)
+  at a constant rate and a 128-wide embedding (the one-hot input times a learned matrix is an
+  embedding). Character level.
+- "jaxseq": the issue's 10-minute character setting on 2 CPU cores: a 2-layer LSTM of 512 on
+  128-wide embeddings, 64 streams, bptt 128, AdamW at 2e-3 with a 100-step warm-up and cosine
+  decay, clipped to 1.0, variational dropout 0.1 between the layers. Character level. Its
+  quality is measured by benchmarks/quality/lm_quality.py.
+"""
+
+LM_RECIPES = {
+    "pytorch-example": dict(
+        level="word",
+        model=dict(cell="lstm", embed_size=200, hidden_size=200, num_layers=2, tie_weights=False,
+                   input_dropout=0.2, hidden_dropout=0.2, output_dropout=0.2, locked_dropout=False,
+                   embedding_dropout=0.0, weight_drop=0.0),
+        train=dict(epochs=40, batch_size=20, bptt=35, optimizer="sgd", learning_rate=20.0, schedule="plateau",
+                   plateau_factor=4.0, warmup_steps=0, clip_norm=0.25, weight_decay=0.0, eval_batch_size=10),
+    ),
+    "char-rnn": dict(
+        level="char",
+        model=dict(cell="lstm", embed_size=128, hidden_size=128, num_layers=2, tie_weights=False,
+                   input_dropout=0.0, hidden_dropout=0.0, output_dropout=0.0, locked_dropout=False,
+                   embedding_dropout=0.0, weight_drop=0.0),
+        train=dict(epochs=50, batch_size=50, bptt=50, optimizer="adamw", learning_rate=2e-3, schedule="constant",
+                   plateau_factor=4.0, warmup_steps=0, clip_norm=5.0, weight_decay=0.0, eval_batch_size=10),
+    ),
+    "jaxseq": dict(
+        level="char",
+        model=dict(cell="lstm", embed_size=128, hidden_size=512, num_layers=2, tie_weights=False,
+                   input_dropout=0.0, hidden_dropout=0.1, output_dropout=0.0, locked_dropout=True,
+                   embedding_dropout=0.0, weight_drop=0.0),
+        train=dict(epochs=10, batch_size=64, bptt=128, optimizer="adamw", learning_rate=2e-3, schedule="cosine",
+                   plateau_factor=4.0, warmup_steps=100, clip_norm=1.0, weight_decay=0.0, eval_batch_size=10),
+    ),
+}
+DEFAULT_RECIPE = {"char": "char-rnn", "word": "pytorch-example"}  # by --level, when --recipe is not given
