@@ -114,7 +114,15 @@ def test_options_that_do_not_go_together_are_one_line(argv, fragments, tmp_path)
     assert not (tmp_path / "run").exists()
 
 
-def test_hostile_text_files_are_one_line_each(tmp_path, trained):
+def assert_one_line_in_process(argv: list[str], fragments: list[str], capsys) -> None:
+    """`jaxseq ARGV` in this process (the CLI's own error handler, without a child's start-up):
+    exit 2 and one line on stderr holding every fragment."""
+    assert run_cli(*argv)[0] == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and all(fragment in lines[0] for fragment in fragments), (fragments, lines)
+
+
+def test_hostile_text_files_are_one_line_each(tmp_path, trained, capsys):
     folder, _ = trained
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("caf\u00e9 au lait\n".encode("latin-1") * 3)
@@ -122,22 +130,23 @@ def test_hostile_text_files_are_one_line_each(tmp_path, trained):
     many.write_text("".join(chr(0x4E00 + i) for i in range(20_001)) * 2, encoding="utf-8")
     short = tmp_path / "short.txt"
     short.write_text("ab", encoding="utf-8")
+    run = ["--no-progress", "--checkpoint-dir", str(tmp_path / "run")]
     cases = [
-        (["lm", "train", "--text", str(latin1)], [str(latin1), "UTF-8", "byte offset 3"]),
-        (["lm", "train", "--text", str(many)], [str(many), "20,000"]),
-        (["lm", "train", "--text", str(short)], [str(short), "at least 2"]),
-        (["lm", "train", "--text", str(tmp_path / "missing.txt")], ["missing.txt"]),
-        (["lm", "train", "--text", str(tmp_path)], [str(tmp_path)]),
-        (["lm", "generate", "--checkpoint", str(folder), "--prompt", "Zebra!"], ["prompt", "'Z'", "'!'"]),
+        (["lm", "train", "--text", str(latin1), *run], [str(latin1), "UTF-8", "byte offset 3"]),
+        (["lm", "train", "--text", str(many), *run], [str(many), "20,000"]),
+        (["lm", "train", "--text", str(short), *run], [str(short), "at least 2"]),
+        (["lm", "train", "--text", str(tmp_path / "missing.txt"), *run], ["missing.txt"]),
+        (["lm", "train", "--text", str(tmp_path), *run], [str(tmp_path)]),
         (["lm", "eval", "--checkpoint", str(folder), "--text", str(latin1)], [str(latin1), "UTF-8"]),
         (["lm", "eval", "--checkpoint", str(folder), "--split", "test"], ["split must be one of train, val"]),
         (["lm", "generate", "--checkpoint", str(tmp_path / "nothing")], ["not found"]),
     ]
     for argv, fragments in cases:
-        if argv[1] == "train":
-            argv = [*argv, "--no-progress", "--checkpoint-dir", str(tmp_path / "run")]
-        assert_one_line_error(run_jaxseq(*argv), *fragments)
+        assert_one_line_in_process(argv, fragments, capsys)
     assert not (tmp_path / "run").exists()
+    # What a user's shell sees, in a child process: one line, no traceback.
+    assert_one_line_error(run_jaxseq("lm", "generate", "--checkpoint", str(folder), "--prompt", "Zebra!"),
+                          "prompt", "'Z'", "'!'")
 
 
 def test_a_huge_bptt_trains_one_segment_per_epoch(tmp_path):
