@@ -330,7 +330,7 @@ class LanguageModelTask:
         self.starts = list(range(0, L - 1, config.bptt))
         self.steps_per_epoch = len(self.starts)
         self.total_steps = config.epochs * self.steps_per_epoch
-        self.optimizer = lm_optimizer(config, self.total_steps)
+        self.optimizer, self.schedule = lm_optimizer(config, self.total_steps), lm_schedule(config, self.total_steps)
         init_key, self.step_key = jax.random.split(jax.random.PRNGKey(config.seed))
         self.params = jax.jit(model.init)(init_key, jnp.zeros((1, 2), jnp.int32))["params"]
         self.streams = placement.data(jnp.asarray(self.streams_host))
@@ -397,8 +397,7 @@ class LanguageModelTask:
             if self.config.schedule != "plateau":
                 return self.config.learning_rate
             return plateau_rate(self.config, self.history[:(step - 1) // self.steps_per_epoch])
-        schedule = lm_schedule(self.config, self.total_steps)
-        return float(schedule(step - 1) if callable(schedule) else schedule)
+        return float(self.schedule(step - 1) if callable(self.schedule) else self.schedule)
 
     def checkpoint_metadata(self, progress: RunProgress) -> dict[str, Any]:
         at_epoch_end = bool(progress.history) and not progress.epoch_losses
