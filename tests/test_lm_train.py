@@ -157,7 +157,27 @@ def test_a_corpus_too_short_for_the_streams_is_one_line(tmp_path):
     ({"plateau_factor": 1.0}, "plateau_factor must be a finite number > 1"),
     ({"weight_decay": 0.1}, "weight_decay is for optimizer 'adamw'"), ({"clip_norm": 0.0}, "clip_norm"),
     ({"warmup_steps": -1}, "warmup_steps"), ({"schedule": "linear"}, "schedule"),
+    ({"warmup_steps": 10}, "warmup_steps is for the cosine and constant schedules"),
 ])
 def test_bad_training_settings_are_one_line(fields, message):
     with pytest.raises(ValueError, match=message):
         LMTrainConfig(**fields)
+
+
+def test_eval_every_logs_validation_inside_epochs(corpus, tmp_path):
+    """Long epochs: `eval_every` puts the validation numbers into the run log every K steps
+    as well as at each epoch's end; the epoch's history is unchanged by it."""
+    from jaxseq.train.run_log import read_metrics
+
+    model = small_model(corpus)
+    config = LMTrainConfig(epochs=1, batch_size=16, bptt=40, optimizer="adamw", learning_rate=3e-3, clip_norm=1.0)
+    result = train_language_model(model, corpus, config, checkpoint_dir=tmp_path, progress=False, log=None,
+                                  eval_every=7)  # AdamW on the plateau schedule (the config's default)
+    points = [(point.step, point.name) for point in read_metrics(tmp_path / "logs" / "metrics.jsonl")]
+    steps = sorted({step for step, name in points if name == "val/loss"})
+    last = read_metadata(result.checkpoint)["step"]
+    assert steps == [7, 14] + [last] and last == 19
+    assert ("val/bits_per_token", 7) in [(name, step) for step, name in points]
+    with pytest.raises(ValueError, match="eval_every must be"):
+        train_language_model(model, corpus, config, checkpoint_dir=tmp_path / "b", progress=False, log=None,
+                             eval_every=0)

@@ -63,9 +63,9 @@ RECIPE_OPTIONS = (
     ("--weight-decay", "train", "weight_decay", nonnegative_float, "AdamW's decoupled weight decay"),
     ("--schedule", "train", "schedule", ("plateau", "cosine", "constant"),
      "plateau: divide the rate by --plateau-factor after an epoch without a better validation loss; "
-     "cosine / constant after the warm-up (adamw)"),
+     "cosine / constant after the warm-up"),
     ("--plateau-factor", "train", "plateau_factor", plateau_factor, "the plateau schedule's divisor"),
-    ("--warmup-steps", "train", "warmup_steps", nonnegative_int, "linear warm-up steps (adamw)"),
+    ("--warmup-steps", "train", "warmup_steps", nonnegative_int, "linear warm-up steps (cosine, constant)"),
     ("--clip", "train", "clip_norm", positive_float, "clip the gradients' global norm to this"),
     ("--eval-batch-size", "train", "eval_batch_size", batch_size, "streams of the evaluation"),
 )
@@ -114,6 +114,9 @@ def register(subparsers) -> None:
     add_checkpoint_args(train, "the checkpoints (the whole state, carried state included; the last two and the "
                         "best are kept) and vocab.json", default="checkpoints/lm")
     add_log_args(train)
+    train.add_argument("--eval-every", type=positive_int, default=None, metavar="STEPS",
+                       help="also evaluate on the validation split every this many steps, into the run log "
+                            "(long epochs; default: at epoch ends only)")
     add_parallel_args(train)
     train.set_defaults(func=run_train)
 
@@ -184,7 +187,7 @@ def run_train(args: argparse.Namespace) -> int:
     result = train_language_model(model, corpus, config, checkpoint_dir=args.checkpoint_dir, metadata={"data": spec},
                                   overwrite=args.overwrite, resume=args.resume, checkpoint_every=args.checkpoint_every,
                                   progress=not args.no_progress, devices=devices, log_dir=args.log_dir,
-                                  log_every=args.log_every)
+                                  log_every=args.log_every, eval_every=args.eval_every)
     if result.best_epoch:
         unit = "bits per character" if corpus.vocab.level == "char" else "bits per token"
         print(f"best epoch {result.best_epoch}: val loss {result.best_val_loss:.4f}, perplexity "

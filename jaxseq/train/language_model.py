@@ -73,9 +73,9 @@ class LMTrainConfig:
     epochs; batch_size: N streams; bptt: T, steps per segment; eval_batch_size: streams of
       the evaluation (PyTorch's example: 10).
     optimizer: "sgd" or "adamw"; learning_rate: the (peak) rate; weight_decay: AdamW's.
-    schedule: "plateau" (divide the rate by `plateau_factor` after each epoch whose
-      validation loss is not a new best; PyTorch's example), "cosine" (after a linear
-      warm-up of `warmup_steps`, to 0 at the last step) or "constant" (after the warm-up).
+    schedule (either optimizer): "plateau" (divide the rate by `plateau_factor` after each
+      epoch whose validation loss is not a new best; PyTorch's example), "cosine" (after a
+      linear warm-up of `warmup_steps`, to 0 at the last step) or "constant" (after the warm-up).
     clip_norm: clip the gradients' global norm (None: no clipping).
     patience: stop after this many epochs without a better validation loss (None: never).
     seed: initialisation and dropout.
@@ -118,6 +118,8 @@ class LMTrainConfig:
             raise ValueError(f"clip_norm must be a finite number > 0 or None, got {self.clip_norm!r}")
         if self.optimizer == "sgd" and self.weight_decay:
             raise ValueError("weight_decay is for optimizer 'adamw' (PyTorch's example's SGD has none)")
+        if self.schedule == "plateau" and self.warmup_steps:
+            raise ValueError("warmup_steps is for the cosine and constant schedules (plateau starts at the full rate)")
 
 
 # --- the carried state, stream-major --------------------------------------------------------
@@ -199,9 +201,9 @@ def evaluate_language_model(model: LanguageModel, params, ids: np.ndarray, *, ba
 # --- training ---------------------------------------------------------------------------------
 
 def lm_schedule(config: LMTrainConfig, total_steps: int) -> float | optax.Schedule:
-    """AdamW's rate per update of a run of `total_steps`: a linear warm-up over `warmup_steps`
-    from 0, then cosine decay to 0 at the last step ("cosine") or the peak ("constant");
-    a float when there is neither warm-up nor decay. (SGD's plateau rate: `plateau_rate`.)"""
+    """The rate per update of a run of `total_steps` on the "cosine" or "constant" schedule: a
+    linear warm-up over `warmup_steps` from 0, then cosine decay to 0 at the last step, or the
+    peak; a float when there is neither warm-up nor decay. (The plateau rate: `plateau_rate`.)"""
     warmup, peak = min(config.warmup_steps, total_steps - 1), config.learning_rate
     if config.schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, total_steps, end_value=0.0)
@@ -212,24 +214,24 @@ def lm_schedule(config: LMTrainConfig, total_steps: int) -> float | optax.Schedu
 
 def lm_optimizer(config: LMTrainConfig, total_steps: int) -> optax.GradientTransformation:
     """The optimizer of a run of `total_steps` updates, `optax.chain(clipping, rule)`: clipping
-    by global norm (identity when `clip_norm` is None), then SGD whose rate lives in its state
-    (the plateau schedule sets it between epochs, `set_learning_rate`) or AdamW on
-    `lm_schedule`."""
+    by global norm (identity when `clip_norm` is None), then SGD or AdamW, on `lm_schedule`,
+    or, on the plateau schedule, with the rate in the optimizer's state (set between epochs
+    by `set_learning_rate`)."""
     clip = optax.identity() if config.clip_norm is None else optax.clip_by_global_norm(config.clip_norm)
-    if config.optimizer == "sgd":
-        rule = optax.inject_hyperparams(optax.sgd)(learning_rate=config.learning_rate)
-    else:
-        rule = optax.adamw(lm_schedule(config, total_steps), weight_decay=config.weight_decay)
-    return optax.chain(clip, rule)
+    rule = optax.sgd if config.optimizer == "sgd" else optax.adamw
+    decay = {"weight_decay": config.weight_decay} if config.optimizer == "adamw" else {}
+    if config.schedule == "plateau":
+        return optax.chain(clip, optax.inject_hyperparams(rule)(learning_rate=config.learning_rate, **decay))
+    return optax.chain(clip, rule(lm_schedule(config, total_steps), **decay))
 
 
 def learning_rate_of(opt_state: Any) -> float:
-    """The learning rate an SGD `lm_optimizer` state holds (what its next update uses)."""
+    """The learning rate a plateau `lm_optimizer` state holds (what its next update uses)."""
     return float(opt_state[1].hyperparams["learning_rate"])
 
 
 def set_learning_rate(opt_state: Any, rate: float) -> Any:
-    """An SGD `lm_optimizer` state with its learning rate set to `rate` (the plateau schedule)."""
+    """A plateau `lm_optimizer` state with its learning rate set to `rate`."""
     clip, rule = opt_state
     current = rule.hyperparams["learning_rate"]
     return clip, rule._replace(hyperparams={**rule.hyperparams, "learning_rate": jnp.asarray(rate, current.dtype)})
@@ -374,28 +376,32 @@ class LanguageModelTask:
 
         return step
 
-    def evaluate(self, state, epoch: int, losses: list[float], seconds: float) -> EpochResult:
-        start = time.perf_counter()
+    def interim_record(self, state) -> dict[str, float]:
+        """The validation loss, perplexity and bits per token of `state`'s parameters (the
+        state carried over the whole split), as the history's entries name them."""
         scores = evaluate_language_model(self.model, state.params, self.corpus.val,
                                          batch_size=self.config.eval_batch_size, bptt=self.config.bptt, name="val")
+        return {"val_loss": scores["loss"], "val_perplexity": scores["perplexity"],
+                "val_bits_per_token": scores["bits_per_token"]}
+
+    def evaluate(self, state, epoch: int, losses: list[float], seconds: float) -> EpochResult:
+        start = time.perf_counter()
+        scores = self.interim_record(state)
         train_loss = float(np.average(losses, weights=self.segment_lengths))  # per token, as evaluation
-        record = {"epoch": epoch, "train_loss": train_loss, "val_loss": scores["loss"],
-                  "val_perplexity": scores["perplexity"], "val_bits_per_token": scores["bits_per_token"],
+        record = {"epoch": epoch, "train_loss": train_loss, **scores,
                   "learning_rate": self.learning_rate(int(state.step)), "seconds": seconds,
                   "eval_seconds": time.perf_counter() - start}
         self.history.append(record)
         unit = "bpc" if self.corpus.vocab.level == "char" else "bits/token"
         line = lambda improved: (  # noqa: E731
-            f"epoch {epoch:3d}/{self.config.epochs}  loss {train_loss:.4f}  val loss {scores['loss']:.4f}  "
-            f"val ppl {scores['perplexity']:.2f}  val {unit} {scores['bits_per_token']:.4f}"
+            f"epoch {epoch:3d}/{self.config.epochs}  loss {train_loss:.4f}  val loss {record['val_loss']:.4f}  "
+            f"val ppl {record['val_perplexity']:.2f}  val {unit} {record['val_bits_per_token']:.4f}"
             f"{' *' if improved else '  '}  lr {record['learning_rate']:.4g}  {seconds:.1f} s")
-        return EpochResult(scores["loss"], record, line)
+        return EpochResult(record["val_loss"], record, line)
 
     def learning_rate(self, step: int) -> float:
-        """The rate of update `step` (1-based): the plateau rate of its epoch, or AdamW's schedule."""
-        if self.config.optimizer == "sgd":
-            if self.config.schedule != "plateau":
-                return self.config.learning_rate
+        """The rate of update `step` (1-based): the plateau rate of its epoch, or the schedule's."""
+        if self.config.schedule == "plateau":
             return plateau_rate(self.config, self.history[:(step - 1) // self.steps_per_epoch])
         return float(self.schedule(step - 1) if callable(self.schedule) else self.schedule)
 
@@ -432,8 +438,8 @@ def train_language_model(model: LanguageModel, corpus: TextCorpus, config: LMTra
                          overwrite: bool = False, resume: bool = False, keep: int = 2,
                          checkpoint_every: int | None = None, progress: bool = True,
                          log: Callable[[str], None] | None = print, devices: int | None = None,
-                         log_dir: str | os.PathLike | None = None,
-                         log_every: int = DEFAULT_LOG_EVERY) -> LanguageModelResult:
+                         log_dir: str | os.PathLike | None = None, log_every: int = DEFAULT_LOG_EVERY,
+                         eval_every: int | None = None) -> LanguageModelResult:
     """Train `model` on `corpus.train` with truncated BPTT, select by validation loss.
 
     Inputs:
@@ -446,6 +452,8 @@ def train_language_model(model: LanguageModel, corpus: TextCorpus, config: LMTra
         `resume` (continue exactly from the latest: same settings and text) or `overwrite`.
       log_dir, log_every, progress, log, devices: as `jaxseq.train.train_classifier`
         (devices: the streams split over that many devices; batch_size must divide by it).
+      eval_every: also evaluate on the validation split every this many steps inside an
+        epoch, into the run log (val/loss, val/perplexity, val/bits_per_token): for long epochs.
     Returns: LanguageModelResult.
     """
     if model.vocab_size != len(corpus.vocab):
@@ -460,7 +468,7 @@ def train_language_model(model: LanguageModel, corpus: TextCorpus, config: LMTra
         overwrite=overwrite, checkpoint_every=checkpoint_every, keep=keep, higher_is_better=False,
         patience=config.patience, progress=progress, description="lm train", metric_name="validation loss",
         log=log, prepare_folder=vocabulary_file_keeper(corpus.vocab, VOCAB_FILE, task.kind), log_dir=log_dir,
-        log_every=log_every)
+        log_every=log_every, eval_every=eval_every)
     run = TrainingLoop(task, settings).run().progress
     best = run.best_metric if run.best_metric is not None else math.inf
     return LanguageModelResult(run.best_params, run.history, run.best_epoch, best, run.best_path)

@@ -19,6 +19,8 @@ steps per second. A trainer is a `TrainingTask`, what differs:
     task.restored(meta, path, extra) -> RunProgress of a checkpoint (its fields checked; the
                                      loop reads best_params from its best_path)
     task.learning_rate(step)         the rate of update `step` (1-based), for the run log
+    task.interim_record(state)       optional: validation numbers in the middle of an epoch
+                                     ({"val_loss": ...}), logged every `eval_every` steps
 
 Adding a model to a trainer does not touch this file; neither does adding a trainer.
 
@@ -119,7 +121,9 @@ class LoopSettings:
     prepare_folder(folder, resume_from): the task's own files in the folder, called under
     the folder's lock before anything is restored (e.g. the classifier's vocab.json);
     log_dir: the run log's folder (None: `<checkpoint_dir>/logs`, or no log without a
-    checkpoint folder); log_every: steps between the log's train-loss points.
+    checkpoint folder); log_every: steps between the log's train-loss points; eval_every:
+    also log the task's `interim_record` every this many steps inside an epoch (long epochs;
+    None: at epoch ends only; the epoch's own evaluation still picks the best epoch).
     """
 
     num_epochs: int
@@ -139,6 +143,7 @@ class LoopSettings:
     prepare_folder: Callable[[Path, Path | None], None] | None = None
     log_dir: str | os.PathLike | None = None
     log_every: int = DEFAULT_LOG_EVERY
+    eval_every: int | None = None
 
 
 class CheckpointWriteError(OSError):
@@ -200,6 +205,9 @@ class TrainingLoop:
         """Open the folder (locked), resume or start, run the epochs left; see the module doc."""
         s = self.settings
         check_positive_int("log_every", s.log_every)
+        check_positive_int("eval_every", s.eval_every, allow_none=True)
+        if s.eval_every is not None and not hasattr(self.task, "interim_record"):
+            raise ValueError(f"eval_every: a {self.task.kind} run has no evaluation inside an epoch")
         log_dir = resolve_log_dir(s.log_dir, s.checkpoint_dir)  # an option error before the folder is touched
         with self._open_folder() as folder:
             if s.prepare_folder is not None and folder is not None:
@@ -285,6 +293,8 @@ class TrainingLoop:
                 if report:
                     self._say(f"(Iteration {step} / {s.num_epochs * s.steps_per_epoch}) "
                               f"loss: {p.epoch_losses[-1]:f}")
+            if s.eval_every is not None and mid_epoch and step % s.eval_every == 0:
+                self.run_log.scalars(step, epoch, epoch_scalars(self.task.interim_record(self.state)))
             if save_now:
                 written = self._save(None)
                 if stopping:
