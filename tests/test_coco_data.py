@@ -206,6 +206,50 @@ def test_virtual_datasets_are_refused(coco_dir, tmp_path):
                                "from other files); refusing to read it")
 
 
+def test_external_links_are_refused(coco_dir, tmp_path):
+    other = tmp_path / "other.h5"  # well-formed features the user never named
+    with h5py.File(other, "w") as f:
+        f["features"] = np.ones((6, 8), np.float32)
+    path = coco_dir / "train2014_vgg16_fc7_pca.h5"
+    with h5py.File(path, "a") as f:
+        del f["features"]
+        f["features"] = h5py.ExternalLink(str(other), "/features")
+    with pytest.raises(ValueError) as info:
+        load_coco_data(coco_dir)
+    assert str(info.value) == (f"{path}: key 'features' is a link to {other}:/features (an HDF5 external "
+                               "link, data from another file); refusing to read it")
+
+
+def test_a_soft_link_through_to_an_external_link_is_refused(coco_dir, tmp_path):
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = np.ones((6, 8), np.float32)
+    path = coco_dir / "train2014_vgg16_fc7_pca.h5"
+    with h5py.File(path, "a") as f:
+        del f["features"]
+        f["elsewhere"] = h5py.ExternalLink(str(other), "/x")
+        f["features"] = h5py.SoftLink("/elsewhere")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: key 'features' is a link to {other}:/x (an HDF5 "
+                                                   "external link")):
+        load_coco_data(coco_dir)
+
+
+def test_soft_links_inside_the_file_are_followed(coco_dir):
+    path = coco_dir / "train2014_vgg16_fc7_pca.h5"
+    with h5py.File(path, "a") as f:
+        f.move("features", "stored/features")
+        f["features"] = h5py.SoftLink("/stored/features")
+        f["dangling"] = h5py.SoftLink("/nowhere")
+    expected = load_coco_data(coco_dir)["train_features"]
+    assert expected.shape == (6, 8)
+    with h5py.File(path, "a") as f:
+        del f["features"]
+        f["features"] = h5py.SoftLink("/dangling")
+    with pytest.raises(ValueError) as info:
+        load_coco_data(coco_dir)
+    assert str(info.value) == f"{path}: key 'features' is a link to /nowhere, which is not in the file"
+
+
 @pytest.mark.parametrize("key, dtype, value, message", [
     ("train_captions", np.int64, 2**32 + 5, r"train_captions: token id 4294967301 is outside \[0, 9\)"),
     ("train_image_idxs", np.int64, 2**32 + 3, r"train_image_idxs: image index 4294967299 is outside \[0, 6\)"),
