@@ -171,6 +171,18 @@ def test_declared_feature_rows_must_match_the_urls_before_reading(coco_dir):
         load_coco_data(coco_dir)
 
 
+def test_zero_width_features_are_refused(tmp_path):
+    write_course_files(tmp_path, course_arrays(pca_dim=0))
+    with pytest.raises(ValueError) as info:
+        load_coco_data(tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'train2014_vgg16_fc7_pca.h5'}:features: features of width 0, "
+                               "expected a width D of at least 1")
+    data = load_coco_data(write_course_files(tmp_path / "good"))
+    data["val_features"] = np.zeros((4, 0), np.float32)
+    with pytest.raises(ValueError, match=r"^val_features: features of width 0, expected a width D of at least 1$"):
+        check_captioning_data(data)
+
+
 def test_feature_size_must_be_sane(tmp_path):
     write_course_files(tmp_path, course_arrays(pca_dim=MAX_FEATURE_DIM + 1))
     with pytest.raises(ValueError) as info:
