@@ -82,6 +82,17 @@ def add_checkpoint_args(parser: argparse.ArgumentParser, what: str, default: str
                             "loses at most STEPS steps (default: at epoch ends only)")
 
 
+def check_folder_options(checkpoint_dir: Path, log_dir: Path | None) -> None:
+    """--checkpoint-dir and --log-dir checked as run folders (`check_run_dir`, creating
+    nothing) before any data is read: a file given for either, or a path under one, is a
+    one-line ValueError naming the option."""
+    from jaxseq.train.run_folder import check_run_dir
+
+    check_run_dir(checkpoint_dir, label="--checkpoint-dir")
+    if log_dir is not None:
+        check_run_dir(log_dir, label="--log-dir")
+
+
 def add_log_args(parser: argparse.ArgumentParser) -> None:
     """--log-dir and --log-every: the run log (TensorBoard event files and metrics.jsonl)."""
     group = parser.add_argument_group("run log (TensorBoard, metrics.jsonl; see `jaxseq plot`)")

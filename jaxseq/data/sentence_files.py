@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxseq.data.archive import file_kind
 from jaxseq.data.sentences import LabelledSentences
 from jaxseq.data.tokenizer import tokenize
 
@@ -36,10 +37,14 @@ def _lines(path: Path):
     """(line number, text) of the non-blank lines of `path`, with errors naming file and line.
 
     A UTF-8 byte order mark opening the file is dropped; a line of more than MAX_LINE_BYTES
-    bytes (its line break not counted) is refused, having read no more than that of it.
+    bytes (its line break not counted) is refused, having read no more than that of it. A
+    directory or a named pipe (which would block the read) is a ValueError, not "not found".
     """
-    if not path.is_file():
+    problem, _ = file_kind(path)
+    if problem == "missing":
         raise FileNotFoundError(f"{path}: file not found")
+    if problem is not None:
+        raise ValueError(f"{path}: is {problem}, expected a file of labelled sentences")
     with open(path, "rb") as handle:
         number = 0
         while raw := handle.readline(MAX_LINE_BYTES + 1):

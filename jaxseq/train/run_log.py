@@ -68,12 +68,13 @@ def resolve_log_dir(log_dir: str | os.PathLike | None, checkpoint_dir: str | os.
     """The run's log folder: `log_dir`, else `<checkpoint_dir>/logs`, else None (no log).
 
     Checked as a run folder is (`check_run_dir`), creating nothing: ValueError (one line,
-    naming the path) if it is a file, lies under one, or cannot be written or created.
+    naming the path) if it is a file, lies under one, or cannot be written or created. The
+    default one is blamed on the checkpoint folder when that is what is wrong.
     """
     if log_dir is None:
         if checkpoint_dir is None:
             return None
-        path = Path(checkpoint_dir) / LOG_SUBDIR
+        path = check_run_dir(checkpoint_dir) / LOG_SUBDIR
     else:
         path = Path(log_dir)
     return check_run_dir(path, label="log folder")
