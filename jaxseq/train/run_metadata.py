@@ -94,9 +94,10 @@ def classifier_model(value: Any, key: str) -> None:
 CLASSIFIER_TRAIN_CONFIG = fields(optional={"use_pad_mask": boolean()})
 CLASSIFIER = fields(required={"model": classifier_model}, optional={"train_config": CLASSIFIER_TRAIN_CONFIG})
 # What resuming a classifier run reads on top (train_classifier writes it after every epoch).
+MCC = number(-1, 1)  # a Matthews correlation
 CLASSIFIER_PROGRESS = fields(
-    required={"epoch": COUNT, "best_epoch": COUNT, "best_step": COUNT, "best_val_mcc": nullable(number()),
-              "history": list_of(fields(required={"epoch": integer(1, MAX_COUNT), "val_mcc": number()})),
+    required={"epoch": COUNT, "best_epoch": COUNT, "best_step": COUNT, "best_val_mcc": nullable(MCC),
+              "history": list_of(fields(required={"epoch": integer(1, MAX_COUNT), "val_mcc": MCC})),
               "train_config": CLASSIFIER_TRAIN_CONFIG},
     optional={"epoch_losses": list_of(number())},
 )
@@ -180,6 +181,10 @@ def check_classifier_progress(meta: dict[str, Any], path: str | Path, steps_per_
         raise ValueError(f"{source}: best_epoch {best_epoch} is after epoch {epoch}")
     if best_epoch > 0 and meta["best_val_mcc"] is None:
         raise ValueError(f"{source}: best_val_mcc is null although best_epoch is {best_epoch}")
+    if best_epoch > 0 and meta["best_val_mcc"] != meta["history"][best_epoch - 1]["val_mcc"]:
+        recorded = meta["history"][best_epoch - 1]["val_mcc"]
+        raise ValueError(f"{source}: best_val_mcc {meta['best_val_mcc']!r} is not the val_mcc of best_epoch "
+                         f"{best_epoch} in history ({recorded!r})")
     if meta["best_step"] != best_epoch * steps_per_epoch:
         raise ValueError(f"{source}: best_step {meta['best_step']} is not the end of best_epoch {best_epoch} "
                          f"({steps_per_epoch} steps per epoch)")
