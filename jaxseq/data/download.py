@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
+from jaxseq.checks import check_positive_int
 from jaxseq.data.archive import UnpackLimits, remove_stale_staging, required_file_problems, unpack_zip
 
 __all__ = [
@@ -100,9 +101,9 @@ class DownloadLimits:
     deadline: float | None = None
 
     def __post_init__(self):
-        if self.max_bytes is not None:
-            _check_count("max_bytes", self.max_bytes)
-        _check_count("stall_bytes", self.stall_bytes, minimum=0)
+        check_positive_int("max_bytes", self.max_bytes, allow_none=True)
+        if isinstance(self.stall_bytes, bool) or not isinstance(self.stall_bytes, int) or self.stall_bytes < 0:
+            raise ValueError(f"stall_bytes must be an int >= 0, got {self.stall_bytes!r}")
         _check_seconds("stall_window", self.stall_window)
         if self.deadline is not None:
             _check_seconds("deadline", self.deadline)
@@ -118,11 +119,6 @@ class DownloadLimits:
 def default_deadline(max_bytes: int) -> float:
     """`DEADLINE_FLOOR` seconds plus the time `max_bytes` take at `SLOW_LINK_RATE` bytes/s."""
     return DEADLINE_FLOOR + max_bytes / SLOW_LINK_RATE
-
-
-def _check_count(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 def _check_seconds(name: str, value) -> None:
