@@ -196,7 +196,7 @@ def test_an_unusable_log_dir_is_an_option_error_before_training(brackets, tmp_pa
     rc = cli.main(["caption", "train", "--epochs", "1", "--max-train", "50", "--quiet",
                    "--checkpoint-dir", str(tmp_path / "c3"), "--log-dir", str(blocker)])
     err = capsys.readouterr().err
-    assert rc == 2 and "log folder" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and f"--log-dir {blocker}: exists and is a file" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "c3").exists()
 
 
