@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jaxseq import cli
-from tests.coco_files import write_course_files
+from tests.coco_files import course_arrays, write_course_files
 
 SMALL = ["--hidden-dim", "16", "--wordvec-dim", "16", "--quiet"]
 
@@ -62,6 +62,23 @@ def test_train_and_eval_on_coco_files(tmp_path, capsys):
     moved = coco.rename(tmp_path / "moved")
     assert cli.main(["caption", "eval", "--checkpoint", str(run_dir), "--data-dir", str(moved)]) == 0
     assert "BLEU-1 on 5 val captions" in capsys.readouterr().out
+
+    # Features of another width than the run was trained on (8): one line, no Flax traceback.
+    wider = write_course_files(tmp_path / "wider", course_arrays(pca_dim=5))
+    for command in ("sample", "eval"):
+        assert cli.main(["caption", command, "--checkpoint", str(run_dir), "--data-dir", str(wider)]) == 2
+        assert capsys.readouterr().err == (
+            f"jaxseq caption: error: {wider / 'train2014_vgg16_fc7_pca.h5'}:features: features of width 5, but "
+            f"checkpoint {run_dir} was trained on features of width 8\n")
+
+
+def test_zero_width_features_are_one_line(tmp_path, capsys):
+    coco = write_course_files(tmp_path / "coco", course_arrays(pca_dim=0))
+    assert cli.main(["caption", "train", "--data", "coco", "--data-dir", str(coco), "--epochs", "1",
+                     "--checkpoint-dir", str(tmp_path / "run"), *SMALL]) == 2
+    assert capsys.readouterr().err == (f"jaxseq caption: error: {coco / 'train2014_vgg16_fc7_pca.h5'}:features: "
+                                       "features of width 0, expected a width D of at least 1\n")
+    assert not (tmp_path / "run").exists()
 
 
 def test_errors_are_one_clear_line(tmp_path, capsys):

@@ -76,7 +76,21 @@ def test_a_checkpoint_dir_that_is_a_file_or_under_one_is_one_line(kind, tmp_path
                 else classify_argv(folder, epochs=1, data=tmp_path))
         line = one_line_error(capsys, cli.main([str(arg) for arg in argv]))
         assert str(a_file) in line and "not a directory" in line, line
+        assert f"--checkpoint-dir {folder}: " in line and "log folder" not in line, line  # the option given
+        argv = [*argv, "--checkpoint-dir", str(tmp_path / "fine"), "--log-dir", str(folder)]
+        line = one_line_error(capsys, cli.main([str(arg) for arg in argv]))
+        assert f"--log-dir {folder}: " in line and "not a directory" in line, line
     assert a_file.read_text() == "not a folder"
+    assert not (tmp_path / "fine").exists()
+
+
+def test_the_default_log_folder_blames_the_checkpoint_folder(tmp_path):
+    from jaxseq.train.run_log import resolve_log_dir
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    with pytest.raises(ValueError, match=rf"^checkpoint folder {a_file}: exists and is a file, not a directory"):
+        resolve_log_dir(None, a_file)
 
 
 def wait_for(predicate, what: str, timeout: float = 180.0) -> None:

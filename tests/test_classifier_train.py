@@ -114,7 +114,7 @@ def test_bad_data_is_rejected_before_jit(brackets):
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", -1), ("learning_rate", 0.0),
                                           ("schedule", "step"), ("label_smoothing", 1.0), ("patience", 0),
-                                          ("weight_decay", -0.1), ("clip_norm", 0.0)])
+                                          ("weight_decay", -0.1), ("clip_norm", 0.0), ("warmup_epochs", 10.5)])
 def test_bad_config_values(field, value):
     with pytest.raises(ValueError, match=field):
         ClassifierTrainConfig(**{field: value})

@@ -133,7 +133,7 @@ BAD_INPUTS = [  # (command, its arguments ({name} -> a path of `places`), what t
     ("plot", ["{tsv}"], "small.tsv, line 1: not valid JSON"),
     ("caption train", ["--log-every", "0"], "argument --log-every: expected a positive integer, got 0"),
     ("classify train", ["--train", "{tsv}", "--dev", "{tsv}", "--log-dir", "{tsv}", "--no-progress"],
-     "log folder"),
+     "--log-dir"),
 ]
 
 

@@ -119,12 +119,33 @@ def test_malformed_file_and_missing_checkpoint_are_clear_errors(tmp_path, capsys
 
 @pytest.mark.parametrize("option, value", [("--epochs", "0"), ("--batch-size", "-4"), ("--lr", "0"),
                                            ("--lr", "-1e-3"), ("--dropout", "1.0"), ("--weight-decay", "-0.1"),
-                                           ("--patience", "0"), ("--label-smoothing", "-0.1"), ("--epochs", "two")])
+                                           ("--patience", "0"), ("--label-smoothing", "-0.1"), ("--epochs", "two"),
+                                           # what int() and float() take but a person does not mean:
+                                           ("--epochs", "1_0"), ("--seed", "1_000"), ("--batch-size", "\u0663\u0662"),
+                                           ("--lr", "1_0e-3"), ("--warmup-epochs", "0_5"), ("--epochs", " 10")])
 def test_parser_rejects_bad_values(option, value, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.build_parser().parse_args(["classify", "train", "--train", "a", "--dev", "b", option, value])
     assert exit_info.value.code == 2
     assert option in capsys.readouterr().err
+
+
+def test_plain_numbers_still_parse():
+    args = cli.build_parser().parse_args(["classify", "train", "--train", "a", "--dev", "b", "--epochs", "+10",
+                                          "--lr", "3e-4", "--warmup-epochs", ".5", "--seed", "007"])
+    assert (args.epochs, args.lr, args.warmup_epochs, args.seed) == (10, 3e-4, 0.5, 7)
+
+
+def test_warmup_longer_than_the_run_and_empty_sentences_are_refused(tmp_path, capsys):
+    assert cli.main(["cola", "train", "--data-dir", str(tmp_path), "--epochs", "2", "--warmup-epochs", "1e20",
+                     "--checkpoint-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (
+        "jaxseq cola: error: warmup_epochs (1e+20) is longer than the run (epochs 2): the learning rate would "
+        "still be warming up when training ends; give a warm-up of at most the epochs\n")
+    assert not (tmp_path / "run").exists()
+    for sentence in ("", "   "):
+        assert cli.main(["cola", "predict", "--checkpoint", str(tmp_path / "none"), "A fine one.", sentence]) == 2
+        assert capsys.readouterr().err == f"jaxseq cola: error: sentence 2 ({sentence!r}): empty sentence\n"
 
 
 SMALL_RECURRENT = ["--embed-dim", "16", "--hidden-dim", "16", "--min-count", "1", "--max-length", "16",

@@ -171,6 +171,18 @@ def test_declared_feature_rows_must_match_the_urls_before_reading(coco_dir):
         load_coco_data(coco_dir)
 
 
+def test_zero_width_features_are_refused(tmp_path):
+    write_course_files(tmp_path, course_arrays(pca_dim=0))
+    with pytest.raises(ValueError) as info:
+        load_coco_data(tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'train2014_vgg16_fc7_pca.h5'}:features: features of width 0, "
+                               "expected a width D of at least 1")
+    data = load_coco_data(write_course_files(tmp_path / "good"))
+    data["val_features"] = np.zeros((4, 0), np.float32)
+    with pytest.raises(ValueError, match=r"^val_features: features of width 0, expected a width D of at least 1$"):
+        check_captioning_data(data)
+
+
 def test_feature_size_must_be_sane(tmp_path):
     write_course_files(tmp_path, course_arrays(pca_dim=MAX_FEATURE_DIM + 1))
     with pytest.raises(ValueError) as info:
@@ -204,6 +216,50 @@ def test_virtual_datasets_are_refused(coco_dir, tmp_path):
         load_coco_data(coco_dir)
     assert str(info.value) == (f"{path}: key 'features' is an HDF5 virtual dataset (its data comes "
                                "from other files); refusing to read it")
+
+
+def test_external_links_are_refused(coco_dir, tmp_path):
+    other = tmp_path / "other.h5"  # well-formed features the user never named
+    with h5py.File(other, "w") as f:
+        f["features"] = np.ones((6, 8), np.float32)
+    path = coco_dir / "train2014_vgg16_fc7_pca.h5"
+    with h5py.File(path, "a") as f:
+        del f["features"]
+        f["features"] = h5py.ExternalLink(str(other), "/features")
+    with pytest.raises(ValueError) as info:
+        load_coco_data(coco_dir)
+    assert str(info.value) == (f"{path}: key 'features' is a link to {other}:/features (an HDF5 external "
+                               "link, data from another file); refusing to read it")
+
+
+def test_a_soft_link_through_to_an_external_link_is_refused(coco_dir, tmp_path):
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = np.ones((6, 8), np.float32)
+    path = coco_dir / "train2014_vgg16_fc7_pca.h5"
+    with h5py.File(path, "a") as f:
+        del f["features"]
+        f["elsewhere"] = h5py.ExternalLink(str(other), "/x")
+        f["features"] = h5py.SoftLink("/elsewhere")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: key 'features' is a link to {other}:/x (an HDF5 "
+                                                   "external link")):
+        load_coco_data(coco_dir)
+
+
+def test_soft_links_inside_the_file_are_followed(coco_dir):
+    path = coco_dir / "train2014_vgg16_fc7_pca.h5"
+    with h5py.File(path, "a") as f:
+        f.move("features", "stored/features")
+        f["features"] = h5py.SoftLink("/stored/features")
+        f["dangling"] = h5py.SoftLink("/nowhere")
+    expected = load_coco_data(coco_dir)["train_features"]
+    assert expected.shape == (6, 8)
+    with h5py.File(path, "a") as f:
+        del f["features"]
+        f["features"] = h5py.SoftLink("/dangling")
+    with pytest.raises(ValueError) as info:
+        load_coco_data(coco_dir)
+    assert str(info.value) == f"{path}: key 'features' is a link to /nowhere, which is not in the file"
 
 
 @pytest.mark.parametrize("key, dtype, value, message", [

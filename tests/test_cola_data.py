@@ -3,6 +3,8 @@ file and line in the error, folder layouts, and the seeded 7,000 / 1,551 course 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -86,6 +88,16 @@ def test_empty_missing_and_unknown(tmp_path):
     (tmp_path / "latin1.tsv").write_bytes(b"caf\xe9\t1\n")
     with pytest.raises(ValueError, match=r"latin1.tsv:1: not UTF-8"):
         read_sentences(tmp_path / "latin1.tsv")
+
+
+def test_a_directory_or_a_fifo_is_not_a_tsv_file(tmp_path):
+    (tmp_path / "folder.tsv").mkdir()
+    os.mkfifo(tmp_path / "pipe.tsv")  # reading it would wait for a writer forever
+    for name, what in (("folder.tsv", "a directory"), ("pipe.tsv", "not a regular file")):
+        for call in (read_sentences, detect_format):
+            with pytest.raises(ValueError) as info:
+                call(tmp_path / name)
+            assert str(info.value) == f"{tmp_path / name}: is {what}, expected a file of labelled sentences"
 
 
 def test_an_overlong_line_is_refused_before_it_is_read_whole(tmp_path):

@@ -3,6 +3,8 @@
 The server serves zips the tests build in the real layouts (the course's
 `coco_captioning.zip`, CoLA's `cola_public_1.1.zip`), honours `Range: bytes=N-`, and can
 be told to drop the connection part-way through a file, to ignore ranges, or to redirect.
+It can also lie (`Lie`): declare any Content-Length or none, send more or fewer bytes than
+it declares, and trickle them; each such body is bounded in bytes and in time.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import zipfile
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jaxseq.data import download as dl
 from tests.cli_process import assert_one_line_error, run_jaxseq
@@ -27,6 +33,19 @@ from tests.zip_files import (COCO_FILES, COLA_FILES, big_payload, coco_zip, left
 # --------------------------------------------------------------------------------------
 # The local server
 # --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Lie:
+    """A hostile answer: `length` is the Content-Length header as sent (None: no header, the
+    body ends when the connection closes); then `size` zero bytes (at most) go out in chunks
+    of `chunk`, `delay` seconds apart, for at most `seconds`."""
+
+    length: str | None
+    size: int
+    chunk: int = 65_536
+    delay: float = 0.0
+    seconds: float = 10.0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -45,6 +64,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Location", server.redirects[path])
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if path in server.lies:
+            self.lie(server.lies[path])
             return
         data = server.files.get(path)
         if data is None:
@@ -80,6 +102,25 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(body)
 
+    def lie(self, lie: Lie):
+        self.send_response(200)
+        if lie.length is not None:
+            self.send_header("Content-Length", lie.length)
+        self.end_headers()
+        self.close_connection = True
+        sent, stop = 0, time.monotonic() + lie.seconds  # bounded in bytes and in time
+        try:
+            while sent < lie.size and time.monotonic() < stop:
+                piece = min(lie.chunk, lie.size - sent)
+                self.wfile.write(bytes(piece))
+                self.wfile.flush()
+                sent += piece
+                if lie.delay:
+                    time.sleep(lie.delay)
+        except OSError:  # the client gave up: what the tests want
+            pass
+        self.server.sent.append(sent)
+
 
 class LocalServer:
     def __init__(self):
@@ -90,6 +131,8 @@ class LocalServer:
         self.httpd.redirects = {}
         self.httpd.drop_after = {}  # path -> list of byte counts, one per request to cut
         self.httpd.ignore_range = False
+        self.httpd.lies = {}  # path -> Lie
+        self.httpd.sent = []  # bytes each lie got out before the client stopped reading
         self.thread = threading.Thread(target=self.httpd.serve_forever,
                                        kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
@@ -496,3 +539,178 @@ def test_cli_interrupted_then_resumed(server, tmp_path, capsys, monkeypatch):
     assert run_cli("coco", "--root", str(tmp_path), "--url", url, "--no-progress") == 0
     assert sha(blob) in capsys.readouterr().out
     assert (tmp_path / "coco_captioning" / "coco2014_vocab.json").is_file()
+
+
+# --------------------------------------------------------------------------------------
+# Servers that lie or crawl: the size bound, the stall rule, the deadline
+# --------------------------------------------------------------------------------------
+
+FAST = dict(progress=False, retries=0, retry_wait=0, timeout=5)
+
+
+def test_the_data_sets_download_bounds():
+    cola, coco = dl.DATASETS["cola"].download_limits, dl.DATASETS["coco"].download_limits
+    assert cola.max_bytes == 510_000  # twice CoLA's 0.25 MB archive
+    assert coco.max_bytes == 4_660_000_000
+    assert (cola.stall_bytes, cola.stall_window) == (16_384, 60.0)
+    assert cola.seconds == pytest.approx(605.1)  # 10 minutes, plus 510 kB at 100 kB/s
+    assert coco.seconds == pytest.approx(47_200)  # 4.66 GB at 100 kB/s: 13 hours
+
+
+def test_a_declared_length_above_the_bound_is_refused_before_reading(server, tmp_path):
+    url = server.url("/cola.zip")
+    server.httpd.lies["/cola.zip"] = Lie(length="1000000000000000", size=50_000_000)
+    start = time.monotonic()
+    with pytest.raises(ValueError) as info:
+        dl.download_file(url, tmp_path / "cola.zip", limits=dl.DownloadLimits(max_bytes=510_000), **FAST)
+    assert str(info.value) == (f"{url} declares 1,000,000,000,000,000 bytes, more than the limit of 510,000 "
+                               "bytes (max_bytes / --max-bytes); refused before reading")
+    assert leftovers(tmp_path) == []
+    assert time.monotonic() - start < 5
+
+
+def test_a_body_passing_the_bound_is_cut_off_and_deleted(server, tmp_path):
+    url = server.url("/cola.zip")
+    server.httpd.lies["/cola.zip"] = Lie(length=None, size=50_000_000)  # 50 MB of zeros, no length
+    with pytest.raises(ValueError, match=r"sent more than the limit of 510,000 bytes .*stopped reading there "
+                                         r"and deleted the partial file"):
+        dl.download_file(url, tmp_path / "cola.zip", limits=dl.DownloadLimits(max_bytes=510_000), **FAST)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_resumed_total_above_the_bound_keeps_the_part(server, tmp_path):
+    data = big_payload(10_000)
+    url = server.add("/file.bin", data)
+    (tmp_path / "file.bin.part").write_bytes(data[:4_000])
+    with pytest.raises(ValueError, match=r"declares 10,000 bytes, more than the limit of 9,999"):
+        dl.download_file(url, tmp_path / "file.bin", limits=dl.DownloadLimits(max_bytes=9_999), **FAST)
+    assert (tmp_path / "file.bin.part").read_bytes() == data[:4_000]  # still good for a resume
+    assert dl.download_file(url, tmp_path / "file.bin", limits=dl.DownloadLimits(max_bytes=10_000),
+                            **FAST) == sha(data)
+
+
+@pytest.mark.parametrize("length", ["-5", "abc", "1e3", ""])
+def test_a_content_length_that_is_not_a_count_is_refused(server, tmp_path, length):
+    url = server.url("/cola.zip")
+    server.httpd.lies["/cola.zip"] = Lie(length=length, size=100)
+    with pytest.raises(ValueError) as info:
+        dl.download_file(url, tmp_path / "cola.zip", **FAST)
+    assert str(info.value) == (f"{url} declares an invalid Content-Length {length!r}, expected a number of "
+                               "bytes >= 0; refusing the download")
+    assert leftovers(tmp_path) == []
+
+
+def test_a_trickle_trips_the_stall_rule(server, tmp_path):
+    url = server.url("/cola.zip")
+    server.httpd.lies["/cola.zip"] = Lie(length="100", size=100, chunk=1, delay=0.05, seconds=5)
+    limits = dl.DownloadLimits(max_bytes=510_000, stall_bytes=50, stall_window=0.4)
+    start = time.monotonic()
+    with pytest.raises(dl.DownloadError) as info:
+        dl.download_file(url, tmp_path / "cola.zip", limits=limits, **FAST)
+    message = str(info.value)
+    assert re.fullmatch(rf"download of {re.escape(url)} stalled: \d+ bytes in 0\.\d s, fewer than 50 in 0\.4 s "
+                        r"\(the stall rule; --stall-bytes, --stall-window\); \d+ bytes are kept in .*cola\.zip\.part: "
+                        "run again to resume", message), message
+    assert 0 < (tmp_path / "cola.zip.part").stat().st_size < 50  # kept, to resume
+    assert time.monotonic() - start < 3
+
+
+def test_a_silent_server_trips_the_stall_rule_too(server, tmp_path):
+    url = server.url("/cola.zip")
+    server.httpd.lies["/cola.zip"] = Lie(length="100", size=1, delay=3, seconds=3)  # one byte, then silence
+    limits = dl.DownloadLimits(stall_bytes=1, stall_window=0.3)
+    start = time.monotonic()
+    with pytest.raises(dl.DownloadError, match=r"interrupted \(connection lost after 1 bytes: timed out\)"):
+        dl.download_file(url, tmp_path / "cola.zip", limits=limits, **{**FAST, "timeout": 60})
+    assert time.monotonic() - start < 2  # the socket waits no longer than the stall window
+
+
+def test_a_steady_crawl_trips_the_deadline(server, tmp_path):
+    url = server.url("/cola.zip")
+    server.httpd.lies["/cola.zip"] = Lie(length="100000", size=100_000, chunk=500, delay=0.02, seconds=5)
+    limits = dl.DownloadLimits(stall_bytes=100, stall_window=0.2, deadline=0.6)  # the crawl passes the stall rule
+    start = time.monotonic()
+    with pytest.raises(dl.DownloadError) as info:
+        dl.download_file(url, tmp_path / "cola.zip", limits=limits, **FAST)
+    assert re.fullmatch(rf"download of {re.escape(url)} passed its deadline of 0\.6 s \(the deadline rule; "
+                        r"--deadline\); [\d,]+ bytes are kept in .*: run again to resume", str(info.value)), info.value
+    assert time.monotonic() - start < 2
+    assert (tmp_path / "cola.zip.part").stat().st_size > 0
+
+
+def test_a_slow_but_steady_link_passes(server, tmp_path):
+    url = server.url("/cola.zip")
+    server.httpd.lies["/cola.zip"] = Lie(length="4000", size=4000, chunk=400, delay=0.03)
+    limits = dl.DownloadLimits(max_bytes=4000, stall_bytes=400, stall_window=0.2, deadline=5)
+    assert dl.download_file(url, tmp_path / "cola.zip", limits=limits, **FAST) == sha(bytes(4000))
+
+
+def test_a_redirect_loop_is_one_line(server, tmp_path, capsys):
+    server.httpd.redirects["/a.zip"] = server.url("/b.zip")
+    server.httpd.redirects["/b.zip"] = server.url("/a.zip")
+    assert run_cli("cola", "--root", str(tmp_path), "--url", server.url("/a.zip"), "--no-progress") == 1
+    err = capsys.readouterr().err
+    assert err == (f"jaxseq data download: error: downloading {server.url('/a.zip')} failed: its redirects "
+                   "(HTTP 302) loop or go on for more than 10 hops\n")
+    assert leftovers(tmp_path) == []
+
+
+def test_cli_refuses_a_lying_length_in_one_line(server, tmp_path):
+    url = server.url("/cola_public_1.1.zip")
+    server.httpd.lies["/cola_public_1.1.zip"] = Lie(length="1000000000000000", size=10_000_000)
+    result = run_jaxseq("data", "download", "cola", "--root", str(tmp_path), "--url", url, "--no-progress")
+    assert result.returncode == 2
+    assert_one_line_error(result, "declares 1,000,000,000,000,000 bytes, more than the limit of 510,000 bytes")
+    assert leftovers(tmp_path) == []
+
+
+def test_cli_bounds_are_options(server, tmp_path, capsys):
+    blob = make_zip(COLA_FILES)
+    url = server.add("/cola_public_1.1.zip", blob)
+    assert run_cli("cola", "--root", str(tmp_path), "--url", url, "--no-progress",
+                   "--max-bytes", str(len(blob) - 1)) == 2
+    assert f"declares {len(blob):,} bytes, more than the limit of {len(blob) - 1:,}" in capsys.readouterr().err
+    server.httpd.lies["/slow.zip"] = Lie(length="100", size=100, chunk=1, delay=0.05, seconds=5)
+    assert run_cli("cola", "--root", str(tmp_path), "--url", server.url("/slow.zip"), "--no-progress",
+                   "--stall-bytes", "1000", "--stall-window", "0.3") == 1
+    assert "(the stall rule; --stall-bytes, --stall-window)" in capsys.readouterr().err
+    assert run_cli("cola", "--root", str(tmp_path), "--url", server.url("/slow.zip"), "--no-progress",
+                   "--stall-bytes", "0", "--deadline", "0.4") == 1
+    assert "passed its deadline of 0.4 s (the deadline rule; --deadline)" in capsys.readouterr().err
+    for option, value in [("--max-bytes", "0"), ("--deadline", "-1"), ("--stall-window", "inf"),
+                          ("--stall-bytes", "-1")]:
+        with pytest.raises(SystemExit):
+            run_cli("cola", "--root", str(tmp_path), option, value)
+        assert option in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [("max_bytes", 0), ("stall_bytes", -1), ("stall_window", 0.0),
+                                          ("deadline", float("nan")), ("max_bytes", 1.5)])
+def test_download_limits_are_checked(field, value):
+    with pytest.raises(ValueError, match=rf"^{field} must be"):
+        dl.DownloadLimits(**{field: value})
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(length=st.one_of(st.none(), st.sampled_from(["-5", "x", " 7", "99999999999999999999"]),
+                        st.integers(0, 3000).map(str)),
+       size=st.integers(0, 3000), max_bytes=st.integers(1, 2500), resume=st.integers(0, 200))
+def test_lying_servers_never_leave_more_than_the_bound(server, tmp_path_factory, length, size, max_bytes, resume):
+    """Whatever a server declares and sends, the download either succeeds with what was
+    sent (within the bound) or fails with one of the documented errors, leaving at most
+    a part file within the bound."""
+    folder = tmp_path_factory.mktemp("lie")
+    server.httpd.lies["/f"] = Lie(length=length, size=size, chunk=700, seconds=2)
+    if resume:
+        (folder / "f.part").write_bytes(bytes(resume))
+    limits = dl.DownloadLimits(max_bytes=max_bytes, stall_bytes=0, deadline=5)
+    try:
+        digest = dl.download_file(server.url("/f"), folder / "f", limits=limits, **{**FAST, "timeout": 2})
+    except (ValueError, dl.DownloadError) as error:
+        assert "\n" not in str(error)
+    else:
+        body = size if length is None else int(length)  # a body past its declared length is not read
+        assert body <= size and body <= max_bytes and digest == sha(bytes(body))
+        assert (folder / "f").stat().st_size == body
+    part = folder / "f.part"
+    assert not part.exists() or part.stat().st_size <= max(max_bytes, resume)

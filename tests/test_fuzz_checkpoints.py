@@ -136,6 +136,25 @@ def test_resume_on_mutated_classifier_metadata(runs, tmp_path_factory, data):
     assert_works_or_names(lambda: resume(argv), folder)
 
 
+@settings(max_examples=8, **FUZZ)
+@given(data=st.data())
+def test_resume_refuses_an_mcc_it_could_not_have_recorded(runs, tmp_path_factory, data):
+    """A Matthews correlation outside [-1, 1], or a best_val_mcc that is not its best
+    epoch's val_mcc in the history, is refused (it would decide which epoch is kept)."""
+    folder, argv, checkpoints = runs["classifier"]
+    copy = tmp_path_factory.mktemp("mcc") / "classifier"
+    shutil.copytree(folder, copy)
+    latest, meta = checkpoints[-1]
+    path = data.draw(st.sampled_from([("best_val_mcc",), ("history", 0, "val_mcc"), ("history", 1, "val_mcc")]))
+    value = data.draw(st.one_of(st.floats(allow_nan=False).filter(lambda v: abs(v) > 1),
+                                st.floats(-1, 1).filter(lambda v: path[0] == "best_val_mcc"
+                                                        and v != meta["history"][meta["best_epoch"] - 1]["val_mcc"])))
+    (copy / latest.name / "meta.json").write_text(replaced(meta, path, value))
+    with pytest.raises(ValueError) as info, contextlib.redirect_stdout(io.StringIO()):
+        resume([str(copy) if str(arg) == str(folder) else str(arg) for arg in argv])
+    assert str(copy / latest.name / "meta.json") in str(info.value) and "mcc" in str(info.value)
+
+
 @settings(max_examples=30, **FUZZ)
 @given(data=st.data())
 def test_resume_on_mutated_captioner_metadata(runs, tmp_path_factory, data):

@@ -6,8 +6,8 @@ order mark in front, a run of thousands of bytes inserted). Loading must then ei
 succeed (when the mutation happened to keep the file valid) or raise the documented
 `ValueError` / `FileNotFoundError` naming the file — never another exception and never a
 hang. A second COCO fuzz writes well-formed HDF5 files that lie (h5py with random dtypes,
-shapes, values, compression, declared-only and resizable shapes, external storage) and
-expects the same.
+shapes, values, compression, declared-only and resizable shapes, external storage, external
+links to another file, soft links inside the file) and expects the same.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ H5_KEYS = [("coco2014_captions.h5", key) for key in
           [(f"{split}2014_vgg16_fc7_pca.h5", "features") for split in ("train", "val")]
 H5_DTYPES = ["int8", "uint8", "int16", "uint32", "int32", "int64", "uint64", "float16", "float32",
              "float64", "bool", "S4", "complex64"]
-H5_STORAGE = ["contiguous", "chunked-gzip", "declared-only", "huge-resizable", "external"]
+H5_STORAGE = ["contiguous", "chunked-gzip", "declared-only", "huge-resizable", "external", "external-link",
+              "soft-link"]
 
 
 def lying_array(dtype: np.dtype, shape: tuple[int, ...], values: str, seed: int) -> np.ndarray:
@@ -98,26 +99,36 @@ def lying_array(dtype: np.dtype, shape: tuple[int, ...], values: str, seed: int)
     return np.full(shape, b"7", dtype)
 
 
-def write_lying_dataset(path, key, dtype, shape, storage, values, seed, secret) -> bool:
-    """Replace `key` of the file at `path`; True if what was written must be refused
-    (data in another file, or 100 MB and more declared in a file of kilobytes)."""
+def write_lying_dataset(path, key, dtype, shape, storage, values, seed, secret) -> str:
+    """Replace `key` of the file at `path`; if what was written must be refused (data in
+    another file, or 100 MB and more declared in a file of kilobytes), the words its error
+    must hold (whatever else is wrong with it, this is checked first), else ""."""
     has_data = bool(shape) and 0 not in shape
     with h5py.File(path, "a") as f:
         del f[key]
         if storage == "huge-resizable" and shape:
             f.create_dataset(key, shape=(10**8, *shape[1:]), dtype=dtype, chunks=True,
                              maxshape=(None, *shape[1:]))
-            return 0 not in shape[1:]
+            return "declares shape" if 0 not in shape[1:] else ""
         if storage == "declared-only":
             f.create_dataset(key, shape=tuple(10**3 * n for n in shape), dtype=dtype)
         elif storage == "external" and has_data:
             f.create_dataset(key, shape=shape, dtype=dtype, external=[(str(secret), 0, h5py.h5f.UNLIMITED)])
-            return True
+            return "HDF5 external storage"
+        elif storage == "external-link":  # the dataset lives, well-formed, in another HDF5 file
+            other = secret.with_name(f"other-{key}.h5")
+            with h5py.File(other, "w") as elsewhere:
+                elsewhere.create_dataset(key, data=lying_array(dtype, shape, values, seed))
+            f[key] = h5py.ExternalLink(str(other), "/" + key)
+            return f"is a link to {other}:/{key} (an HDF5 external link"
+        elif storage == "soft-link":  # inside the file: followed, then checked as any dataset
+            f.create_dataset("stored/" + key, data=lying_array(dtype, shape, values, seed))
+            f[key] = h5py.SoftLink("/stored/" + key)
         elif storage == "chunked-gzip" and has_data:
             f.create_dataset(key, data=lying_array(dtype, shape, values, seed), chunks=True, compression="gzip")
         else:
             f.create_dataset(key, data=lying_array(dtype, shape, values, seed))
-    return False
+    return ""
 
 
 @settings(max_examples=120, deadline=4000, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -136,6 +147,7 @@ def test_coco_loader_survives_lying_hdf5_files(valid_coco, tmp_path_factory, fil
         load_coco_data(base)
     except ValueError as error:
         assert name in str(error) and "\n" not in str(error), f"the error must name {name}: {error}"
+        assert must_refuse in str(error), f"{name}:{key} ({storage}) was not refused for it: {error}"
     else:
         assert not must_refuse, f"{name}:{key} ({storage}) was loaded"
 

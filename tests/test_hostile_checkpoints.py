@@ -197,8 +197,11 @@ RESUME_CASES = [
     ("classifier", ("epoch",), 1, "epoch is 1 but history holds 2 records"),
     ("classifier", ("epoch_losses",), [0.5], "is not 2 epochs of 8 steps and the 1 losses of epoch_losses"),
     ("classifier", ("best_step",), 3, "best_step 3 is not the end of best_epoch"),
-    ("classifier", ("history", 0, "val_mcc"), "0.0", "history[0].val_mcc must be a number, got '0.0'"),
+    ("classifier", ("history", 0, "val_mcc"), "0.0", "history[0].val_mcc must be a number in [-1, 1], got '0.0'"),
     ("classifier", ("best_val_mcc",), None, "best_val_mcc is null although best_epoch is"),
+    ("classifier", ("best_val_mcc",), 1e19, "best_val_mcc must be null or a number in [-1, 1], got 1e+19"),
+    ("classifier", ("best_val_mcc",), -1, "best_val_mcc -1 is not the val_mcc of best_epoch 1 in history (0.0)"),
+    ("classifier", ("history", 1, "val_mcc"), -1.5, "history[1].val_mcc must be a number in [-1, 1], got -1.5"),
 ]
 
 

@@ -76,3 +76,33 @@ def test_word_embedding_rejects_bad_input():
         L.word_embedding(np.zeros((2, 3), np.float32), W)
     with pytest.raises(ValueError, match=r"W must have rank 2"):
         L.word_embedding(np.zeros((2, 3), np.int32), np.zeros(5, np.float32))
+
+
+@pytest.mark.parametrize("x, shown", [
+    (np.array([[0, 2**32 + 1]], np.int64), 2**32 + 1),  # row 1 after a cast to int32
+    (np.array([[2**64 - 1]], np.uint64), 2**64 - 1),
+    ([[0, 2**32 + 2]], 2**32 + 2),  # Python ints
+    (np.array([[-(2**32) + 3]], np.int64), -(2**32) + 3),
+])
+def test_ids_above_int32_do_not_wrap(x, shown):
+    W = np.zeros((5, 3), np.float32)
+    with pytest.raises(ValueError) as info:
+        L.word_embedding(x, W)
+    assert str(info.value) == f"x holds word id {shown}, outside the valid range [0, 5)"
+    scores = np.zeros((1, len(x[0]), 5), np.float32)
+    with pytest.raises(ValueError, match=rf"^y holds target id {shown}, outside the valid range \[0, 5\)$"):
+        L.temporal_softmax_loss(scores, x, np.ones((1, len(x[0])), bool))
+
+
+@settings(max_examples=40, deadline=None)
+@given(ids=st.lists(st.one_of(st.integers(-(2**63), 2**63 - 1),  # and those an int32 cast wraps into [0, 5):
+                              st.tuples(st.integers(-1, 6), st.integers(-(2**31) + 1, 2**31 - 1)).map(
+                                  lambda pair: pair[0] + pair[1] * 2**32)), min_size=1, max_size=4))
+def test_int64_ids_are_checked_in_their_own_dtype(ids):
+    W = np.arange(15, dtype=np.float32).reshape(5, 3)
+    x = np.array([ids], np.int64)
+    if all(0 <= i < 5 for i in ids):
+        np.testing.assert_array_equal(L.word_embedding(x, W), W[x])
+    else:
+        with pytest.raises(ValueError, match=r"^x holds word id -?\d+, outside the valid range \[0, 5\)$"):
+            L.word_embedding(x, W)

@@ -466,6 +466,9 @@ def test_bad_lengths_are_value_errors_naming_lengths(cell):
         (np.array([4.0, 2.0, 1.0]), r"lengths must be an integer array of shape \(N,\) = \(3,\), got dtype float"),
         (np.array([4, 5, 1]), r"lengths holds 5, outside the valid range \[0, T\] = \[0, 4\]"),
         (np.array([4, -1, 1]), r"lengths holds -1, outside the valid range \[0, T\] = \[0, 4\]"),
+        (np.array([2**32 + 5, 1, 1], np.int64), r"lengths holds 4294967301, outside the valid range"),  # not 5
+        ([2**32 + 1, 1, 0], r"lengths holds 4294967297, outside the valid range"),
+        ("abc", r"lengths must be an integer array of shape \(N,\) = \(3,\), got dtype <U3"),
     ]
     for fn in (layer(cell), forward_pair(cell)):
         for lengths, message in cases:

@@ -202,6 +202,9 @@ def lstm_pair():
     (np.array([5.0, 2.0, 1.0]), r"lengths must be an integer array"),
     (np.array([6, 2, 1]), r"lengths holds 6, outside the valid range \[0, T\] = \[0, 5\]"),
     (np.array([-1, 2, 1]), r"lengths holds -1"),
+    (np.array([2**32 + 1, 1, 0], np.int64), r"lengths holds 4294967297, outside the valid range \[0, T\]"),
+    ("abc", r"lengths must be an integer array of shape \(N,\) = \(3,\), got dtype <U3"),
+    ([[1, 2], 3, 4], r"lengths must be an integer array of shape \(N,\) = \(3,\), got \[\[1, 2\], 3, 4\]"),
 ])
 def test_bad_lengths_are_named(lstm_pair, lengths, match):
     module, variables = lstm_pair

@@ -117,6 +117,31 @@ def test_integer_weights_and_bad_gradient_trees_are_errors():
         jnn.params_to_torch(module, {k: v for k, v in params.items() if k != "weight_ih_l0"})
 
 
+@pytest.mark.parametrize("state_dict, got", [([1, 2], "list"), (None, "NoneType"), ("weights.pt", "str")])
+def test_a_state_dict_that_is_no_mapping_is_a_value_error(state_dict, got):
+    module, _ = _state_dict()
+    with pytest.raises(ValueError) as info:
+        jnn.params_from_torch(module, state_dict)
+    assert str(info.value) == f"state_dict must be a mapping of parameter names to tensors (a state_dict), got a {got}"
+    with pytest.raises(ValueError, match=f"^variables must be a mapping of parameter names to arrays.*got a {got}$"):
+        jnn.params_to_torch(module, state_dict)
+
+
+def test_a_bfloat16_state_dict_is_converted_exactly():
+    module, state_dict = _state_dict()
+    halved = {name: tensor.to(torch.bfloat16) for name, tensor in state_dict.items()}
+    params = jnn.params_from_torch(module, halved)["params"]
+    assert all(value.dtype == jnp.bfloat16 for value in params.values())
+    for name, tensor in halved.items():
+        np.testing.assert_array_equal(np.asarray(params[name], np.float32), tensor.float().numpy())
+    back = jnn.params_to_torch(module, {"params": params})
+    assert back["weight_ih_l0"].dtype == jnp.bfloat16
+    with pytest.raises(ValueError) as info:  # a tensor dtype NumPy has no name for
+        jnn.params_from_torch(module, {**state_dict, "bias_ih_l0": state_dict["bias_ih_l0"].to(torch.float8_e4m3fn)})
+    assert str(info.value) == ("state_dict 'bias_ih_l0' has dtype torch.float8_e4m3fn, which cannot be converted; "
+                               "expected float16, bfloat16, float32 or float64")
+
+
 def test_the_readme_examples_run_and_agree_with_torch():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("## Recurrent modules with PyTorch's weights: `jaxseq.nn`")[1].split("\n## ")[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -195,7 +196,7 @@ def test_an_unusable_log_dir_is_an_option_error_before_training(brackets, tmp_pa
     rc = cli.main(["caption", "train", "--epochs", "1", "--max-train", "50", "--quiet",
                    "--checkpoint-dir", str(tmp_path / "c3"), "--log-dir", str(blocker)])
     err = capsys.readouterr().err
-    assert rc == 2 and "log folder" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and f"--log-dir {blocker}: exists and is a file" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "c3").exists()
 
 
@@ -234,6 +235,41 @@ def test_plot_draws_the_run_and_refuses_bad_files_in_one_line(classifier_run, tm
         assert __import__("re").search(message, err), err
     assert cli.main(["plot", str(tmp_path / "nowhere")]) == 2
     assert "no metrics.jsonl in" in capsys.readouterr().err
+
+
+def test_plot_writes_where_the_user_said(classifier_run, tmp_path, capsys, monkeypatch):
+    folder, _ = classifier_run
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pictures").mkdir()
+    for given, written in [("pictures", "pictures/curves.png"),  # a folder: a file inside it
+                           ("pl/noext", "pl/noext"),  # no suffix: that very name
+                           ("pl/run.png", "pl/run.png")]:
+        assert cli.main(["plot", str(folder), "--output", given]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"wrote {written} ("), out
+        assert (tmp_path / written).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["curves.png", "noext", "run.png"]
+
+
+def test_plot_blames_the_title_or_the_key_in_one_line(classifier_run, tmp_path, capsys):
+    folder, _ = classifier_run
+    assert cli.main(["plot", str(folder), "--output", str(tmp_path / "a.png"), "--title", "$\\frac{$"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxseq plot: error: --title '$\\\\frac{$' is not valid matplotlib mathtext (")
+    assert err.endswith("); write \\$ for a dollar sign\n") and err.count("\n") == 1, err
+    assert not (tmp_path / "a.png").exists()
+    assert cli.main(["plot", str(folder), "--output", str(tmp_path / "b.png"), "--title", "costs \\$5, $x^2$"]) == 0
+    capsys.readouterr()
+
+    (tmp_path / "huge").mkdir()
+    (tmp_path / "huge" / METRICS_FILE).write_text('{"step": 1, "epoch": 1, "name": "train/loss", "value": 1}\n'
+                                                  '{"step": 10000000000000000000000, "epoch": 1, "name": '
+                                                  '"train/loss", "value": 1}\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning either
+        assert cli.main(["plot", str(tmp_path / "huge")]) == 2
+    assert capsys.readouterr().err == (f"jaxseq plot: error: {tmp_path / 'huge' / METRICS_FILE}, line 2: \"step\" "
+                                       "must be an integer in [0, 2147483647], got 10000000000000000000000\n")
 
 
 def test_cli_default_log_every_is_the_library_default():

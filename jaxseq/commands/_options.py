@@ -2,13 +2,15 @@
 
 Every number a command takes is checked by its argparse type, so a bad one is a usage
 error naming the option: counts are positive and fit in int32, model sizes and seeds stay
-within `jaxseq.limits` (the bounds the checkpoint checks use too).
+within `jaxseq.limits` (the bounds the checkpoint checks use too). Numbers are written in
+ASCII digits without underscores or spaces (Python's int() reads "1_0" as 10).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 from pathlib import Path
 
 from jaxseq.limits import MAX_BATCH_SIZE, MAX_BEAM_WIDTH, MAX_COUNT, MAX_SEED, MAX_TRAIN_CAPTIONS, MAX_WIDTH
@@ -17,6 +19,23 @@ from jaxseq.limits import MAX_BATCH_SIZE, MAX_BEAM_WIDTH, MAX_COUNT, MAX_SEED, M
 def _shown(text: str) -> str:
     """An option's value as typed, cut short if it is long (a 100,000-digit "seed")."""
     return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+
+
+def _plain(parse, pattern: str):
+    """`parse` (int or float) of text written as a number is written: ASCII digits, no
+    underscores or spaces, which int() and float() also take ("1_0" is 10 to them)."""
+    plain = re.compile(pattern, re.ASCII)
+
+    def convert(text: str):
+        if not plain.fullmatch(text):
+            raise ValueError(text)
+        return parse(text)
+
+    return convert
+
+
+_INTEGER = _plain(int, r"[+-]?\d+")
+_REAL = _plain(float, r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)")
 
 
 def _number(parse, accept, expected: str):
@@ -40,7 +59,7 @@ def _number(parse, accept, expected: str):
 def bounded_int(low: int, high: int, expected: str):
     """An argparse type: an integer in [low, high]; below `low` the message says `expected`
     ("a positive integer"), above `high` it gives the bound."""
-    at_least = _number(int, lambda value: value >= low, expected)
+    at_least = _number(_INTEGER, lambda value: value >= low, expected)
 
     def convert(text: str):
         value = at_least(text)
@@ -59,9 +78,9 @@ batch_size = bounded_int(1, MAX_BATCH_SIZE, "a positive integer")  # --batch-siz
 random_seed = bounded_int(0, MAX_SEED, "an integer >= 0")  # every --seed: JAX and NumPy take [0, 2**63 - 1]
 train_captions = bounded_int(1, MAX_TRAIN_CAPTIONS, "a positive integer")  # --max-train
 beam_width = bounded_int(1, MAX_BEAM_WIDTH, "a positive integer")  # --beam
-positive_float = _number(float, lambda value: 0 < value < math.inf, "a positive number")
-nonnegative_float = _number(float, lambda value: 0 <= value < math.inf, "a number >= 0")
-fraction = _number(float, lambda value: 0 <= value < 1, "a number in [0, 1)")  # dropout, smoothing
+positive_float = _number(_REAL, lambda value: 0 < value < math.inf, "a positive number")
+nonnegative_float = _number(_REAL, lambda value: 0 <= value < math.inf, "a number >= 0")
+fraction = _number(_REAL, lambda value: 0 <= value < 1, "a number in [0, 1)")  # dropout, smoothing
 
 
 def add_checkpoint_args(parser: argparse.ArgumentParser, what: str, default: str | None = None,
@@ -80,6 +99,17 @@ def add_checkpoint_args(parser: argparse.ArgumentParser, what: str, default: str
     group.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
                        help="also checkpoint every STEPS steps inside an epoch, so that even a hard kill "
                             "loses at most STEPS steps (default: at epoch ends only)")
+
+
+def check_folder_options(checkpoint_dir: Path, log_dir: Path | None) -> None:
+    """--checkpoint-dir and --log-dir checked as run folders (`check_run_dir`, creating
+    nothing) before any data is read: a file given for either, or a path under one, is a
+    one-line ValueError naming the option."""
+    from jaxseq.train.run_folder import check_run_dir
+
+    check_run_dir(checkpoint_dir, label="--checkpoint-dir")
+    if log_dir is not None:
+        check_run_dir(log_dir, label="--log-dir")
 
 
 def add_log_args(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ from jaxseq.commands._options import (
     add_checkpoint_args,
     add_log_args,
     add_parallel_args,
+    check_folder_options,
     batch_size,
     beam_width,
     model_size,
@@ -111,6 +112,8 @@ def run_train(args: argparse.Namespace) -> int:
     from jaxseq.inference import evaluate_captions
     from jaxseq.train.captioning import train_captioner
 
+    checkpoint_dir = args.checkpoint_dir or Path("checkpoints") / f"caption-{args.cell}-{args.data}"
+    check_folder_options(checkpoint_dir, args.log_dir)
     if args.data == "builtin":
         spec = builtin_source(**({"num_train": args.max_train} if args.max_train is not None else {}))
     else:
@@ -119,7 +122,6 @@ def run_train(args: argparse.Namespace) -> int:
         spec = coco_source(args.data_dir if args.data_dir is not None else default_coco_dir(), args.max_train,
                            args.seed)
     data = load_caption_source(spec)
-    checkpoint_dir = args.checkpoint_dir or Path("checkpoints") / f"caption-{args.cell}-{args.data}"
     print(f"training an {args.cell.upper()} captioner on {args.data} data: "
           f"{data['train_captions'].shape[0]} training captions, {args.epochs} epochs; "
           f"checkpoints in {checkpoint_dir}", flush=True)

@@ -12,6 +12,7 @@ from jaxseq.commands._options import (
     add_parallel_args,
     batch_size,
     bounded_int,
+    check_folder_options,
     fraction,
     model_size,
     nonnegative_float,
@@ -105,6 +106,7 @@ def train_options(args: argparse.Namespace) -> dict:
     Joins a multi-process run first when the options ask for one (before JAX starts).
     """
     devices = setup_parallel(args)
+    check_folder_options(args.checkpoint_dir, args.log_dir)
     from jaxseq.cola_recipes import cola_recipe
     from jaxseq.train.classifier import ClassifierTrainConfig
 

@@ -56,12 +56,14 @@ def run_cola_train(args: argparse.Namespace) -> int:
 
 
 def run_cola_predict(args: argparse.Namespace) -> int:
-    from jaxseq.data.tokenizer import tokenize
+    from jaxseq.data.sentence_files import sentence_tokens
     from jaxseq.inference import load_sentence_classifier, predict_probabilities, uses_pad_mask
 
+    # The files' rules (not empty, not over 5,000 characters), before the checkpoint is loaded.
+    sentences = [sentence_tokens(text, f"sentence {number} ({text[:40]!r})")
+                 for number, text in enumerate(args.sentences, 1)]
     model, params, vocab, metadata = load_sentence_classifier(args.checkpoint)
     use_pad_mask = uses_pad_mask(metadata)
-    sentences = [tokenize(text) for text in args.sentences]
     probabilities = predict_probabilities(model, params, vocab, sentences, use_pad_mask=use_pad_mask)
     for text, probability in zip(args.sentences, probabilities):
         verdict = "acceptable" if probability >= 0.5 else "unacceptable"

@@ -4,6 +4,8 @@ The download is streamed with a progress bar, resumable (run the same command ag
 an interruption), checksummed (the SHA-256 is printed; `--sha256` verifies it) and unpacked
 atomically, within the data set's size and compression-ratio limits. `--url` must be an
 http(s) URL. The data root is `--root`, else `$JAXSEQ_DATA`, else `~/.cache/jaxseq`.
+The download itself is bounded (`--max-bytes`, `--stall-bytes` / `--stall-window`,
+`--deadline`; the defaults come from the data set, see `jaxseq.data.download`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from jaxseq.commands._options import bounded_int, positive_float
 
 # Kept literal so that `jaxseq --help` does not import the downloader; a test checks it
 # matches `jaxseq.data.download.DATASETS`.
@@ -47,6 +51,18 @@ def register(subparsers) -> None:
                           help="download and unpack again even if the data is present")
     download.add_argument("--no-progress", action="store_true",
                           help="no progress bar")
+    bounds = download.add_argument_group("bounds (a server that lies or crawls is given up)")
+    bounds.add_argument("--max-bytes", type=bounded_int(1, 2**63 - 1, "a positive integer"), default=None,
+                        metavar="N", help="refuse a zip larger than N bytes (default: twice the data set's "
+                                          "known archive size)")
+    bounds.add_argument("--stall-bytes", type=bounded_int(0, 2**63 - 1, "an integer >= 0"), default=None,
+                        metavar="N", help="give up when fewer than N bytes arrive in a --stall-window "
+                                          "(default: 16,384)")
+    bounds.add_argument("--stall-window", type=positive_float, default=None, metavar="SECONDS",
+                        help="the stall rule's window (default: 60)")
+    bounds.add_argument("--deadline", type=positive_float, default=None, metavar="SECONDS",
+                        help="give up after this long, retries included (default: 600 plus the time "
+                             "--max-bytes takes at 100 kB/s)")
     download.set_defaults(func=run)
 
 
@@ -63,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
             expected_sha256=args.sha256,
             force=args.force,
             progress=not args.no_progress,
+            max_bytes=args.max_bytes,
+            stall_bytes=args.stall_bytes,
+            stall_window=args.stall_window,
+            deadline=args.deadline,
         )
     except KeyboardInterrupt:
         print("jaxseq data download: interrupted; run the same command again to resume",

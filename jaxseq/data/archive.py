@@ -206,6 +206,21 @@ def _arrange_top_folder(staging: Path, top_folder: str | None, keep_top_folder: 
     return staging / top_folder if has_top else staging
 
 
+def file_kind(path: str | os.PathLike) -> tuple[str | None, os.stat_result | None]:
+    """(problem, stat) of what should be a regular file: problem None for a regular file,
+    "missing", "a directory" or "not a regular file" (a named pipe, device or socket,
+    which a reader would block on or misread); stat None when it is missing."""
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing", None
+    if stat.S_ISDIR(info.st_mode):
+        return "a directory", info
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file", info
+    return None, info
+
+
 def required_file_problems(folder: str | os.PathLike, required: Iterable[str]) -> list[str]:
     """What keeps each of `required` (paths relative to `folder`) from being a regular,
     non-empty file: "missing X", "X is a directory, not a file", "X is not a regular file",
@@ -213,15 +228,13 @@ def required_file_problems(folder: str | os.PathLike, required: Iterable[str]) -
     folder = Path(folder)
     problems = []
     for name in required:
-        try:
-            info = (folder / name).stat()
-        except (FileNotFoundError, NotADirectoryError):
+        problem, info = file_kind(folder / name)
+        if problem == "missing":
             problems.append(f"missing {name}")
-            continue
-        if stat.S_ISDIR(info.st_mode):
+        elif problem == "a directory":
             problems.append(f"{name} is a directory, not a file")
-        elif not stat.S_ISREG(info.st_mode):
-            problems.append(f"{name} is not a regular file")
+        elif problem is not None:
+            problems.append(f"{name} is {problem}")
         elif info.st_size == 0:
             problems.append(f"{name} is empty")
     return problems

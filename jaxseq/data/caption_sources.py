@@ -49,6 +49,18 @@ def caption_source_spec(spec: Any, key: str) -> None:
                          f"the {MAX_BUILTIN_FEATURE_VALUES} allowed")
 
 
+def caption_features_source(spec: dict[str, Any], data_dir: Path | None = None) -> str:
+    """Where the training features of a checked `spec` come from, for messages: the COCO
+    feature file and key (in `data_dir` if given), or the built-in scenes."""
+    if spec["source"] == "builtin":
+        return "the built-in scenes' train_features"
+    from jaxseq.data.coco import default_coco_dir, feature_file_name
+
+    base_dir = data_dir if data_dir is not None else spec.get("base_dir")
+    base = Path(base_dir) if base_dir is not None else default_coco_dir()
+    return f"{base / feature_file_name('train', pca_features=True)}:features"
+
+
 def load_caption_source(spec: dict[str, Any], data_dir: Path | None = None) -> dict[str, Any]:
     """The captioning data of `spec` (checked first: a ValueError naming the key for a wrong
     type, an unknown option or a size beyond the limits); `data_dir` replaces a COCO spec's

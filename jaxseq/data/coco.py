@@ -21,7 +21,7 @@ they come in (an int64 id of 2**32 + 5 is out of range, not 5 after a cast to in
 
 The files may lie, so `load_coco_data` checks what each HDF5 dataset declares before
 reading it (`jaxseq.data.hdf5` refuses data kept in other files and shapes far beyond what
-the file stores): ids must be integers, features 2-D floats of at most `MAX_FEATURE_DIM`
+the file stores): ids must be integers, features 2-D floats of 1 to `MAX_FEATURE_DIM`
 columns with one row per URL, and the image indices must fit the declared feature rows.
 
 Caption ids 0..3 are `<NULL>`, `<START>`, `<END>`, `<UNK>`; a caption row is
@@ -190,11 +190,13 @@ def _check_index_count(num_idxs: int, num_captions: int, source: str) -> None:
 
 
 def _check_features_layout(dtype: np.dtype, shape: tuple[int, ...], source: str) -> None:
-    """Features are 2-D floats of at most MAX_FEATURE_DIM columns (arrays or declared)."""
+    """Features are 2-D floats of 1 to MAX_FEATURE_DIM columns (arrays or declared)."""
     if not np.issubdtype(dtype, np.floating):
         raise ValueError(f"{source}: expected a floating-point array, got dtype {dtype}")
     if len(shape) != 2:
         raise ValueError(f"{source}: expected shape (num_images, D), got {tuple(shape)}")
+    if shape[1] < 1:
+        raise ValueError(f"{source}: features of width {shape[1]}, expected a width D of at least 1")
     if shape[1] > MAX_FEATURE_DIM:
         raise ValueError(f"{source}: feature size {shape[1]:,} is larger than the limit of "
                          f"{MAX_FEATURE_DIM:,}")

@@ -8,6 +8,12 @@ importable from here) extracts into a staging folder next to the target, within 
 renames it into place, so the target never exists half-filled. `download_dataset` puts the
 two together for the data sets in `DATASETS`, each bounded by its known unpacked size.
 
+A server may lie or crawl, so a download is bounded (`DownloadLimits`): a size bound
+(`max_bytes`: a declared length above it is refused before a byte is read, and reading stops
+the moment the body passes it), a stall rule (at least `stall_bytes` every `stall_window`
+seconds) and an overall `deadline`. The data sets' defaults come from their known archive
+sizes (`DatasetSpec.download_limits`).
+
 Only the standard library is used (plus tqdm for the progress bar, via jaxseq.progress, imported when needed),
 so importing this module is cheap and needs no JAX.
 """
@@ -23,20 +29,24 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
+from jaxseq.checks import check_positive_int
 from jaxseq.data.archive import UnpackLimits, remove_stale_staging, required_file_problems, unpack_zip
 
 __all__ = [
     "DATASETS",
     "DatasetSpec",
     "DownloadError",
+    "DownloadLimits",
+    "DOWNLOAD_SIZE_MARGIN",
     "UNPACKED_SIZE_MARGIN",
     "check_url",
     "default_data_root",
+    "default_deadline",
     "download_dataset",
     "download_file",
     "file_sha256",
@@ -49,6 +59,11 @@ DEFAULT_CHUNK_SIZE = 1 << 20  # 1 MiB
 DOWNLOAD_RECORD = ".jaxseq-download.json"
 HTTP_SCHEMES = ("http", "https")
 UNPACKED_SIZE_MARGIN = 2  # a data set's zip may unpack to twice its known size, no more
+DOWNLOAD_SIZE_MARGIN = 2  # and its archive may be twice its known size
+STALL_WINDOW = 60.0  # seconds: the stall rule wants at least STALL_BYTES in every window
+STALL_BYTES = 16_384  # (a link of 273 bytes/s passes it)
+SLOW_LINK_RATE = 100_000  # bytes/s: the default deadline lets a link this slow fetch max_bytes
+DEADLINE_FLOOR = 600.0  # seconds added to that, for the handshake and slow starts
 
 
 class DownloadError(OSError):
@@ -67,6 +82,97 @@ class _Interrupted(Exception):
     """The transfer stopped part-way; the `.part` file holds what arrived. Worth a retry."""
 
 
+@dataclass(frozen=True)
+class DownloadLimits:
+    """How much and how slowly a server may send before a download is given up.
+
+    `max_bytes`: the most the file may hold (None: no bound); a declared length (Content-Length,
+    Content-Range) above it is refused before a byte is read, and a body that passes it is
+    cut off there (a ValueError: the server lied). `stall_bytes` / `stall_window`: at least
+    that many bytes must arrive in every `stall_window` seconds. `deadline`: seconds for the
+    whole download, retries included (None: `default_deadline(max_bytes)`, or no deadline
+    without a size bound). A stall or a passed deadline is a `DownloadError` that keeps the
+    `.part` file for the next run to resume.
+    """
+
+    max_bytes: int | None = None
+    stall_bytes: int = STALL_BYTES
+    stall_window: float = STALL_WINDOW
+    deadline: float | None = None
+
+    def __post_init__(self):
+        check_positive_int("max_bytes", self.max_bytes, allow_none=True)
+        if isinstance(self.stall_bytes, bool) or not isinstance(self.stall_bytes, int) or self.stall_bytes < 0:
+            raise ValueError(f"stall_bytes must be an int >= 0, got {self.stall_bytes!r}")
+        _check_seconds("stall_window", self.stall_window)
+        if self.deadline is not None:
+            _check_seconds("deadline", self.deadline)
+
+    @property
+    def seconds(self) -> float | None:
+        """The deadline in seconds, the default one filled in."""
+        if self.deadline is not None:
+            return self.deadline
+        return None if self.max_bytes is None else default_deadline(self.max_bytes)
+
+
+def default_deadline(max_bytes: int) -> float:
+    """`DEADLINE_FLOOR` seconds plus the time `max_bytes` take at `SLOW_LINK_RATE` bytes/s."""
+    return DEADLINE_FLOOR + max_bytes / SLOW_LINK_RATE
+
+
+def _check_seconds(name: str, value) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+    if not ok:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+class _Clock:
+    """The deadline of one `download_file` call and the stall rule's current window."""
+
+    def __init__(self, limits: DownloadLimits):
+        self.limits = limits
+        self.start = time.monotonic()
+        seconds = limits.seconds
+        self.end = None if seconds is None else self.start + seconds
+
+    def remaining(self) -> float:
+        return float("inf") if self.end is None else self.end - time.monotonic()
+
+    def socket_timeout(self, timeout: float) -> float:
+        """No single wait outlasts the stall window or the deadline."""
+        return max(0.01, min(timeout, self.limits.stall_window, self.remaining()))
+
+    def start_window(self, received: int) -> None:
+        self.window_start, self.window_bytes = time.monotonic(), received
+
+    def check(self, url: str, received: int, part: Path) -> None:
+        """DownloadError once the deadline has passed or the last window saw too few bytes."""
+        now = time.monotonic()
+        if self.end is not None and now >= self.end:
+            raise DownloadError(
+                f"download of {url} passed its deadline of {_seconds(self.limits.seconds)} (the deadline rule; "
+                f"--deadline); {_kept(part)}", url=url)
+        if now - self.window_start >= self.limits.stall_window:
+            arrived = received - self.window_bytes
+            if arrived < self.limits.stall_bytes:
+                raise DownloadError(
+                    f"download of {url} stalled: {arrived:,} bytes in {now - self.window_start:.1f} s, fewer "
+                    f"than {self.limits.stall_bytes:,} in {_seconds(self.limits.stall_window)} (the stall rule; "
+                    f"--stall-bytes, --stall-window); {_kept(part)}", url=url)
+            self.start_window(received)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:,.0f} s" if value >= 10 else f"{value:g} s"
+
+
+def _kept(part: Path) -> str:
+    kept = part.stat().st_size if part.exists() else 0
+    return f"{kept:,} bytes are kept in {part}: run again to resume"
+
+
+
 # --------------------------------------------------------------------------------------
 # Data set registry
 # --------------------------------------------------------------------------------------
@@ -83,6 +189,8 @@ class DatasetSpec:
     `required` lists paths, relative to `target`, that must be regular, non-empty files
     after unpacking (and for the data to count as present). `unpacked_size` is about what
     the real zip unpacks to; `unpack_limits` allows `UNPACKED_SIZE_MARGIN` times that.
+    `archive_size` is about the size of the zip itself; `download_limits` allows
+    `DOWNLOAD_SIZE_MARGIN` times that to be downloaded.
     """
 
     name: str
@@ -93,6 +201,7 @@ class DatasetSpec:
     keep_top_folder: bool
     required: tuple[str, ...]
     unpacked_size: int
+    archive_size: int
     description: str
     sha256: str | None = None  # no published checksum: the computed one is printed
 
@@ -100,6 +209,11 @@ class DatasetSpec:
     def unpack_limits(self) -> UnpackLimits:
         """How much its zip may unpack to (size, compression ratio, member count)."""
         return UnpackLimits(max_bytes=UNPACKED_SIZE_MARGIN * self.unpacked_size)
+
+    @property
+    def download_limits(self) -> DownloadLimits:
+        """How large its zip may be (and so the default deadline), and the stall rule."""
+        return DownloadLimits(max_bytes=DOWNLOAD_SIZE_MARGIN * self.archive_size)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -114,6 +228,8 @@ DATASETS: dict[str, DatasetSpec] = {
         # fc7 features (82,783 train + 40,504 val images x 4,096 float32) 2.03 GB, their
         # 512-d PCA 0.25 GB, captions 43 MB, URL lists 7 MB, vocabulary 20 kB.
         unpacked_size=2_330_000_000,
+        # float32 features hardly deflate: the zip is about as large as what it holds.
+        archive_size=2_330_000_000,
         description="COCO captions with VGG-16 fc7 features, in the course's HDF5 format",
     ),
     "cola": DatasetSpec(
@@ -129,6 +245,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "cola_public/raw/out_of_domain_dev.tsv",
         ),
         unpacked_size=1_500_000,  # raw and tokenized TSV files and a README
+        archive_size=255_000,  # cola_public_1.1.zip is about 0.25 MB
         description="The Corpus of Linguistic Acceptability, public release 1.1",
     ),
 }
@@ -195,12 +312,25 @@ def _parse_content_range(value: str | None) -> tuple[int | None, int | None, int
     return start, end, total
 
 
-def _content_length(headers) -> int | None:
+def _content_length(headers, url: str) -> int | None:
+    """The declared Content-Length, None if there is none; one that is not a count of bytes
+    (negative, not a number) is a ValueError: no body could ever match it."""
     value = headers.get("Content-Length")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    if not re.fullmatch(r"\s*\d+\s*", value):
+        raise ValueError(f"{url} declares an invalid Content-Length {_shown(value)}, expected a "
+                         "number of bytes >= 0; refusing the download")
+    return int(value)
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:20] + "...")
+
+
+def _one_line(text) -> str:
+    """A server's text (a reason phrase, urllib's redirect message) on one line."""
+    return " ".join(str(text).split())
 
 
 _TRANSIENT_ERRORS = (TimeoutError, socket.timeout, ConnectionError, http.client.HTTPException)
@@ -242,15 +372,20 @@ def _open(url: str, offset: int, timeout: float):
 
 
 def _fetch_into(url: str, part: Path, *, chunk_size: int, progress: bool, timeout: float,
-                desc: str) -> str:
+                desc: str, clock: _Clock) -> str:
     """One attempt: fetch (the rest of) `url` into `part`; returns the whole file's SHA-256.
 
     Raises `_Interrupted` when the transfer stops early (the bytes that arrived stay in
-    `part`), `DownloadError` for a failure that retrying will not fix.
+    `part`), `DownloadError` for a failure that retrying will not fix (a stall, the deadline:
+    `part` stays), ValueError for a server that lies (a length above `max_bytes` or not a
+    number, a body longer than `max_bytes`: nothing is read, or `part` is deleted).
     """
     offset = part.stat().st_size if part.exists() else 0
+    max_bytes = clock.limits.max_bytes
+    retry = lambda: _fetch_into(url, part, chunk_size=chunk_size, progress=progress,  # noqa: E731
+                                timeout=timeout, desc=desc, clock=clock)
     try:
-        response = _open(url, offset, timeout)
+        response = _open(url, offset, clock.socket_timeout(timeout))
     except urllib.error.HTTPError as error:
         status = error.code
         content_range = error.headers.get("Content-Range") if error.headers else None
@@ -262,16 +397,20 @@ def _fetch_into(url: str, part: Path, *, chunk_size: int, progress: bool, timeou
             if total is not None and total == offset:
                 return file_sha256(part, chunk_size)
             part.unlink()
-            return _fetch_into(url, part, chunk_size=chunk_size, progress=progress,
-                               timeout=timeout, desc=desc)
+            return retry()
+        reason = _one_line(error.reason)
         if status >= 500 or status == 408:
-            raise _Interrupted(f"{url} answered HTTP {status} {error.reason}") from None
-        raise DownloadError(f"downloading {url} failed: HTTP {status} {error.reason}",
+            raise _Interrupted(f"{url} answered HTTP {status} {reason}") from None
+        if 300 <= status < 400:  # urllib gave up following: a loop, or more than it follows
+            raise DownloadError(f"downloading {url} failed: its redirects (HTTP {status}) loop or go on for "
+                                f"more than {urllib.request.HTTPRedirectHandler.max_redirections} hops",
+                                url=url, status=status) from None
+        raise DownloadError(f"downloading {url} failed: HTTP {status} {reason}",
                             url=url, status=status) from None
 
     with response:
         status = response.status
-        length = _content_length(response.headers)
+        length = _content_length(response.headers, url)
         hasher = hashlib.sha256()
         if status == 206 and offset:
             start, _, total = _parse_content_range(response.headers.get("Content-Range"))
@@ -279,8 +418,7 @@ def _fetch_into(url: str, part: Path, *, chunk_size: int, progress: bool, timeou
                 # Not the range we asked for: discard what we have and start over.
                 response.close()
                 part.unlink()
-                return _fetch_into(url, part, chunk_size=chunk_size, progress=progress,
-                                   timeout=timeout, desc=desc)
+                return retry()
             with open(part, "rb") as handle:  # the resumed prefix counts in the digest
                 for chunk in iter(lambda: handle.read(chunk_size), b""):
                     hasher.update(chunk)
@@ -294,24 +432,35 @@ def _fetch_into(url: str, part: Path, *, chunk_size: int, progress: bool, timeou
             expected_total = length
         else:
             raise DownloadError(f"downloading {url} failed: unexpected HTTP {status} "
-                                f"{response.reason}", url=url, status=status)
+                                f"{_one_line(response.reason)}", url=url, status=status)
+        if max_bytes is not None and expected_total is not None and expected_total > max_bytes:
+            # Refused before a byte is read; a part file from earlier stays (it is within the bound).
+            raise ValueError(f"{url} declares {expected_total:,} bytes, more than the limit of {max_bytes:,} "
+                             "bytes (max_bytes / --max-bytes); refused before reading")
 
         from jaxseq.progress import progress_bar  # on stderr, when it is a terminal
 
         received = offset
+        clock.start_window(received)
         bar = progress_bar(expected_total, initial=offset, description=desc, enabled=progress, leave=True,
                            unit="B", unit_scale=True, unit_divisor=1024)
         complete = False
         try:
             with open(part, mode) as handle:
                 while True:
-                    try:
-                        chunk = response.read(chunk_size)
+                    clock.check(url, received, part)
+                    try:  # read1: whatever has arrived, so that a trickle cannot hold a read
+                        chunk = response.read1(chunk_size)
                     except _TRANSIENT_ERRORS as error:
                         raise _Interrupted(f"connection lost after {received} bytes: "
                                            f"{error}") from error
                     if not chunk:
                         break
+                    if max_bytes is not None and received + len(chunk) > max_bytes:
+                        handle.close()
+                        part.unlink()  # longer than any file it may be: no resume can use it
+                        raise ValueError(f"{url} sent more than the limit of {max_bytes:,} bytes (max_bytes / "
+                                         "--max-bytes); stopped reading there and deleted the partial file")
                     handle.write(chunk)
                     hasher.update(chunk)
                     received += len(chunk)
@@ -336,6 +485,7 @@ def download_file(
     timeout: float = 60.0,
     retries: int = 3,
     retry_wait: float = 1.0,
+    limits: DownloadLimits | None = None,
 ) -> str:
     """Download the http(s) `url` to `destination`, resumably; return the file's SHA-256 (hex).
 
@@ -349,12 +499,20 @@ def download_file(
     The digest covers the whole file, resumed prefix included. If `expected_sha256` is
     given and differs, the part file is deleted and a ValueError names the URL and both
     digests. Only a complete, verified file is renamed (`os.replace`) to `destination`.
-    HTTP errors raise `DownloadError` naming the URL and the status, as does a redirect to
-    anything but http(s). A URL that is not http(s) is a ValueError, raised before anything
-    is written.
+    HTTP errors raise `DownloadError` naming the URL and the status, as do a redirect to
+    anything but http(s) and a redirect loop. A URL that is not http(s) is a ValueError,
+    raised before anything is written.
+
+    `limits` (a `DownloadLimits`; default: no size bound, the stall rule, no deadline)
+    bound the download: a declared length above `max_bytes`, or one that is not a number of
+    bytes, is a ValueError before a byte is read; a body that passes `max_bytes` is a
+    ValueError the moment it does (the part file is deleted: no resume could use it). Fewer
+    than `stall_bytes` in a `stall_window`, or the `deadline` passing, is a DownloadError
+    saying which rule fired; the part file stays, to resume.
     """
     check_url(url)
     expected = _check_sha256(expected_sha256)
+    clock = _Clock(limits if limits is not None else DownloadLimits())
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     part = destination.with_name(destination.name + ".part")
@@ -362,7 +520,7 @@ def download_file(
     while True:
         try:
             digest = _fetch_into(url, part, chunk_size=chunk_size, progress=progress,
-                                 timeout=timeout, desc=destination.name)
+                                 timeout=timeout, desc=destination.name, clock=clock)
             break
         except _Interrupted as error:
             attempt += 1
@@ -372,7 +530,9 @@ def download_file(
                     f"download of {url} interrupted ({error}); {kept} bytes are kept in "
                     f"{part}: run again to resume", url=url) from error
             if retry_wait > 0:
-                time.sleep(min(retry_wait * 2 ** (attempt - 1), 30.0))
+                time.sleep(max(0.0, min(retry_wait * 2 ** (attempt - 1), 30.0, clock.remaining())))
+            clock.start_window(0)
+            clock.check(url, 0, part)  # the deadline may have passed while waiting
     if expected is not None and digest != expected:
         part.unlink(missing_ok=True)
         raise ValueError(f"checksum mismatch for {url}: expected sha256 {expected}, "
@@ -412,6 +572,10 @@ def download_dataset(
     *,
     keep_archive: bool = False,
     log: Callable[[str], None] | None = print,
+    max_bytes: int | None = None,
+    stall_bytes: int | None = None,
+    stall_window: float | None = None,
+    deadline: float | None = None,
 ) -> Path:
     """Download and unpack data set `name` (a key of `DATASETS`); returns its folder.
 
@@ -428,12 +592,20 @@ def download_dataset(
     folder whose required files are not all regular, non-empty files is an error (nothing
     is downloaded; `force` replaces it). A `url` that is not http(s) is a ValueError,
     raised before anything is created.
+
+    The download is bounded as `download_file` describes (`DownloadLimits`); each bound left
+    None is the data set's default (`spec.download_limits`): `max_bytes` twice its known
+    archive size, the stall rule (`STALL_BYTES` every `STALL_WINDOW` seconds) and a
+    deadline of `default_deadline(max_bytes)`.
     """
     say = log or (lambda message: None)
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     spec = DATASETS[name]
     source = check_url(url) if url is not None else spec.url
+    given = {"max_bytes": max_bytes, "stall_bytes": stall_bytes, "stall_window": stall_window,
+             "deadline": deadline}
+    limits = replace(spec.download_limits, **{key: value for key, value in given.items() if value is not None})
     expected = _check_sha256(expected_sha256) or spec.sha256
     root = Path(root).expanduser() if root is not None else default_data_root()
     target = root / spec.target
@@ -465,7 +637,7 @@ def download_dataset(
             say(f"{name}: resuming {source} from {part.stat().st_size} bytes into {archive}")
         else:
             say(f"{name}: downloading {source} to {archive}")
-        digest = download_file(source, archive, expected_sha256=expected, progress=progress)
+        digest = download_file(source, archive, expected_sha256=expected, progress=progress, limits=limits)
     say(f"{name}: sha256 {digest}  {archive.name}")
 
     say(f"{name}: unpacking into {target}")

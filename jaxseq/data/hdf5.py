@@ -3,9 +3,11 @@
 An HDF5 file controls more than its bytes. A chunked, compressed or resizable dataset can
 declare a shape of terabytes in a file of kilobytes (it reads back as its fill value), and
 a dataset can keep its data in other files: "external storage" (raw bytes of any file,
-such as /etc/services) or a "virtual dataset" (pieces of other HDF5 files). `hdf5_dataset`
-hands out a dataset only once it is known to be safe to read: its data lives in the file
-itself, and it declares at most `MAX_EXPANSION` times the bytes the file stores for it
+such as /etc/services), a "virtual dataset" (pieces of other HDF5 files), or the key can be
+an "external link" (a dataset of another HDF5 file, which h5py opens and reads as if it
+were this file's). `hdf5_dataset` hands out a dataset only once it is known to be safe to
+read: it is reached without leaving the file (soft links inside it are followed), its data
+lives in the file itself, and it declares at most `MAX_EXPANSION` times the bytes the file stores for it
 (datasets declaring under `EXPANSION_FLOOR` bytes are not checked). `read_dataset` reads
 it, turning h5py's errors on damaged files and a MemoryError into ValueErrors.
 
@@ -24,6 +26,7 @@ __all__ = ["EXPANSION_FLOOR", "MAX_EXPANSION", "hdf5_dataset", "open_hdf5", "rea
 
 MAX_EXPANSION = 100  # declared bytes / stored bytes; gzip on real features gives a few
 EXPANSION_FLOOR = 1 << 20  # 1 MiB
+MAX_LINK_HOPS = 16  # soft links followed from a key (a loop of them is refused)
 
 # What h5py raises from its C layer on damaged files (checksums, B-trees, headers).
 _H5PY_ERRORS = (OSError, RuntimeError, KeyError, TypeError, ValueError)
@@ -53,16 +56,42 @@ def _corrupt(path: Path, key: str, error: BaseException) -> ValueError:
     return ValueError(f"{path}: corrupt HDF5 file, reading key {key!r} failed ({error})")
 
 
+def _link_problem(handle: Any, key: str) -> str | None:
+    """Why `key` must not be followed (an external link, somewhere along its soft links; a
+    dangling soft link; too many hops), or None. Links are read, never followed, here."""
+    import h5py
+
+    name = key
+    for _ in range(MAX_LINK_HOPS):
+        link = handle.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            return (f"is a link to {link.filename}:{link.path} (an HDF5 external link, data from another "
+                    "file); refusing to read it")
+        if not isinstance(link, h5py.SoftLink):
+            return None  # a hard link (an object of this file), or nothing: reported by the caller
+        name = link.path
+        if handle.get(name, getlink=True) is None:
+            return f"is a link to {name}, which is not in the file"
+    return f"is a chain of more than {MAX_LINK_HOPS} soft links; refusing to follow it"
+
+
 def hdf5_dataset(handle: Any, path: str | os.PathLike, key: str):
     """The dataset `key` of the open file `handle` (from `path`), once it is safe to read.
 
-    Raises ValueError naming file and key if the key is missing or not a dataset, if the
-    dataset keeps its data in other files (external storage, virtual dataset), or if it
-    declares more than `MAX_EXPANSION` times the bytes the file stores for it.
+    Raises ValueError naming file and key if the key is missing or not a dataset, if it is
+    an external link to another file (soft links inside the file are followed, not to one),
+    if the dataset keeps its data in other files (external storage, virtual dataset), or if
+    it declares more than `MAX_EXPANSION` times the bytes the file stores for it.
     """
     import h5py
 
     path = Path(path)
+    try:
+        problem = _link_problem(handle, key)
+    except _H5PY_ERRORS as error:
+        raise _corrupt(path, key, error) from None
+    if problem:
+        raise ValueError(f"{path}: key {key!r} {problem}")
     try:
         present = key in handle
         names = sorted(handle.keys())

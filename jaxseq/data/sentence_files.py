@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxseq.data.archive import file_kind
 from jaxseq.data.sentences import LabelledSentences
 from jaxseq.data.tokenizer import tokenize
 
@@ -36,10 +37,14 @@ def _lines(path: Path):
     """(line number, text) of the non-blank lines of `path`, with errors naming file and line.
 
     A UTF-8 byte order mark opening the file is dropped; a line of more than MAX_LINE_BYTES
-    bytes (its line break not counted) is refused, having read no more than that of it.
+    bytes (its line break not counted) is refused, having read no more than that of it. A
+    directory or a named pipe (which would block the read) is a ValueError, not "not found".
     """
-    if not path.is_file():
+    problem, _ = file_kind(path)
+    if problem == "missing":
         raise FileNotFoundError(f"{path}: file not found")
+    if problem is not None:
+        raise ValueError(f"{path}: is {problem}, expected a file of labelled sentences")
     with open(path, "rb") as handle:
         number = 0
         while raw := handle.readline(MAX_LINE_BYTES + 1):
@@ -91,17 +96,24 @@ def _label(value: str, path: Path, number: int) -> int:
     return int(value)
 
 
-def _sentence_tokens(text: str, format: str, path: Path, number: int) -> list[str]:
-    """The tokens of one sentence, its length bounded before the tokenizer sees it."""
+def sentence_tokens(text: str, where: str, format: str = "raw") -> list[str]:
+    """The tokens of one sentence (raw text, or "tokenized" text split on spaces), by the
+    rules the files' sentences follow: at most MAX_SENTENCE_CHARS characters (checked before
+    the tokenizer sees it) and at least one token. ValueError "<where>: ..." otherwise
+    (`where`: "FILE:LINE", or the argument a sentence came from)."""
     if len(text) > MAX_SENTENCE_CHARS:
-        raise ValueError(f"{path}:{number}: sentence has {len(text):,} characters, more than the "
+        raise ValueError(f"{where}: sentence has {len(text):,} characters, more than the "
                          f"limit of {MAX_SENTENCE_CHARS:,}")
     if format == "tokenized":
-        return text.lower().split()
-    try:
-        return tokenize(text)
-    except TimeoutError as error:  # nltk runs its regular expressions under a time limit
-        raise ValueError(f"{path}:{number}: the tokenizer gave up on this sentence ({error})") from None
+        tokens = text.lower().split()
+    else:
+        try:
+            tokens = tokenize(text)
+        except TimeoutError as error:  # nltk runs its regular expressions under a time limit
+            raise ValueError(f"{where}: the tokenizer gave up on this sentence ({error})") from None
+    if not tokens:
+        raise ValueError(f"{where}: empty sentence")
+    return tokens
 
 
 def read_sentences(path: str | os.PathLike, format: str = "auto") -> LabelledSentences:
@@ -140,9 +152,7 @@ def read_sentences(path: str | os.PathLike, format: str = "auto") -> LabelledSen
                 f"{path}:{number}: expected {expected} tab-separated fields ({format} format), got {len(fields)}"
             )
         label = _label(fields[label_at], path, number)
-        tokens = _sentence_tokens(fields[sentence_at], format, path, number)
-        if not tokens:
-            raise ValueError(f"{path}:{number}: empty sentence")
+        tokens = sentence_tokens(fields[sentence_at], f"{path}:{number}", format)
         sentences.append(tokens)
         labels.append(label)
     if not sentences:

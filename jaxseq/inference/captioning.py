@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseq.data.caption_sources import caption_source_spec, load_caption_source
+from jaxseq.data.caption_sources import caption_features_source, caption_source_spec, load_caption_source
 from jaxseq.data.json_fields import check_fields
 from jaxseq.data.json_fields import fields as field_spec
 from jaxseq.metrics import bleu1, coco_caption_scores, require_coco_eval
@@ -77,7 +77,8 @@ def load_captioner_and_data(path: str | Path, data_dir: Path | None = None):
     """(model, variables, data) of a `jaxseq caption train` run: the checkpoint (as
     `load_captioning_checkpoint`) and the data its `data` entry names (`data_dir`: where
     the COCO files are now, if they moved). ValueError when the entry is missing, does not
-    check out, or the data's vocabulary is not the one the model was trained with."""
+    check out, or the data's vocabulary or feature width is not the one the model was
+    trained with."""
     model, params, meta = load_captioning_checkpoint(path, fields=field_spec(optional={"data": caption_source_spec}))
     if "data" not in meta:
         raise ValueError(f"checkpoint {path}: no 'data' entry in its metadata; it was not written by "
@@ -88,6 +89,10 @@ def load_captioner_and_data(path: str | Path, data_dir: Path | None = None):
         raise ValueError(f"the data of checkpoint {path} cannot be loaded: {error}") from None
     if data["idx_to_word"] != meta["idx_to_word"]:
         raise ValueError(f"the data's vocabulary differs from the one checkpoint {path} was trained with")
+    width = data["train_features"].shape[1]  # the same in both splits (check_captioning_data)
+    if width != meta["feature_dim"]:
+        raise ValueError(f"{caption_features_source(meta['data'], data_dir)}: features of width {width}, but "
+                         f"checkpoint {path} was trained on features of width {meta['feature_dim']}")
     return model, {"params": params}, data
 
 

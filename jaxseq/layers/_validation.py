@@ -3,6 +3,10 @@
 Every check raises `ValueError` naming the argument and what was expected, because a shape
 mistake inside a `lax.scan` otherwise surfaces as an opaque XLA error (or, for gathers, as
 silently clamped indices).
+
+Integer values (ids, lengths) are range-checked, when they are known (outside `jit`), in
+the dtype they come in, before the cast to JAX's integer type: without x64 that cast
+wraps an int64 `2**32 + 1` into 1, a valid id.
 """
 
 from __future__ import annotations
@@ -20,8 +24,39 @@ def _describe(shape: Sequence[int | None]) -> str:
     return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
 
 
+def _host_values(name: str, value, expected: str) -> tuple[np.ndarray | None, object]:
+    """(values, array): `value`'s values as a NumPy array in its own dtype (Python ints: int64,
+    or object when larger) or None inside `jit` (a Tracer: not known there), and what to
+    check the dtype and shape of and cast (a JAX array stays on its device). Something that
+    is no array at all (a ragged list) is a ValueError naming `name` and `expected`."""
+    if isinstance(value, jax.core.Tracer):
+        return None, value
+    try:
+        values = np.asarray(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{name} must be {expected}, got {value!r}"[:300]) from None
+    return values, value if isinstance(value, jax.Array) else values
+
+
+def _check_range(name: str, values: np.ndarray | None, low: int, high: int, what: str, interval: str) -> None:
+    """low <= values <= high, compared in the values' own dtype (None: inside jit, unknown);
+    the message shows the offending value as it is."""
+    if values is None or values.size == 0:
+        return
+    smallest, largest = values.min(), values.max()
+    if smallest < low or largest > high:
+        bad = smallest if smallest < low else largest
+        raise ValueError(f"{name} holds {what}{' ' if what else ''}{int(bad)}, outside the valid range {interval}")
+
+
 def _as_array(name: str, value, rank: int, kind, kind_name: str) -> jax.Array:
-    array = jnp.asarray(value)
+    if kind is jnp.integer:  # not cast yet: `as_int_array` range-checks the values first
+        _, array = _host_values(name, value, f"{kind_name} array of rank {rank}")
+    else:
+        try:
+            array = jnp.asarray(value)
+        except TypeError:  # a string, a dict: no array of numbers
+            raise ValueError(f"{name} must be {kind_name} array of rank {rank}, got {type(value).__name__}") from None
     if not jnp.issubdtype(array.dtype, kind):
         raise ValueError(f"{name} must be {kind_name} array, got dtype {array.dtype}")
     if array.ndim != rank:
@@ -34,9 +69,15 @@ def as_float_array(name: str, value, rank: int) -> jax.Array:
     return _as_array(name, value, rank, jnp.floating, "a floating-point")
 
 
-def as_int_array(name: str, value, rank: int) -> jax.Array:
-    """`value` as a JAX integer array of the given rank."""
-    return _as_array(name, value, rank, jnp.integer, "an integer")
+def as_int_array(name: str, value, rank: int, size: int | None = None, what: str = "value") -> jax.Array:
+    """`value` as a JAX integer array of the given rank; with `size`, its values must lie in
+    [0, size) — checked when they are known (outside jit), in `value`'s own dtype, before
+    the cast (JAX clamps out-of-range gathers silently, and the cast wraps int64 ids)."""
+    array = _as_array(name, value, rank, jnp.integer, "an integer")
+    if size is not None:
+        values = None if isinstance(array, jax.core.Tracer) else np.asarray(array)
+        _check_range(name, values, 0, size - 1, what, f"[0, {size})")
+    return jnp.asarray(array)
 
 
 def expect_shape(name: str, array: jax.Array, shape: Sequence[int | None], meaning: str) -> None:
@@ -54,41 +95,23 @@ def common_float_dtype(*arrays: jax.Array):
     return jnp.result_type(*arrays)
 
 
-def check_index_range(name: str, indices: jax.Array, size: int, what: str) -> None:
-    """Check 0 <= indices < size when the values are known (outside jit).
-
-    JAX clamps out-of-range gathers silently, so concrete inputs are checked here; inside
-    `jit` the values are not known and the data loaders validate before data gets there.
-    """
-    if isinstance(indices, jax.core.Tracer) or indices.size == 0:
-        return
-    values = np.asarray(indices)
-    low, high = values.min(), values.max()
-    if low < 0 or high >= size:
-        bad = low if low < 0 else high
-        raise ValueError(f"{name} holds {what} {int(bad)}, outside the valid range [0, {size})")
-
-
 def as_lengths(lengths, N: int, T: int) -> jax.Array | None:
-    """`lengths` (N,) as int32, or None; the values must lie in [0, T] (checked when concrete).
+    """`lengths` (N,) as int32, or None; the values must lie in [0, T] (checked when concrete,
+    in their own dtype: an int64 2**32 + 1 is out of range, not 1).
 
     Values cannot be checked inside `jit` (they are not known there); outside it a bad value
     is an error rather than a silently wrong mask.
     """
     if lengths is None:
         return None
-    array = jnp.asarray(lengths)
+    expected = f"an integer array of shape (N,) = ({N},)"
+    values, array = _host_values("lengths", lengths, expected)
     if not jnp.issubdtype(array.dtype, jnp.integer):
-        raise ValueError(f"lengths must be an integer array of shape (N,) = ({N},), got dtype {array.dtype}")
+        raise ValueError(f"lengths must be {expected}, got dtype {array.dtype}")
     if array.shape != (N,):
         raise ValueError(f"lengths must have shape (N,) = ({N},), got {tuple(array.shape)}")
-    if not isinstance(array, jax.core.Tracer) and N > 0:
-        values = np.asarray(array)
-        low, high = int(values.min()), int(values.max())
-        if low < 0 or high > T:
-            bad = low if low < 0 else high
-            raise ValueError(f"lengths holds {bad}, outside the valid range [0, T] = [0, {T}]")
-    return array.astype(jnp.int32)
+    _check_range("lengths", values, 0, T, "", f"[0, T] = [0, {T}]")
+    return jnp.asarray(array).astype(jnp.int32)
 
 
 def validate_recurrent_args(x, states: dict, Wx, Wh, biases: dict, *, gates: int, sequence: bool):

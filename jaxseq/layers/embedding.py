@@ -11,7 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxseq.layers._validation import as_float_array, as_int_array, check_index_range
+from jaxseq.layers._validation import as_float_array, as_int_array
 
 
 class WordEmbeddingCache(NamedTuple):
@@ -20,9 +20,8 @@ class WordEmbeddingCache(NamedTuple):
 
 
 def _validate(x, W):
-    x = as_int_array("x", x, 2)
     W = as_float_array("W", W, 2)
-    check_index_range("x", x, W.shape[0], "word id")
+    x = as_int_array("x", x, 2, size=W.shape[0], what="word id")
     return x, W
 
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxseq.layers._validation import as_float_array, as_int_array, check_index_range, expect_shape
+from jaxseq.layers._validation import as_float_array, as_int_array, expect_shape
 
 
 class TemporalSoftmaxLossCache(NamedTuple):
@@ -27,14 +27,13 @@ class TemporalSoftmaxLossCache(NamedTuple):
 
 def _validate(x, y, mask):
     x = as_float_array("x", x, 3)
-    y = as_int_array("y", y, 2)
+    N, T, V = x.shape
+    y = as_int_array("y", y, 2, size=V, what="target id")
     mask = jnp.asarray(mask)
     if mask.dtype != jnp.bool_:
         raise ValueError(f"mask must be a boolean array, got dtype {mask.dtype}")
-    N, T, V = x.shape
     expect_shape("y", y, (N, T), "(N, T)")
     expect_shape("mask", mask, (N, T), "(N, T)")
-    check_index_range("y", y, V, "target id")
     return x, y, mask
 
 

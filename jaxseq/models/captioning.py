@@ -91,6 +91,8 @@ class CaptioningRNN(nn.Module):
         """h0 = features W_proj + b_proj.  Inputs: features (N, D). Returns: h0 (N, H)."""
         _expect_rank("features", features, "(N, D)")
         D, H = features.shape[1], self.hidden_dim
+        if D < 1:  # W_proj's initializer divides by sqrt(D)
+            raise ValueError(f"features must have shape (N, D) with D >= 1, got {tuple(features.shape)}")
         W_proj = self.param("W_proj", _normal(D), (D, H), self.param_dtype)
         b_proj = self.param("b_proj", nn.initializers.zeros, (H,), self.param_dtype)
         features, W_proj, b_proj = promote_dtype(features, W_proj, b_proj, dtype=self.dtype)

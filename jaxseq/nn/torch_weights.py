@@ -10,7 +10,8 @@ else: `params_to_torch(m, params_from_torch(m, sd))` equals `sd` bit for bit.
 `params_to_torch` maps any tree of that structure, e.g. `jax.grad` of a loss with respect to
 the variables, whose entries then compare with the PyTorch module's `.grad`s by name.
 A missing, extra or wrongly shaped entry is a one-line `ValueError` naming it and the
-expected shape.
+expected shape, as are a state_dict that is no mapping and a tensor of a dtype that cannot
+be converted. bfloat16 tensors are converted exactly (to JAX's bfloat16).
 """
 
 from __future__ import annotations
@@ -26,13 +27,30 @@ __all__ = ["params_from_torch", "params_to_torch"]
 
 
 def _as_numpy(name: str, value) -> np.ndarray:
-    """A torch tensor (detached, moved to the CPU), JAX or NumPy array as a NumPy array."""
+    """A torch tensor (detached, moved to the CPU), JAX or NumPy array as a NumPy array.
+
+    NumPy has no bfloat16 of its own, so torch cannot hand one over: such a tensor goes
+    through float32 (exact: bfloat16 is float32 with a shorter mantissa) to JAX's bfloat16.
+    """
     if hasattr(value, "detach"):  # a torch.Tensor: jaxseq never imports torch
-        value = value.detach().cpu().numpy()
+        tensor = value.detach().cpu()
+        if str(tensor.dtype) == "torch.bfloat16":
+            return tensor.float().numpy().astype(jnp.bfloat16)
+        try:
+            value = tensor.numpy()
+        except TypeError:  # float8 and other dtypes NumPy cannot hold
+            raise ValueError(f"{name} has dtype {tensor.dtype}, which cannot be converted; expected float16, "
+                             "bfloat16, float32 or float64") from None
     array = np.asarray(value)
-    if not np.issubdtype(array.dtype, np.floating):
+    if not jnp.issubdtype(array.dtype, jnp.floating):  # jnp's: it knows bfloat16
         raise ValueError(f"{name} must be a floating-point array, got dtype {array.dtype}")
     return array
+
+
+def _mapping(value, name: str, holding: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be a mapping of parameter names to {holding}, got a {type(value).__name__}")
+    return value
 
 
 def _describe(shape: tuple) -> str:
@@ -87,6 +105,7 @@ def params_from_torch(module, state_dict: Mapping) -> dict:
     Returns: {"params": {name: jax.Array}}, for `module.apply`. Dtypes are kept (float64
       stays float64 when JAX's x64 mode is on).
     """
+    state_dict = _mapping(state_dict, "state_dict", "tensors (a state_dict)")
     arrays = {name: _as_numpy(f"state_dict {name!r}", value) for name, value in state_dict.items()}
     specs = checked_specs(module, arrays, "state_dict")
     return {"params": {spec.name: jnp.asarray(arrays[spec.name]) for spec in specs}}
@@ -101,7 +120,8 @@ def params_to_torch(module, variables: Mapping) -> dict[str, np.ndarray]:
     Returns: {name: np.ndarray} with PyTorch's names, shapes and order (G*H, D_in) etc.;
       `torch_module.load_state_dict({k: torch.from_numpy(v) for k, v in ...items()})` loads it.
     """
-    params = variables["params"] if "params" in variables else variables
+    variables = _mapping(variables, "variables", "arrays ({'params': {...}} or the params themselves)")
+    params = _mapping(variables["params"] if "params" in variables else variables, "variables['params']", "arrays")
     arrays = {name: _as_numpy(f"params {name!r}", value) for name, value in params.items()}
     specs = checked_specs(module, arrays, "params")
     return {spec.name: np.array(arrays[spec.name], copy=True) for spec in specs}

@@ -95,6 +95,10 @@ class ClassifierTrainConfig:
         if self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError("weight_decay and warmup_epochs must be >= 0, got "
                              f"{self.weight_decay} and {self.warmup_epochs}")
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs:g}) is longer than the run (epochs {self.epochs}): "
+                             "the learning rate would still be warming up when training ends; give a warm-up of "
+                             "at most the epochs")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         check_rate("label_smoothing", self.label_smoothing)

@@ -17,7 +17,8 @@ from jaxseq.progress import progress_bar  # noqa: F401  (the trainers' bar: jaxs
 @contextlib.contextmanager
 def _figure(path: Path, rows: int, size: tuple[float, float]) -> Iterator[tuple[Any, list[Any]]]:
     """A matplotlib figure (Agg) of `rows` axes, saved to `path` (PNG, its folder created) and
-    closed when the block ends."""
+    closed when the block ends. The file is `path` itself, whatever its suffix (matplotlib
+    would add ".png" to a name without one)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -30,7 +31,7 @@ def _figure(path: Path, rows: int, size: tuple[float, float]) -> Iterator[tuple[
         for axis in axes[:, 0]:
             axis.grid(alpha=0.3)
         figure.tight_layout()
-        figure.savefig(path, dpi=100)
+        figure.savefig(path, dpi=100, format="png")
     finally:
         plt.close(figure)
 
@@ -70,11 +71,27 @@ def save_loss_curve(losses: Sequence[float], path: str | Path, *, title: str = "
     return path
 
 
+def check_title(title: str, what: str = "title") -> str:
+    """`title` if matplotlib can draw it; a one-line ValueError naming `what` (the argument,
+    e.g. "--title") if its `$...$` parts are not valid mathtext (matplotlib would only find
+    out while saving, in a message of several lines)."""
+    from matplotlib import cbook, mathtext
+
+    if cbook.is_math_text(title):  # an even number of unescaped $: matplotlib draws it as math
+        try:
+            mathtext.MathTextParser("path").parse(title)
+        except ValueError as error:
+            reason = " ".join(line.strip() for line in str(error).splitlines() if line.strip())[-200:]
+            raise ValueError(f"{what} {title!r} is not valid matplotlib mathtext ({reason}); write \\$ for a "
+                             "dollar sign") from None
+    return title
+
+
 def save_run_curves(points: Sequence[Any], path: str | Path, *, title: str = "Training run") -> Path:
     """Plot a run's curves from its metrics.jsonl points (`jaxseq.train.run_log.read_metrics`) to
     `path` (PNG): the train loss against the step (with each epoch's mean), the validation
     metrics against the epoch, and the learning rate against the step; panels without data
-    are left out. Returns: the path written."""
+    are left out. `title` is checked first (`check_title`). Returns: the path written."""
     series: dict[str, dict[int, tuple[int, float]]] = {}
     for point in points:  # the last point of a step wins, as in TensorBoard
         if point.value is not None:
@@ -90,6 +107,7 @@ def save_run_curves(points: Sequence[Any], path: str | Path, *, title: str = "Tr
               if present]
     if not panels:
         raise ValueError("the run log holds no train/loss, val/* or train/learning_rate points to plot")
+    check_title(title)
     path = Path(path)
     with _figure(path, len(panels), (7, 2.6 * len(panels) + 0.4)) as (figure, axes):
         for axis, kind in zip(axes, panels):

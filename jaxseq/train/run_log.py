@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
 from jaxseq.data.json_file import parse_json_bytes
+from jaxseq.limits import MAX_COUNT
 from jaxseq.train.run_folder import check_run_dir
 
 METRICS_FILE = "metrics.jsonl"
@@ -67,12 +68,13 @@ def resolve_log_dir(log_dir: str | os.PathLike | None, checkpoint_dir: str | os.
     """The run's log folder: `log_dir`, else `<checkpoint_dir>/logs`, else None (no log).
 
     Checked as a run folder is (`check_run_dir`), creating nothing: ValueError (one line,
-    naming the path) if it is a file, lies under one, or cannot be written or created.
+    naming the path) if it is a file, lies under one, or cannot be written or created. The
+    default one is blamed on the checkpoint folder when that is what is wrong.
     """
     if log_dir is None:
         if checkpoint_dir is None:
             return None
-        path = Path(checkpoint_dir) / LOG_SUBDIR
+        path = check_run_dir(checkpoint_dir) / LOG_SUBDIR
     else:
         path = Path(log_dir)
     return check_run_dir(path, label="log folder")
@@ -252,10 +254,9 @@ def _point(line: bytes, name: str) -> MetricPoint:
                          "JSON object")
     entry = parse_json_bytes(line, name, max_depth=2, expect=dict)
     step, epoch, series, value = (entry.get(key) for key in ("step", "epoch", "name", "value"))
-    if not (isinstance(step, int) and not isinstance(step, bool) and step >= 0):
-        raise ValueError(f"{name}: \"step\" must be an integer >= 0, got {step!r}"[:300])
-    if not (isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0):
-        raise ValueError(f"{name}: \"epoch\" must be an integer >= 0, got {epoch!r}"[:300])
+    for key, number in (("step", step), ("epoch", epoch)):  # counts, int32 on the device
+        if not (isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= MAX_COUNT):
+            raise ValueError(f"{name}: \"{key}\" must be an integer in [0, {MAX_COUNT}], got {number!r}"[:300])
     if not (isinstance(series, str) and 0 < len(series) <= 200):
         raise ValueError(f"{name}: \"name\" must be a series name (a string), got {series!r}"[:300])
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):

@@ -100,9 +100,10 @@ CLASSIFIER = fields(required={"model": classifier_model},
                     optional={"train_config": CLASSIFIER_TRAIN_CONFIG, "steps_per_epoch": integer(1, MAX_COUNT),
                               "epoch": COUNT, "epoch_losses": list_of(number())})
 # What resuming a classifier run reads on top (train_classifier writes it after every epoch).
+MCC = number(-1, 1)  # a Matthews correlation
 CLASSIFIER_PROGRESS = fields(
-    required={"epoch": COUNT, "best_epoch": COUNT, "best_step": COUNT, "best_val_mcc": nullable(number()),
-              "history": list_of(fields(required={"epoch": integer(1, MAX_COUNT), "val_mcc": number()})),
+    required={"epoch": COUNT, "best_epoch": COUNT, "best_step": COUNT, "best_val_mcc": nullable(MCC),
+              "history": list_of(fields(required={"epoch": integer(1, MAX_COUNT), "val_mcc": MCC})),
               "train_config": CLASSIFIER_TRAIN_CONFIG},
     optional={"epoch_losses": list_of(number())},
 )
@@ -229,6 +230,11 @@ def _check_progress(meta: dict[str, Any], path: str | Path, steps_per_epoch: int
         raise ValueError(f"{source}: best_epoch {best_epoch} is after epoch {epoch}")
     if best_epoch > 0 and meta[best_key] is None:
         raise ValueError(f"{source}: {best_key} is null although best_epoch is {best_epoch}")
+    recorded_key = best_key.removeprefix("best_")  # the epoch record's name of the best metric
+    if best_epoch > 0 and meta[best_key] != meta["history"][best_epoch - 1][recorded_key]:
+        recorded = meta["history"][best_epoch - 1][recorded_key]
+        raise ValueError(f"{source}: {best_key} {meta[best_key]!r} is not the {recorded_key} of best_epoch "
+                         f"{best_epoch} in history ({recorded!r})")
     if meta["best_step"] != best_epoch * steps_per_epoch:
         raise ValueError(f"{source}: best_step {meta['best_step']} is not the end of best_epoch {best_epoch} "
                          f"({steps_per_epoch} steps per epoch)")
