@@ -51,7 +51,7 @@ import numpy as np
 
 from jaxseq import layers
 from jaxseq.checks import check_positive_int, check_rate
-from jaxseq.layers._validation import as_int_array, check_index_range
+from jaxseq.layers._validation import as_int_array
 from jaxseq.models.regularisers import embedding_dropout, sequence_dropout, weight_drop
 from jaxseq.nn import GRU, LSTM, RNN, params_from_torch, params_to_torch
 from jaxseq.nn.arguments import checked_input, initial_states
@@ -215,8 +215,7 @@ class LanguageModel(nn.Module):
           dropouts (needs a 'dropout' rng).
         Returns: (logits (N, T, V), state after step T in the layout of `state`).
         """
-        tokens = as_int_array("tokens", tokens, 2)
-        check_index_range("tokens", tokens, self.vocab_size, "token id")
+        tokens = as_int_array("tokens", tokens, 2, size=self.vocab_size, what="token id")
         rates = (self.input_dropout, self.hidden_dropout, self.output_dropout, self.embedding_dropout, self.weight_drop)
         if not deterministic and any(rates) and not self.has_rng("dropout"):
             raise ValueError("LanguageModel: deterministic=False needs a 'dropout' rng: "
@@ -284,8 +283,7 @@ def _check_targets(logits: Array, targets: Array) -> tuple[Array, Array]:
     if logits.ndim != 3 or logits.shape[:2] != targets.shape:
         raise ValueError(f"logits must have shape (N, T, V) with (N, T) = targets' {tuple(targets.shape)}, "
                          f"got {tuple(logits.shape)}")
-    check_index_range("targets", targets, logits.shape[2], "token id")
-    return logits, targets
+    return logits, as_int_array("targets", targets, 2, size=logits.shape[2], what="token id")
 
 
 def lm_loss(logits: Array, targets: Array, mask: Array | None = None) -> Array:

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxseq.checks import check_positive_int
-from jaxseq.layers._validation import as_int_array, check_index_range
+from jaxseq.layers._validation import as_int_array
 
 Array = jax.Array
 
@@ -122,8 +122,7 @@ def _check_prompt(model, prompt) -> Array:
     prompt = as_int_array("prompt", prompt, 2)
     if prompt.shape[0] < 1 or prompt.shape[1] < 1:
         raise ValueError(f"prompt must have shape (N, P) with N >= 1 and P >= 1, got {tuple(prompt.shape)}")
-    check_index_range("prompt", prompt, model.vocab_size, "token id")
-    return prompt.astype(jnp.int32)
+    return as_int_array("prompt", prompt, 2, size=model.vocab_size, what="token id").astype(jnp.int32)
 
 
 def start_sampling(model, variables, prompt, key: Array, state=None) -> SamplerState:
