@@ -10,7 +10,7 @@ import pytest
 
 from jaxseq import cli
 from jaxseq.cola_recipes import RECURRENT_COLA_RECIPE
-from jaxseq.data import cola
+from jaxseq.data import cola, locations
 from tests.bracket_task import write_tsv
 
 SMALL_MODEL = ["--hidden-dim", "16", "--num-heads", "2", "--dim-k", "8", "--dim-v", "8",
@@ -102,7 +102,7 @@ def test_cola_train_on_a_folder(tmp_path, capsys):
 
 
 def test_cola_train_without_data_says_where_it_looked(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cola, "cola_dir_candidates", lambda: [tmp_path / "nowhere"])
+    monkeypatch.setattr(locations, "candidate_dirs", lambda name: [tmp_path / "nowhere" / name])
     assert cli.main(["cola", "train", "--checkpoint-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "CoLA not found" in err and "nowhere" in err and "--data-dir" in err

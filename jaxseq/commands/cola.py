@@ -24,7 +24,8 @@ def register(subparsers) -> None:
     cola_commands = cola.add_subparsers(dest="cola_command", required=True, metavar="ACTION")
     train = cola_commands.add_parser("train", help="train on CoLA with the course split")
     train.add_argument("--data-dir", type=Path, default=None,
-                       help="CoLA folder (default: $JAXSEQ_DATA/cola, else ../shared/data/cola)")
+                       help="CoLA folder (default: $JAXSEQ_DATA/cola, else ~/.cache/jaxseq/cola, "
+                            "else ../shared/data/cola: the first that holds it)")
     train.add_argument("--val-size", type=positive_int, default=1551,
                        help="validation sentences split from training (default: 1551)")
     train.add_argument("--split-seed", type=random_seed, default=0,
@@ -40,13 +41,10 @@ def register(subparsers) -> None:
 
 
 def run_cola_train(args: argparse.Namespace) -> int:
-    from jaxseq.data.cola import cola_dir_candidates, default_cola_dir, load_cola
+    from jaxseq.data.cola import find_cola_dir, load_cola
     from jaxseq.train.classifier import fit_sentence_classifier
 
-    data_dir = args.data_dir or default_cola_dir()
-    if data_dir is None:
-        tried = ", ".join(str(path) for path in cola_dir_candidates())
-        raise FileNotFoundError(f"CoLA not found (looked in {tried}); pass --data-dir or set JAXSEQ_DATA")
+    data_dir = find_cola_dir(args.data_dir, argument="--data-dir")
     options = train_options(args)
     splits = load_cola(data_dir, val_size=args.val_size, seed=args.split_seed)
     print(f"CoLA from {data_dir}")

@@ -4,7 +4,7 @@ own section, importing what it needs only when it runs.
 - captioning: the LSTM captioner on the built-in scenes: val scenes (greedy and beam search),
   BLEU-1 and the loss curve;
 - classifier: the transformer sentence classifier on CoLA when it is found
-  ($JAXSEQ_DATA/cola or ../shared/data/cola), otherwise on the built-in bracket-nesting
+  (`jaxseq.data.locations`: $JAXSEQ_DATA/cola, ~/.cache/jaxseq/cola or ../shared/data/cola), otherwise on the built-in bracket-nesting
   task; validation and test accuracy and MCC (about a minute on 2 CPU cores).
 """
 
