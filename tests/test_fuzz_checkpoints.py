@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jaxseq import cli
-from jaxseq.commands import caption, cola
+from jaxseq.commands import caption, classifier_options
 from jaxseq.data.coco import load_coco_data
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.train.checkpoint import list_checkpoints
@@ -112,8 +112,8 @@ FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fi
 @given(data=st.data())
 def test_predict_on_mutated_classifier_metadata(runs, tmp_path_factory, data):
     folder, _ = mutated_copy(runs, "classifier", tmp_path_factory, data)
-    assert_works_or_names(lambda: cola.run_cola_predict(argparse.Namespace(checkpoint=folder, sentences=["( )"])),
-                          folder)
+    args = argparse.Namespace(checkpoint=folder, sentences=["( )"])
+    assert_works_or_names(lambda: classifier_options.run_predict(args), folder)
 
 
 @settings(max_examples=60, **FUZZ)

@@ -87,7 +87,8 @@ def register(subparsers) -> None:
 
 def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="a checkpoint folder, or a run folder (its latest checkpoint is used)")
+                        help="a ckpt-* folder, or a run folder: its best checkpoint by validation "
+                             "loss (the latest where none is scored; the next best if one cannot be used)")
     parser.add_argument("--split", choices=("train", "val"), default="val", help="split (default: val)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="COCO folder, if it moved since training")

@@ -2,7 +2,7 @@
 default, or a bidirectional `lstm` / `gru`).
 
     jaxseq cola train [--data-dir DIR] [--resume]   CoLA, course split (7,000 / 1,551 / dev as test)
-    jaxseq cola predict --checkpoint DIR "Sentence one." "Sentence two."
+    jaxseq cola predict --checkpoint DIR "Sentence one." "Sentence two."   (as `classify predict`)
 
 Training prints per-epoch loss, validation accuracy and MCC, then the accuracy and MCC of
 the best checkpoint (by validation MCC) on the test set. Every epoch is checkpointed in
@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from jaxseq.commands._options import positive_int, random_seed
-from jaxseq.commands.classifier_options import add_training_options, report, train_options
+from jaxseq.commands.classifier_options import add_predict_command, add_training_options, report, train_options
 
 
 def register(subparsers) -> None:
@@ -33,11 +33,8 @@ def register(subparsers) -> None:
     add_training_options(train, "checkpoints/cola")
     train.set_defaults(func=run_cola_train)
 
-    predict = cola_commands.add_parser("predict", help="probability that sentences are acceptable")
-    predict.add_argument("--checkpoint", type=Path, required=True,
-                         help="a training run's --checkpoint-dir (its best checkpoint) or one ckpt-* folder")
-    predict.add_argument("sentences", nargs="+", help="sentences as plain text")
-    predict.set_defaults(func=run_cola_predict)
+    add_predict_command(cola_commands, "probability that sentences are acceptable",
+                        labels=("unacceptable", "acceptable"))
 
 
 def run_cola_train(args: argparse.Namespace) -> int:
@@ -52,16 +49,3 @@ def run_cola_train(args: argparse.Namespace) -> int:
     report(run, "dev (out-of-domain test)")
     return 0
 
-
-def run_cola_predict(args: argparse.Namespace) -> int:
-    from jaxseq.data.tokenizer import tokenize
-    from jaxseq.inference import load_sentence_classifier, predict_probabilities, uses_pad_mask
-
-    model, params, vocab, metadata = load_sentence_classifier(args.checkpoint)
-    use_pad_mask = uses_pad_mask(metadata)
-    sentences = [tokenize(text) for text in args.sentences]
-    probabilities = predict_probabilities(model, params, vocab, sentences, use_pad_mask=use_pad_mask)
-    for text, probability in zip(args.sentences, probabilities):
-        verdict = "acceptable" if probability >= 0.5 else "unacceptable"
-        print(f"{probability:.4f}\t{verdict}\t{text}")
-    return 0
