@@ -66,7 +66,6 @@ def test_a_layer_block_runs_alone(index, workdir):
 
 
 def test_the_torch_porting_block_runs_alone_and_agrees(workdir):
-    pytest.importorskip("torch")  # a development requirement: `make test` installs it
     namespace = run_alone(BLOCKS[block_with("pack_padded_sequence")])
     as_numpy = lambda a: np.asarray(a.detach() if hasattr(a, "detach") else a)  # noqa: E731
     out, torch_out, h_n, torch_h = (as_numpy(namespace[k]) for k in ("out", "torch_out", "h_n", "torch_h"))
@@ -91,7 +90,6 @@ def test_the_captioning_block_runs_alone(workdir, capsys, monkeypatch):
 
 
 def test_the_coco_evaluation_block_runs_alone_on_a_caption_train_run(workdir, tmp_path_factory, monkeypatch):
-    pytest.importorskip("pycocoevalcap")  # the coco-eval extra: `make test` installs it
     java = shutil.which("java")  # METEOR's Java start takes longer than the rest: its score is
     if java:  # pinned in test_coco_caption_metrics.py; here it is skipped, as the block's output says
         monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
