@@ -29,6 +29,8 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
+# About 25 minutes on 2 cores. Writes bench-output/ (git-ignored); to record a run in the
+# committed tables: `.venv/bin/jaxseq bench --out benchmarks/results`.
 bench: $(STAMP)
 	$(VENV)/bin/jaxseq bench
 
@@ -38,4 +40,4 @@ quality: $(STAMP)
 	$(PY) benchmarks/quality/cola_quality.py
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .hypothesis
+	rm -rf $(VENV) demo-output bench-output .pytest_cache .hypothesis

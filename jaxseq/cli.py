@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jaxseq import __version__
 from jaxseq.commands import bench, caption, check, classify, cola, data, demo, lm, plot
 
 COMMAND_MODULES = [bench, caption, check, cola, classify, data, demo, lm, plot]
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxseq",
         description="Sequence models in JAX with hand-written, verified backward passes.",
     )
+    parser.add_argument("--version", action="version", version=f"jaxseq {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(subparsers)

@@ -19,6 +19,7 @@ notebooks hold the cells this script writes and no outputs, then executes them.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -92,8 +93,23 @@ def render(notebook: nbformat.NotebookNode) -> str:
     return nbformat.writes(notebook) + "\n"
 
 
+def parse_args(argv: list[str]) -> list[str]:
+    """The notebook names to write (all when none is given); `--help` prints the usage."""
+    parser = argparse.ArgumentParser(
+        prog="build_notebooks.py",
+        description="Write the walk-through notebooks from their cell sources in notebooks/sources/ "
+                    "(without outputs).")
+    parser.add_argument("names", nargs="*", metavar="NOTEBOOK",
+                        help=f"notebooks to write (default: all): {', '.join(NOTEBOOKS)}")
+    names = parser.parse_args(argv).names
+    unknown = [name for name in names if name not in NOTEBOOKS]
+    if unknown:
+        parser.error(f"unknown notebook {', '.join(unknown)}; choose from {', '.join(NOTEBOOKS)}")
+    return names
+
+
 def main(argv: list[str]) -> int:
-    names = argv or list(NOTEBOOKS)
+    names = parse_args(argv) or list(NOTEBOOKS)
     for name in names:
         path = HERE / name
         path.write_text(render(build(name)), encoding="utf-8")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -300,6 +302,8 @@ def test_bench_command_finds_the_runner_and_builds_the_command(tmp_path, monkeyp
     assert bench.build_command(args, runner)[1:] == [str(runner), "--quick", "--only", "layers"]
     args.tune_malloc = True
     assert bench.build_command(args, runner)[-1] == "--tune-malloc"
+    args.out = Path("benchmarks") / "results"  # relative to where the user runs it, not the runner's folder
+    assert bench.build_command(args, runner)[-2:] == ["--out", str(Path.cwd() / "benchmarks" / "results")]
     monkeypatch.setattr(bench, "RUNNER", Path("benchmarks") / "no_such_runner.py")
     with pytest.raises(FileNotFoundError, match="not installed with the package"):
         bench.find_runner(tmp_path)
@@ -310,6 +314,20 @@ def test_cli_registers_bench():
 
     args = build_parser().parse_args(["bench", "--quick", "--only", "layers"])
     assert args.command == "bench" and args.quick and args.only == ["layers"]
+
+
+def test_a_run_writes_outside_the_tracked_files_unless_told(tmp_path):
+    """`make bench` must not dirty the checkout: by default the suite writes to bench-output/,
+    which git ignores; the committed tables change only with `--out benchmarks/results`."""
+    import run_all
+
+    repo = BENCH_DIR.parents[1]
+    assert run_all.parse_args([]).out == repo / "bench-output"
+    assert "bench-output/" in (repo / ".gitignore").read_text().split()
+    if shutil.which("git") and (repo / ".git").exists():
+        ignored = subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", "bench-output/latest.md"])
+        assert ignored.returncode == 0
+    assert run_all.parse_args(["--out", str(tmp_path)]).out == tmp_path
 
 
 def test_run_all_lists_modules_and_rejects_unknown(capsys):

@@ -44,7 +44,23 @@ def required_arguments(parser: argparse.ArgumentParser) -> list[str]:
 
 def test_every_command_is_found():
     assert {"caption train", "caption sample", "caption eval", "cola train", "cola predict", "classify train",
-            "demo", "check", "bench"} <= set(LEAVES)
+            "classify predict", "classify eval", "demo", "check", "bench"} <= set(LEAVES)
+
+
+def test_version_is_the_installed_one(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out == f"jaxseq {version('jaxseq')}\n"
+
+
+@pytest.mark.parametrize("command", ["caption sample", "caption eval", "cola predict", "classify predict",
+                                     "classify eval"])
+def test_help_says_a_run_folder_gives_its_best_checkpoint(command):
+    text = " ".join(LEAVES[command].format_help().split())
+    assert "run folder: its best checkpoint by validation" in text or "--checkpoint-dir (its best checkpoint" in text
+    assert "latest checkpoint is used" not in text
 
 
 @pytest.mark.parametrize("command", sorted(LEAVES))
@@ -119,6 +135,10 @@ BAD_INPUTS = [  # (command, its arguments ({name} -> a path of `places`), what t
     ("cola predict", ["--checkpoint", "{nan-classifier}", "hi"], "NaN or infinite values"),
     ("cola predict", ["--checkpoint", "{missing}", "hi"], "not found"),
     ("classify train", ["--train", "{missing}", "--dev", "{missing}"], "not found"),
+    ("classify predict", ["--checkpoint", "{captioner}", "hi"], "is not a sentence-classifier checkpoint"),
+    ("classify predict", ["--checkpoint", "{nan-classifier}", "hi"], "NaN or infinite values"),
+    ("classify eval", ["--checkpoint", "{classifier}", "--test", "{missing}"], "missing: file not found"),
+    ("classify eval", ["--checkpoint", "{captioner}", "--test", "{tsv}"], "is not a sentence-classifier checkpoint"),
     ("classify train", ["--train", "a", "--dev", "b", "--min-count", "0"], "argument --min-count: expected a "
                                                                            "positive integer, got 0"),
     ("classify train", ["--train", "a", "--dev", "b", "--max-length", "100000"], "argument --max-length: expected a "

@@ -1,4 +1,4 @@
-"""`jaxseq cola train|predict` and `jaxseq classify train` end to end on small files."""
+"""`jaxseq cola train|predict` and `jaxseq classify train|predict|eval` end to end on small files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from jaxseq import cli
 from jaxseq.cola_recipes import RECURRENT_COLA_RECIPE
-from jaxseq.data import cola
+from jaxseq.data import cola, locations
 from tests.bracket_task import write_tsv
 
 SMALL_MODEL = ["--hidden-dim", "16", "--num-heads", "2", "--dim-k", "8", "--dim-v", "8",
@@ -71,6 +71,30 @@ def test_predict_prints_probabilities(trained, capsys):
     assert cli.main(["cola", "predict", "--checkpoint", str(checkpoint), "( )"]) == 0
 
 
+def test_classify_predict_and_eval_use_the_run_as_cola_predict_does(trained, capsys):
+    """`classify predict` prints what `cola predict` does (class words 1/0), and `classify eval`
+    scores the best checkpoint: on the validation file, the MCC the run selected it by; on
+    the test file, the line the training printed for it."""
+    run, out, argv = trained
+    sentences = ["( [ ] )", ") ( ] [", "[ ( ) ]"]
+    assert cli.main(["cola", "predict", "--checkpoint", str(run), *sentences]) == 0
+    cola_lines = capsys.readouterr().out.splitlines()
+    assert cli.main(["classify", "predict", "--checkpoint", str(run), *sentences]) == 0
+    classify_lines = capsys.readouterr().out.splitlines()
+    words = {"acceptable": "1", "unacceptable": "0"}
+    assert classify_lines == ["\t".join([p, words[w], text]) for p, w, text in (x.split("\t") for x in cola_lines)]
+    dev, test = argv[argv.index("--dev") + 1], argv[argv.index("--test") + 1]
+    assert cli.main(["classify", "eval", "--checkpoint", str(run), "--test", dev]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{dev}: 200 sentences (0 truncated to 16 tokens)"
+    val_mcc = out.split("best epoch ")[1].split("val MCC ")[1].split()[0]
+    assert f"MCC {val_mcc}  confusion" in lines[1]
+    assert cli.main(["classify", "eval", "--checkpoint", str(run), "--test", test]) == 0
+    scores = capsys.readouterr().out.splitlines()[1]
+    trained_line = next(line for line in out.splitlines() if line.startswith("test (best checkpoint): "))
+    assert scores.startswith(trained_line.removeprefix("test (best checkpoint): ") + "  loss ")
+
+
 def test_existing_checkpoints_need_resume_or_overwrite(trained, capsys):
     run, _, argv = trained
     assert cli.main(argv) == 2
@@ -102,7 +126,7 @@ def test_cola_train_on_a_folder(tmp_path, capsys):
 
 
 def test_cola_train_without_data_says_where_it_looked(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cola, "cola_dir_candidates", lambda: [tmp_path / "nowhere"])
+    monkeypatch.setattr(locations, "candidate_dirs", lambda name: [tmp_path / "nowhere" / name])
     assert cli.main(["cola", "train", "--checkpoint-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "CoLA not found" in err and "nowhere" in err and "--data-dir" in err

@@ -5,6 +5,7 @@ scorers) checked against values worked out by hand, its tokenization, its input 
 from __future__ import annotations
 
 import builtins
+import importlib.util
 import math
 import shutil
 
@@ -14,7 +15,9 @@ import pytest
 from jaxseq import cli
 from jaxseq.metrics import PTB_PUNCTUATIONS, MissingPackageError, coco_caption_scores, coco_tokenize
 
-pytest.importorskip("pycocoevalcap", reason="the COCO metrics need pycocoevalcap: pip install 'jaxseq[coco-eval]'")
+if importlib.util.find_spec("pycocoevalcap") is None:  # fail loudly: `make test` installs it, so its absence is a bug
+    raise ImportError("tests/test_coco_caption_metrics.py needs pycocoevalcap, which `make test` installs "
+                      "(the coco-eval extra): pip install 'jaxseq[coco-eval]'")
 
 JAVA = shutil.which("java") is not None
 
@@ -121,10 +124,30 @@ def test_a_failing_java_metric_is_skipped_not_raised(monkeypatch):
     assert scores.skipped["METEOR"] == "METEOR failed (FileNotFoundError: [Errno 2] No such file or directory: 'java')"
 
 
-@pytest.mark.skipif(not JAVA, reason="METEOR needs Java on the PATH")
-def test_meteor_runs_where_java_is():
+def hand_meteor() -> float:
+    # METEOR 1.5 (`-l en -norm`): alpha 0.85, beta 0.2, gamma 0.6, delta 0.75 (content words
+    # weigh delta, function words 1 - delta); corpus score from the summed statistics of each
+    # image's best reference. "a", "on", "the" are function words; only exact matches here.
+    alpha, beta, gamma, delta = 0.85, 0.2, 0.6, 0.75
+    # image 7: "a big red ball" is a reference: 4 of 4 words matched (content 3, function 1),
+    # both sides; an exact match counts no chunk (METEOR 1.5 gives it no fragmentation).
+    # image 42: hyp "a blue blue ball" (content 3, function 1) vs "a blue ball on the grass"
+    # (content 3, function 3): a, blue, ball matched (content 2, function 1), in 2 chunks
+    # ("a blue" | "ball" or "a" | "blue ball": the extra "blue" splits them either way).
+    weighted = lambda content, function: delta * content + (1 - delta) * function  # noqa: E731
+    matched = weighted(3, 1) + weighted(2, 1)
+    precision = matched / (weighted(3, 1) + weighted(3, 1))
+    recall = matched / (weighted(3, 1) + weighted(3, 3))
+    fmean = precision * recall / (alpha * precision + (1 - alpha) * recall)
+    fragmentation = (0 + 2) / (4 + 3)  # chunks / matches
+    return fmean * (1 - gamma * fragmentation ** beta)  # 0.41754...
+
+
+@pytest.mark.skipif(not JAVA, reason="METEOR is a Java program: its pinned value needs `java` on the PATH "
+                                     "(without Java it is skipped by design, as the tests above check)")
+def test_meteor_where_java_is_equals_the_hand_computed_value():
     scores = coco_caption_scores(REFERENCES, HYPOTHESES)
-    assert 0.0 < scores["METEOR"] < 1.0
+    assert scores["METEOR"] == pytest.approx(hand_meteor(), rel=1e-6)
     assert "METEOR" not in scores.skipped
     assert scores["CIDEr"] == pytest.approx(hand_cider(), rel=1e-12)
 

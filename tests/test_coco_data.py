@@ -12,6 +12,7 @@ import pytest
 from tests.cli_process import assert_one_line_error, run_jaxseq
 from tests.coco_files import NUM_IMAGES, WORDS, course_arrays, write_course_files
 
+from jaxseq.data import locations
 from jaxseq.data.coco import (
     MAX_FEATURE_DIM,
     check_captioning_data,
@@ -62,8 +63,8 @@ def test_default_folder_follows_jaxseq_data(coco_dir, monkeypatch):
     monkeypatch.setenv("JAXSEQ_DATA", str(coco_dir.parent))
     assert default_coco_dir() == coco_dir
     assert load_coco_data()["train_captions"].shape == (9, 7)
-    monkeypatch.delenv("JAXSEQ_DATA")
-    assert default_coco_dir() == Path.home() / ".cache" / "jaxseq" / "coco_captioning"
+    monkeypatch.setattr(locations, "candidate_dirs", lambda name: [coco_dir.parent / "elsewhere" / name])
+    assert default_coco_dir() is None
 
 
 @pytest.mark.parametrize("name", ["coco2014_captions.h5", "train2014_vgg16_fc7_pca.h5", "val2014_vgg16_fc7_pca.h5",

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from jaxseq.data import cola, sentence_files
+from jaxseq.data import cola, locations, sentence_files
 from jaxseq.data.cola import find_cola_files, load_cola
 from jaxseq.data.sentence_files import detect_format, read_sentences
 from jaxseq.data.tokenizer import tokenize
@@ -177,7 +177,7 @@ def test_default_cola_dir_follows_jaxseq_data(tmp_path, monkeypatch):
     write(tmp_path, "cola/dev.tsv", TOKENIZED)
     monkeypatch.setenv("JAXSEQ_DATA", str(tmp_path))
     assert cola.default_cola_dir() == tmp_path / "cola"
-    monkeypatch.setattr(cola, "cola_dir_candidates", lambda: [tmp_path / "elsewhere"])
+    monkeypatch.setattr(locations, "candidate_dirs", lambda name: [tmp_path / "elsewhere" / name])
     assert cola.default_cola_dir() is None
 
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from jaxseq.models import CaptioningRNN, beam_search, sample
-from jaxseq.models.decoding import length_penalty_factor
 
 START, END, NULL = 1, 2, 0
 CELLS = ("rnn", "lstm")
@@ -36,6 +35,17 @@ def _word_logp(model, variables, features, inputs):
     return jax.nn.log_softmax(model.apply(variables, features, inputs), axis=-1)
 
 
+def gnmt_length_penalty(length: int, alpha: float) -> float:
+    """GNMT's length normalization (Wu et al. 2016, eq. 14), written here, not taken from
+    jaxseq: lp(Y) = (5 + |Y|)^alpha / (5 + 1)^alpha."""
+    return (5.0 + length) ** alpha / 6.0 ** alpha
+
+
+def test_the_penalty_is_gnmts():
+    assert gnmt_length_penalty(1, 0.7) == 1.0 and gnmt_length_penalty(7, 0.0) == 1.0
+    assert gnmt_length_penalty(7, 1.0) == 2.0 and gnmt_length_penalty(19, 0.5) == 2.0
+
+
 def teacher_forced_logp(model, variables, features, captions, length_penalty=0.0):
     """Sum of log p of each caption's words up to and including <END> (or all of them),
     divided by the GNMT length penalty; from the full-sequence model, not the decoder."""
@@ -47,7 +57,7 @@ def teacher_forced_logp(model, variables, features, captions, length_penalty=0.0
     for row, words in enumerate(captions):
         ends = np.flatnonzero(words == END)
         length = ends[0] + 1 if ends.size else len(words)
-        totals.append(picked[row, :length].sum() / length_penalty_factor(length, length_penalty))
+        totals.append(picked[row, :length].sum() / gnmt_length_penalty(length, length_penalty))
     return np.asarray(totals)
 
 

@@ -8,7 +8,8 @@ run (so no fallback hides it) by null, a boolean, an integer (small, negative, 2
 a float (NaN and infinities included), a string, a list, an object, a 200,000-deep list or
 a 100,000-digit integer. The command that uses the run (`cola predict`, `caption sample`,
 and resuming the training) must then either work or raise a one-line ValueError naming the
-run's folder; nothing else. The classifier's `vocab.json` and the COCO `coco2014_vocab.json`
+run's folder; nothing else. What works is checked too: a prediction is one well-formed line,
+and a resumed classifier run prints exactly what resuming the unchanged run prints. The classifier's `vocab.json` and the COCO `coco2014_vocab.json`
 are fuzzed the same way through their loaders.
 """
 
@@ -26,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jaxseq import cli
-from jaxseq.commands import caption, cola
+from jaxseq.commands import caption, classifier_options
 from jaxseq.data.coco import load_coco_data
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.train.checkpoint import list_checkpoints
@@ -62,13 +63,17 @@ def replaced(document, path, value) -> str:
     return text.replace(json.dumps(DEEP), "[" * 200_000 + "]" * 200_000).replace(json.dumps(HUGE), "7" * 100_000)
 
 
-def assert_works_or_names(call, folder) -> None:
-    """`call()` succeeds or raises the documented one-line ValueError naming `folder`."""
+def assert_works_or_names(call, folder) -> str | None:
+    """`call()` succeeds or raises the documented one-line ValueError naming `folder`.
+    Returns what a success printed (with `folder` written as RUN), None after an error."""
+    out = io.StringIO()
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
             call()
     except ValueError as error:
         assert str(folder) in str(error) and "\n" not in str(error), repr(error)
+        return None
+    return out.getvalue().replace(str(folder), "RUN")
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +117,12 @@ FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fi
 @given(data=st.data())
 def test_predict_on_mutated_classifier_metadata(runs, tmp_path_factory, data):
     folder, _ = mutated_copy(runs, "classifier", tmp_path_factory, data)
-    assert_works_or_names(lambda: cola.run_cola_predict(argparse.Namespace(checkpoint=folder, sentences=["( )"])),
-                          folder)
+    args = argparse.Namespace(checkpoint=folder, sentences=["( )"])
+    out = assert_works_or_names(lambda: classifier_options.run_predict(args), folder)
+    if out is not None:  # one line: the probability, the class it gives, the sentence
+        probability, label, sentence = out.rstrip("\n").split("\t")
+        assert 0.0 <= float(probability) <= 1.0 and label == ("1" if float(probability) >= 0.5 else "0")
+        assert sentence == "( )" and out.count("\n") == 1
 
 
 @settings(max_examples=60, **FUZZ)
@@ -129,11 +138,26 @@ def resume(argv):
     return args.func(args)
 
 
-@settings(max_examples=8, **FUZZ)
+@pytest.fixture(scope="module")
+def unmutated_resume(runs, tmp_path_factory):
+    """What resuming an unchanged copy of the (finished) classifier run prints."""
+    folder, argv, _ = runs["classifier"]
+    copy = tmp_path_factory.mktemp("unmutated") / "classifier"
+    shutil.copytree(folder, copy)
+    out = assert_works_or_names(lambda: resume([str(copy) if str(a) == str(folder) else str(a) for a in argv]), copy)
+    assert "resuming from RUN/ckpt-" in out and "best epoch " in out and "checkpoint: RUN/ckpt-" in out
+    return out
+
+
+@settings(max_examples=25, **FUZZ)
 @given(data=st.data())
-def test_resume_on_mutated_classifier_metadata(runs, tmp_path_factory, data):
+def test_resume_on_mutated_classifier_metadata(runs, unmutated_resume, tmp_path_factory, data):
+    """Refused with the documented error, or resumed exactly as the unchanged run: the same
+    step and epoch, the same best checkpoint and scores (a changed field that is used must
+    not be accepted silently)."""
     folder, argv = mutated_copy(runs, "classifier", tmp_path_factory, data)
-    assert_works_or_names(lambda: resume(argv), folder)
+    out = assert_works_or_names(lambda: resume(argv), folder)
+    assert out is None or out == unmutated_resume, out
 
 
 @settings(max_examples=8, **FUZZ)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import grad, hessian, jacfwd, jacrev, jvp, linear_transpose, vjp
 import numpy as np
 import pytest
 import torch
@@ -433,17 +434,53 @@ def test_differentiable_layers_run_their_custom_vjp_rule(cell, monkeypatch):
     assert calls == [1]
 
 
+# Every autodiff entry point (jax.grad, value_and_grad, vjp, jvp, linearize, jacfwd, jacrev,
+# hessian, linear_transpose, however imported: `from jax import vjp` binds the function before
+# any patch) ends in one of these functions of JAX's differentiation machinery, looked up on
+# the module at each call. A JAX that renames them fails here (monkeypatch raises), loudly.
+AUTODIFF_MACHINERY = ("jvp", "linearize", "backward_pass", "backward_pass3")
+
+
+def forbid_autodiff(monkeypatch) -> None:
+    """Make any differentiation by JAX raise from now until the test ends."""
+    from jax._src.interpreters import ad
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the hand-written backward called autodiff")
+
+    for name in AUTODIFF_MACHINERY:
+        monkeypatch.setattr(ad, name, forbidden)
+
+
+def _square(x):
+    return jnp.sum(x ** 2)
+
+
+BOUND_EARLY = {  # each bound at import, as `from jax import vjp` in a module would be
+    "vjp": lambda x: vjp(_square, x)[1](1.0), "jacrev": lambda x: jacrev(_square)(x),
+    "jacfwd": lambda x: jacfwd(_square)(x), "jvp": lambda x: jvp(_square, (x,), (x,)),
+    "linear_transpose": lambda x: linear_transpose(lambda v: 2.0 * v, x)(x),
+    "grad": lambda x: grad(_square)(x), "hessian": lambda x: hessian(_square)(x),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOUND_EARLY))
+def test_the_tripwire_catches_autodiff_however_imported(name, monkeypatch):
+    x = jnp.arange(3.0)
+    BOUND_EARLY[name](x)  # works before
+    forbid_autodiff(monkeypatch)
+    with pytest.raises(AssertionError, match="called autodiff"):
+        BOUND_EARLY[name](x)
+    with pytest.raises(AssertionError, match="called autodiff"):
+        jax.jit(BOUND_EARLY[name])(x)
+
+
 @pytest.mark.parametrize("cell", SEQUENCE_CELLS)
 def test_hand_backward_never_calls_autodiff(cell, monkeypatch):
     inputs = random_sequence_inputs(cell, np.random.default_rng(15), 2, 3, 2, 3, dtype=np.float32)
     forward, backward, _, _ = sequence_layer_case(cell, lengths=np.array([3, 2]), reverse=True)
     outs = forward(*inputs.values())
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("the hand-written backward called autodiff")
-
-    for name in ("grad", "vjp", "jvp", "linearize", "value_and_grad"):
-        monkeypatch.setattr(jax, name, forbidden)
+    forbid_autodiff(monkeypatch)
     douts = [np.ones(np.shape(o), np.float32) for o in outs[:-1]]
     backward(*douts, outs[-1])
     jax.jit(backward)(*douts, outs[-1])

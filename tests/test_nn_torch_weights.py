@@ -4,8 +4,6 @@ and a missing, extra or misshaped key is a one-line ValueError naming it and the
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -141,16 +139,3 @@ def test_a_bfloat16_state_dict_is_converted_exactly():
     assert str(info.value) == ("state_dict 'bias_ih_l0' has dtype torch.float8_e4m3fn, which cannot be converted; "
                                "expected float16, bfloat16, float32 or float64")
 
-
-def test_the_readme_examples_run_and_agree_with_torch():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Recurrent modules with PyTorch's weights: `jaxseq.nn`")[1].split("\n## ")[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    assert len(blocks) == 2
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
-    as_numpy = lambda a: np.asarray(a.detach() if hasattr(a, "detach") else a)  # noqa: E731
-    out, torch_out, h_n, torch_h = (as_numpy(namespace[k]) for k in ("out", "torch_out", "h_n", "torch_h"))
-    assert np.abs(out - torch_out).max() < 1e-5 and np.abs(h_n - torch_h).max() < 1e-5
-    assert sorted(namespace["grads"]) == sorted(namespace["state_dict"])

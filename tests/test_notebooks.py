@@ -48,6 +48,18 @@ def _content(notebook) -> list[tuple]:
     return [(cell.cell_type, cell.source, cell.get("metadata", {}).get("tags", [])) for cell in notebook.cells]
 
 
+def test_the_build_script_has_a_help_and_names_an_unknown_notebook(capsys, tmp_path, monkeypatch):
+    builder = _builder()
+    with pytest.raises(SystemExit) as exit_info:
+        builder.main(["--help"])
+    assert exit_info.value.code == 0 and "notebooks to write (default: all)" in capsys.readouterr().out
+    monkeypatch.setattr(builder, "HERE", tmp_path)  # nothing may be written
+    with pytest.raises(SystemExit) as exit_info:
+        builder.main(["RNN_Captioning.ipynb", "Nope.ipynb"])
+    assert exit_info.value.code == 2 and "unknown notebook Nope.ipynb; choose from" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", NOTEBOOK_NAMES)
 def test_notebook_is_generated_from_its_source_without_outputs(name):
     path = NOTEBOOK_DIR / name

@@ -2,9 +2,10 @@
 
 Every `bench_<name>.py` next to this file is a benchmark module with a function
 `run(quick: bool) -> list[dict]` returning `harness.bench` results. This script imports each
-(or only those named by `--only`), runs it, and writes `benchmarks/results/latest.md`, `latest.json`
-and `latest.png` (with `--quick`: `quick.md/json/png`, so a smoke test never overwrites a
-measurement). If no module measured the matmul roofline, a small one (XLA/torch/NumPy at
+(or only those named by `--only`), runs it, and writes `latest.md`, `latest.json` and `latest.png`
+(with `--quick`: `quick.md/json/png`, so a smoke test never overwrites a measurement) into
+`--out`, by default `bench-output/` at the repository's root, which git ignores: a run never
+changes the checkout. Recording a result is deliberate: `--out benchmarks/results` (committed). If no module measured the matmul roofline, a small one (XLA/torch/NumPy at
 2048^2) is run so that every rate can be stated as a fraction of the best matmul rate.
 
     python benchmarks/speed/run_all.py [--quick] [--only NAME ...] [--out DIR]
@@ -20,6 +21,7 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE.parents[1] / "bench-output"  # git-ignored (.gitignore)
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
@@ -41,8 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="tiny shapes and few repetitions: a smoke test, not a measurement")
     parser.add_argument("--only", action="append", metavar="NAME", default=None,
                         help=f"run only this module (repeatable); available: {', '.join(available_modules())}")
-    parser.add_argument("--out", type=Path, default=HERE.parent / "results",
-                        help="output folder (default: benchmarks/results)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="output folder (default: bench-output/, untracked; --out benchmarks/results "
+                             "records the run in the committed tables)")
     parser.add_argument("--single-core", action="store_true",
                         help="load-robust mode: pin to one CPU, one thread per library, time by process "
                              "CPU time (for a machine shared with other work); writes <stem>-1core.*")

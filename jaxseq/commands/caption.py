@@ -41,7 +41,8 @@ def register(subparsers) -> None:
     train.add_argument("--data", choices=("builtin", "coco"), default="builtin",
                        help="builtin: generated scenes, no download (default); coco: the course's files")
     train.add_argument("--data-dir", type=Path, default=None,
-                       help="COCO folder (default: $JAXSEQ_DATA/coco_captioning or ~/.cache/jaxseq/coco_captioning)")
+                       help="COCO folder (default: $JAXSEQ_DATA/coco_captioning, else ~/.cache/jaxseq/"
+                            "coco_captioning, else ../shared/data/coco_captioning: the first that holds it)")
     train.add_argument("--max-train", type=train_captions, default=None, help="use at most this many training captions")
     train.add_argument("--epochs", type=positive_int, default=15, help="epochs (default: 15)")
     train.add_argument("--batch-size", type=batch_size, default=100, help="batch size (default: 100)")
@@ -87,7 +88,8 @@ def register(subparsers) -> None:
 
 def _add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="a checkpoint folder, or a run folder (its latest checkpoint is used)")
+                        help="a ckpt-* folder, or a run folder: its best checkpoint by validation "
+                             "loss (the latest where none is scored; the next best if one cannot be used)")
     parser.add_argument("--split", choices=("train", "val"), default="val", help="split (default: val)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="COCO folder, if it moved since training")
@@ -117,11 +119,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.data == "builtin":
         spec = builtin_source(**({"num_train": args.max_train} if args.max_train is not None else {}))
     else:
-        from jaxseq.data.coco import default_coco_dir
+        from jaxseq.data.coco import find_coco_dir
 
-        spec = coco_source(args.data_dir if args.data_dir is not None else default_coco_dir(), args.max_train,
-                           args.seed)
-    data = load_caption_source(spec)
+        spec = coco_source(find_coco_dir(args.data_dir, argument="--data-dir"), args.max_train, args.seed)
+    data = load_caption_source(spec, argument="--data-dir")
     print(f"training an {args.cell.upper()} captioner on {args.data} data: "
           f"{data['train_captions'].shape[0]} training captions, {args.epochs} epochs; "
           f"checkpoints in {checkpoint_dir}", flush=True)
@@ -144,7 +145,7 @@ def run_train(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace):
     from jaxseq.inference import load_captioner_and_data
 
-    return load_captioner_and_data(args.checkpoint, args.data_dir)
+    return load_captioner_and_data(args.checkpoint, args.data_dir, argument="--data-dir")
 
 
 def run_sample(args: argparse.Namespace) -> int:

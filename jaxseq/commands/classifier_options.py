@@ -1,10 +1,12 @@
-"""The training options `jaxseq cola train` and `jaxseq classify train` share (model, training,
-checkpoints, scaling out), their translation into `fit_sentence_classifier`'s keywords, and
-the report printed after training."""
+"""What `jaxseq cola` and `jaxseq classify` share: the training options (model, training,
+checkpoints, scaling out), their translation into `fit_sentence_classifier`'s keywords, the
+report printed after training, and the commands that use a trained run, `predict` (both) and
+`eval --test FILE` (`classify`)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from jaxseq.commands._options import (
     add_checkpoint_args,
@@ -141,13 +143,71 @@ def train_options(args: argparse.Namespace) -> dict:
                 progress=not args.no_progress, devices=devices)
 
 
+def scores_line(scores: dict) -> str:
+    """`acc 0.8125  MCC +0.6250  confusion [[tn, fp], [fn, tp]] = [[..]]` of `classification_metrics`."""
+    return (f"acc {scores['accuracy']:.4f}  MCC {scores['mcc']:+.4f}  "
+            f"confusion [[tn, fp], [fn, tp]] = {scores['confusion']}")
+
+
 def report(run, test_name: str = "test") -> None:
     """Print the best epoch and its validation / test scores."""
     result = run.result
     print(f"best epoch {result.best_epoch}: val acc {run.val_scores['accuracy']:.4f}  "
           f"val MCC {run.val_scores['mcc']:+.4f}")
     if run.test_scores is not None:
-        print(f"{test_name} (best checkpoint): acc {run.test_scores['accuracy']:.4f}  "
-              f"MCC {run.test_scores['mcc']:+.4f}  confusion [[tn, fp], [fn, tp]] = {run.test_scores['confusion']}")
+        print(f"{test_name} (best checkpoint): {scores_line(run.test_scores)}")
     if result.checkpoint is not None:
         print(f"checkpoint: {result.checkpoint}")
+
+
+CHECKPOINT_HELP = ("a training run's --checkpoint-dir (its best checkpoint by validation MCC, or the next "
+                   "one that checks out) or one ckpt-* folder")
+
+
+def add_predict_command(actions, help: str, labels: tuple[str, str]) -> None:
+    """Add `predict --checkpoint DIR SENTENCE ...` to a command's actions; `labels`: the words
+    printed for class 0 and class 1."""
+    predict = actions.add_parser("predict", help=help)
+    predict.add_argument("--checkpoint", type=Path, required=True, help=CHECKPOINT_HELP)
+    predict.add_argument("sentences", nargs="+", help="sentences as plain text")
+    predict.set_defaults(func=run_predict, labels=labels)
+
+
+def add_eval_command(actions) -> None:
+    """Add `eval --checkpoint DIR --test FILE [--format F]` to a command's actions."""
+    evaluate = actions.add_parser("eval", help="accuracy, MCC and confusion of a trained run on a labelled file")
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help=CHECKPOINT_HELP)
+    evaluate.add_argument("--test", type=Path, required=True,
+                          help="sentence<TAB>label file to score (the formats of `classify train`)")
+    evaluate.add_argument("--format", choices=("auto", "raw", "glue", "tokenized"), default="auto",
+                          help="file format (default: detect)")
+    evaluate.set_defaults(func=run_eval)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Print `probability<TAB>label<TAB>sentence` for each sentence (probability of class 1)."""
+    from jaxseq.data.sentence_files import sentence_tokens
+    from jaxseq.inference import load_sentence_classifier, predict_probabilities, uses_pad_mask
+
+    # The files' rules (not empty, not over 5,000 characters), before the checkpoint is loaded.
+    sentences = [sentence_tokens(text, f"sentence {number} ({text[:40]!r})")
+                 for number, text in enumerate(args.sentences, 1)]
+    model, params, vocab, metadata = load_sentence_classifier(args.checkpoint)
+    probabilities = predict_probabilities(model, params, vocab, sentences, use_pad_mask=uses_pad_mask(metadata))
+    negative, positive = getattr(args, "labels", ("0", "1"))
+    for text, probability in zip(args.sentences, probabilities):
+        print(f"{probability:.4f}\t{positive if probability >= 0.5 else negative}\t{text}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Print the size of `args.test` and the run's scores on it."""
+    from jaxseq.data.sentence_files import read_sentences
+    from jaxseq.inference import evaluate_classifier, load_sentence_classifier, uses_pad_mask
+
+    model, params, vocab, metadata = load_sentence_classifier(args.checkpoint)
+    data, truncated = vocab.encode_labelled(read_sentences(args.test, args.format), model.max_length)
+    scores = evaluate_classifier(model, params, data, use_pad_mask=uses_pad_mask(metadata), name=str(args.test))
+    print(f"{args.test}: {len(data.ids)} sentences ({truncated} truncated to {model.max_length} tokens)")
+    print(f"{scores_line(scores)}  loss {scores['loss']:.4f}")
+    return 0

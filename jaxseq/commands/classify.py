@@ -1,7 +1,12 @@
-"""`jaxseq classify train`: a sentence classifier on any `sentence<TAB>label` files (the formats
-of `jaxseq.data.sentence_files`), selected by validation MCC.
+"""`jaxseq classify train|predict|eval`: a sentence classifier on any `sentence<TAB>label` files
+(the formats of `jaxseq.data.sentence_files`), selected by validation MCC.
 
     jaxseq classify train --train A.tsv --dev B.tsv [--test C.tsv] [--model lstm]
+    jaxseq classify predict --checkpoint DIR "Sentence one." "Sentence two."
+    jaxseq classify eval --checkpoint DIR --test C.tsv
+
+`predict` and `eval` are `jaxseq.commands.classifier_options`' (`cola predict` is the same
+command): a run folder gives its best checkpoint by validation MCC.
 """
 
 from __future__ import annotations
@@ -9,11 +14,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jaxseq.commands.classifier_options import add_training_options, report, train_options
+from jaxseq.commands.classifier_options import (
+    add_eval_command,
+    add_predict_command,
+    add_training_options,
+    report,
+    train_options,
+)
 
 
 def register(subparsers) -> None:
-    classify = subparsers.add_parser("classify", help="sentence classifier on any sentence<TAB>label data")
+    classify = subparsers.add_parser("classify", help="sentence classifier on any sentence<TAB>label data (train, predict, eval)")
     classify_commands = classify.add_subparsers(dest="classify_command", required=True, metavar="ACTION")
     ctrain = classify_commands.add_parser("train", help="train on a TSV, select by a validation TSV")
     ctrain.add_argument("--train", type=Path, required=True, help="training file")
@@ -23,6 +34,8 @@ def register(subparsers) -> None:
                         help="file format (default: detect)")
     add_training_options(ctrain, "checkpoints/classify")
     ctrain.set_defaults(func=run_classify_train)
+    add_predict_command(classify_commands, "probability of class 1 for sentences", labels=("0", "1"))
+    add_eval_command(classify_commands)
 
 
 def run_classify_train(args: argparse.Namespace) -> int:

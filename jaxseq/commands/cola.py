@@ -2,7 +2,7 @@
 default, or a bidirectional `lstm` / `gru`).
 
     jaxseq cola train [--data-dir DIR] [--resume]   CoLA, course split (7,000 / 1,551 / dev as test)
-    jaxseq cola predict --checkpoint DIR "Sentence one." "Sentence two."
+    jaxseq cola predict --checkpoint DIR "Sentence one." "Sentence two."   (as `classify predict`)
 
 Training prints per-epoch loss, validation accuracy and MCC, then the accuracy and MCC of
 the best checkpoint (by validation MCC) on the test set. Every epoch is checkpointed in
@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from jaxseq.commands._options import positive_int, random_seed
-from jaxseq.commands.classifier_options import add_training_options, report, train_options
+from jaxseq.commands.classifier_options import add_predict_command, add_training_options, report, train_options
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,8 @@ def register(subparsers) -> None:
     cola_commands = cola.add_subparsers(dest="cola_command", required=True, metavar="ACTION")
     train = cola_commands.add_parser("train", help="train on CoLA with the course split")
     train.add_argument("--data-dir", type=Path, default=None,
-                       help="CoLA folder (default: $JAXSEQ_DATA/cola, else ../shared/data/cola)")
+                       help="CoLA folder (default: $JAXSEQ_DATA/cola, else ~/.cache/jaxseq/cola, "
+                            "else ../shared/data/cola: the first that holds it)")
     train.add_argument("--val-size", type=positive_int, default=1551,
                        help="validation sentences split from training (default: 1551)")
     train.add_argument("--split-seed", type=random_seed, default=0,
@@ -32,21 +33,15 @@ def register(subparsers) -> None:
     add_training_options(train, "checkpoints/cola")
     train.set_defaults(func=run_cola_train)
 
-    predict = cola_commands.add_parser("predict", help="probability that sentences are acceptable")
-    predict.add_argument("--checkpoint", type=Path, required=True,
-                         help="a training run's --checkpoint-dir (its best checkpoint) or one ckpt-* folder")
-    predict.add_argument("sentences", nargs="+", help="sentences as plain text")
-    predict.set_defaults(func=run_cola_predict)
+    add_predict_command(cola_commands, "probability that sentences are acceptable",
+                        labels=("unacceptable", "acceptable"))
 
 
 def run_cola_train(args: argparse.Namespace) -> int:
-    from jaxseq.data.cola import cola_dir_candidates, default_cola_dir, load_cola
+    from jaxseq.data.cola import find_cola_dir, load_cola
     from jaxseq.train.classifier import fit_sentence_classifier
 
-    data_dir = args.data_dir or default_cola_dir()
-    if data_dir is None:
-        tried = ", ".join(str(path) for path in cola_dir_candidates())
-        raise FileNotFoundError(f"CoLA not found (looked in {tried}); pass --data-dir or set JAXSEQ_DATA")
+    data_dir = find_cola_dir(args.data_dir, argument="--data-dir")
     options = train_options(args)
     splits = load_cola(data_dir, val_size=args.val_size, seed=args.split_seed)
     print(f"CoLA from {data_dir}")
@@ -54,18 +49,3 @@ def run_cola_train(args: argparse.Namespace) -> int:
     report(run, "dev (out-of-domain test)")
     return 0
 
-
-def run_cola_predict(args: argparse.Namespace) -> int:
-    from jaxseq.data.sentence_files import sentence_tokens
-    from jaxseq.inference import load_sentence_classifier, predict_probabilities, uses_pad_mask
-
-    # The files' rules (not empty, not over 5,000 characters), before the checkpoint is loaded.
-    sentences = [sentence_tokens(text, f"sentence {number} ({text[:40]!r})")
-                 for number, text in enumerate(args.sentences, 1)]
-    model, params, vocab, metadata = load_sentence_classifier(args.checkpoint)
-    use_pad_mask = uses_pad_mask(metadata)
-    probabilities = predict_probabilities(model, params, vocab, sentences, use_pad_mask=use_pad_mask)
-    for text, probability in zip(args.sentences, probabilities):
-        verdict = "acceptable" if probability >= 0.5 else "unacceptable"
-        print(f"{probability:.4f}\t{verdict}\t{text}")
-    return 0

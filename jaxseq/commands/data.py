@@ -3,9 +3,10 @@
 The download is streamed with a progress bar, resumable (run the same command again after
 an interruption), checksummed (the SHA-256 is printed; `--sha256` verifies it) and unpacked
 atomically, within the data set's size and compression-ratio limits. `--url` must be an
-http(s) URL. The data root is `--root`, else `$JAXSEQ_DATA`, else `~/.cache/jaxseq`.
-The download itself is bounded (`--max-bytes`, `--stall-bytes` / `--stall-window`,
-`--deadline`; the defaults come from the data set, see `jaxseq.data.download`).
+http(s) URL. The data root is `--root`, else `$JAXSEQ_DATA`, else `~/.cache/jaxseq`: where
+the loaders look (`jaxseq.data.locations`), so `cola train` and `caption train --data coco`
+find what was downloaded. The download itself is bounded (`--max-bytes`, `--stall-bytes` /
+`--stall-window`, `--deadline`; the defaults come from the data set, see `jaxseq.data.download`).
 """
 
 from __future__ import annotations

@@ -4,11 +4,10 @@ own section, importing what it needs only when it runs.
 - captioning: the LSTM captioner on the built-in scenes: val scenes (greedy and beam search),
   BLEU-1 and the loss curve;
 - classifier: the transformer sentence classifier on CoLA when it is found
-  ($JAXSEQ_DATA/cola or ../shared/data/cola), otherwise on the built-in bracket-nesting
-  task; validation and test accuracy and MCC (about a minute on 2 CPU cores);
-- language_model: char-rnn's recipe on Tiny Shakespeare ($JAXSEQ_DATA/tinyshakespeare or
-  ../shared/data/tinyshakespeare) or on the built-in text; validation bits per character and
-  samples at temperatures 0.5 and 1.0.
+  (`jaxseq.data.locations`: $JAXSEQ_DATA/cola, ~/.cache/jaxseq/cola or ../shared/data/cola),
+  otherwise on the built-in bracket-nesting task; validation and test accuracy and MCC;
+- language_model: char-rnn's recipe on Tiny Shakespeare (found by the same rule) or on the
+  built-in text; validation bits per character and samples at temperatures 0.5 and 1.0.
 """
 
 from __future__ import annotations

@@ -61,10 +61,12 @@ def caption_features_source(spec: dict[str, Any], data_dir: Path | None = None) 
     return f"{base / feature_file_name('train', pca_features=True)}:features"
 
 
-def load_caption_source(spec: dict[str, Any], data_dir: Path | None = None) -> dict[str, Any]:
+def load_caption_source(spec: dict[str, Any], data_dir: Path | None = None, *,
+                        argument: str = "data_dir") -> dict[str, Any]:
     """The captioning data of `spec` (checked first: a ValueError naming the key for a wrong
     type, an unknown option or a size beyond the limits); `data_dir` replaces a COCO spec's
-    base_dir (the files moved since training)."""
+    base_dir (the files moved since training). `argument`: how the caller's user gives
+    `data_dir` ("--data-dir" on the command line), named when the COCO files are not found."""
     check_fields(spec, caption_source_spec, "captioning data", "data")
     if spec["source"] == "builtin":
         from jaxseq.data.synthetic_captions import load_scene_captions
@@ -73,4 +75,4 @@ def load_caption_source(spec: dict[str, Any], data_dir: Path | None = None) -> d
     from jaxseq.data.coco import load_coco_data
 
     base_dir = data_dir if data_dir is not None else spec.get("base_dir")
-    return load_coco_data(base_dir, max_train=spec.get("max_train"), seed=spec.get("seed", 0))
+    return load_coco_data(base_dir, max_train=spec.get("max_train"), seed=spec.get("seed", 0), argument=argument)

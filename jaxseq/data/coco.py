@@ -38,6 +38,7 @@ import numpy as np
 
 from jaxseq.data.hdf5 import hdf5_dataset, open_hdf5, read_dataset
 from jaxseq.data.json_file import read_json_file
+from jaxseq.data.locations import find_data_dir
 
 NULL, START, END, UNK = "<NULL>", "<START>", "<END>", "<UNK>"
 SPECIAL_TOKENS = (NULL, START, END, UNK)
@@ -47,13 +48,32 @@ SPLITS = ("train", "val")
 CAPTIONS_FILE = "coco2014_captions.h5"
 VOCAB_FILE = "coco2014_vocab.json"
 MAX_FEATURE_DIM = 16_384  # four times VGG-16 fc7's 4,096
+COCO_FOLDER = "coco_captioning"  # the data set's folder under a data root (`jaxseq.data.locations`)
 
 
-def default_coco_dir() -> Path:
-    """`$JAXSEQ_DATA/coco_captioning`, else `~/.cache/jaxseq/coco_captioning`."""
-    if os.environ.get("JAXSEQ_DATA"):
-        return Path(os.environ["JAXSEQ_DATA"]) / "coco_captioning"
-    return Path.home() / ".cache" / "jaxseq" / "coco_captioning"
+def required_files(pca_features: bool = True) -> tuple[str, ...]:
+    """The files `load_coco_data` reads (relative to the COCO folder)."""
+    return (CAPTIONS_FILE, VOCAB_FILE, *(f"{split}2014_urls.txt" for split in SPLITS),
+            *(feature_file_name(split, pca_features) for split in SPLITS))
+
+
+def find_coco_dir(base_dir: str | os.PathLike | None = None, pca_features: bool = True, *,
+                  argument: str = "base_dir") -> Path:
+    """The COCO captioning folder by the data-location rule of `jaxseq.data.locations`:
+    `base_dir` if given, else the first of `$JAXSEQ_DATA/coco_captioning`,
+    `~/.cache/jaxseq/coco_captioning`, `../shared/data/coco_captioning` holding every file of
+    `required_files`. FileNotFoundError naming the missing file, `argument` (how the caller's
+    user gives the folder: "base_dir", or "--data-dir" on the command line) and the download."""
+    return find_data_dir(COCO_FOLDER, required_files(pca_features), base_dir, title="COCO captioning",
+                         argument=argument, download="coco")
+
+
+def default_coco_dir() -> Path | None:
+    """The first candidate folder that holds the course's COCO files, or None."""
+    try:
+        return find_coco_dir()
+    except FileNotFoundError:
+        return None
 
 
 def feature_file_name(split: str, pca_features: bool) -> str:
@@ -62,11 +82,8 @@ def feature_file_name(split: str, pca_features: bool) -> str:
 
 
 def _require_file(path: Path) -> Path:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"COCO captioning file {path} not found; get the data with "
-            f"`jaxseq data download coco` or point base_dir (or $JAXSEQ_DATA) at it"
-        )
+    if not path.is_file():  # `find_coco_dir` checked it: the file went since
+        raise FileNotFoundError(f"COCO captioning file {path} not found")
     return path
 
 
@@ -124,14 +141,17 @@ def load_coco_data(
     pca_features: bool = True,
     *,
     seed: int = 0,
+    argument: str = "base_dir",
 ) -> dict[str, Any]:
     """Read the course's COCO captioning files into the captioning data layout.
 
     Inputs:
-      base_dir: folder with the files (default: `default_coco_dir()`).
+      base_dir: folder with the files (default: the first folder of `find_coco_dir`'s rule
+        that holds them: `$JAXSEQ_DATA`, `~/.cache/jaxseq`, `../shared/data`).
       max_train: keep this many training captions, a random subset drawn with `seed`
         (without replacement; the course drew with replacement).
       pca_features: the 512-d PCA features (True) or the 4096-d fc7 features.
+      argument: how the caller's user gives the folder, named when files are missing.
     Returns: dict with train/val captions (N, T+1) int32, image_idxs (N,) int32,
       features (num_images, D) float32, urls (num_images,) str, idx_to_word, word_to_idx.
     Raises: FileNotFoundError for a missing file; ValueError naming the file and key for a
@@ -139,7 +159,7 @@ def load_coco_data(
       data kept in other files or declared far beyond what the file stores, ids outside the
       vocabulary, or image indices outside the feature table.
     """
-    base = Path(base_dir) if base_dir is not None else default_coco_dir()
+    base = find_coco_dir(base_dir, pca_features, argument=argument)
     caption_path = base / CAPTIONS_FILE
     data: dict[str, Any] = _read_caption_arrays(caption_path)
     sources = {key: f"{caption_path}:{key}" for key in data}

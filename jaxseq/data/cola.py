@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from jaxseq.data.locations import candidate_dirs, find_data_dir
 from jaxseq.data.sentence_files import read_sentences
 from jaxseq.data.sentences import SentenceSplits, split_train_val
 
@@ -43,32 +44,34 @@ def find_cola_files(data_dir: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def cola_dir_candidates() -> list[Path]:
-    """Where CoLA is looked for: $JAXSEQ_DATA/cola, then ../shared/data/cola from the working
-    directory and from the repository holding this package."""
-    candidates = []
-    if os.environ.get("JAXSEQ_DATA"):
-        candidates.append(Path(os.environ["JAXSEQ_DATA"]) / "cola")
-    candidates.append(Path.cwd().parent / "shared" / "data" / "cola")
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cola")
-    return candidates
+    """Where CoLA is looked for when no folder is given (`jaxseq.data.locations`):
+    `$JAXSEQ_DATA/cola`, `~/.cache/jaxseq/cola`, then `../shared/data/cola`."""
+    return candidate_dirs("cola")
+
+
+def find_cola_dir(data_dir: str | os.PathLike | None = None, *, argument: str = "data_dir") -> Path:
+    """The CoLA folder by the data-location rule of `jaxseq.data.locations`: `data_dir` if
+    given, else the first of `cola_dir_candidates()` holding CoLA's files (`find_cola_files`).
+    FileNotFoundError naming `argument` and each folder looked in."""
+    return find_data_dir("cola", find_cola_files, data_dir, title="CoLA", argument=argument, download="cola")
 
 
 def default_cola_dir() -> Path | None:
     """The first candidate folder that holds CoLA, or None."""
-    for candidate in cola_dir_candidates():
-        try:
-            find_cola_files(candidate)
-        except FileNotFoundError:
-            continue
-        return candidate
-    return None
+    try:
+        return find_cola_dir()
+    except FileNotFoundError:
+        return None
 
 
 def load_cola(
-    data_dir: str | os.PathLike, *, val_size: int = COURSE_VAL_SIZE, seed: int = 0, format: str = "auto"
+    data_dir: str | os.PathLike | None = None, *, val_size: int = COURSE_VAL_SIZE, seed: int = 0,
+    format: str = "auto",
 ) -> SentenceSplits:
     """The course split of CoLA: seeded train/validation from the in-domain training file
-    (7,000 / 1,551 for the 8,551 sentences), the out-of-domain dev file as test."""
-    train_file, test_file = find_cola_files(data_dir)
+    (7,000 / 1,551 for the 8,551 sentences), the out-of-domain dev file as test. `data_dir`:
+    the CoLA folder; None looks where `find_cola_dir` does (`$JAXSEQ_DATA/cola`,
+    `~/.cache/jaxseq/cola`, `../shared/data/cola`)."""
+    train_file, test_file = find_cola_files(find_cola_dir(data_dir))
     train, val = split_train_val(read_sentences(train_file, format), val_size, seed)
     return SentenceSplits(train, val, read_sentences(test_file, format))

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from jaxseq.checks import check_positive_int
 from jaxseq.data.archive import UnpackLimits, remove_stale_staging, required_file_problems, unpack_zip
+from jaxseq.data.locations import download_root
 
 __all__ = [
     "DATASETS",
@@ -252,11 +253,9 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def default_data_root() -> Path:
-    """`$JAXSEQ_DATA` if set, else `~/.cache/jaxseq`."""
-    env = os.environ.get("JAXSEQ_DATA")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "jaxseq"
+    """`$JAXSEQ_DATA` if set, else `~/.cache/jaxseq`: `jaxseq.data.locations.download_root`,
+    the first roots the loaders look in, so what is downloaded is found."""
+    return download_root()
 
 
 # --------------------------------------------------------------------------------------

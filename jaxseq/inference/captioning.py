@@ -73,18 +73,18 @@ def load_captioning_checkpoint(path: str | Path, *, fields=None,
     return loaded
 
 
-def load_captioner_and_data(path: str | Path, data_dir: Path | None = None):
+def load_captioner_and_data(path: str | Path, data_dir: Path | None = None, *, argument: str = "data_dir"):
     """(model, variables, data) of a `jaxseq caption train` run: the checkpoint (as
     `load_captioning_checkpoint`) and the data its `data` entry names (`data_dir`: where
-    the COCO files are now, if they moved). ValueError when the entry is missing, does not
-    check out, or the data's vocabulary or feature width is not the one the model was
-    trained with."""
+    the COCO files are now, if they moved; `argument`: how the caller's user gives it, named
+    when they are not found). ValueError when the entry is missing, does not check out, or
+    the data's vocabulary or feature width is not the one the model was trained with."""
     model, params, meta = load_captioning_checkpoint(path, fields=field_spec(optional={"data": caption_source_spec}))
     if "data" not in meta:
         raise ValueError(f"checkpoint {path}: no 'data' entry in its metadata; it was not written by "
                          "`jaxseq caption train`")
     try:
-        data = load_caption_source(meta["data"], data_dir)
+        data = load_caption_source(meta["data"], data_dir, argument=argument)
     except ValueError as error:
         raise ValueError(f"the data of checkpoint {path} cannot be loaded: {error}") from None
     if data["idx_to_word"] != meta["idx_to_word"]:

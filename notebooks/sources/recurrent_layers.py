@@ -295,8 +295,8 @@ else:
     print(("no recurrent cases in " if RESULTS.is_file() else "no benchmark results at ") + f"{RESULTS}.\n"
           "Measure them from the repository root with\n"
           "    jaxseq bench --only recurrent --only t_sweep\n"
-          "(GRU, lengths, T sweep; it writes benchmarks/results/latest.md, replacing the file of a full run;\n"
-          " `python benchmarks/speed/run_all.py --only recurrent --only t_sweep --out DIR` writes elsewhere).")
+          "(GRU, lengths, T sweep; it writes bench-output/latest.md; `--out benchmarks/results` records the\n"
+          " run here, replacing the file of a full run).")
 
 # %% [markdown]
 # ### A tiny live timing (indicative only)

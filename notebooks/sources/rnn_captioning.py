@@ -50,7 +50,7 @@ print("jax", jax.__version__, "on", jax.devices()[0].platform)
 # ## The data
 #
 # jaxseq reads the course's COCO captioning files (`jaxseq data download coco` fetches them
-# into `$JAXSEQ_DATA/coco_captioning`). Each image is a feature vector (VGG-16 fc7, reduced
+# into `$JAXSEQ_DATA/coco_captioning`, else `~/.cache/jaxseq/coco_captioning`). Each image is a feature vector (VGG-16 fc7, reduced
 # to 512 dimensions with PCA) and each caption a row of word ids
 # `<START> w1 ... wk <END> <NULL> ...`; ids 0..3 are `<NULL>`, `<START>`, `<END>`, `<UNK>`.
 #

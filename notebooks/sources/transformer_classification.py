@@ -35,8 +35,8 @@ print("jax", jax.__version__, "on", jax.devices()[0].platform)
 # %% [markdown]
 # ## The data
 #
-# jaxseq looks for CoLA in `$JAXSEQ_DATA/cola`, then in `../shared/data/cola`. It uses the
-# course's split: the 8,551 in-domain training sentences are split (seeded) into 7,000
+# jaxseq looks for CoLA in `$JAXSEQ_DATA/cola`, then `~/.cache/jaxseq/cola` (where
+# `jaxseq data download cola` puts it), then `../shared/data/cola`. It uses the course's split: the 8,551 in-domain training sentences are split (seeded) into 7,000
 # train and 1,551 validation sentences, and the out-of-domain dev set (sentences from
 # publications not seen in training) is the held-out test set.
 #
