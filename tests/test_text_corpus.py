@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxseq.data import load_text_corpus, load_text_files, load_tiny_shakespeare, text_corpus_from_strings
-from jaxseq.data import text_corpus, text_files, tiny_shakespeare
+from jaxseq.data import locations, text_corpus, text_files, tiny_shakespeare
 from jaxseq.data.token_vocabulary import EOS, UNK
 
 
@@ -210,11 +210,12 @@ def test_tiny_shakespeare_is_found_through_jaxseq_data(tmp_path, monkeypatch):
     write(tmp_path / "tinyshakespeare", "input.txt", "x")
     monkeypatch.setenv("JAXSEQ_DATA", str(tmp_path))
     assert tiny_shakespeare.tiny_shakespeare_file() == tmp_path / "tinyshakespeare" / "input.txt"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(tiny_shakespeare, "__file__", str(tmp_path / "a" / "b" / "c.py"))
+    monkeypatch.chdir(tmp_path)  # the rule's other places, none of which holds it
+    monkeypatch.setattr(locations, "REPOSITORY", tmp_path / "a" / "b")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("JAXSEQ_DATA", str(tmp_path / "elsewhere"))
     assert tiny_shakespeare.tiny_shakespeare_file() is None
-    with pytest.raises(FileNotFoundError, match="Tiny Shakespeare not found"):
+    with pytest.raises(FileNotFoundError, match=r"Tiny Shakespeare not found.*elsewhere/tinyshakespeare"):
         load_tiny_shakespeare()
 
 

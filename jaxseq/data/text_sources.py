@@ -19,7 +19,8 @@ from typing import Any
 from jaxseq.data.builtin_text import load_builtin_text
 from jaxseq.data.json_fields import check_fields, choice, fields, nullable, number, string
 from jaxseq.data.text_corpus import TextCorpus, load_text_corpus, load_text_files
-from jaxseq.data.tiny_shakespeare import tiny_shakespeare_file
+from jaxseq.data.locations import find_data_dir
+from jaxseq.data.tiny_shakespeare import FILE_NAME, NAME, TITLE
 from jaxseq.data.token_vocabulary import check_level
 
 DATA_SETS = ("builtin", "shakespeare")
@@ -44,10 +45,7 @@ def text_source_spec(*, text: str | os.PathLike | None = None, train: str | os.P
             raise ValueError(f"data must be one of {DATA_SETS}, got {data!r}")
         if data == "builtin":
             return {"kind": "builtin", "level": level}
-        path = tiny_shakespeare_file()
-        if path is None:
-            raise FileNotFoundError("Tiny Shakespeare not found: looked for tinyshakespeare/input.txt in "
-                                    "$JAXSEQ_DATA and ../shared/data; pass --text FILE")
+        path = find_data_dir(NAME, [FILE_NAME], title=TITLE, argument="--text FILE") / FILE_NAME
         if level != "char":
             raise ValueError("--data shakespeare is nanoGPT's character-level split; for words pass --text FILE "
                              "--level word")

@@ -1,9 +1,9 @@
 """Tiny Shakespeare (char-rnn's and nanoGPT's corpus): where its file is, and nanoGPT's split.
 
-The file is never copied into the repository; it is looked for where CoLA is
-(`jaxseq.data.cola`): `$JAXSEQ_DATA/tinyshakespeare/input.txt`, then
-`../shared/data/tinyshakespeare/input.txt` from the working directory and from the
-repository holding this package.
+The file is never copied into the repository; its folder `tinyshakespeare/` (holding
+`input.txt`) is found by the data-location rule every loader follows
+(`jaxseq.data.locations`): the folder given, else `$JAXSEQ_DATA`, `~/.cache/jaxseq`, then
+`../shared/data`.
 """
 
 from __future__ import annotations
@@ -11,30 +11,28 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from jaxseq.data.locations import find_data_dir
 from jaxseq.data.text_corpus import TextCorpus, load_text_corpus
 
-FILE_NAME = "input.txt"
+NAME, TITLE, FILE_NAME = "tinyshakespeare", "Tiny Shakespeare", "input.txt"
 
 
-def tiny_shakespeare_file() -> Path | None:
-    """The first of $JAXSEQ_DATA/tinyshakespeare/input.txt and ../shared/data/tinyshakespeare/
-    input.txt (from the working directory, then from the repository) that is a file, or None."""
-    folders = [Path(os.environ["JAXSEQ_DATA"])] if os.environ.get("JAXSEQ_DATA") else []
-    folders += [Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[2].parent / "shared" / "data"]
-    return next((folder / "tinyshakespeare" / FILE_NAME for folder in folders
-                 if (folder / "tinyshakespeare" / FILE_NAME).is_file()), None)
+def tiny_shakespeare_file(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """`input.txt` in Tiny Shakespeare's folder (`data_dir`, or the first found by the
+    data-location rule), or None where there is none."""
+    try:
+        return find_data_dir(NAME, [FILE_NAME], data_dir, title=TITLE) / FILE_NAME
+    except FileNotFoundError:
+        return None
 
 
 def load_tiny_shakespeare(path: str | os.PathLike | None = None) -> TextCorpus:
     """nanoGPT's split of Tiny Shakespeare at character level: the first 90% of the
     characters train (1,003,854), the rest validation (111,540), V = 65 with nanoGPT's ids.
 
-    path: the file (default: `tiny_shakespeare_file()`); FileNotFoundError saying where it
-    was looked for when there is none.
+    path: the file (default: found by the data-location rule); FileNotFoundError (one line:
+    every folder looked in and what it lacks) when there is none.
     """
     if path is None:
-        path = tiny_shakespeare_file()
-        if path is None:
-            raise FileNotFoundError("Tiny Shakespeare not found: looked for tinyshakespeare/input.txt in "
-                                    "$JAXSEQ_DATA and ../shared/data")
+        path = find_data_dir(NAME, [FILE_NAME], title=TITLE, argument="path") / FILE_NAME
     return load_text_corpus(path, level="char", train_fraction=0.9)
