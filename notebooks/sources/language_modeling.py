@@ -11,9 +11,9 @@
 # Shapes: N streams, L stream length, T = bptt steps per segment, V vocabulary, E embedding
 # size, H hidden size, S layers.
 #
-# `FULL = False` trains a small model on part of the text for a few seconds: the whole
-# notebook runs in under a minute on a laptop CPU. `FULL = True` trains char-rnn's recipe on
-# the whole text (50 epochs: long on a CPU).
+# `FULL = False` trains a small model on part of the text: the whole notebook runs in under
+# a minute on a laptop CPU. `FULL = True` trains char-rnn's recipe on the whole text
+# (50 epochs: long on a CPU).
 
 # %%
 FULL = False
