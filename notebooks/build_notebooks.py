@@ -1,4 +1,4 @@
-"""Write the four walk-through notebooks from the cell sources in `notebooks/sources/`.
+"""Write the five walk-through notebooks from the cell sources in `notebooks/sources/`.
 
 The notebooks are generated, so their code can be read and reviewed as plain Python:
 each source file is in the "percent" format, cells separated by lines that start with
@@ -32,6 +32,7 @@ NOTEBOOKS = {
     "LSTM_Captioning.ipynb": "lstm_captioning.py",
     "Transformer_Classification.ipynb": "transformer_classification.py",
     "Recurrent_Layers.ipynb": "recurrent_layers.py",
+    "Language_Modeling.ipynb": "language_modeling.py",
 }
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 

@@ -1,4 +1,4 @@
-"""The four walk-through notebooks: generated from their sources, committed without outputs,
+"""The five walk-through notebooks: generated from their sources, committed without outputs,
 and executed top to bottom (FULL = False) with a few checks on what they printed.
 
 Each notebook runs in a fresh kernel of this interpreter (a kernel spec written for
@@ -7,11 +7,14 @@ hijack it). Figures go to the inline backend: Agg rendering, no display needed, 
 figure shows up as an image/png output the tests can see. The transformer notebook runs
 twice where CoLA is present: as is, and with CoLA hidden, so that its built-in fallback
 runs too. The recurrent-layers notebook runs twice too: as is, and with torch hidden and a
-results file that holds recurrent benchmark cases, so that both of its fallbacks run.
+results file that holds recurrent benchmark cases, so that both of its fallbacks run. The
+language-modeling notebook runs twice where Tiny Shakespeare is present: as is, and with the
+file hidden, so that its built-in text runs too.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import re
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import nbclient
 import nbformat
+import numpy as np
 import pytest
 
 from jaxseq.gradcheck import AUTODIFF_TOL
@@ -30,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 CELL_TIMEOUT_S = 300
 NOTEBOOK_NAMES = ("RNN_Captioning.ipynb", "LSTM_Captioning.ipynb", "Transformer_Classification.ipynb",
-                  "Recurrent_Layers.ipynb")
+                  "Recurrent_Layers.ipynb", "Language_Modeling.ipynb")
 SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?e[-+]\d+")
 
 
@@ -440,3 +444,84 @@ def test_recurrent_layers_notebook_without_torch_and_with_recurrent_results(kern
     assert "### T sweep · gru fwd+bwd · (long) N=1 D=4 H=8" in speed, speed
     assert "| T=2000 |" in speed and "| jaxseq |" in speed, speed
     assert "### lstm ·" not in speed, speed
+
+
+# ------------------------------------------------------------------ Language_Modeling.ipynb
+
+HIDE_TINY_SHAKESPEARE = ("path = tiny_shakespeare_file()", "path = None  # the test hides Tiny Shakespeare")
+
+
+def check_language_modeling_notebook(notebook) -> None:
+    data = text(tagged(notebook, "data")[0])
+    builtin = "using the built-in text" in data
+    assert builtin or "Tiny Shakespeare from" in data, data
+    V = 23 if builtin else 65
+    assert f"char level, V = {V}" in data, data
+
+    # 1. batchify / get_batch on 26 ids, then the text's shapes
+    streams = "\n".join(text(cell) for cell in tagged(notebook, "streams"))
+    assert "i = 0: x = [[0, 1, 2], [8, 9, 10], [16, 17, 18]]  y = [[1, 2, 3], [9, 10, 11], [17, 18, 19]]" in streams
+    assert "i = 6: x = [[6], [14], [22]]  y = [[7], [15], [23]]" in streams, streams
+    assert re.search(r"streams \(64, \d+\) = \(N, L\);  x \(64, 32\), y \(64, 32\) = \(N, T\)", streams), streams
+    shown = re.search(r"^x\[1\]: (.*)\ny\[1\]: (.*)$", streams, flags=re.M)
+    x_text, y_text = ast.literal_eval(shown[1]), ast.literal_eval(shown[2])
+    assert len(x_text) == len(y_text) == 32 and x_text[1:] == y_text[:-1], streams  # y is x shifted by one
+
+    # 2. the carried state: two segments equal one forward over both
+    carry = text(tagged(notebook, "carry")[0])
+    assert f"logits (64, 32, {V}) = (N, T, V);  state h (2, 64, 64), c (2, 64, 64) = (S, N, H)" in carry, carry
+    differences = numbers(r"max \|(?:loss|state) difference\| = ([-+.e\d]+)", carry)
+    assert len(differences) == 2 and max(differences) < 1e-5, carry
+
+    # 3. truncated BPTT: no gradient into the earlier segment; the step's gradient is segment 2's alone
+    tbptt = text(tagged(notebook, "tbptt")[0])
+    full = numbers(r"full BPTT: max \|d loss_2 / d state entering segment 1\| = (\S+)", tbptt)
+    truncated = numbers(r"truncated: max \|d loss_2 / d state entering segment 1\| = (\S+)", tbptt)
+    assert full[0] > 1e-8 and truncated == [0.0], tbptt  # the first shows the check can fail
+    assert numbers(r"segment 2 alone from the carried state: max \|difference\| = (\S+)", tbptt)[0] < 1e-6, tbptt
+
+    # 4. the hand-written backward passes: custom_vjp layers in the program, float64 check against autodiff
+    layers = text(tagged(notebook, "layers")[0])
+    for name in ("_word_embedding_forward", "_temporal_affine_forward", "_temporal_softmax_loss_forward"):
+        assert name in layers, layers
+    assert "LSTM loops: 2 (one per layer)" in layers, layers
+    check = text(tagged(notebook, "gradcheck-model")[0])
+    errors = numbers(r"relative error vs autodiff: (\S+)", check)
+    assert len(errors) == 11 and max(errors) < AUTODIFF_TOL, check  # one line per parameter
+    assert numbers(r"plain JAX \S+: difference (\S+)", check)[0] < 1e-12, check
+
+    # 5. training, the loss curve, validation bits per character
+    training = text(cell_containing(notebook, "train_language_model(model"))
+    assert len(re.findall(r"epoch +\d+/2 +loss \S+ +val loss", training)) == 2, training
+    best = float(re.search(r"best epoch \d+: val loss (\S+) nats/char", training)[1])
+    bpc = text(tagged(notebook, "bpc")[0])
+    loss, bits = map(float, re.search(r"loss (\S+) nats/char, perplexity \S+, (\S+) bits per character", bpc).groups())
+    unigram = float(re.search(r"unigram model: (\S+) bits per character", bpc)[1])
+    assert abs(loss - best) < 1e-4 and abs(bits - loss / np.log(2)) < 1e-3, bpc
+    assert bits < 0.75 * unigram, bpc  # it learned well beyond the characters' frequencies
+    assert figures(notebook) >= 1
+
+    # 6. samples at temperatures 0.5 / 0.8 / 1.0 and with top-k / top-p, each after its prompt
+    samples = text(tagged(notebook, "samples")[0])
+    headers = re.findall(r"^--- temperature (\S+), top_k (\S+), top_p (\S+) ---$", samples, flags=re.M)
+    assert headers == [("0.5", "None", "None"), ("0.8", "None", "None"), ("1.0", "None", "None"),
+                       ("1.0", "10", "None"), ("1.0", "None", "0.9")], samples
+    prompt = "the " if builtin else "ROMEO:"
+    bodies = re.split(r"^--- .* ---$\n", samples, flags=re.M)[1:]
+    assert all(body.startswith(prompt) and len(body.strip()) > 200 for body in bodies), samples
+
+
+def test_language_modeling_notebook(kernel_env, monkeypatch):
+    notebook, _ = execute("Language_Modeling.ipynb", kernel_env, monkeypatch)
+    check_language_modeling_notebook(notebook)
+
+
+def test_language_modeling_notebook_without_tiny_shakespeare(kernel_env, monkeypatch):
+    """The built-in text, where Tiny Shakespeare is present (where it is absent, the test above runs it)."""
+    from jaxseq.data import tiny_shakespeare_file
+
+    if tiny_shakespeare_file() is None:
+        pytest.skip("Tiny Shakespeare is absent, so test_language_modeling_notebook already ran the built-in text")
+    notebook, _ = execute("Language_Modeling.ipynb", kernel_env, monkeypatch, replace=HIDE_TINY_SHAKESPEARE)
+    assert "using the built-in text" in text(tagged(notebook, "data")[0])
+    check_language_modeling_notebook(notebook)
