@@ -41,8 +41,8 @@ def run_cola_train(args: argparse.Namespace) -> int:
     from jaxseq.data.cola import find_cola_dir, load_cola
     from jaxseq.train.classifier import fit_sentence_classifier
 
+    options = train_options(args)  # every option checked first: it reads no file
     data_dir = find_cola_dir(args.data_dir, argument="--data-dir")
-    options = train_options(args)
     splits = load_cola(data_dir, val_size=args.val_size, seed=args.split_seed)
     print(f"CoLA from {data_dir}")
     run = fit_sentence_classifier(splits, metadata={"data": str(data_dir)}, **options)

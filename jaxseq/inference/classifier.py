@@ -25,6 +25,7 @@ from jaxseq.train.classifier import (  # noqa: F401  (evaluate_classifier: re-ex
     recorded_steps_per_epoch,
 )
 from jaxseq.train.run_metadata import read_run_metadata
+from jaxseq.train.vocabulary_file import read_run_vocabulary
 
 def _load_one(checkpoint: Path):
     """(model, params, vocab, metadata) of one checkpoint folder; ValueError naming the file
@@ -34,15 +35,7 @@ def _load_one(checkpoint: Path):
         model = classifier_from_config(metadata["model"])
     except ValueError as error:  # sizes that do not fit together, e.g. hidden_dim and num_heads
         raise ValueError(f"checkpoint {checkpoint / 'meta.json'}: model: {error}") from None
-    for folder in (checkpoint, checkpoint.parent):
-        if (folder / VOCAB_FILE).is_file():
-            vocab = Vocabulary.load(folder / VOCAB_FILE)
-            break
-    else:
-        raise FileNotFoundError(f"no {VOCAB_FILE} in {checkpoint} or {checkpoint.parent}")
-    if len(vocab) != model.vocab_size:
-        raise ValueError(f"{VOCAB_FILE} beside {checkpoint} has {len(vocab)} tokens, "
-                         f"the model expects {model.vocab_size}")
+    vocab = read_run_vocabulary(checkpoint, VOCAB_FILE, Vocabulary, model.vocab_size)
     try:  # the file holds the whole training state: read it against all of it
         config = ClassifierTrainConfig(**metadata.get("train_config", {}))
         template = classifier_checkpoint_template(model, config, recorded_steps_per_epoch(metadata))

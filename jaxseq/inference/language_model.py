@@ -28,6 +28,7 @@ from jaxseq.train.language_model import (  # noqa: F401  (evaluate_language_mode
     lm_checkpoint_template,
 )
 from jaxseq.train.run_metadata import read_run_metadata
+from jaxseq.train.vocabulary_file import read_run_vocabulary
 
 GENERATE_CHUNK = 64  # tokens per compiled sampling call: what reaches the terminal at a time
 
@@ -45,15 +46,7 @@ def _load_one(checkpoint: Path):
         config = LMTrainConfig(**meta["lm_train_config"])
     except (TypeError, ValueError) as error:
         raise ValueError(f"{source}: lm_train_config: {error}") from None
-    for folder in (checkpoint, checkpoint.parent):
-        if (folder / VOCAB_FILE).is_file():
-            vocab = TokenVocabulary.load(folder / VOCAB_FILE)
-            break
-    else:
-        raise FileNotFoundError(f"no {VOCAB_FILE} in {checkpoint} or {checkpoint.parent}")
-    if len(vocab) != model.vocab_size:
-        raise ValueError(f"{VOCAB_FILE} beside {checkpoint} has {len(vocab)} tokens, the model expects "
-                         f"{model.vocab_size}")
+    vocab = read_run_vocabulary(checkpoint, VOCAB_FILE, TokenVocabulary, model.vocab_size)
     # The file holds the whole training state (optimizer moments, the carried state): read it
     # against all of it, so that its size bound is what such a state takes.
     template = lm_checkpoint_template(model, config, config.epochs * meta["steps_per_epoch"])

@@ -1,9 +1,10 @@
-"""Training: the one loop (`jaxseq.train.loop`) and its two trainers, optax optimizers and
+"""Training: the one loop (`jaxseq.train.loop`) and its three trainers, optax optimizers and
 schedules, checkpoints, data parallelism.
 
     solver = CaptioningSolver(model, data, num_epochs=10).train()        # the course's face
     result = train_classifier(model, train, val, ClassifierTrainConfig())
     run = fit_sentence_classifier(splits, architecture="lstm")          # vocabulary + training + scores
+    run = train_language_model(model, corpus, LMTrainConfig(bptt=128))  # truncated BPTT on text
 
 Loading a trained run back for prediction is `jaxseq.inference`.
 """
@@ -26,6 +27,12 @@ from jaxseq.train.classifier import (
     train_classifier,
 )
 from jaxseq.train.interrupt import TrainingInterrupted
+from jaxseq.train.language_model import (
+    LanguageModelResult,
+    LMTrainConfig,
+    evaluate_language_model,
+    train_language_model,
+)
 from jaxseq.train.loop import LoopSettings, RunProgress, TrainingLoop
 from jaxseq.train.optim import UPDATE_RULES, epoch_decay_schedule, make_optimizer
 from jaxseq.train.parallel import DataParallel, initialize_distributed
@@ -37,6 +44,8 @@ __all__ = [
     "ClassifierResult",
     "ClassifierTrainConfig",
     "DataParallel",
+    "LMTrainConfig",
+    "LanguageModelResult",
     "LoopSettings",
     "NonFiniteLossError",
     "RunFolderBusyError",
@@ -48,6 +57,7 @@ __all__ = [
     "TrainingLoop",
     "UPDATE_RULES",
     "best_checkpoint",
+    "evaluate_language_model",
     "epoch_decay_schedule",
     "evaluate_classifier",
     "fit_sentence_classifier",
@@ -61,4 +71,5 @@ __all__ = [
     "save_checkpoint",
     "train_captioner",
     "train_classifier",
+    "train_language_model",
 ]

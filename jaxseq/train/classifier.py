@@ -48,8 +48,14 @@ from jaxseq.models.classifiers import (
     pad_mask,
     predict_logits,
 )
-from jaxseq.train.checkpoint import checkpoint_path, read_metadata
-from jaxseq.train.loop import EpochResult, LoopSettings, RunProgress, TrainingLoop
+from jaxseq.train.loop import (
+    EpochResult,
+    LoopSettings,
+    RunProgress,
+    TrainingLoop,
+    progress_from_metadata,
+    progress_metadata,
+)
 from jaxseq.train.optim import make_optimizer
 from jaxseq.train.parallel import Placement
 from jaxseq.train.run_log import DEFAULT_LOG_EVERY
@@ -295,12 +301,7 @@ class ClassifierTask:
 
     def checkpoint_metadata(self, progress: RunProgress) -> dict[str, Any]:
         """The caller's entries, the last epoch's scores (at an epoch's end), and what resuming needs."""
-        at_epoch_end = bool(progress.history) and not progress.epoch_losses
-        return {**self.metadata, **(progress.history[-1] if at_epoch_end else {}),
-                "epoch": progress.epochs_done, "epoch_losses": list(progress.epoch_losses),
-                "history": progress.history, "best_epoch": progress.best_epoch,
-                "best_val_mcc": progress.best_metric if progress.best_epoch > 0 else None,
-                "best_step": progress.best_epoch * self.steps_per_epoch, "steps_per_epoch": self.steps_per_epoch}
+        return {**self.metadata, **progress_metadata(progress, self.steps_per_epoch, "best_val_mcc")}
 
     def check_resumable(self, meta: dict[str, Any], path: Path) -> None:
         check_run_kind(meta, path, self.kind)
@@ -314,12 +315,7 @@ class ClassifierTask:
         """The progress of checkpoint `path`; the best epoch's parameters from its checkpoint."""
         check_classifier_progress(meta, path, self.steps_per_epoch)
         self.extra_state = dict(extra)
-        progress = RunProgress(epochs_done=int(meta["epoch"]), history=list(meta["history"]),
-                               best_epoch=int(meta["best_epoch"]), epoch_losses=list(meta.get("epoch_losses", [])))
-        if progress.best_epoch > 0:  # else: stopped inside the first epoch, nothing scored yet
-            progress.best_metric = float(meta["best_val_mcc"])
-            progress.best_path = checkpoint_path(path.parent, int(meta["best_step"]))
-        return progress
+        return progress_from_metadata(meta, path, "best_val_mcc")
 
 
 def train_classifier(model: SentenceClassifier, train: ClassificationData, val: ClassificationData,

@@ -51,8 +51,14 @@ from jaxseq.checks import check_positive_int
 from jaxseq.data.text_corpus import TextCorpus
 from jaxseq.data.text_streams import batchify
 from jaxseq.models.language_model import LanguageModel, language_model_config, lm_loss, token_losses
-from jaxseq.train.checkpoint import checkpoint_path
-from jaxseq.train.loop import EpochResult, LoopSettings, RunProgress, TrainingLoop
+from jaxseq.train.loop import (
+    EpochResult,
+    LoopSettings,
+    RunProgress,
+    TrainingLoop,
+    progress_from_metadata,
+    progress_metadata,
+)
 from jaxseq.train.parallel import Placement
 from jaxseq.train.run_log import DEFAULT_LOG_EVERY
 from jaxseq.train.run_metadata import check_language_model_progress, check_run_metadata
@@ -406,12 +412,9 @@ class LanguageModelTask:
         return float(self.schedule(step - 1) if callable(self.schedule) else self.schedule)
 
     def checkpoint_metadata(self, progress: RunProgress) -> dict[str, Any]:
-        at_epoch_end = bool(progress.history) and not progress.epoch_losses
-        return {**self.metadata, **(progress.history[-1] if at_epoch_end else {}),
-                "epoch": progress.epochs_done, "epoch_losses": list(progress.epoch_losses),
-                "history": progress.history, "best_epoch": progress.best_epoch,
-                "best_val_loss": progress.best_metric if progress.best_epoch > 0 else None,
-                "best_step": progress.best_epoch * self.steps_per_epoch, "steps_per_epoch": self.steps_per_epoch,
+        """The caller's entries, the last epoch's scores (at an epoch's end), what resuming
+        needs, and the text's level."""
+        return {**self.metadata, **progress_metadata(progress, self.steps_per_epoch, "best_val_loss"),
                 "level": self.corpus.vocab.level}
 
     def check_resumable(self, meta: dict[str, Any], path: Path) -> None:
@@ -425,12 +428,7 @@ class LanguageModelTask:
         check_language_model_progress(meta, path, self.steps_per_epoch)
         self.extra_state = {"carry": self.placement.data(extra["carry"])}
         self.history = list(meta["history"])
-        progress = RunProgress(epochs_done=int(meta["epoch"]), history=list(meta["history"]),
-                               best_epoch=int(meta["best_epoch"]), epoch_losses=list(meta.get("epoch_losses", [])))
-        if progress.best_epoch > 0:
-            progress.best_metric = float(meta["best_val_loss"])
-            progress.best_path = checkpoint_path(path.parent, int(meta["best_step"]))
-        return progress
+        return progress_from_metadata(meta, path, "best_val_loss")
 
 
 def train_language_model(model: LanguageModel, corpus: TextCorpus, config: LMTrainConfig = LMTrainConfig(), *,

@@ -89,6 +89,30 @@ class RunProgress:
     best_params: Any = None
 
 
+def progress_metadata(progress: RunProgress, steps_per_epoch: int, best_key: str) -> dict[str, Any]:
+    """A task's checkpoint entries for resuming a run that picks its best epoch by validation:
+    the last epoch's record (at an epoch's end), the epochs done, the losses of the epoch in
+    progress, the history, the best epoch, its metric (under `best_key`, e.g.
+    "best_val_mcc") and step, and the steps per epoch."""
+    at_epoch_end = bool(progress.history) and not progress.epoch_losses
+    return {**(progress.history[-1] if at_epoch_end else {}),
+            "epoch": progress.epochs_done, "epoch_losses": list(progress.epoch_losses),
+            "history": progress.history, "best_epoch": progress.best_epoch,
+            best_key: progress.best_metric if progress.best_epoch > 0 else None,
+            "best_step": progress.best_epoch * steps_per_epoch, "steps_per_epoch": steps_per_epoch}
+
+
+def progress_from_metadata(meta: dict[str, Any], path: Path, best_key: str) -> RunProgress:
+    """The RunProgress that `progress_metadata` recorded in checkpoint `path` (its fields
+    checked by the caller); the best epoch's parameters are read by the loop."""
+    progress = RunProgress(epochs_done=int(meta["epoch"]), history=list(meta["history"]),
+                           best_epoch=int(meta["best_epoch"]), epoch_losses=list(meta.get("epoch_losses", [])))
+    if progress.best_epoch > 0:  # else: stopped inside the first epoch, nothing scored yet
+        progress.best_metric = float(meta[best_key])
+        progress.best_path = checkpoint_path(path.parent, int(meta["best_step"]))
+    return progress
+
+
 class TrainingTask(Protocol):
     """What a trainer gives the loop (see the module docstring)."""
 

@@ -1,6 +1,6 @@
 """A run's vocabulary file: written beside the checkpoints when a run starts, checked when it
-resumes (the classifier's `Vocabulary`, the language model's `TokenVocabulary`: any
-vocabulary with `save`, `load` and `to_json`)."""
+resumes, read back with a checkpoint (the classifier's `Vocabulary`, the language model's
+`TokenVocabulary`: any vocabulary with `save`, `load`, `to_json` and a length)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,18 @@ def vocabulary_file_keeper(vocab: Any, file_name: str, kind: str) -> Callable[[P
             vocab.save(vocab_file)
 
     return prepare
+
+
+def read_run_vocabulary(checkpoint: Path, file_name: str, vocabulary: Any, vocab_size: int) -> Any:
+    """The vocabulary (`vocabulary.load`) of checkpoint folder `checkpoint`, from `file_name`
+    in it or in its run folder; FileNotFoundError without one, ValueError unless it holds the
+    model's `vocab_size` tokens."""
+    for folder in (checkpoint, checkpoint.parent):
+        if (folder / file_name).is_file():
+            vocab = vocabulary.load(folder / file_name)
+            break
+    else:
+        raise FileNotFoundError(f"no {file_name} in {checkpoint} or {checkpoint.parent}")
+    if len(vocab) != vocab_size:
+        raise ValueError(f"{file_name} beside {checkpoint} has {len(vocab)} tokens, the model expects {vocab_size}")
+    return vocab
