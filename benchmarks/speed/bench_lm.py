@@ -72,10 +72,17 @@ REPS, WARMUP = 7, 2  # full mode: a modest number of interleaved rounds (the ste
 GEN_REPS = 5
 CHECK_STEPS = 3
 AGREEMENT_RTOL = 1e-4
-# The losses of the first CHECK_STEPS updates: Adam's first steps move each weight by
-# ~lr g / (|g| + eps), which turns float32 gradient differences where |g| ~ eps into different
-# updates (see bench_captioning.update_errors), so the later losses agree less closely.
-STEP_LOSSES_RTOL = 1e-3
+# The losses of the first CHECK_STEPS timed steps check the wiring (clipping, the update, the
+# carried state: a mistake there is an O(1) difference), not precision (the gradients above are
+# checked to 1e-4): updates amplify float32 differences (Adam's first steps move each weight by
+# ~lr g / (|g| + eps), so where |g| ~ eps a tiny gradient difference is a different update; see
+# bench_captioning.update_errors). Only the PyTorch twin's are compared: Flax's LSTM has one
+# bias per gate where PyTorch and jaxseq have two (bias_ih, bias_hh, each given the same
+# gradient), so the same optimizer moves their summed bias twice as far as Flax's and the
+# clipping norm counts that gradient twice: the same model and gradients, a different
+# parametrisation to update (measured: Flax's third loss 1.1e-2 away at the quick word shape).
+STEP_LOSSES_RTOL = 1e-2
+STEP_CHECKED = ("torch",)
 TARGETS = {"train": {"torch": 1.0, "flax": 1.3}, "gen": {"torch": 10.0}}
 TORCH_DEVICE = {"name": "cpu"}  # benchmarks/gpu/bench_gpu.py sets "cuda" where there is one
 TOTAL_STEPS = 1_000_000  # the optimizer's horizon: the rate is constant (no schedule reaches it)
@@ -323,8 +330,9 @@ def make_contenders(p: dict) -> dict[str, Contender]:
 
 def check_agreement(contenders: dict[str, Contender], p: dict, rtol: float = AGREEMENT_RTOL) -> dict:
     """Assert that every contender's loss, final state and gradients (entered with the
-    problem's random state) match jaxseq's to `rtol`, and its first CHECK_STEPS timed steps'
-    losses to STEP_LOSSES_RTOL; returns {contender: {array: relative error}}. Runs the timed steps (a warm-up)."""
+    problem's random state) match jaxseq's to `rtol`, and the first CHECK_STEPS timed steps'
+    losses of those in STEP_CHECKED to STEP_LOSSES_RTOL; returns {contender: {array: relative
+    error}}. Runs the timed steps (a warm-up)."""
 
     def outputs(contender):
         loss, (h, c), g = contender.grads(p["state"])
@@ -338,7 +346,10 @@ def check_agreement(contenders: dict[str, Contender], p: dict, rtol: float = AGR
     for name, contender in contenders.items():
         if name != "jaxseq":
             errors[name] = assert_agree(name, outputs(contender), expected, rtol, "jaxseq")
-            errors[name].update(assert_agree(name, steps(contender), expected_steps, STEP_LOSSES_RTOL, "jaxseq"))
+            if name in STEP_CHECKED:
+                errors[name].update(assert_agree(name, steps(contender), expected_steps, STEP_LOSSES_RTOL, "jaxseq"))
+            else:
+                contender.losses(CHECK_STEPS)  # the same warm-up as the others
     return errors
 
 
@@ -426,8 +437,8 @@ def bench_train(name: str, c: dict, *, reps: int, warmup: int) -> list[dict]:
     worst = max(max(e.values()) for e in errors.values())
     tokens = c["N"] * c["T"]
     note = (f"{name}: one full step (fwd from the carried state, loss, bwd, clip, update, state out); flax and torch "
-            f"agree with jaxseq on loss, final state, every gradient and {CHECK_STEPS} steps' losses (largest "
-            f"relative error {worst:.1e}); {torch_setting()}")
+            f"agree with jaxseq on loss, final state and every gradient, torch also on {CHECK_STEPS} steps' losses "
+            f"(largest relative error {worst:.1e}; flax's LSTM has one bias per gate, so its updates differ); {torch_setting()}")
     case = harness.bench("lm train", [(k, v.step) for k, v in contenders.items()], variant=f"{name} train step",
                          shape=shape_label(c), flops=train_step_flops(c), reps=reps, warmup=warmup, notes=note)
     ups = speedups(case)
