@@ -315,7 +315,7 @@ def test_cli_registers_bench():
 def test_run_all_lists_modules_and_rejects_unknown(capsys):
     import run_all
 
-    assert {"layers", "recurrent", "t_sweep", "stacked"} <= set(run_all.available_modules())
+    assert {"layers", "recurrent", "t_sweep", "stacked", "lm"} <= set(run_all.available_modules())
     assert run_all.main(["--only", "no-such-module"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
 
