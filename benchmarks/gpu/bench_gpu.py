@@ -14,8 +14,11 @@ Cases, float32, every contender first checked against jaxseq on the outputs and 
 - the language-model cases of `benchmarks/speed/bench_lm.py` (char and word training step,
   generation), its PyTorch contender on CUDA where there is one.
 
-On a GPU the matmuls may run in TF32 (XLA's and cuDNN's defaults), so the agreement tolerance
-is 2e-2 there (1e-4 on CPU); the errors measured are in the notes.
+On a GPU every contender computes in full float32: TF32 is switched off in JAX
+(`jax_default_matmul_precision="highest"`), cuDNN and cuBLAS (`torch.backends.*.allow_tf32 =
+False`), which is PyTorch's default for matmuls but not XLA's. The agreement tolerances there
+are 2e-2 for the layers and 1e-3 for the LM cases (1e-4 on CPU), a margin for the GPU's other
+summation orders; the errors measured are in the notes.
 
     python benchmarks/gpu/bench_gpu.py [--quick] [--out DIR]
 """
@@ -23,7 +26,6 @@ is 2e-2 there (1e-4 on CPU); the errors measured are in the notes.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -220,9 +222,20 @@ def main(argv=None) -> int:
 
     device = torch_device()
     bench_lm.TORCH_DEVICE["name"] = "cuda" if device == "cuda" else "cpu"
+    if on_gpu():
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+        bench_lm.AGREEMENT_RTOL = 1e-3
+    if device == "cuda":
+        import torch
+
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     meta = harness.machine_info()
     meta["mode"] = "quick (smoke test)" if args.quick else "full"
     meta["torch_device"] = device
+    meta["float32"] = "full float32 (TF32 off in JAX, cuDNN and cuBLAS)" if on_gpu() else "CPU float32"
     if device == "cuda":
         import torch
 

@@ -52,7 +52,7 @@ PYTEST_ARGS="${PYTEST_ARGS:-$DEFAULT_TESTS}"
     echo
     echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); host: $(hostname); load: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
     echo "- git: $(git rev-parse --short HEAD 2>/dev/null || echo '(no git)') $(git status --porcelain 2>/dev/null | grep -q . && echo '(uncommitted changes)')"
-    echo "- GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1 || true)"
+    echo "- GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1 | grep . || echo "none (no nvidia-smi or no device)")"
     "$PY" - <<'EOF' 2>&1 | sed 's/^/- /'
 import importlib
 for name in ("jax", "jaxlib", "flax", "optax", "chex", "h5py", "torch", "pytest", "hypothesis"):

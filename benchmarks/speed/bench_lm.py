@@ -328,11 +328,12 @@ def make_contenders(p: dict) -> dict[str, Contender]:
     return {"jaxseq": jaxseq_contender(p), "flax": flax_contender(p), "torch": torch_contender(p)}
 
 
-def check_agreement(contenders: dict[str, Contender], p: dict, rtol: float = AGREEMENT_RTOL) -> dict:
+def check_agreement(contenders: dict[str, Contender], p: dict, rtol: float | None = None) -> dict:
     """Assert that every contender's loss, final state and gradients (entered with the
     problem's random state) match jaxseq's to `rtol`, and the first CHECK_STEPS timed steps'
     losses of those in STEP_CHECKED to STEP_LOSSES_RTOL; returns {contender: {array: relative
-    error}}. Runs the timed steps (a warm-up)."""
+    error}}. Runs the timed steps (a warm-up). rtol None: AGREEMENT_RTOL (read at the call)."""
+    rtol = AGREEMENT_RTOL if rtol is None else rtol
 
     def outputs(contender):
         loss, (h, c), g = contender.grads(p["state"])
@@ -399,9 +400,10 @@ def generation_contenders(p: dict, length: int, temperature: float = 1.0) -> dic
             "logits_seen": seen, "prompt": prompt, "variables": variables}
 
 
-def check_generation(gen: dict, p: dict, rtol: float = AGREEMENT_RTOL) -> float:
+def check_generation(gen: dict, p: dict, rtol: float | None = None) -> float:
     """The logits PyTorch's loop saw at every step equal jaxseq's model reading the prompt and
     the sampled tokens in one pass; jaxseq's sampler gives valid tokens. Returns the error."""
+    rtol = AGREEMENT_RTOL if rtol is None else rtol
     tokens = gen["torch_record"]()
     model = p["model"]
     read = np.concatenate([gen["prompt"][0], tokens[:-1]])[None, :]
