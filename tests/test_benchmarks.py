@@ -333,7 +333,7 @@ def test_a_run_writes_outside_the_tracked_files_unless_told(tmp_path):
 def test_run_all_lists_modules_and_rejects_unknown(capsys):
     import run_all
 
-    assert {"layers", "recurrent", "t_sweep", "stacked"} <= set(run_all.available_modules())
+    assert {"layers", "recurrent", "t_sweep", "stacked", "lm"} <= set(run_all.available_modules())
     assert run_all.main(["--only", "no-such-module"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
 
@@ -424,3 +424,78 @@ def test_xla_flags_study_still_parses_its_command_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         xla_flags_scan.main(["--help"])
     assert exit_info.value.code == 0 and "--rounds" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- issue 22: language models, GPU script
+
+
+def test_lm_benchmark_contenders_agree_and_run_quick():
+    """bench_lm's three training contenders (jaxseq's trainer step, Flax, the PyTorch twin)
+    agree on loss, final state, every gradient and the first steps' losses before timing (the
+    run asserts it), the generation loop's logits agree, and the tables carry tokens/s."""
+    pytest.importorskip("torch")
+    import bench_lm
+
+    results = bench_lm.run(quick=True, cases=("word", "gen"))
+    train = [r for r in results if r["case"] == "lm train"]
+    gen = [r for r in results if r["case"] == "lm generate"]
+    assert [r["contender"] for r in train] == ["jaxseq", "flax", "torch"]
+    assert [r["contender"] for r in gen] == ["jaxseq", "torch"]
+    c = bench_lm.QUICK_CASES["word"]
+    for r in train:
+        assert r["shape"] == bench_lm.shape_label(c) and r["tokens_per_step"] == c["N"] * c["T"]
+        assert r["tokens_per_s"] == pytest.approx(c["N"] * c["T"] / (r["median_ms"] * 1e-3))
+        assert "agree with jaxseq on loss, final state and every gradient, torch also on 3 steps" in r["notes"]
+        assert "torch threads 2" in r["notes"] and "OMP_WAIT_POLICY" in r["notes"]
+        assert r["notes"].startswith("jaxseq speed-up: flax ") and "(target >= 1.3x:" in r["notes"]
+    assert "torch's per-step logits agree with jaxseq's model" in gen[0]["notes"]
+    assert gen[0]["steps"] == bench_lm.QUICK_GEN_LENGTH
+    table = bench_lm.throughput_table(results)
+    assert table.count("\n") == 3 and "| lm train, word train step (" in table
+    assert bench_lm.speedup_summary({"torch": 0.9}, {"torch": 1.0}) == \
+        "jaxseq speed-up: torch 0.90x (target >= 1x: MISSED)"
+
+
+def test_lm_flax_port_round_trips_the_weights():
+    """The Flax twin's parameters come from PyTorch's names and its gradients go back to them
+    (the bias of a gate is bias_ih + bias_hh, so both get its gradient)."""
+    import bench_lm
+
+    c = dict(bench_lm.QUICK_CASES["word"], V=7, E=3, H=4)
+    p = bench_lm.make_problem(c)
+    params = bench_lm.flax_params(p)
+    assert set(params) == {"encoder", "decoder", "cell_0", "cell_1"}
+    back = bench_lm.flax_grads_to_torch(params, c["S"], c["H"])
+    sd = p["state_dict"]
+    assert set(back) == set(sd)
+    for name in sd:
+        if "bias_" in name and name.startswith("rnn."):
+            layer = name[-1]
+            expected = sd[f"rnn.bias_ih_l{layer}"] + sd[f"rnn.bias_hh_l{layer}"]
+        else:
+            expected = sd[name]
+        np.testing.assert_allclose(back[name], expected, rtol=0, atol=1e-7, err_msg=name)
+
+
+def test_gpu_run_script_runs_on_cpu_in_quick_mode(tmp_path):
+    """benchmarks/gpu/run.sh on the CPU: a tiny test selection and the GPU benchmarks' quick
+    LSTM layer case, the CUDA contenders skipped and said so (the LM cases' quick mode is the
+    test above and the GRU's contenders are bench_recurrent's: GPU_BENCH_ARGS keeps this short)."""
+    import os
+    import subprocess
+
+    pytest.importorskip("torch")
+    script = BENCH_DIR.parent / "gpu" / "run.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_BENCH_ARGS": "--skip-lm --kind lstm", "OUT": str(tmp_path / "unused")}
+    done = subprocess.run(["bash", str(script), "--quick", str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    summary = (tmp_path / "summary.md").read_text()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + summary
+    assert "- tests: passed" in summary and "- benchmarks: passed" in summary
+    assert "no CUDA device: the CUDA contenders are skipped" in summary
+    assert "jax.experimental.rnn.lstm (GPU only: no CPU lowering)" in summary
+    assert "torch on cuDNN (no CUDA device: torch ran on the CPU)" in summary
+    data = json.loads((tmp_path / "gpu-script-on-cpu-quick.json").read_text())
+    cases = {(r["case"], r["contender"]) for r in data["results"]}
+    assert cases == {("lstm layer", "jaxseq"), ("lstm layer", "torch-cpu")}
+    assert all("agree with jaxseq" in r["notes"] for r in data["results"])
