@@ -73,7 +73,7 @@ BUDGET_RECIPES = {
 RECIPES = {**BUDGET_RECIPES, **{name: r for name, r in LM_RECIPES.items() if r["level"] == "char"}}
 
 # Smoke mode (the test): the built-in text and a tiny model, seconds.
-SMOKE_MODEL = dict(cell="lstm", embed_size=16, hidden_size=32, num_layers=2)
+SMOKE_MODEL = dict(cell="lstm", embed_size=16, hidden_size=32, num_layers=1)
 SMOKE_TRAIN = dict(batch_size=8, bptt=16, warmup_steps=2, eval_batch_size=4)
 
 REFERENCES = [
