@@ -1,0 +1,35 @@
+"""benchmarks/quality/lm_quality.py in its smoke mode (built-in text, a tiny model, one epoch,
+a one-second budget for the twin), so the long quality run cannot rot: every part runs and
+the report and JSON hold what the long run's hold."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks" / "quality"))
+
+
+def test_lm_quality_smoke_runs_every_part_and_writes_the_report(tmp_path, capsys):
+    pytest.importorskip("torch")
+    import lm_quality
+
+    assert lm_quality.main(["--smoke", "--budget", "1", "--out", str(tmp_path), "--note", "smoke"]) == 0
+    results = json.loads((tmp_path / "lm_quality.json").read_text())
+    report = (tmp_path / "lm_quality.md").read_text()
+    (jaxseq,), (twin,) = results["char"], results["twin"]
+    for run in (jaxseq, twin, results["word"]["jaxseq"], results["word"]["twin"]):
+        assert run["curve"] and all(math.isfinite(point["val_loss"]) for point in run["curve"])
+        assert run["final_val_loss"] == run["curve"][-1]["val_loss"]
+    assert jaxseq["steps"] == jaxseq["steps_per_epoch"] == 8  # one epoch of the cut text
+    assert twin["planning"]["planned_steps"] >= 1 and twin["train_seconds"] < 5  # the budget path ran
+    assert math.isfinite(results["word"]["ratio"])
+    assert results["meta"]["omp_wait_policy"] and results["meta"]["load_at_end"] >= 0
+    for text in ("## Character level", "### Curve: jaxseq", "### Curve: pytorch twin", "## Word level",
+                 "1.4697", "## Notes", "- smoke"):
+        assert text in report
