@@ -34,17 +34,21 @@ LEAVES = {" ".join(words): child for words, child in leaf_commands(cli.build_par
 def required_arguments(parser: argparse.ArgumentParser) -> list[str]:
     """Placeholder values for a command's required options and positionals."""
     argv = []
-    for action in parser._actions:
-        if action.option_strings and action.required:
+    required = [action for action in parser._actions if action.required]
+    required += [group._group_actions[0] for group in parser._mutually_exclusive_groups if group.required]
+    for action in required:
+        if action.option_strings:
             argv += [action.option_strings[0], action.choices[0] if action.choices else "x"]
-        elif not action.option_strings and action.nargs not in (0, "?", "*") and action.dest != "help":
+    for action in parser._actions:
+        if not action.option_strings and action.nargs not in (0, "?", "*") and action.dest != "help":
             argv.append(action.choices[0] if action.choices else "x")
     return argv
 
 
 def test_every_command_is_found():
     assert {"caption train", "caption sample", "caption eval", "cola train", "cola predict", "classify train",
-            "classify predict", "classify eval", "demo", "check", "bench"} <= set(LEAVES)
+            "classify predict", "classify eval", "lm train", "lm eval", "lm generate", "demo", "check",
+            "bench"} <= set(LEAVES)
 
 
 def test_version_is_the_installed_one(capsys):
@@ -152,6 +156,15 @@ BAD_INPUTS = [  # (command, its arguments ({name} -> a path of `places`), what t
     ("plot", ["{missing}"], "no metrics.jsonl in"),
     ("plot", ["{tsv}"], "small.tsv, line 1: not valid JSON"),
     ("caption train", ["--log-every", "0"], "argument --log-every: expected a positive integer, got 0"),
+    ("lm train", ["--bptt", "0"], "argument --bptt: expected a positive integer, got 0"),
+    ("lm train", ["--text", "{missing}", "--checkpoint-dir", "{empty}"], "missing"),
+    ("lm train", ["--checkpoint-dir", "{classifier}", "--resume", "--epochs", "1", "--hidden-size", "8", "--embed-size",
+                  "8", "--no-progress"], "is not a language-model checkpoint: it holds a sentence-classifier run"),
+    ("lm eval", ["--checkpoint", "{captioner}", "--split", "val"], "is not a language-model checkpoint: it holds an "
+                                                                   "image-captioning run"),
+    ("lm eval", ["--checkpoint", "{missing}", "--text", "{tsv}"], "not found"),
+    ("lm generate", ["--checkpoint", "{classifier}"], "use it with `jaxseq cola predict`"),
+    ("lm generate", ["--checkpoint", "{empty}", "--top-p", "2"], "argument --top-p: expected a number in (0, 1]"),
     ("classify train", ["--train", "{tsv}", "--dev", "{tsv}", "--log-dir", "{tsv}", "--no-progress"],
      "--log-dir"),
 ]

@@ -21,7 +21,7 @@ def test_demo_runs_every_step_and_prints_a_summary(tmp_path, capsys, monkeypatch
     assert demo.run(argparse.Namespace(output_dir=tmp_path / "out", seed=0)) == 0
     out = capsys.readouterr().out
     assert ran == ["Layer gradient checks", "LSTM captioning on the built-in set",
-                   "Transformer sentence classifier", "Short benchmark"]
+                   "Transformer sentence classifier", "Character language model", "Short benchmark"]
     assert "=== Summary ===" in out and out.count(" s\n") >= 4
     assert "1.txt" in out and "4.txt" in out
 

@@ -66,16 +66,18 @@ def interrupting_fsync_dir(path):
         stall(path)
 
 
+steps_taken = 0  # over every compiled step a trainer made (the language model has one per segment length)
+
+
 def signalling_train_step(*args, **kwargs):
     step = make_train_step(*args, **kwargs)
-    calls = 0
 
     def counted(state, data):
-        nonlocal calls
+        global steps_taken
         result = step(state, data)
-        calls += 1
-        if calls == stop_at:
-            mark(str(calls))
+        steps_taken += 1
+        if steps_taken == stop_at:
+            mark(str(steps_taken))
             os.kill(os.getpid(), signal.SIGINT if where == "sigint-twice" else signal.SIGTERM)
         return result
 
@@ -84,8 +86,8 @@ def signalling_train_step(*args, **kwargs):
 
 checkpoint._write_file, checkpoint._fsync_dir = interrupting_write, interrupting_fsync_dir
 if where in ("sigterm", "sigint-twice"):
-    from jaxseq.train import captioning, classifier, steps
+    from jaxseq.train import captioning, classifier, language_model, steps
 
     make_train_step = steps.make_train_step
-    captioning.make_train_step = classifier.make_train_step = signalling_train_step
+    captioning.make_train_step = classifier.make_train_step = language_model.make_train_step = signalling_train_step
 sys.exit(cli.main(argv))
