@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxseq.data.vocabulary import Vocabulary
 from jaxseq.models.classifiers import SentenceClassifier, classifier_from_config, make_logits_fn, predict_logits
-from jaxseq.train.checkpoint import load_checkpoint, load_run_checkpoint, notice_on_stderr
+from jaxseq.train.checkpoint import load_checkpoint, load_trained_run, notice_on_stderr
 from jaxseq.train.classifier import (  # noqa: F401  (evaluate_classifier: re-exported)
     VOCAB_FILE,
     ClassifierTrainConfig,
@@ -55,13 +55,7 @@ def load_sentence_classifier(path: str | os.PathLike, *, log: Callable[[str], No
     (`jaxseq.train.run_metadata`, dtypes, shapes and finite parameters): ValueError naming
     the file and entry; RunKindError for a captioner's checkpoint.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    loaded = load_run_checkpoint(path, _load_one, log=log)
-    if loaded is None:
-        raise FileNotFoundError(f"no checkpoint in {path} (expected ckpt-* folders from `jaxseq cola train`)")
-    return loaded
+    return load_trained_run(path, _load_one, "`jaxseq cola train`", log=log)
 
 
 def uses_pad_mask(metadata: dict[str, Any]) -> bool:

@@ -20,7 +20,7 @@ from jaxseq.data.token_vocabulary import TokenVocabulary
 from jaxseq.limits import MAX_GENERATE_LENGTH
 from jaxseq.models.language_model import LanguageModel
 from jaxseq.models.text_sampling import check_sampling_options, generate_chunks
-from jaxseq.train.checkpoint import load_checkpoint, load_run_checkpoint, notice_on_stderr
+from jaxseq.train.checkpoint import load_checkpoint, load_trained_run, notice_on_stderr
 from jaxseq.train.language_model import (  # noqa: F401  (evaluate_language_model: re-exported)
     VOCAB_FILE,
     LMTrainConfig,
@@ -61,13 +61,7 @@ def load_language_model(path: str | os.PathLike, *, log: Callable[[str], None] |
     the next usable one, saying on `log` which was skipped and why. Everything read is
     checked first: ValueError naming the file and entry; RunKindError for another kind of run.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    loaded = load_run_checkpoint(path, _load_one, log=log)
-    if loaded is None:
-        raise FileNotFoundError(f"no checkpoint in {path} (expected ckpt-* folders from `jaxseq lm train`)")
-    return loaded
+    return load_trained_run(path, _load_one, "`jaxseq lm train`", log=log)
 
 
 def check_generate_length(length: Any) -> int:

@@ -283,3 +283,17 @@ def load_run_checkpoint(path: str | os.PathLike, load: Callable[[Path], Loaded],
         reason += (f" (and the other checkpoint in {path} cannot be used either)" if others == 1 else
                    f" (and none of the other {others} checkpoints in {path} can be used either)")
     raise ValueError(reason)
+
+
+def load_trained_run(path: str | os.PathLike, load: Callable[[Path], Loaded], writer: str, *,
+                     log: Callable[[str], None] | None = notice_on_stderr) -> Loaded:
+    """`load_run_checkpoint(path, load, log=log)` for a user's path: FileNotFoundError (one
+    line) when `path` does not exist or holds no checkpoint, naming `writer`, the command
+    whose run folders it expected (e.g. "`jaxseq lm train`")."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    loaded = load_run_checkpoint(path, load, log=log)
+    if loaded is None:
+        raise FileNotFoundError(f"no checkpoint in {path} (expected ckpt-* folders from {writer})")
+    return loaded
