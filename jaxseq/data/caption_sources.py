@@ -58,7 +58,8 @@ def caption_features_source(spec: dict[str, Any], data_dir: Path | None = None) 
 
     base_dir = data_dir if data_dir is not None else spec.get("base_dir")
     base = Path(base_dir) if base_dir is not None else default_coco_dir()
-    return f"{base / feature_file_name('train', pca_features=True)}:features"
+    name = feature_file_name("train", pca_features=True)
+    return f"{name if base is None else base / name}:features"  # base None: no COCO folder found
 
 
 def load_caption_source(spec: dict[str, Any], data_dir: Path | None = None, *,
