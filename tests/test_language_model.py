@@ -381,6 +381,12 @@ def test_the_recurrent_part_is_a_jaxseq_nn_stack_with_its_parameters():
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(final[0], h_n, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(final[1], c_n, rtol=1e-6, atol=1e-7)
+    # the model's own stack takes the stack's arguments (x, lengths, initial_state); lengths must be None
+    stack, x = lm_module._recurrent_stack(model), params["encoder"]["weight"][tokens]
+    stack_out, _ = stack.apply({"params": params["rnn"]}, x, None, state)
+    np.testing.assert_allclose(stack_out, out, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="lengths: a language model's segments are all full length"):
+        stack.apply({"params": params["rnn"]}, x, jnp.full((x.shape[0],), x.shape[1]), state)
 
 
 def test_lm_loss_is_the_mean_of_the_token_losses_and_respects_a_mask():

@@ -74,8 +74,8 @@ class _LayerByLayer(RecurrentStack):
     time, so that AWD-LSTM's regularisers can act between the layers and on weight_hh.
 
     Fields beyond the stack's: hidden_dropout (between layers), locked_dropout, weight_drop.
-    Call: (x (N, T, D), initial_state, deterministic) -> (out (N, T, H), final state), the
-    stack's layout; with every rate 0 it computes what the plain stack computes.
+    Call: (x (N, T, D), lengths None, initial_state, deterministic) -> (out (N, T, H), final
+    state), the stack's layout; with every rate 0 it computes what the plain stack computes.
     """
 
     hidden_dropout: float = 0.0
@@ -83,7 +83,9 @@ class _LayerByLayer(RecurrentStack):
     weight_drop: float = 0.0
 
     @nn.compact
-    def __call__(self, x, initial_state=None, *, deterministic: bool = True):
+    def __call__(self, x, lengths=None, initial_state=None, *, deterministic: bool = True):
+        if lengths is not None:  # the stack's signature, so a stack's caller passes the same arguments
+            raise ValueError("lengths: a language model's segments are all full length; pass None")
         x = checked_input(x, self._input_size())
         N, _, _ = x.shape
         dtype = jnp.result_type(x.dtype, self.param_dtype)
@@ -225,7 +227,7 @@ class LanguageModel(nn.Module):
         if not deterministic and self.embedding_dropout:
             W_in = embedding_dropout(self.make_rng("dropout"), W, self.embedding_dropout)
         x = self._dropout(layers.word_embedding(tokens, W_in), self.input_dropout, deterministic)
-        out, state = self.rnn(x, state, deterministic=deterministic)
+        out, state = self.rnn(x, initial_state=state, deterministic=deterministic)
         out = self._dropout(out, self.output_dropout, deterministic)
         W_out = W if self.tie_weights else self.decoder["weight"]
         logits = layers.temporal_affine(out, W_out.T, self.decoder["bias"])
