@@ -50,6 +50,6 @@ def check_rate(name: str, value: Any, *, owner: str | None = None, one_allowed: 
     raise ValueError(message)
 
 
-def _in_unit_interval(value: numbers.Real, one_allowed: bool) -> bool:
+def _in_unit_interval(value: float, one_allowed: bool) -> bool:
     """0 <= value < 1, or <= 1 where `one_allowed`; False for NaN."""
     return 0 <= value <= 1 if one_allowed else 0 <= value < 1

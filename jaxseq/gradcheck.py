@@ -305,7 +305,7 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
     affine = dict(x=normal(N, T, D), w=normal(D, V), b=normal(V))
     loss = dict(x=normal(N, T, V), y=rng.integers(0, V, size=(N, T)), mask=rng.random((N, T)) > 0.3)
 
-    cases = [
+    cases: list[tuple[str, Callable, Callable, Callable, dict, list[str]]] = [
         ("rnn_step", L.rnn_step_forward, L.rnn_step_backward, L.rnn_step, step_rnn, list(step_rnn)),
         ("rnn", L.rnn_forward, L.rnn_backward, L.rnn, seq_rnn, list(seq_rnn)),
         ("lstm_step", L.lstm_step_forward, L.lstm_step_backward, L.lstm_step, step_lstm, list(step_lstm)),

@@ -31,7 +31,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import BinaryIO, Iterable
+from typing import IO, Iterable
 
 __all__ = [
     "ByteLimitExceeded",
@@ -79,7 +79,7 @@ class ByteLimitExceeded(ValueError):
         self.limit = limit
 
 
-def copy_bounded(source: BinaryIO, destination: BinaryIO, limit: int, *,
+def copy_bounded(source: IO[bytes], destination: IO[bytes], limit: int, *,
                  chunk_size: int = COPY_CHUNK_SIZE) -> int:
     """Copy `source` to `destination` (binary file objects); returns the bytes written.
 
@@ -203,7 +203,7 @@ def _arrange_top_folder(staging: Path, top_folder: str | None, keep_top_folder: 
         return staging
     has_top = (top_folder is not None and len(entries) == 1 and entries[0].is_dir()
                and entries[0].name == top_folder)
-    return staging / top_folder if has_top else staging
+    return entries[0] if has_top else staging  # entries[0]: staging / top_folder
 
 
 def file_kind(path: str | os.PathLike) -> tuple[str | None, os.stat_result | None]:
@@ -235,7 +235,7 @@ def required_file_problems(folder: str | os.PathLike, required: Iterable[str]) -
             problems.append(f"{name} is a directory, not a file")
         elif problem is not None:
             problems.append(f"{name} is {problem}")
-        elif info.st_size == 0:
+        elif info is not None and info.st_size == 0:
             problems.append(f"{name} is empty")
     return problems
 

@@ -30,7 +30,9 @@ def is_well_nested(tokens: list[str]) -> bool:
 
 
 def _well_nested(rng: np.random.Generator, pairs: int) -> list[str]:
-    tokens, stack, opened = [], [], 0
+    tokens: list[str] = []
+    stack: list[str] = []
+    opened = 0
     while opened < pairs or stack:
         if opened < pairs and (not stack or rng.random() < 0.5):
             kind = int(rng.integers(2))

@@ -31,7 +31,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from jaxseq.checks import check_positive_int
@@ -152,7 +152,7 @@ class _Clock:
         now = time.monotonic()
         if self.end is not None and now >= self.end:
             raise DownloadError(
-                f"download of {url} passed its deadline of {_seconds(self.limits.seconds)} (the deadline rule; "
+                f"download of {url} passed its deadline of {_seconds(self.end - self.start)} (the deadline rule; "
                 f"--deadline); {_kept(part)}", url=url)
         if now - self.window_start >= self.limits.stall_window:
             arrived = received - self.window_bytes
@@ -602,7 +602,7 @@ def download_dataset(
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     spec = DATASETS[name]
     source = check_url(url) if url is not None else spec.url
-    given = {"max_bytes": max_bytes, "stall_bytes": stall_bytes, "stall_window": stall_window,
+    given: dict[str, Any] = {"max_bytes": max_bytes, "stall_bytes": stall_bytes, "stall_window": stall_window,
              "deadline": deadline}
     limits = replace(spec.download_limits, **{key: value for key, value in given.items() if value is not None})
     expected = _check_sha256(expected_sha256) or spec.sha256

@@ -146,6 +146,7 @@ def read_sentences(path: str | os.PathLike, format: str = "auto") -> LabelledSen
         elif format == "tokenized":
             expected, sentence_at, label_at = 2, 0, 1
         else:
+            assert columns is not None  # glue: the header line set it (or raised) above
             expected, sentence_at, label_at = width, columns["sentence"], columns["label"]
         if len(fields) != expected:
             raise ValueError(

@@ -153,9 +153,9 @@ class TokenVocabulary:
             return EncodedText(np.fromiter((self._index[char] for char in text), np.int32, len(text)), 0)
         words = word_tokens(text)
         ids = np.fromiter((self._index.get(word, -1) for word in words), np.int32, len(words))
-        unknown = ids < 0
-        ids[unknown] = self.unk_id
-        return EncodedText(ids, int(unknown.sum()))
+        unknown_words = ids < 0
+        ids[unknown_words] = self._index[UNK]  # a word vocabulary always holds <unk>
+        return EncodedText(ids, int(unknown_words.sum()))
 
     def _checked_ids(self, ids: Iterable[int]) -> np.ndarray:
         ids = np.asarray(ids).reshape(-1)
@@ -176,7 +176,8 @@ class TokenVocabulary:
         tokens = self.decode_tokens(ids)
         if self.level == "char":
             return "".join(UNK_CHAR if token == UNK else token for token in tokens)
-        lines, words = [], []
+        lines: list[str] = []
+        words: list[str] = []
         for token in tokens:
             if token == EOS:
                 lines.append(" ".join(words))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
@@ -57,6 +57,7 @@ class Vocabulary:
 
     tokens: tuple[str, ...]
     min_count: int = 1
+    _index: dict = field(init=False, repr=False, compare=False)  # token -> id, made by __post_init__
 
     def __post_init__(self):
         if len(self.tokens) > MAX_VOCAB_SIZE:

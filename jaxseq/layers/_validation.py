@@ -11,7 +11,7 @@ wraps an int64 `2**32 + 1` into 1, a valid id.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 import chex
 import jax
@@ -24,7 +24,7 @@ def _describe(shape: Sequence[int | None]) -> str:
     return f"({dims[0]},)" if len(dims) == 1 else "(" + ", ".join(dims) + ")"
 
 
-def _host_values(name: str, value, expected: str) -> tuple[np.ndarray | None, object]:
+def _host_values(name: str, value, expected: str) -> tuple[np.ndarray | None, jax.Array | np.ndarray]:
     """(values, array): `value`'s values as a NumPy array in its own dtype (Python ints: int64,
     or object when larger) or None inside `jit` (a Tracer: not known there), and what to
     check the dtype and shape of and cast (a JAX array stays on its device). Something that
@@ -49,7 +49,9 @@ def _check_range(name: str, values: np.ndarray | None, low: int, high: int, what
         raise ValueError(f"{name} holds {what}{' ' if what else ''}{int(bad)}, outside the valid range {interval}")
 
 
-def _as_array(name: str, value, rank: int, kind, kind_name: str) -> jax.Array:
+def _as_array(name: str, value, rank: int, kind, kind_name: str) -> jax.Array | np.ndarray:
+    """`value` checked as an array of `kind` and `rank`: a JAX array, or for integers the NumPy
+    or JAX array `_host_values` gives (not cast yet)."""
     if kind is jnp.integer:  # not cast yet: `as_int_array` range-checks the values first
         _, array = _host_values(name, value, f"{kind_name} array of rank {rank}")
     else:
@@ -66,7 +68,7 @@ def _as_array(name: str, value, rank: int, kind, kind_name: str) -> jax.Array:
 
 def as_float_array(name: str, value, rank: int) -> jax.Array:
     """`value` as a JAX floating array of the given rank (integers are an error)."""
-    return _as_array(name, value, rank, jnp.floating, "a floating-point")
+    return cast(jax.Array, _as_array(name, value, rank, jnp.floating, "a floating-point"))  # jnp.asarray made it
 
 
 def as_int_array(name: str, value, rank: int, size: int | None = None, what: str = "value") -> jax.Array:

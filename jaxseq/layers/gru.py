@@ -150,7 +150,8 @@ class GRUCache:
     reverse: bool = False
 
 
-def _validate(x, h0, Wx, Wh, b, bh, lengths):
+def _validate(x, h0, Wx, Wh, b, bh, lengths) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array,
+                                                      jax.Array, jax.Array | None]:
     return S.validate_sequence_args(x, {"h0": h0}, Wx, Wh, {"b": b, "bh": bh}, gates=3, lengths=lengths)
 
 

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 from jaxseq.layers import sequence as S
 
 
-def validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths):
+def validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths) -> tuple[jax.Array, jax.Array, jax.Array | None, jax.Array,
+                                                             jax.Array, jax.Array, jax.Array | None]:
     """Checked (x, h0, c0, Wx, Wh, b, lengths) of an LSTM sequence call (c0 may be None)."""
     return S.validate_sequence_args(x, {"h0": h0, "c0": c0}, Wx, Wh, {"b": b}, gates=4, lengths=lengths)
 

@@ -107,7 +107,8 @@ class RNNCache:
     reverse: bool = False
 
 
-def _validate(x, h0, Wx, Wh, b, lengths):
+def _validate(x, h0, Wx, Wh, b, lengths) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array,
+                                                  jax.Array | None]:
     return S.validate_sequence_args(x, {"h0": h0}, Wx, Wh, {"b": b}, gates=1, lengths=lengths)
 
 

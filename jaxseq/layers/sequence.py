@@ -35,6 +35,7 @@ Time-major arrays carry the suffix `_tm`: (T, N, .), always in input order.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, TypeVar, dataclass_transform
 
 import jax
 import jax.numpy as jnp
@@ -43,14 +44,19 @@ from jax import lax
 from jaxseq.layers._validation import as_lengths, validate_recurrent_args
 
 
-def sequence_cache(cls):
+_Cache = TypeVar("_Cache")
+
+
+# dataclass_transform: type checkers see the decorated class as the frozen dataclass it becomes
+@dataclass_transform(frozen_default=True)
+def sequence_cache(cls: type[_Cache]) -> type[_Cache]:
     """A frozen dataclass registered as a pytree: its arrays are leaves (None allowed: a part
     not given, such as `lengths`), and `reverse` is static metadata, so a cache passes through
     `jit` and `custom_vjp` and the backward still knows the direction in Python."""
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    names = [field.name for field in dataclasses.fields(cls)]
+    frozen: Any = dataclasses.dataclass(frozen=True)(cls)  # Any: dataclasses.fields wants a dataclass type
+    names = [field.name for field in dataclasses.fields(frozen)]
     data = [name for name in names if name != "reverse"]
-    return jax.tree_util.register_dataclass(cls, data_fields=data, meta_fields=["reverse"])
+    return jax.tree_util.register_dataclass(frozen, data_fields=data, meta_fields=["reverse"])
 
 
 # ----------------------------------------------------------------------------- arguments

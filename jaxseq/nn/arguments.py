@@ -50,7 +50,7 @@ def initial_states(initial_state, state_names: tuple[str, ...], shape: tuple[int
             kind = type(initial_state).__name__
             raise ValueError(f"initial_state must be one array h0 of shape {meaning}, got a {kind}")
         given = (initial_state,)
-        labels = ("initial_state",)
+        labels: tuple[str, ...] = ("initial_state",)
     else:
         pair = " and ".join(f"{name}0" for name in state_names)
         if not isinstance(initial_state, (tuple, list)) or len(initial_state) != len(state_names):
