@@ -216,6 +216,9 @@ INSTALLED_CHECK = textwrap.dedent("""
                              if getattr(module, "__file__", None)
                              and Path(module.__file__).resolve().is_relative_to(repository))
     assert not from_repository, from_repository
+    # the dev extra's packages are visible here (the .pth), but a user's `pip install jaxseq` lacks them
+    dev_only = sorted({"torch", "pytest", "hypothesis", "pandas"} & set(sys.modules))
+    assert not dev_only, f"importing jaxseq, its layers and nn loaded {dev_only}, which are not its dependencies"
     print("installed jaxseq", jaxseq.__version__, "works")
 """)
 
