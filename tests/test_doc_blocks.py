@@ -1,12 +1,13 @@
-"""Every Python block of the README runs on its own, each in a fresh namespace, as a reader
-pasting it would run it (issue 21: two blocks used names defined in earlier ones).
+"""Every Python block of the README and of every documentation page (docs/**/*.md) runs on
+its own, each in a fresh namespace, as a reader pasting it would run it (issue 21: two blocks
+used names defined in earlier ones; issue 24: the docs' blocks by the same mechanism).
 
 A block runs verbatim in a temporary working folder; what it reads is put where it says:
 a captioner run in `checkpoints/caption-lstm-builtin` (the tiny one of `tests/checkpoints.py`),
 a small CoLA stand-in found through `$JAXSEQ_DATA` (the data-location rule), a classifier
 run's `metrics.jsonl` in `checkpoints/cola/logs`. Two blocks are shortened, for time only:
 the captioner trains 1 epoch (not 15, a change this test checks is there) on 400 scenes, and
-the CoLA recipe 1 epoch (not 30) at a small width.
+the CoLA recipe 1 epoch (not 30) at a small width. A block's test id is its file and line.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 import shutil
 import textwrap
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -23,33 +25,57 @@ import pytest
 from tests.bracket_task import write_tsv
 from tests.checkpoints import tiny_runs
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```", re.S | re.M)  # also the indented ones, inside lists
 SHORTER_CAPTIONER = ("num_epochs=15, batch_size=100)", "num_epochs=1, batch_size=100)")
 
 
-def python_blocks() -> list[str]:
-    return [textwrap.dedent(body) for _, body in BLOCK.findall(README.read_text(encoding="utf-8"))]
+class Block(NamedTuple):
+    path: Path
+    line: int  # of the opening fence, 1-based
+    code: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def python_blocks(paths=DOC_FILES) -> list[Block]:
+    """Every ```python block of `paths`, dedented, with where it is."""
+    blocks = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        for match in BLOCK.finditer(text):
+            blocks.append(Block(path, text.count("\n", 0, match.start()) + 1, textwrap.dedent(match.group(2))))
+    return blocks
 
 
 BLOCKS = python_blocks()
 
 
-def block_with(marker: str) -> int:
-    (index,) = [i for i, block in enumerate(BLOCKS) if marker in block]
-    return index
+def blocks_with(marker: str) -> list[Block]:
+    found = [block for block in BLOCKS if marker in block.code]
+    assert found, f"no documentation block contains {marker!r}"
+    return found
 
 
-def run_alone(block: str) -> dict:
-    namespace: dict = {"__name__": "__readme__"}  # fresh: nothing from the blocks before it
-    exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
+def run_alone(block: Block) -> dict:
+    namespace: dict = {"__name__": "__docs__"}  # fresh: nothing from the blocks before it
+    exec(compile(block.code, str(block.path), "exec"), namespace)  # noqa: S102
     return namespace
 
 
+def by_name(blocks: list[Block]):
+    return pytest.mark.parametrize("block", blocks, ids=[block.name for block in blocks])
+
+
 def test_the_blocks_are_found():
-    fences = sum(line.strip() == "```python" for line in README.read_text(encoding="utf-8").splitlines())
-    assert len(BLOCKS) == fences >= 8, [block.splitlines()[0] for block in BLOCKS]
-    assert sum(block.count(SHORTER_CAPTIONER[0]) for block in BLOCKS) == 1  # what the captioner test shortens
+    fences = sum(line.strip() == "```python" for path in DOC_FILES
+                 for line in path.read_text(encoding="utf-8").splitlines())
+    assert len(BLOCKS) == fences >= 10, [block.name for block in BLOCKS]
+    assert {block.path.name for block in BLOCKS} >= {"README.md", "getting-started.md", "layers.md", "nn.md"}
+    assert sum(block.code.count(SHORTER_CAPTIONER[0]) for block in BLOCKS) == 1  # what the captioner test shortens
 
 
 @pytest.fixture
@@ -61,49 +87,52 @@ def workdir(tmp_path, monkeypatch):
 NEEDS_SETUP = ("torch", "load_scene_captions()", "load_captioner_and_data", "load_cola", "metrics.jsonl")
 
 
-@pytest.mark.parametrize("index", [i for i, block in enumerate(BLOCKS)
-                                   if not any(marker in block for marker in NEEDS_SETUP)])
-def test_a_block_that_needs_nothing_runs_alone(index, workdir):
+@by_name([block for block in BLOCKS if not any(marker in block.code for marker in NEEDS_SETUP)])
+def test_a_block_that_needs_nothing_runs_alone(block, workdir):
     """The layer examples, and any block added later that needs no files: it runs here as it is."""
-    run_alone(BLOCKS[index])
+    run_alone(block)
 
 
-def test_the_torch_porting_block_runs_alone_and_agrees(workdir):
-    namespace = run_alone(BLOCKS[block_with("pack_padded_sequence")])
+@by_name(blocks_with("pack_padded_sequence"))
+def test_the_torch_porting_block_runs_alone_and_agrees(block, workdir):
+    namespace = run_alone(block)
     as_numpy = lambda a: np.asarray(a.detach() if hasattr(a, "detach") else a)  # noqa: E731
     out, torch_out, h_n, torch_h = (as_numpy(namespace[k]) for k in ("out", "torch_out", "h_n", "torch_h"))
     assert np.abs(out - torch_out).max() < 1e-5 and np.abs(h_n - torch_h).max() < 1e-5
 
 
-def test_the_module_block_gives_torch_names_for_every_gradient(workdir):
-    namespace = run_alone(BLOCKS[block_with("params_to_torch(m, jax.jit")])
+@by_name(blocks_with("params_to_torch(m, jax.jit"))
+def test_the_module_block_gives_torch_names_for_every_gradient(block, workdir):
+    namespace = run_alone(block)
     assert {name for name in namespace["grads"]} == {f"{kind}_l{layer}{direction}" for kind in
                                                      ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
                                                      for layer in (0, 1) for direction in ("", "_reverse")}
 
 
-def test_the_captioning_block_runs_alone(workdir, capsys, monkeypatch):
+@by_name(blocks_with("load_scene_captions()"))
+def test_the_captioning_block_runs_alone(block, workdir, capsys, monkeypatch):
     import jaxseq.data
 
     full = jaxseq.data.load_scene_captions
     monkeypatch.setattr(jaxseq.data, "load_scene_captions", lambda: full(num_train=400, num_val=50))  # the time
-    block = BLOCKS[block_with("load_scene_captions()")]
-    run_alone(block.replace(*SHORTER_CAPTIONER))
+    run_alone(block._replace(code=block.code.replace(*SHORTER_CAPTIONER)))
     assert "<END>" in capsys.readouterr().out
 
 
-def test_the_coco_evaluation_block_runs_alone_on_a_caption_train_run(workdir, tmp_path_factory, monkeypatch):
+@by_name(blocks_with("load_captioner_and_data"))
+def test_the_coco_evaluation_block_runs_alone_on_a_caption_train_run(block, workdir, tmp_path_factory, monkeypatch):
     java = shutil.which("java")  # METEOR's Java start takes longer than the rest: its score is
     if java:  # pinned in test_coco_caption_metrics.py; here it is skipped, as the block's output says
         monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
                                                    if not (Path(p) / "java").exists()))
     shutil.copytree(tiny_runs(tmp_path_factory)["captioner"][0], workdir / "checkpoints" / "caption-lstm-builtin")
-    namespace = run_alone(BLOCKS[block_with("load_captioner_and_data")])
+    namespace = run_alone(block)
     assert 0 <= namespace["result"]["scores"]["BLEU-1"] <= 1 and namespace["result"]["images"] > 0
     assert "METEOR" in namespace["result"]["skipped"] or not java
 
 
-def test_the_cola_block_finds_cola_by_the_rule_and_trains(workdir, monkeypatch):
+@by_name(blocks_with("load_cola()"))
+def test_the_cola_block_finds_cola_by_the_rule_and_trains(block, workdir, monkeypatch):
     from jaxseq.cola_recipes import COLA_RECIPE
 
     (workdir / "data" / "cola").mkdir(parents=True)
@@ -112,12 +141,13 @@ def test_the_cola_block_finds_cola_by_the_rule_and_trains(workdir, monkeypatch):
     monkeypatch.setenv("JAXSEQ_DATA", str(workdir / "data"))
     monkeypatch.setitem(COLA_RECIPE, "train", {**COLA_RECIPE["train"], "epochs": 1})
     monkeypatch.setitem(COLA_RECIPE, "model", {**COLA_RECIPE["model"], "hidden_dim": 16, "dim_feedforward": 32})
-    namespace = run_alone(BLOCKS[block_with("load_cola()")])
+    namespace = run_alone(block)
     assert len(namespace["splits"].train) == 100 and len(namespace["run"].result.history) == 1
 
 
-def test_the_metrics_jsonl_block_runs_alone_on_a_run_log(workdir, tmp_path_factory):
+@by_name(blocks_with("metrics.jsonl"))
+def test_the_metrics_jsonl_block_runs_alone_on_a_run_log(block, workdir, tmp_path_factory):
     logs = tiny_runs(tmp_path_factory)["classifier"][0] / "logs"
     shutil.copytree(logs, workdir / "checkpoints" / "cola" / "logs")
-    namespace = run_alone(BLOCKS[block_with("metrics.jsonl")])
+    namespace = run_alone(block)
     assert len(namespace["wide"]["val/mcc"].dropna()) == 2  # the tiny run's two epochs
