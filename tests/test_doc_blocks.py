@@ -151,3 +151,41 @@ def test_the_metrics_jsonl_block_runs_alone_on_a_run_log(block, workdir, tmp_pat
     shutil.copytree(logs, workdir / "checkpoints" / "cola" / "logs")
     namespace = run_alone(block)
     assert len(namespace["wide"]["val/mcc"].dropna()) == 2  # the tiny run's two epochs
+
+
+SHELL_BLOCK = re.compile(r"^( *)```(?:bash|sh|console)\n(.*?)^\1```", re.S | re.M)
+
+
+def jaxseq_command_lines() -> list[tuple[str, list[str]]]:
+    """Every `jaxseq ...` line of the README's and the docs' shell blocks, as (file:line, argv)."""
+    import shlex
+
+    found = []
+    for path in DOC_FILES:
+        text = path.read_text(encoding="utf-8")
+        for match in SHELL_BLOCK.finditer(text):
+            first = text.count("\n", 0, match.start()) + 2
+            for offset, line in enumerate(textwrap.dedent(match.group(2)).splitlines()):
+                words = shlex.split(line, comments=True)
+                while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # VAR=value before the command
+                    words = words[1:]
+                if words and words[0] == "jaxseq":
+                    found.append((f"{path.relative_to(ROOT)}:{first + offset}", words[1:]))
+    return found
+
+
+COMMAND_LINES = jaxseq_command_lines()
+
+
+def test_every_jaxseq_command_in_the_docs_is_one_the_parser_takes(capsys):
+    """The shell examples stay current: each `jaxseq ...` line parses (it is not run)."""
+    from jaxseq import cli
+
+    assert len(COMMAND_LINES) >= 15, COMMAND_LINES
+    refused = []
+    for where, argv in COMMAND_LINES:
+        try:
+            cli.build_parser().parse_args(argv)
+        except SystemExit:
+            refused.append(f"{where}: jaxseq {' '.join(argv)}: {capsys.readouterr().err.strip().splitlines()[-1]}")
+    assert not refused, "\n".join(refused)
