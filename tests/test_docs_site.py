@@ -211,3 +211,15 @@ def test_the_home_page_in_chromium_has_the_navigation_and_the_search(served, sit
     locations = {doc["location"] for doc in index["docs"]}
     assert {"getting-started/", "api/layers/", "guides/language-models/"} <= locations
     assert any("lstm_backward" in doc["title"] for doc in index["docs"])
+
+
+def test_the_readme_is_a_front_page_that_links_every_guide():
+    """Issue 24: the README is about 150-250 lines; what it no longer holds is in the guides,
+    and it links each of them (docs/guides/*.md) and Getting started."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert 150 <= len(readme.splitlines()) <= 250, len(readme.splitlines())
+    linked = set(re.findall(r"\]\((docs/[\w/.-]+\.md)\)", readme))
+    guides = {str(p.relative_to(ROOT)) for p in (ROOT / "docs" / "guides").glob("*.md")}
+    assert guides | {"docs/getting-started.md"} <= linked, sorted(guides - linked)
+    assert all((ROOT / path).is_file() for path in linked)
+    assert "torch==2.13.0" in readme and "download.pytorch.org/whl/cpu" in readme  # jaxseq[dev] and CPU-only torch
