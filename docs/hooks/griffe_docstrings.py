@@ -8,6 +8,9 @@ pages show them, without rewriting the docstrings.
   `Call:`, `Raises:` ... followed by text on the same line) starts its own paragraph with the
   label in bold, as it reads as text, instead of running on from the line before (and is
   not taken for a Google-style section, whose items it does not have).
+- A label alone on its line (`Inputs:`, `Fields:`) over an indented block becomes the bold
+  label and a list, one item per line of the block's own indent (deeper lines continue the
+  item), instead of a collapsed "Inputs" box that hides what a reader came for.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ import re
 import griffe
 
 PROMPT = re.compile(r"^(\s*)>>> ")
+ALONE = re.compile(r"^(\s*)([A-Z][A-Za-z ]{1,30}):\s*$")
+# Google-style sections griffe parses itself; any other label alone is jaxseq's
+GOOGLE_SECTIONS = {"Args", "Arguments", "Params", "Parameters", "Keyword Args", "Keyword Arguments",
+                   "Other Parameters", "Returns", "Return", "Yields", "Yield", "Receives", "Raises", "Raise",
+                   "Warns", "Warnings", "Examples", "Example", "Attributes", "Functions", "Methods", "Classes",
+                   "Modules", "Type Aliases", "Note", "Notes", "Warning", "See Also"}
 LABEL = re.compile(r"^(\s*)([A-Z][A-Za-z ]{1,30}):(\s+\S)")  # "Inputs: x (N, T, D)", not "Returns:" alone
 
 
@@ -54,7 +63,32 @@ def separate_labels(text: str) -> str:
     return "\n".join(out)
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def list_labelled_blocks(text: str) -> str:
+    lines, out, i = text.split("\n"), [], 0
+    while i < len(lines):
+        match = ALONE.match(lines[i])
+        block_end = i + 1
+        while block_end < len(lines) and lines[block_end].strip() and _indent(lines[block_end]) > _indent(lines[i]):
+            block_end += 1
+        if not match or match.group(2) in GOOGLE_SECTIONS or block_end == i + 1:
+            out.append(lines[i])
+            i += 1
+            continue
+        indent, base = match.group(1), min(_indent(line) for line in lines[i + 1:block_end])
+        if out and out[-1].strip():
+            out.append("")
+        out += [f"{indent}**{match.group(2)}:**", ""]
+        out += [f"{indent}{'- ' if _indent(line) == base else '  '}{line.strip()}" for line in lines[i + 1:block_end]]
+        out.append("")
+        i = block_end
+    return "\n".join(out)
+
+
 class JaxseqDocstrings(griffe.Extension):
     def on_instance(self, *, node, obj, agent, **kwargs) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = separate_labels(fence_doctests(obj.docstring.value))
+            obj.docstring.value = separate_labels(list_labelled_blocks(fence_doctests(obj.docstring.value)))
