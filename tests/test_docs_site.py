@@ -223,3 +223,13 @@ def test_the_readme_is_a_front_page_that_links_every_guide():
     assert guides | {"docs/getting-started.md"} <= linked, sorted(guides - linked)
     assert all((ROOT / path).is_file() for path in linked)
     assert "torch==2.13.0" in readme and "download.pytorch.org/whl/cpu" in readme  # jaxseq[dev] and CPU-only torch
+
+
+def test_the_api_pages_show_doctests_as_code_and_labelled_blocks_as_lists(site):
+    """docs/hooks/griffe_docstrings.py: without it a doctest is three nested quotes run into one
+    line, and an `Inputs:` block a collapsed box (both were so before it)."""
+    pages = {name: (site / "api" / name / "index.html").read_text(encoding="utf-8") for name in PACKAGES + MODULES}
+    assert not [name for name, html in pages.items() if "<blockquote>" in html]
+    assert not [name for name, html in pages.items() if re.search(r'<details class="(inputs|fields)"', html)]
+    assert '<span class="gp">&gt;&gt;&gt; </span>' in pages["nn"]  # LSTM's doctest, a highlighted session
+    assert re.search(r"<strong>Fields:</strong></p>\s*<ul>", pages["models"])  # ClassificationTransformer's fields
