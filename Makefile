@@ -5,17 +5,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jaxseq-installed
 
-.PHONY: install demo test bench quality clean
+.PHONY: install demo test docs bench quality clean
 
 install: $(STAMP)
 
 # torch==2.13.0 first and explicitly: it is the CPU build (see pyproject.toml). coco-eval: the
-# COCO caption scorers (pycocoevalcap), which the tests run.
+# COCO caption scorers (pycocoevalcap), which the tests run; docs: MkDocs, whose strict build
+# the tests run too.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,coco-eval]'
+	$(PY) -m pip install --quiet -e '.[dev,coco-eval,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,6 +29,11 @@ TEST_WORKERS ?= 2
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The documentation site (docs/, mkdocs.yml) into site/ (git-ignored); --strict: a broken link,
+# anchor or API reference is an error. Open site/index.html, or `.venv/bin/mkdocs serve`.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # About 25 minutes on 2 cores. Writes bench-output/ (git-ignored); to record a run in the
 # committed tables: `.venv/bin/jaxseq bench --out benchmarks/results`.

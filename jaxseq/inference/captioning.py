@@ -189,9 +189,9 @@ def evaluate_coco_metrics(model, variables, data, split: str = "val", decode: st
     document frequencies come from the references of the images scored, so a subset's
     CIDEr is not the whole split's.
 
-    Returns: {"scores": {"BLEU-1".."BLEU-4", "ROUGE-L", "CIDEr"[, "METEOR"][, "SPICE"]: float},
+    Returns: `{"scores": {"BLEU-1".."BLEU-4", "ROUGE-L", "CIDEr"[, "METEOR"][, "SPICE"]: float},
       "skipped": {metric: why it was left out}, "images": int, "references": int,
-      "split", "decode", "beam_size" (None for greedy)}.
+      "split", "decode", "beam_size" (None for greedy)}`.
     Raises: ValueError for an empty split or bad arguments; MissingPackageError
       (`jaxseq.metrics`) without pycocoevalcap.
     """

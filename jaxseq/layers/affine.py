@@ -15,6 +15,8 @@ from jaxseq.layers._validation import as_float_array, common_float_dtype, expect
 
 
 class TemporalAffineCache(NamedTuple):
+    """What `temporal_affine_backward` needs: the input and the weight."""
+
     x: jax.Array  # (N, T, D)
     w: jax.Array  # (D, M)
 

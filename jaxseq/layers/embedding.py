@@ -15,6 +15,8 @@ from jaxseq.layers._validation import as_float_array, as_int_array
 
 
 class WordEmbeddingCache(NamedTuple):
+    """What `word_embedding_backward` needs: the word ids and the table."""
+
     x: jax.Array  # (N, T) int word ids
     W: jax.Array  # (V, D) the table (kept for its shape and dtype; it is a live parameter anyway)
 

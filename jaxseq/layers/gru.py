@@ -77,6 +77,8 @@ def _hidden_n(hw):
 
 
 class GRUStepCache(NamedTuple):
+    """What `gru_step_backward` needs: the step's inputs and weights, its gates and (prev_h Wh + bh)_n."""
+
     x: jax.Array  # (N, D)
     prev_h: jax.Array  # (N, H)
     Wx: jax.Array  # (D, 3H)

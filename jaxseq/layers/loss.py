@@ -20,6 +20,8 @@ from jaxseq.layers._validation import as_float_array, as_int_array, expect_shape
 
 
 class TemporalSoftmaxLossCache(NamedTuple):
+    """What `temporal_softmax_loss_backward` needs: the softmax, the targets and the mask."""
+
     probs: jax.Array  # (N, T, V) softmax of the scores
     y: jax.Array  # (N, T) int targets
     mask: jax.Array  # (N, T) in the scores' dtype

@@ -70,6 +70,8 @@ def lstm_cell_backward(dnext_h, dnext_c, gates, prev_c, next_c):
 
 
 class LSTMStepCache(NamedTuple):
+    """What `lstm_step_backward` needs: the step's inputs and weights, its gates and next cell state."""
+
     x: jax.Array  # (N, D)
     prev_h: jax.Array  # (N, H)
     prev_c: jax.Array  # (N, H)

@@ -19,6 +19,7 @@ from jaxseq.models.recurrent_classifier import RecurrentClassifier
 from jaxseq.models.transformer import ClassificationTransformer
 
 ARCHITECTURES = ("transformer", "lstm", "gru")
+"""The sentence classifiers `build_classifier` makes, by the name a run's config records."""
 SentenceClassifier = ClassificationTransformer | RecurrentClassifier
 
 

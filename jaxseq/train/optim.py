@@ -13,6 +13,7 @@ from typing import Any, Callable
 import optax
 
 UPDATE_RULES = ("sgd", "sgd_momentum", "adam", "adamw", "rmsprop")
+"""The `update_rule` names `make_optimizer` takes (the course's four, and AdamW)."""
 
 # The course's per-rule hyper-parameter names and defaults (optim_config keys).
 _DEFAULT_CONFIG: dict[str, dict[str, float]] = {
