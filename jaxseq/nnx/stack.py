@@ -1,0 +1,131 @@
+"""The NNX front-end of a recurrent stack: PyTorch's constructor, parameters held as NNX
+`Param`s under PyTorch's names, and every call run by the one Linen stack underneath
+(`jaxseq.nn.RecurrentStack`), so both front-ends share the cells, the parameter layout and
+the hand-written backward passes.
+
+Shapes (batch first by default): N batch, T time, D input (input_size), H hidden,
+S = num_layers * num_directions.
+
+    m = LSTM(D, H, num_layers=2, bidirectional=True, dropout=0.1, rngs=nnx.Rngs(0))
+    out, (h_n, c_n) = m(x, lengths=None, initial_state=None)
+
+x (N, T, D) -> out (N, T, num_directions * H); states (S, N, H). Dropout between layers acts
+while the module is in training mode (the default, as in PyTorch; `m.eval()` / `m.train()`
+or `nnx.view(m, deterministic=True)` switch it), with keys from `rngs['dropout']`.
+
+A constructor option the Linen stack does not have yet raises `NotImplementedError` naming
+it; every option it has is passed to it unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxseq.checks import check_positive_int
+from jaxseq.nn.parameters import torch_uniform
+from jaxseq.nn.stack import RecurrentStack as LinenStack
+
+__all__ = ["RecurrentStack"]
+
+# PyTorch's constructor options with jaxseq's defaults (batch_first: jaxseq is batch first).
+# An option whose Linen field is missing is accepted only at this default value.
+OPTION_DEFAULTS = {"nonlinearity": "tanh", "bias": True, "batch_first": True, "proj_size": 0}
+
+
+def linen_fields(linen_class: type) -> frozenset[str]:
+    """The dataclass fields the Linen module takes (hidden_size, num_layers, ...)."""
+    return frozenset(field.name for field in dataclasses.fields(linen_class))
+
+
+@functools.lru_cache(maxsize=None)
+def _parameter_drawer(linen_module: LinenStack, input_size: int):
+    """A jitted key -> {PyTorch name: array} drawing every parameter the Linen module has for
+    inputs of size D = input_size, each as PyTorch draws it: uniform(-1/sqrt(H), 1/sqrt(H)).
+
+    The names and shapes are the Linen module's own (read by `jax.eval_shape` of its `init`,
+    which computes nothing), so the two front-ends cannot disagree on them."""
+    x = jax.ShapeDtypeStruct((1, 1, input_size), linen_module.param_dtype)
+    shapes = jax.eval_shape(linen_module.init, jax.random.key(0), x)["params"]
+    init = torch_uniform(linen_module.hidden_size)
+
+    @jax.jit
+    def draw(key):
+        keys = jax.random.split(key, len(shapes))
+        return {name: init(k, spec.shape, spec.dtype) for k, (name, spec) in zip(keys, shapes.items())}
+
+    return draw
+
+
+class RecurrentStack(nnx.Module):
+    """A stack of recurrent layers as an NNX module (see the module docstring).
+
+    Subclasses set `linen_class` (the `jaxseq.nn` module that runs the call) and define
+    `__init__` with PyTorch's signature, calling `_build`.
+
+    Attributes: input_size, hidden_size, num_layers, dropout, bidirectional and the other
+    options as given; deterministic (False: training mode, dropout on); one `nnx.Param` per
+    parameter under PyTorch's name (`weight_ih_l0`, ...); `linen` the Linen twin.
+    """
+
+    linen_class: ClassVar[type[LinenStack]]
+
+    def _build(self, input_size: int, hidden_size: int, options: dict[str, Any], param_dtype: Any,
+               rngs: nnx.Rngs) -> None:
+        """Check and store the options, build the Linen twin and draw the parameters."""
+        owner = type(self).__name__
+        check_positive_int("input_size", input_size, owner=owner)
+        if not isinstance(rngs, nnx.Rngs):
+            raise ValueError(f"{owner}: rngs must be an nnx.Rngs (e.g. nnx.Rngs(0)), got {type(rngs).__name__}")
+        fields = linen_fields(self.linen_class)
+        for name, value in options.items():
+            if name not in fields and value != OPTION_DEFAULTS[name]:
+                raise NotImplementedError(
+                    f"{owner}: {name}={value!r} is not supported yet (jaxseq.nn.{self.linen_class.__name__} has "
+                    f"no {name}; only {name}={OPTION_DEFAULTS[name]!r})"
+                )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        for name, value in options.items():
+            setattr(self, name, value)
+        self.linen = self.linen_class(hidden_size=hidden_size, param_dtype=param_dtype,
+                                      **{k: v for k, v in options.items() if k in fields})
+        self.deterministic = False
+        self.rngs = rngs["dropout"].fork() if self.linen.dropout > 0 else None  # the masks' keys
+        params = _parameter_drawer(self.linen, input_size)(rngs["params"]())
+        self.parameter_names = tuple(params)
+        for name, value in params.items():
+            setattr(self, name, nnx.Param(value))
+
+    @property
+    def num_directions(self) -> int:
+        """2 when bidirectional, else 1."""
+        return self.linen.num_directions
+
+    def params(self) -> dict[str, jax.Array]:
+        """{PyTorch name: array}: the parameters as the Linen twin's variables["params"]."""
+        return {name: getattr(self, name)[...] for name in self.parameter_names}
+
+    def set_view(self, deterministic: bool | None = None):
+        """`nnx.view(m, deterministic=...)`: True turns dropout off, False on."""
+        if deterministic is not None:
+            self.deterministic = deterministic
+
+    def __call__(self, x, lengths=None, initial_state=None):
+        """Run the stack (the Linen twin's call on this module's parameters).
+
+        Inputs: x (N, T, D); lengths (N,) int in [0, T] or None (every sequence T long);
+          initial_state: h0 (S, N, H), for the LSTM (h0, c0), or None (zeros).
+        Returns: (out (N, T, num_directions * H), h_n (S, N, H)), for the LSTM
+          (out, (h_n, c_n)); out is 0 after each length, h_n the state after each sequence's
+          last valid step. Dropout between layers unless `deterministic` (`m.eval()`).
+        """
+        dropping = not self.deterministic and self.linen.dropout > 0 and self.linen.num_layers > 1
+        rngs = {"dropout": self.rngs()} if dropping else None
+        return self.linen.apply({"params": self.params()}, x, lengths=lengths, initial_state=initial_state,
+                                deterministic=not dropping, rngs=rngs)

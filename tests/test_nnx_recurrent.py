@@ -1,0 +1,201 @@
+"""`jaxseq.nnx` RNN / LSTM / GRU: equal to their `jaxseq.nn` Linen twins on the same
+parameters (outputs, final states, every gradient, to 1e-6) and to `torch.nn` on packed
+sequences (float32, 1e-4); Linen variables and PyTorch state_dicts both ways; dropout in
+training mode only (`train()` / `eval()` / `nnx.view`); `nnx.jit`, `nnx.value_and_grad`,
+`nnx.Optimizer`, `nnx.split` / `merge`, and an Orbax checkpoint of `nnx.state`; one-line
+errors for bad arguments. Shapes: N batch, T time, D input, H hidden.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from jaxseq import nn as jnn
+from jaxseq import nnx as jnnx
+from jaxseq.gradcheck import FLOAT32_TOL
+from tests.helpers import scaled_error
+from tests.nn_torch_twin import jaxseq_run, make_pair, random_batch, torch_run
+
+N, T, D, H = 4, 5, 3, 4
+NNX_TOL = 1e-6  # NNX vs Linen on the same parameters (the same computation: in practice 0)
+
+
+def _nnx_run(model, x, lengths, states, dout, dstates):
+    """`jaxseq_run` of tests.nn_torch_twin for an NNX model: (out, finals, grads) with the
+    parameter gradients under PyTorch's names, through `nnx.jit(nnx.grad(...))`."""
+
+    def loss(model, x, states):
+        out, final = model(x, lengths=lengths, initial_state=states if len(states) > 1 else states[0])
+        final = final if isinstance(final, tuple) else (final,)
+        total = jnp.sum(out * dout) + sum(jnp.sum(f * d) for f, d in zip(final, dstates))
+        return total, (out, final)
+
+    grad_fn = nnx.jit(nnx.grad(loss, argnums=(0, 1, 2), has_aux=True))
+    (dmodel, dx, dstates0), (out, final) = grad_fn(model, x, states)
+    grads = {"x": np.asarray(dx), "states": tuple(map(np.asarray, dstates0)),
+             "params": jnnx.params_to_torch(model, dmodel)}
+    return np.asarray(out), tuple(map(np.asarray, final)), grads
+
+
+def _errors(ours, theirs) -> dict[str, float]:
+    (out, final, grads), (out_t, final_t, grads_t) = ours, theirs
+    assert list(grads["params"]) == list(grads_t["params"])
+    gradients = [scaled_error(grads["x"], grads_t["x"])]
+    gradients += [scaled_error(a, b) for a, b in zip(grads["states"], grads_t["states"], strict=True)]
+    gradients += [scaled_error(grads["params"][name], g) for name, g in grads_t["params"].items()]
+    return {"outputs": scaled_error(out, out_t),
+            "states": max(scaled_error(a, b) for a, b in zip(final, final_t, strict=True)),
+            "gradients": max(gradients)}
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_nnx_equals_linen_and_torch_on_packed_sequences(cell):
+    """2 layers, bidirectional, lengths with 1 and T, random initial states: the NNX module
+    loaded from torch's state_dict equals the Linen module (1e-6) and torch (1e-4)."""
+    module, variables, torch_module = make_pair(cell, D, H, num_layers=2, bidirectional=True, seed=1)
+    cls = {"rnn": jnnx.RNN, "lstm": jnnx.LSTM, "gru": jnnx.GRU}[cell]
+    model = cls(D, H, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+    jnnx.params_from_torch(model, torch_module.state_dict())
+    batch = random_batch(cell, N, T, D, H, 2, 2, seed=2)
+    ours = _nnx_run(model, **batch)
+    linen_errors = _errors(ours, jaxseq_run(module, variables, **batch))
+    torch_errors = _errors(ours, torch_run(torch_module, **batch))
+    assert max(linen_errors.values()) <= NNX_TOL, linen_errors
+    assert max(torch_errors.values()) < FLOAT32_TOL, torch_errors
+
+
+# ------------------------------------------------------------------ conversions
+
+
+@pytest.fixture(scope="module")
+def lstm_pair():
+    """A 2-layer bidirectional Linen LSTM with dropout, its variables and its NNX twin."""
+    module = jnn.LSTM(hidden_size=H, num_layers=2, bidirectional=True, dropout=0.5)
+    variables = module.init(jax.random.key(0), jnp.zeros((1, T, D)))
+    return module, variables, jnnx.from_linen(module, variables, rngs=nnx.Rngs(dropout=7))
+
+
+def _x(seed=0, n=N):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal((n, T, D)), jnp.float32)
+
+
+def test_from_linen_and_to_linen_round_trip(lstm_pair):
+    module, variables, model = lstm_pair
+    assert isinstance(model, jnnx.LSTM) and (model.input_size, model.hidden_size) == (D, H)
+    assert (model.num_layers, model.bidirectional, model.dropout) == (2, True, 0.5)
+    assert model.weight_hh_l1_reverse.shape == (4 * H, H)
+    back_module, back_variables = jnnx.to_linen(model)
+    assert back_module == module
+    jax.tree.map(np.testing.assert_array_equal, back_variables, variables)
+    x, lengths = _x(), jnp.array([5, 1, 0, 3])
+    model.eval()
+    jax.tree.map(np.testing.assert_array_equal, model(x, lengths=lengths),
+                 module.apply(variables, x, lengths=lengths))
+    model.train()
+
+
+def test_torch_state_dict_round_trips_bit_for_bit():
+    _, _, torch_module = make_pair("gru", D, H, num_layers=2, bidirectional=True)
+    state_dict = {k: v.numpy() for k, v in torch_module.state_dict().items()}
+    model = jnnx.params_from_torch(jnnx.GRU(D, H, 2, bidirectional=True, rngs=nnx.Rngs(0)), state_dict)
+    back = jnnx.params_to_torch(model)
+    assert list(back) == list(state_dict)
+    for name, value in state_dict.items():
+        np.testing.assert_array_equal(back[name], value)
+
+
+# ------------------------------------------------------------------ dropout and modes
+
+
+def test_dropout_only_in_training_mode(lstm_pair):
+    """Training mode (the default): masks differ per call and per rngs seed; eval() and
+    nnx.view(deterministic=True): the Linen module's deterministic output."""
+    module, variables, model = lstm_pair
+    x = _x()
+    plain = module.apply(variables, x)[0]
+    model.train()
+    first, second = model(x)[0], model(x)[0]
+    assert not np.allclose(first, plain) and not np.allclose(first, second)
+    view = nnx.view(model, deterministic=True)
+    np.testing.assert_array_equal(view(x)[0], plain)
+    model.eval()
+    np.testing.assert_array_equal(model(x)[0], plain)
+    model.train()
+    same_seed = [jnnx.from_linen(module, variables, rngs=nnx.Rngs(dropout=3))(x)[0] for _ in range(2)]
+    np.testing.assert_array_equal(*same_seed)
+
+
+# ------------------------------------------------------------------ NNX transforms
+
+
+def test_optimizer_step_split_merge_and_value_and_grad():
+    """A jitted nnx.Optimizer step lowers the loss and changes every parameter; the model
+    rebuilt by nnx.merge(nnx.split(...)) gives the same outputs."""
+    model = jnnx.GRU(D, H, num_layers=2, bidirectional=True, dropout=0.25, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.adam(3e-2), wrt=nnx.Param)
+    x, lengths = _x(), jnp.array([5, 4, 2, 1])
+    target = jnp.asarray(np.random.default_rng(1).standard_normal((N, T, 2 * H)), jnp.float32)
+
+    def loss_fn(model):
+        out, _ = model(x, lengths=lengths)
+        return jnp.mean((out - target) ** 2)
+
+    @nnx.jit
+    def step(model, optimizer):
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    before = jnnx.params_to_torch(model)
+    losses = [float(step(model, optimizer)) for _ in range(5)]
+    assert losses[-1] < losses[0], losses
+    after = jnnx.params_to_torch(model)
+    assert all(not np.array_equal(before[name], after[name]) for name in before)
+    model.eval()
+    graphdef, state = nnx.split(model)
+    np.testing.assert_array_equal(nnx.merge(graphdef, state)(x)[0], model(x)[0])
+
+
+def test_orbax_checkpoint_of_the_state_round_trips(tmp_path, lstm_pair):
+    ocp = pytest.importorskip("orbax.checkpoint")
+    _, _, model = lstm_pair
+    state = nnx.state(model)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(tmp_path / "state", state)
+        checkpointer.wait_until_finished()
+        other = jnnx.LSTM(D, H, 2, bidirectional=True, dropout=0.5, rngs=nnx.Rngs(99))
+        restored = checkpointer.restore(tmp_path / "state", nnx.state(other))
+    nnx.update(other, restored)
+    for name in model.parameter_names:
+        np.testing.assert_array_equal(getattr(other, name)[...], getattr(model, name)[...])
+    x = _x()
+    np.testing.assert_array_equal(other(x)[0], model(x)[0])  # the dropout stream restored too
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_bad_arguments_give_one_line_errors():
+    with pytest.raises(ValueError, match=r"^LSTM: input_size must be a positive int, got 0$"):
+        jnnx.LSTM(0, H, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"^GRU: rngs must be an nnx.Rngs"):
+        jnnx.GRU(D, H, rngs=0)
+    with pytest.raises(ValueError, match="hidden_size must be a positive int"):
+        jnnx.RNN(D, 0, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"module must be a jaxseq.nn RNN, LSTM or GRU, got a LSTM"):
+        jnnx.from_linen(jnnx.LSTM(D, H, rngs=nnx.Rngs(0)), {})
+    with pytest.raises(ValueError, match="model must be a jaxseq.nnx RNN, LSTM or GRU"):
+        jnnx.params_to_torch(jnn.LSTM(hidden_size=H))
+    model = jnnx.RNN(D, H, rngs=nnx.Rngs(0))
+    wrong_d = {name: np.zeros(value.shape[:1] + (D + 1,) * (value.ndim - 1), np.float32)
+               if name == "weight_ih_l0" else value for name, value in jnnx.params_to_torch(model).items()}
+    with pytest.raises(ValueError, match=r"^state_dict 'weight_ih_l0' must have shape \(4, 3\) \(input_size=3\), "
+                                         r"got \(4, 4\)$"):
+        jnnx.params_from_torch(model, wrong_d)
+    with pytest.raises(ValueError, match=r"x must have shape \(N, T, D\) = \(\?, \?, 3\)"):
+        model(jnp.zeros((2, T, D + 1)))
