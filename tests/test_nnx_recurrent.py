@@ -22,6 +22,7 @@ from tests.helpers import scaled_error
 from tests.nn_torch_twin import jaxseq_run, make_pair, random_batch, torch_run
 
 N, T, D, H = 4, 5, 3, 4
+LENGTHS = jnp.array([5, 1, 0, 3])  # (N,): T, 1 and 0 among them
 NNX_TOL = 1e-6  # NNX vs Linen on the same parameters (the same computation: in practice 0)
 
 
@@ -53,15 +54,15 @@ def _errors(ours, theirs) -> dict[str, float]:
             "gradients": max(gradients)}
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_nnx_equals_linen_and_torch_on_packed_sequences(cell):
-    """2 layers, bidirectional, lengths with 1 and T, random initial states: the NNX module
-    loaded from torch's state_dict equals the Linen module (1e-6) and torch (1e-4)."""
-    module, variables, torch_module = make_pair(cell, D, H, num_layers=2, bidirectional=True, seed=1)
+@pytest.mark.parametrize("cell,num_layers,bidirectional", [("rnn", 1, True), ("lstm", 2, True), ("gru", 2, False)])
+def test_nnx_equals_linen_and_torch_on_packed_sequences(cell, num_layers, bidirectional):
+    """Lengths with 1 and T, random initial states: the NNX module loaded from torch's
+    state_dict equals the Linen module (1e-6) and torch (1e-4)."""
+    module, variables, torch_module = make_pair(cell, D, H, num_layers, bidirectional, seed=1)
     cls = {"rnn": jnnx.RNN, "lstm": jnnx.LSTM, "gru": jnnx.GRU}[cell]
-    model = cls(D, H, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+    model = cls(D, H, num_layers=num_layers, bidirectional=bidirectional, rngs=nnx.Rngs(0))
     jnnx.params_from_torch(model, torch_module.state_dict())
-    batch = random_batch(cell, N, T, D, H, 2, 2, seed=2)
+    batch = random_batch(cell, N, T, D, H, num_layers, 2 if bidirectional else 1, seed=2)
     ours = _nnx_run(model, **batch)
     linen_errors = _errors(ours, jaxseq_run(module, variables, **batch))
     torch_errors = _errors(ours, torch_run(torch_module, **batch))
@@ -72,16 +73,18 @@ def test_nnx_equals_linen_and_torch_on_packed_sequences(cell):
 # ------------------------------------------------------------------ conversions
 
 
+def _x(seed=0):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal((N, T, D)), jnp.float32)
+
+
 @pytest.fixture(scope="module")
 def lstm_pair():
     """A 2-layer bidirectional Linen LSTM with dropout, its variables and its NNX twin."""
     module = jnn.LSTM(hidden_size=H, num_layers=2, bidirectional=True, dropout=0.5)
-    variables = module.init(jax.random.key(0), jnp.zeros((1, T, D)))
+    variables = module.init(jax.random.key(0), _x(), lengths=LENGTHS)  # the shapes every call here uses
     return module, variables, jnnx.from_linen(module, variables, rngs=nnx.Rngs(dropout=7))
 
 
-def _x(seed=0, n=N):
-    return jnp.asarray(np.random.default_rng(seed).standard_normal((n, T, D)), jnp.float32)
 
 
 def test_from_linen_and_to_linen_round_trip(lstm_pair):
@@ -92,21 +95,24 @@ def test_from_linen_and_to_linen_round_trip(lstm_pair):
     back_module, back_variables = jnnx.to_linen(model)
     assert back_module == module
     jax.tree.map(np.testing.assert_array_equal, back_variables, variables)
-    x, lengths = _x(), jnp.array([5, 1, 0, 3])
+    x = _x()
     model.eval()
-    jax.tree.map(np.testing.assert_array_equal, model(x, lengths=lengths),
-                 module.apply(variables, x, lengths=lengths))
+    jax.tree.map(np.testing.assert_array_equal, model(x, lengths=LENGTHS),
+                 module.apply(variables, x, lengths=LENGTHS))
     model.train()
 
 
-def test_torch_state_dict_round_trips_bit_for_bit():
-    _, _, torch_module = make_pair("gru", D, H, num_layers=2, bidirectional=True)
-    state_dict = {k: v.numpy() for k, v in torch_module.state_dict().items()}
-    model = jnnx.params_from_torch(jnnx.GRU(D, H, 2, bidirectional=True, rngs=nnx.Rngs(0)), state_dict)
+def test_torch_state_dict_round_trips_bit_for_bit(lstm_pair):
+    module, variables, _ = lstm_pair
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    state_dict = {k: v.numpy() for k, v in torch.nn.LSTM(D, H, 2, bidirectional=True).state_dict().items()}
+    model = jnnx.params_from_torch(jnnx.from_linen(module, variables), state_dict)
     back = jnnx.params_to_torch(model)
     assert list(back) == list(state_dict)
     for name, value in state_dict.items():
         np.testing.assert_array_equal(back[name], value)
+        np.testing.assert_array_equal(getattr(model, name)[...], value)
 
 
 # ------------------------------------------------------------------ dropout and modes
@@ -117,16 +123,17 @@ def test_dropout_only_in_training_mode(lstm_pair):
     nnx.view(deterministic=True): the Linen module's deterministic output."""
     module, variables, model = lstm_pair
     x = _x()
-    plain = module.apply(variables, x)[0]
+    plain = module.apply(variables, x, lengths=LENGTHS)[0]
     model.train()
-    first, second = model(x)[0], model(x)[0]
+    first, second = model(x, lengths=LENGTHS)[0], model(x, lengths=LENGTHS)[0]
     assert not np.allclose(first, plain) and not np.allclose(first, second)
     view = nnx.view(model, deterministic=True)
-    np.testing.assert_array_equal(view(x)[0], plain)
+    np.testing.assert_array_equal(view(x, lengths=LENGTHS)[0], plain)
     model.eval()
-    np.testing.assert_array_equal(model(x)[0], plain)
+    np.testing.assert_array_equal(model(x, lengths=LENGTHS)[0], plain)
     model.train()
-    same_seed = [jnnx.from_linen(module, variables, rngs=nnx.Rngs(dropout=3))(x)[0] for _ in range(2)]
+    same_seed = [jnnx.from_linen(module, variables, rngs=nnx.Rngs(dropout=3))(x, lengths=LENGTHS)[0]
+                 for _ in range(2)]
     np.testing.assert_array_equal(*same_seed)
 
 
@@ -136,10 +143,10 @@ def test_dropout_only_in_training_mode(lstm_pair):
 def test_optimizer_step_split_merge_and_value_and_grad():
     """A jitted nnx.Optimizer step lowers the loss and changes every parameter; the model
     rebuilt by nnx.merge(nnx.split(...)) gives the same outputs."""
-    model = jnnx.GRU(D, H, num_layers=2, bidirectional=True, dropout=0.25, rngs=nnx.Rngs(0))
+    model = jnnx.GRU(D, H, num_layers=2, dropout=0.25, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, optax.adam(3e-2), wrt=nnx.Param)
-    x, lengths = _x(), jnp.array([5, 4, 2, 1])
-    target = jnp.asarray(np.random.default_rng(1).standard_normal((N, T, 2 * H)), jnp.float32)
+    x, lengths = _x(), LENGTHS
+    target = jnp.asarray(np.random.default_rng(1).standard_normal((N, T, H)), jnp.float32)
 
     def loss_fn(model):
         out, _ = model(x, lengths=lengths)
@@ -158,7 +165,7 @@ def test_optimizer_step_split_merge_and_value_and_grad():
     assert all(not np.array_equal(before[name], after[name]) for name in before)
     model.eval()
     graphdef, state = nnx.split(model)
-    np.testing.assert_array_equal(nnx.merge(graphdef, state)(x)[0], model(x)[0])
+    np.testing.assert_array_equal(nnx.merge(graphdef, state)(x, lengths=lengths)[0], model(x, lengths=lengths)[0])
 
 
 def test_orbax_checkpoint_of_the_state_round_trips(tmp_path, lstm_pair):
@@ -174,28 +181,37 @@ def test_orbax_checkpoint_of_the_state_round_trips(tmp_path, lstm_pair):
     for name in model.parameter_names:
         np.testing.assert_array_equal(getattr(other, name)[...], getattr(model, name)[...])
     x = _x()
-    np.testing.assert_array_equal(other(x)[0], model(x)[0])  # the dropout stream restored too
+    np.testing.assert_array_equal(other(x, lengths=LENGTHS)[0], model(x, lengths=LENGTHS)[0])  # dropout stream too
 
 
 # ------------------------------------------------------------------ bad input
 
 
-def test_bad_arguments_give_one_line_errors():
+def test_bad_arguments_give_one_line_errors(lstm_pair):
+    _, _, model = lstm_pair
     with pytest.raises(ValueError, match=r"^LSTM: input_size must be a positive int, got 0$"):
         jnnx.LSTM(0, H, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"^GRU: rngs must be an nnx.Rngs"):
         jnnx.GRU(D, H, rngs=0)
     with pytest.raises(ValueError, match="hidden_size must be a positive int"):
         jnnx.RNN(D, 0, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"module must be a jaxseq.nn RNN, LSTM or GRU, got a LSTM"):
-        jnnx.from_linen(jnnx.LSTM(D, H, rngs=nnx.Rngs(0)), {})
-    with pytest.raises(ValueError, match="model must be a jaxseq.nnx RNN, LSTM or GRU"):
+    with pytest.raises(ValueError, match=r"^module must be a jaxseq.nn RNN, LSTM or GRU, got a LSTM$"):
+        jnnx.from_linen(model, {})
+    with pytest.raises(ValueError, match=r"^model must be a jaxseq.nnx RNN, LSTM or GRU, got a LSTM$"):
         jnnx.params_to_torch(jnn.LSTM(hidden_size=H))
-    model = jnnx.RNN(D, H, rngs=nnx.Rngs(0))
-    wrong_d = {name: np.zeros(value.shape[:1] + (D + 1,) * (value.ndim - 1), np.float32)
-               if name == "weight_ih_l0" else value for name, value in jnnx.params_to_torch(model).items()}
-    with pytest.raises(ValueError, match=r"^state_dict 'weight_ih_l0' must have shape \(4, 3\) \(input_size=3\), "
-                                         r"got \(4, 4\)$"):
+    wrong_d = dict(jnnx.params_to_torch(model), weight_ih_l0=np.zeros((4 * H, D + 1), np.float32))
+    with pytest.raises(ValueError, match=r"^state_dict 'weight_ih_l0' must have shape \(16, 3\) \(input_size=3\), "
+                                         r"got \(16, 4\)$"):
         jnnx.params_from_torch(model, wrong_d)
+    with pytest.raises(ValueError, match=r"^state_dict is missing 'bias_hh_l1'"):
+        jnnx.params_from_torch(model, {k: v for k, v in jnnx.params_to_torch(model).items() if k != "bias_hh_l1"})
     with pytest.raises(ValueError, match=r"x must have shape \(N, T, D\) = \(\?, \?, 3\)"):
         model(jnp.zeros((2, T, D + 1)))
+
+
+@pytest.mark.parametrize("cls,option,value", [(jnnx.LSTM, "proj_size", 2), (jnnx.GRU, "bias", False),
+                                              (jnnx.RNN, "batch_first", False)])
+def test_options_the_linen_stack_lacks_raise_not_implemented(cls, option, value):
+    with pytest.raises(NotImplementedError, match=rf"^{cls.__name__}: {option}={value!r} is not supported yet "
+                                                  rf"\(jaxseq.nn.{cls.__name__} has no {option}; only {option}="):
+        cls(D, H, **{option: value}, rngs=nnx.Rngs(0))

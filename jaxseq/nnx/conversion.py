@@ -37,13 +37,23 @@ def _check_model(model, argument: str = "model") -> None:
         raise ValueError(f"{argument} must be a jaxseq.nnx RNN, LSTM or GRU, got a {type(model).__name__}")
 
 
+def _check_shapes(model: RecurrentStack, arrays: Mapping, what: str) -> None:
+    """Every entry of `arrays` named as one of the model's parameters has that parameter's
+    shape (the model's D included), checked before the general checks so that the message
+    names the model's shape rather than one inferred from the arrays."""
+    if not isinstance(arrays, Mapping):
+        return  # the general checks name the type
+    for name in model.parameter_names:
+        if name in arrays:
+            want, got = getattr(model, name).shape, tuple(np.shape(arrays[name]))
+            if got != want:
+                raise ValueError(f"{what} {name!r} must have shape {want} (input_size={model.input_size}), got {got}")
+
+
 def _load(model: RecurrentStack, arrays: Mapping, what: str) -> None:
     """Set the model's parameters to `arrays` {PyTorch name: array} after checking them."""
+    _check_shapes(model, arrays, what)
     checked_specs(model.linen, arrays, what)
-    for name in model.parameter_names:
-        want, got = getattr(model, name).shape, tuple(np.shape(arrays[name]))
-        if got != want:
-            raise ValueError(f"{what} {name!r} must have shape {want} (input_size={model.input_size}), got {got}")
     for name in model.parameter_names:
         getattr(model, name).set_value(jnp.asarray(arrays[name]))
 
@@ -93,6 +103,7 @@ def params_from_torch(model: RecurrentStack, state_dict: Mapping) -> RecurrentSt
     the model's shapes. Returns the model. Dtypes are kept, as in `jaxseq.nn.params_from_torch`.
     """
     _check_model(model)
+    _check_shapes(model, state_dict, "state_dict")
     variables = linen.params_from_torch(model.linen, state_dict)
     _load(model, variables["params"], "state_dict")
     return model
