@@ -28,19 +28,21 @@ NNX_TOL = 1e-6  # NNX vs Linen on the same parameters (the same computation: in 
 
 def _nnx_run(model, x, lengths, states, dout, dstates):
     """`jaxseq_run` of tests.nn_torch_twin for an NNX model: (out, finals, grads) with the
-    parameter gradients under PyTorch's names, through `nnx.jit(nnx.grad(...))`."""
+    parameter gradients under PyTorch's names, through `nnx.jit(nnx.grad(...))`. The arrays
+    are batch-major; a model with batch_first=False is fed and read time-major."""
+    layout = (lambda a: a) if model.batch_first else (lambda a: np.swapaxes(a, 0, 1))  # noqa: E731
 
     def loss(model, x, states):
         out, final = model(x, lengths=lengths, initial_state=states if len(states) > 1 else states[0])
         final = final if isinstance(final, tuple) else (final,)
-        total = jnp.sum(out * dout) + sum(jnp.sum(f * d) for f, d in zip(final, dstates))
+        total = jnp.sum(out * layout(dout)) + sum(jnp.sum(f * d) for f, d in zip(final, dstates))
         return total, (out, final)
 
     grad_fn = nnx.jit(nnx.grad(loss, argnums=(0, 1, 2), has_aux=True))
-    (dmodel, dx, dstates0), (out, final) = grad_fn(model, x, states)
-    grads = {"x": np.asarray(dx), "states": tuple(map(np.asarray, dstates0)),
+    (dmodel, dx, dstates0), (out, final) = grad_fn(model, layout(x), states)
+    grads = {"x": layout(np.asarray(dx)), "states": tuple(map(np.asarray, dstates0)),
              "params": jnnx.params_to_torch(model, dmodel)}
-    return np.asarray(out), tuple(map(np.asarray, final)), grads
+    return layout(np.asarray(out)), tuple(map(np.asarray, final)), grads
 
 
 def _errors(ours, theirs) -> dict[str, float]:
@@ -54,15 +56,26 @@ def _errors(ours, theirs) -> dict[str, float]:
             "gradients": max(gradients)}
 
 
-@pytest.mark.parametrize("cell,num_layers,bidirectional", [("rnn", 1, True), ("lstm", 2, True), ("gru", 2, False)])
-def test_nnx_equals_linen_and_torch_on_packed_sequences(cell, num_layers, bidirectional):
-    """Lengths with 1 and T, random initial states: the NNX module loaded from torch's
-    state_dict equals the Linen module (1e-6) and torch (1e-4)."""
-    module, variables, torch_module = make_pair(cell, D, H, num_layers, bidirectional, seed=1)
-    cls = {"rnn": jnnx.RNN, "lstm": jnnx.LSTM, "gru": jnnx.GRU}[cell]
-    model = cls(D, H, num_layers=num_layers, bidirectional=bidirectional, rngs=nnx.Rngs(0))
+NNX_CLASSES = {"rnn": jnnx.RNN, "lstm": jnnx.LSTM, "gru": jnnx.GRU}
+CONFIGS = [("rnn", 1, True, {"nonlinearity": "relu"}), ("lstm", 2, True, {"proj_size": 2}),
+           ("gru", 2, False, {"bias": False, "batch_first": False})]
+
+
+@pytest.mark.parametrize("cell,num_layers,bidirectional,options", CONFIGS,
+                         ids=[f"{c[0]}-{c[1]}-{'bi' if c[2] else 'uni'}-{'-'.join(map(str, c[3].values()))}"
+                              for c in CONFIGS])
+def test_nnx_equals_linen_and_torch_on_packed_sequences(cell, num_layers, bidirectional, options):
+    """Lengths with 1 and T, random initial states, PyTorch's options passed alike to all
+    three: the NNX module loaded from torch's state_dict equals the Linen module (1e-6) and
+    torch (1e-4), and from_linen gives it the same parameters."""
+    module, variables, torch_module = make_pair(cell, D, H, num_layers, bidirectional, seed=1, **options)
+    model = NNX_CLASSES[cell](D, H, num_layers=num_layers, bidirectional=bidirectional, **options,
+                              rngs=nnx.Rngs(0))
     jnnx.params_from_torch(model, torch_module.state_dict())
-    batch = random_batch(cell, N, T, D, H, num_layers, 2 if bidirectional else 1, seed=2)
+    assert model.linen == module
+    jax.tree.map(np.testing.assert_array_equal, jnnx.to_linen(jnnx.from_linen(module, variables))[1], variables)
+    batch = random_batch(cell, N, T, D, H, num_layers, 2 if bidirectional else 1, seed=2,
+                         proj_size=options.get("proj_size", 0))
     ours = _nnx_run(model, **batch)
     linen_errors = _errors(ours, jaxseq_run(module, variables, **batch))
     torch_errors = _errors(ours, torch_run(torch_module, **batch))
@@ -195,6 +208,10 @@ def test_bad_arguments_give_one_line_errors(lstm_pair):
         jnnx.GRU(D, H, rngs=0)
     with pytest.raises(ValueError, match="hidden_size must be a positive int"):
         jnnx.RNN(D, 0, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"^proj_size must be smaller than hidden_size = 4, got 4$"):
+        jnnx.LSTM(D, H, proj_size=H, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"^batch_first must be a bool, got 0$"):
+        jnnx.GRU(D, H, batch_first=0, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"^module must be a jaxseq.nn RNN, LSTM or GRU, got a LSTM$"):
         jnnx.from_linen(model, {})
     with pytest.raises(ValueError, match=r"^model must be a jaxseq.nnx RNN, LSTM or GRU, got a LSTM$"):
@@ -207,11 +224,3 @@ def test_bad_arguments_give_one_line_errors(lstm_pair):
         jnnx.params_from_torch(model, {k: v for k, v in jnnx.params_to_torch(model).items() if k != "bias_hh_l1"})
     with pytest.raises(ValueError, match=r"x must have shape \(N, T, D\) = \(\?, \?, 3\)"):
         model(jnp.zeros((2, T, D + 1)))
-
-
-@pytest.mark.parametrize("cls,option,value", [(jnnx.LSTM, "proj_size", 2), (jnnx.GRU, "bias", False),
-                                              (jnnx.RNN, "batch_first", False)])
-def test_options_the_linen_stack_lacks_raise_not_implemented(cls, option, value):
-    with pytest.raises(NotImplementedError, match=rf"^{cls.__name__}: {option}={value!r} is not supported yet "
-                                                  rf"\(jaxseq.nn.{cls.__name__} has no {option}; only {option}="):
-        cls(D, H, **{option: value}, rngs=nnx.Rngs(0))

@@ -23,13 +23,15 @@ __all__ = ["RNN", "LSTM", "GRU"]
 
 
 class RNN(RecurrentStack):
-    """Elman RNN stack, h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), as `torch.nn.RNN`.
+    """Elman RNN stack, h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh) (or relu), as
+    `torch.nn.RNN`.
 
-    Arguments (PyTorch's): input_size D, hidden_size H, num_layers, nonlinearity, bias,
+    Arguments (PyTorch's): input_size D, hidden_size H, num_layers, nonlinearity ("tanh" or
+    "relu"), bias (False: no bias_ih, bias_hh),
     batch_first (default True), dropout (between layers, in training mode), bidirectional;
     param_dtype; rngs (nnx.Rngs: 'params' draws the parameters, 'dropout' the masks).
-    Call: m(x (N, T, D), lengths=None, initial_state=h0 (S, N, H) or None)
-      -> (out (N, T, num_directions * H), h_n (S, N, H)).
+    Call: m(x (N, T, D) ((T, N, D) with batch_first=False), lengths=None,
+      initial_state=h0 (S, N, H) or None) -> (out (N, T, num_directions * H), h_n (S, N, H)).
 
     >>> import jax.numpy as jnp
     >>> from flax import nnx
@@ -53,10 +55,11 @@ class LSTM(RecurrentStack):
     """LSTM stack as `torch.nn.LSTM` (gates i, f, g, o in its weights).
 
     Arguments (PyTorch's): input_size D, hidden_size H, num_layers, bias, batch_first
-    (default True), dropout (between layers, in training mode), bidirectional, proj_size;
+    (default True), dropout (between layers, in training mode), bidirectional, proj_size P
+    (0: none; else 0 < P < H, h_t = (o_t * tanh(c_t)) W_hr^T with weight_hr_l{k} (P, H));
     param_dtype; rngs (nnx.Rngs: 'params' draws the parameters, 'dropout' the masks).
-    Call: m(x (N, T, D), lengths=None, initial_state=(h0, c0) each (S, N, H), or None)
-      -> (out (N, T, num_directions * H), (h_n, c_n)), each state (S, N, H).
+    Call: m(x (N, T, D), lengths=None, initial_state=(h0 (S, N, R), c0 (S, N, H)) or None)
+      -> (out (N, T, num_directions * R), (h_n (S, N, R), c_n (S, N, H))), R = P or H.
 
     >>> import jax.numpy as jnp
     >>> from flax import nnx

@@ -9,17 +9,16 @@ S = num_layers * num_directions.
     m = LSTM(D, H, num_layers=2, bidirectional=True, dropout=0.1, rngs=nnx.Rngs(0))
     out, (h_n, c_n) = m(x, lengths=None, initial_state=None)
 
-x (N, T, D) -> out (N, T, num_directions * H); states (S, N, H). Dropout between layers acts
+x (N, T, D) (time-major (T, N, D) with batch_first=False) -> out (N, T, num_directions * R);
+states (S, N, R) and the LSTM's c (S, N, H); R = proj_size or H. Dropout between layers acts
 while the module is in training mode (the default, as in PyTorch; `m.eval()` / `m.train()`
 or `nnx.view(m, deterministic=True)` switch it), with keys from `rngs['dropout']`.
 
-A constructor option the Linen stack does not have yet raises `NotImplementedError` naming
-it; every option it has is passed to it unchanged.
+Every constructor option goes to the Linen stack unchanged, which checks it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from typing import Any, ClassVar
@@ -34,16 +33,6 @@ from jaxseq.nn.parameters import torch_uniform
 from jaxseq.nn.stack import RecurrentStack as LinenStack
 
 __all__ = ["RecurrentStack"]
-
-# PyTorch's constructor options with jaxseq's defaults (batch_first: jaxseq is batch first).
-# An option whose Linen field is missing is accepted only at this default value.
-OPTION_DEFAULTS = {"nonlinearity": "tanh", "bias": True, "batch_first": True, "proj_size": 0}
-
-
-def linen_fields(linen_class: type) -> frozenset[str]:
-    """The dataclass fields the Linen module takes (hidden_size, num_layers, ...)."""
-    return frozenset(field.name for field in dataclasses.fields(linen_class))
-
 
 @functools.lru_cache(maxsize=None)
 def _parameter_shapes(linen_module: LinenStack, input_size: int) -> dict[str, jax.ShapeDtypeStruct]:
@@ -88,19 +77,11 @@ class RecurrentStack(nnx.Module):
         check_positive_int("input_size", input_size, owner=owner)
         if not isinstance(rngs, nnx.Rngs):
             raise ValueError(f"{owner}: rngs must be an nnx.Rngs (e.g. nnx.Rngs(0)), got {type(rngs).__name__}")
-        fields = linen_fields(self.linen_class)
-        for name, value in options.items():
-            if name not in fields and value != OPTION_DEFAULTS[name]:
-                raise NotImplementedError(
-                    f"{owner}: {name}={value!r} is not supported yet (jaxseq.nn.{self.linen_class.__name__} has "
-                    f"no {name}; only {name}={OPTION_DEFAULTS[name]!r})"
-                )
         self.input_size = input_size
         self.hidden_size = hidden_size
         for name, value in options.items():
             setattr(self, name, value)
-        self.linen = self.linen_class(hidden_size=hidden_size, param_dtype=param_dtype,
-                                      **{k: v for k, v in options.items() if k in fields})
+        self.linen = self.linen_class(hidden_size=hidden_size, param_dtype=param_dtype, **options)
         self.deterministic = False
         self.rngs = rngs["dropout"].fork() if self.linen.dropout > 0 else None  # the masks' keys
         params = draw_parameters(self.linen, input_size, rngs["params"]())
@@ -125,11 +106,13 @@ class RecurrentStack(nnx.Module):
     def __call__(self, x, lengths=None, initial_state=None):
         """Run the stack (the Linen twin's call on this module's parameters).
 
-        Inputs: x (N, T, D); lengths (N,) int in [0, T] or None (every sequence T long);
-          initial_state: h0 (S, N, H), for the LSTM (h0, c0), or None (zeros).
-        Returns: (out (N, T, num_directions * H), h_n (S, N, H)), for the LSTM
-          (out, (h_n, c_n)); out is 0 after each length, h_n the state after each sequence's
-          last valid step. Dropout between layers unless `deterministic` (`m.eval()`).
+        Inputs: x (N, T, D), or (T, N, D) with batch_first=False; lengths (N,) int in [0, T]
+          or None (every sequence T long); initial_state: h0 (S, N, R), for the LSTM (h0, c0)
+          with c0 (S, N, H), or None (zeros). R = proj_size or H.
+        Returns: (out (N, T, num_directions * R), h_n (S, N, R)), for the LSTM
+          (out, (h_n, c_n)); out (T, N, .) with batch_first=False, 0 after each length; h_n
+          the state after each sequence's last valid step. Dropout between layers unless
+          `deterministic` (`m.eval()`).
         """
         dropping = not self.deterministic and self.linen.dropout > 0 and self.linen.num_layers > 1
         rngs = {"dropout": self.rngs()} if dropping else None
