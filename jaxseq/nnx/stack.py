@@ -32,7 +32,8 @@ from jaxseq.checks import check_positive_int
 from jaxseq.nn.parameters import torch_uniform
 from jaxseq.nn.stack import RecurrentStack as LinenStack
 
-__all__ = ["RecurrentStack"]
+__all__ = ["RecurrentStack", "draw_parameters"]
+
 
 @functools.lru_cache(maxsize=None)
 def _parameter_shapes(linen_module: LinenStack, input_size: int) -> dict[str, jax.ShapeDtypeStruct]:
@@ -65,7 +66,8 @@ class RecurrentStack(nnx.Module):
 
     Attributes: input_size, hidden_size, num_layers, dropout, bidirectional and the other
     options as given; deterministic (False: training mode, dropout on); one `nnx.Param` per
-    parameter under PyTorch's name (`weight_ih_l0`, ...); `linen` the Linen twin.
+    parameter under PyTorch's name (`weight_ih_l0`, ...), parameter_names listing them;
+    rngs (the dropout masks' stream, None without dropout); `linen` the Linen twin.
     """
 
     linen_class: ClassVar[type[LinenStack]]
