@@ -66,9 +66,14 @@ def test_outputs_states_and_gradients_match_torch_on_packed_sequences(cell, num_
     assert max(errors.values()) < TORCH_TOL, errors
 
 
+def print_errors(configs) -> None:
+    for cell, layers, bidirectional, options in configs:
+        errors = parity_errors(cell, layers, bidirectional, seed=layers + 3 * bidirectional, **options)
+        label = config_id((cell, layers, bidirectional, options))
+        print(f"{label:<60} " + "  ".join(f"{name} {value:.1e}" for name, value in errors.items()), flush=True)
+
+
 if __name__ == "__main__":  # the errors of every num_layers x direction, for the record
-    for cell, options in (("rnn", RELU), ("lstm", PROJECTION), ("lstm", {}), ("rnn", {}), ("gru", {})):
-        for layers, bidirectional in EVERY_DEPTH_AND_DIRECTION:
-            errors = parity_errors(cell, layers, bidirectional, seed=layers + 3 * bidirectional, **options)
-            label = config_id((cell, layers, bidirectional, options))
-            print(f"{label:<36} " + "  ".join(f"{name} {value:.1e}" for name, value in errors.items()), flush=True)
+    print_errors([(cell, layers, bidirectional, options)
+                  for cell, options in (("rnn", RELU), ("lstm", PROJECTION), ("lstm", {}), ("rnn", {}), ("gru", {}))
+                  for layers, bidirectional in EVERY_DEPTH_AND_DIRECTION] + CONFIGS[-3:])

@@ -65,12 +65,6 @@ class RecurrentStack(nn.Module):
         super().__post_init__()
 
     @property
-    def state_size(self) -> int:
-        """R, the width of the hidden state h and of each direction's output: proj_size if
-        there is a projection, else hidden_size."""
-        return self.proj_size or self.hidden_size
-
-    @property
     def num_directions(self) -> int:
         """2 when bidirectional, else 1."""
         return 2 if self.bidirectional else 1
