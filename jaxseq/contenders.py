@@ -41,7 +41,7 @@ from jaxseq import numpy_reference
 from jaxseq.gradcheck import FLOAT32_TOL
 from jaxseq.numpy_reference import valid_mask
 
-PARAM_KEYS = ("x", "h0", "Wx", "Wh", "b")  # + "bh" for a problem with a hidden bias (GRU)
+PARAM_KEYS = ("x", "h0", "Wx", "Wh", "b")  # + "bh" (the GRU's hidden bias), "Wr" (an LSTM's projection)
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 AGREEMENT_RTOL = FLOAT32_TOL
 
@@ -78,7 +78,7 @@ def make_problem(N: int, T: int, D: int, H: int, gates: int, seed: int = 0, *,
 
 def param_keys(p: dict) -> tuple[str, ...]:
     """The differentiated arguments of the problem's layer, in the layer's order."""
-    return PARAM_KEYS + (("bh",) if "bh" in p else ())
+    return PARAM_KEYS + tuple(key for key in ("bh", "Wr") if key in p)
 
 
 def grad_keys(p: dict) -> tuple[str, ...]:
@@ -91,7 +91,7 @@ class Impl(NamedTuple):
 
     fwd_bwd: Callable[[], Any]  # -> raw gradients
     fwd: Callable[[], Any]  # -> raw output
-    grads: Callable[[Any], dict]  # raw gradients -> {dx, dh0, dWx, dWh, db[, dbh]} (jaxseq layout, numpy)
+    grads: Callable[[Any], dict]  # raw gradients -> {dx, dh0, dWx, dWh, db[, dbh][, dWr]} (jaxseq layout, numpy)
     out: Callable[[Any], dict]  # raw output -> {"h": (N, T, H)}, and "h_n" (N, H) with the final state
 
 
@@ -317,17 +317,19 @@ def to_torch_gates(a: np.ndarray, H: int) -> np.ndarray:
 
 
 def torch_module(p: dict, kind: str):
-    """The PyTorch layer of `kind` with the problem's weights (jaxseq's gate order mapped to
-    PyTorch's); returns (module, reorder), reorder mapping a 4H/3H/H axis between the two."""
+    """The PyTorch layer of `kind` ("lstm", "gru", "rnn", or "rnn_relu": nonlinearity='relu')
+    with the problem's weights (jaxseq's gate order mapped to PyTorch's; a problem with "Wr"
+    (H, P) is an LSTM with proj_size=P, weight_hr = Wr^T); returns (module, reorder),
+    reorder mapping a 4H/3H/H axis between the two."""
     import torch
 
-    D, H = p["x"].shape[2], p["h0"].shape[1]
+    D, H = p["x"].shape[2], p["Wx"].shape[1] // GATES[kind.split("_")[0]]
     if kind == "lstm":
-        module = torch.nn.LSTM(D, H, batch_first=True)
+        module = torch.nn.LSTM(D, H, batch_first=True, proj_size=p["Wr"].shape[1] if "Wr" in p else 0)
     elif kind == "gru":
         module = torch.nn.GRU(D, H, batch_first=True)
     else:
-        module = torch.nn.RNN(D, H, nonlinearity="tanh", batch_first=True)
+        module = torch.nn.RNN(D, H, nonlinearity="relu" if kind == "rnn_relu" else "tanh", batch_first=True)
     reorder = (lambda a: to_torch_gates(a, H)) if kind == "lstm" else (lambda a: a)
     with torch.no_grad():
         module.weight_ih_l0.copy_(torch.from_numpy(np.ascontiguousarray(reorder(p["Wx"]).T)))
@@ -337,12 +339,15 @@ def torch_module(p: dict, kind: str):
             module.bias_hh_l0.copy_(torch.from_numpy(reorder(p["bh"])))
         else:
             module.bias_hh_l0.zero_()
+        if "Wr" in p:
+            module.weight_hr_l0.copy_(torch.from_numpy(np.ascontiguousarray(p["Wr"].T)))
     return module, reorder
 
 
 def torch_impl(p: dict, kind: str, state: bool = False) -> Impl:
-    """nn.LSTM (kind="lstm"), nn.GRU ("gru": gates r, z, n as jaxseq, bias_hh = bh) or
-    nn.RNN(nonlinearity='tanh') ("rnn"), batch_first, float32; bias_hh is 0 for LSTM and RNN.
+    """nn.LSTM (kind="lstm"; proj_size=P where the problem has "Wr"), nn.GRU ("gru": gates
+    r, z, n as jaxseq, bias_hh = bh) or nn.RNN(nonlinearity='tanh') ("rnn"; 'relu':
+    "rnn_relu"), batch_first, float32; bias_hh is 0 for LSTM and RNN.
 
     With lengths, the timed call is what a PyTorch user runs: `pack_padded_sequence(x,
     lengths, batch_first=True, enforce_sorted=False)`, the module, `pad_packed_sequence(...,
@@ -356,7 +361,7 @@ def torch_impl(p: dict, kind: str, state: bool = False) -> Impl:
     x = torch.from_numpy(p["x"]).requires_grad_(True)
     h0 = torch.from_numpy(p["h0"])[None].clone().requires_grad_(True)
     dout = torch.from_numpy(p["dout"])
-    c0 = torch.zeros_like(h0)
+    c0 = torch.zeros((1, h0.shape[1], p["Wx"].shape[1] // 4), dtype=h0.dtype)  # (1, N, H): h0 is P wide with Wr
     initial = (lambda: (h0, c0)) if kind == "lstm" else (lambda: h0)
     final_h = (lambda final: final[0][0]) if kind == "lstm" else (lambda final: final[0])
     leaves = [x, h0, *module.parameters()]
@@ -375,7 +380,8 @@ def torch_impl(p: dict, kind: str, state: bool = False) -> Impl:
         out, _ = run()
         (out * dout).sum().backward()
         biases = (module.bias_ih_l0.grad,) + ((module.bias_hh_l0.grad,) if "bh" in p else ())
-        return (x.grad, h0.grad, module.weight_ih_l0.grad, module.weight_hh_l0.grad, *biases)
+        projection = (module.weight_hr_l0.grad,) if "Wr" in p else ()
+        return (x.grad, h0.grad, module.weight_ih_l0.grad, module.weight_hh_l0.grad, *biases, *projection)
 
     def fwd():
         with torch.inference_mode():
@@ -383,9 +389,12 @@ def torch_impl(p: dict, kind: str, state: bool = False) -> Impl:
             return (out, final_h(final)) if state else out
 
     def grads(r):
-        dx, dh0, dWih, dWhh, *dbiases = (t.detach().numpy() for t in r)
+        dx, dh0, dWih, dWhh, *rest = (t.detach().numpy() for t in r)
         named = {"dx": dx, "dh0": dh0[0], "dWx": reorder(dWih.T), "dWh": reorder(dWhh.T)}
-        return {**named, **dict(zip(("db", "dbh"), (reorder(d) for d in dbiases)))}
+        if "Wr" in p:
+            *rest, dWhr = rest
+            named["dWr"] = dWhr.T
+        return {**named, **dict(zip(("db", "dbh"), (reorder(d) for d in rest)))}
 
     return Impl(fwd_bwd=fwd_bwd, fwd=fwd, grads=grads, out=_outputs(state))
 

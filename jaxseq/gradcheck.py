@@ -222,17 +222,40 @@ def _as_float64(array: np.ndarray) -> np.ndarray:
 def _sequence_layers():
     from jaxseq import layers as L
 
+    rnn = (L.rnn_forward, L.rnn_backward, L.rnn, ("x", "h0", "Wx", "Wh", "b"), ("dh_n",))
+    lstm_names = ("x", "h0", "c0", "Wx", "Wh", "b")
+    lstm = (L.lstm_forward, L.lstm_backward, L.lstm, lstm_names, ("dh_n", "dc_n"))
+    lstm_fast = (L.lstm_fast_forward, L.lstm_fast_backward, L.lstm, lstm_names, ("dh_n", "dc_n"))
+    with_projection = lambda case: (*case[:3], (*case[3], "Wr"), case[4])  # noqa: E731
     return {
-        "rnn": (L.rnn_forward, L.rnn_backward, L.rnn, ("x", "h0", "Wx", "Wh", "b"), ("dh_n",)),
-        "lstm": (L.lstm_forward, L.lstm_backward, L.lstm, ("x", "h0", "c0", "Wx", "Wh", "b"), ("dh_n", "dc_n")),
-        "lstm_fast": (
-            L.lstm_fast_forward, L.lstm_fast_backward, L.lstm, ("x", "h0", "c0", "Wx", "Wh", "b"), ("dh_n", "dc_n"),
-        ),
+        "rnn": rnn,
+        "lstm": lstm,
+        "lstm_fast": lstm_fast,
         "gru": (L.gru_forward, L.gru_backward, L.gru, ("x", "h0", "Wx", "Wh", "b", "bh"), ("dh_n",)),
+        "rnn_relu": rnn,
+        "lstm_proj": with_projection(lstm),
+        "lstm_fast_proj": with_projection(lstm_fast),
     }
 
 
 SEQUENCE_CELLS = ("rnn", "lstm", "lstm_fast", "gru")
+SEQUENCE_VARIANTS = ("rnn_relu", "lstm_proj", "lstm_fast_proj")
+"""PyTorch's other recurrent options on the same layers, checked as cells of their own: the RNN
+with nonlinearity="relu", and the LSTM with projections (Wr (H, P), PyTorch's proj_size;
+"lstm_fast_proj" checks the fast pair that `lstm`'s custom_vjp runs)."""
+CELL_OPTIONS = {"rnn_relu": {"nonlinearity": "relu"}}
+KEYWORD_INPUTS = ("c0", "Wr")
+"""The inputs a sequence layer takes as keywords, after its positional ones."""
+
+
+def base_cell(cell: str) -> str:
+    """The cell a name of SEQUENCE_CELLS or SEQUENCE_VARIANTS runs: "rnn", "lstm" or "gru"."""
+    return cell.split("_")[0]
+
+
+def projection_size(H: int) -> int:
+    """P of the "_proj" cases' random inputs: about H / 2, below H where H > 1 (as PyTorch asks)."""
+    return max(1, H // 2)
 
 
 def sequence_layer_case(cell: str, *, lengths=None, reverse: bool = False, with_c0: bool = True):
@@ -241,17 +264,17 @@ def sequence_layer_case(cell: str, *, lengths=None, reverse: bool = False, with_
     The layer is called with `lengths`, `reverse` and `return_state=True`, so the final states
     are outputs too and their gradients (dh_n, dc_n) flow into the backward: one check covers
     the outputs, the final states and every input's gradient. `cell` is one of
-    SEQUENCE_CELLS ("lstm_fast" checks the fast pair that `lstm`'s custom_vjp runs); with
-    `with_c0` the LSTM gets an initial cell state (and dc0 is checked).
+    SEQUENCE_CELLS ("lstm_fast" checks the fast pair that `lstm`'s custom_vjp runs) or
+    SEQUENCE_VARIANTS; with `with_c0` the LSTM gets an initial cell state (and dc0 is checked).
     """
     forward, backward, differentiable, names, state_grads = _sequence_layers()[cell]
     if not with_c0:
         names = tuple(name for name in names if name != "c0")
-    options = dict(lengths=lengths, reverse=reverse, return_state=True)
+    options = dict(lengths=lengths, reverse=reverse, return_state=True, **CELL_OPTIONS.get(cell, {}))
 
     def call(fn, *values):
         args = dict(zip(names, values))
-        keywords = {"c0": args.pop("c0")} if "c0" in args else {}
+        keywords = {name: args.pop(name) for name in KEYWORD_INPUTS if name in args}
         return fn(*args.values(), **keywords, **options)
 
     def hand_backward(dh, *rest):
@@ -262,12 +285,15 @@ def sequence_layer_case(cell: str, *, lengths=None, reverse: bool = False, with_
 
 
 def random_sequence_inputs(cell: str, rng, N: int, T: int, D: int, H: int, *, with_c0=True, dtype=np.float64):
-    """Random inputs {name: array} of a sequence layer, in its argument order, weights scaled 0.5."""
-    gates = {"rnn": 1, "gru": 3}.get(cell, 4)
-    shapes = {"x": (N, T, D), "h0": (N, H), "c0": (N, H), "Wx": (D, gates * H), "Wh": (H, gates * H),
-              "b": (gates * H,), "bh": (gates * H,)}
+    """Random inputs {name: array} of a sequence layer, in its argument order, weights scaled 0.5.
+    The "_proj" cases' hidden state is P = `projection_size(H)` wide: h0 (N, P), Wh (P, 4H),
+    Wr (H, P)."""
+    gates = {"rnn": 1, "gru": 3}.get(base_cell(cell), 4)
+    R = projection_size(H) if cell.endswith("_proj") else H
+    shapes = {"x": (N, T, D), "h0": (N, R), "c0": (N, H), "Wx": (D, gates * H), "Wh": (R, gates * H),
+              "b": (gates * H,), "bh": (gates * H,), "Wr": (H, R)}
     names = sequence_layer_case(cell, with_c0=with_c0)[3]
-    scale = {"Wx": 0.5, "Wh": 0.5}
+    scale = {"Wx": 0.5, "Wh": 0.5, "Wr": 0.5}
     return {name: (scale.get(name, 1.0) * rng.standard_normal(shapes[name])).astype(dtype) for name in names}
 
 
@@ -276,7 +302,8 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
 
     Sequence layers are checked twice: as the course calls them, and with lengths (one
     sequence of length 0, one of 1, one full), reverse=True, initial states and their final
-    states as outputs (names ending in "+len+rev").
+    states as outputs (names ending in "+len+rev"). (SEQUENCE_VARIANTS, PyTorch's other
+    options of them, are checked by the test suite, not here: `jaxseq check` stays short.)
     """
     from jaxseq import layers as L
 

@@ -190,6 +190,21 @@ def test_recurrent_benchmarks_run_quick(case):
         assert all(r["lengths_cost"] == cost and r["notes"].startswith("cost of lengths:") for r in results)
 
 
+@pytest.mark.parametrize("case", ["rnn relu", "lstm proj"])
+def test_relu_and_projection_benchmarks_run_quick(case):
+    """Issue 25's cases: jaxseq, autodiff-scan and torch agree (checked before timing) and
+    the notes state torch's threads and OpenMP wait policy."""
+    pytest.importorskip("torch")
+    import bench_recurrent
+
+    results = bench_recurrent.run(quick=True, cases=(case,))
+    assert sorted({r["variant"] for r in results}) == ["fwd", "fwd+bwd"] and {r["case"] for r in results} == {case}
+    assert [r["contender"] for r in results if r["variant"] == "fwd+bwd"] == ["jaxseq", "autodiff-scan", "torch"]
+    assert all("agree with jaxseq" in r["notes"] and "OMP_WAIT_POLICY" in r["notes"] for r in results)
+    if case == "lstm proj":
+        assert all(r["shape"].endswith("P=8") for r in results)
+
+
 @pytest.mark.parametrize("layer", ["lstm", "gru", "rnn"])
 def test_t_sweep_runs_quick(layer, capsys):
     import bench_t_sweep

@@ -1,5 +1,7 @@
 """The sequence layers' full call — GRU, lengths, reverse, initial and final states — on every
-cell (rnn, lstm, the LSTM's fast path, gru), up the correctness ladder:
+cell (rnn, lstm, the LSTM's fast path, gru) and on PyTorch's other options of them
+(`SEQUENCE_VARIANTS`: the relu RNN, the LSTM with projections on both its paths), up the
+correctness ladder:
 
 1. hand backward == jax.grad of the plain forward (float64, < AUTODIFF_TOL), with and without
    lengths, with reverse, with initial states, final states as outputs;
@@ -12,6 +14,8 @@ cell (rnn, lstm, the LSTM's fast path, gru), up the correctness ladder:
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 from jax import grad, hessian, jacfwd, jacrev, jvp, linear_transpose, vjp
@@ -22,7 +26,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxseq import layers as L
-from jaxseq.gradcheck import AUTODIFF_TOL, FLOAT32_TOL, SEQUENCE_CELLS, random_sequence_inputs, sequence_layer_case
+from jaxseq.gradcheck import (
+    AUTODIFF_TOL, CELL_OPTIONS, FLOAT32_TOL, KEYWORD_INPUTS, SEQUENCE_CELLS, SEQUENCE_VARIANTS, base_cell,
+    random_sequence_inputs, sequence_layer_case,
+)
 from jaxseq.gradcheck import NUMERICAL_TOL as NUMERICAL_SEQUENCE_TOL
 from jaxseq.numpy_reference import reverse_within_lengths
 from tests.helpers import (
@@ -30,22 +37,26 @@ from tests.helpers import (
 )
 
 TORCH_TOL = FLOAT32_TOL
+ALL_CELLS = SEQUENCE_CELLS + SEQUENCE_VARIANTS
 
 
 def call(cell, fn, inputs, **options):
-    """fn(**inputs) in the cell's argument order, c0 as a keyword."""
+    """fn(**inputs) in the cell's argument order, c0 and Wr as keywords, with the cell's
+    options (the relu RNN's nonlinearity)."""
     args = dict(inputs)
-    keywords = {"c0": args.pop("c0")} if "c0" in args else {}
-    return fn(*args.values(), **keywords, **options)
+    keywords = {name: args.pop(name) for name in KEYWORD_INPUTS if name in args}
+    return fn(*args.values(), **keywords, **CELL_OPTIONS.get(cell, {}), **options)
 
 
 def layer(cell):
     """The differentiable function (the LSTM's fast path is what `lstm`'s rule runs)."""
-    return {"rnn": L.rnn, "lstm": L.lstm, "lstm_fast": L.lstm, "gru": L.gru}[cell]
+    return {"rnn": L.rnn, "lstm": L.lstm, "gru": L.gru}[base_cell(cell)]
 
 
 def forward_pair(cell):
-    return {"rnn": L.rnn_forward, "lstm": L.lstm_forward, "lstm_fast": L.lstm_fast_forward, "gru": L.gru_forward}[cell]
+    fast = "_fast" in cell
+    return {"rnn": L.rnn_forward, "lstm": L.lstm_fast_forward if fast else L.lstm_forward,
+            "gru": L.gru_forward}[base_cell(cell)]
 
 
 # ------------------------------------------------------------------ forward semantics
@@ -71,7 +82,7 @@ def test_forward_matches_the_numpy_reference(x64, cell, reverse, with_lengths):
         np.testing.assert_allclose(ours, theirs, rtol=FORWARD_TOL, atol=FORWARD_TOL)
 
 
-@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+@pytest.mark.parametrize("cell", ALL_CELLS)
 def test_padding_is_exactly_zero_and_length_zero_returns_the_initial_state(cell):
     rng = np.random.default_rng(2)
     N, T, D, H = 3, 5, 2, 3
@@ -93,13 +104,13 @@ def test_padding_is_exactly_zero_and_length_zero_returns_the_initial_state(cell)
         assert np.any(dx[1, :2] != 0) and np.any(dx[2] != 0)
 
 
-@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+@pytest.mark.parametrize("cell", ALL_CELLS)
 def test_zero_steps_forward_grad_and_backward(cell):
     rng = np.random.default_rng(3)
     inputs = random_sequence_inputs(cell, rng, 2, 0, 3, 4, dtype=np.float32)
     forward, backward, differentiable, names = sequence_layer_case(cell, with_c0=True)
     outs = forward(*inputs.values())
-    assert outs[0].shape == (2, 0, 4)
+    assert outs[0].shape == (2, 0, inputs["h0"].shape[1])
     np.testing.assert_array_equal(outs[1], inputs["h0"])
     douts = [np.ones(np.shape(o), np.float32) for o in outs[:-1]]
     grads = backward(*douts, outs[-1])
@@ -109,6 +120,7 @@ def test_zero_steps_forward_grad_and_backward(cell):
             assert not np.any(np.asarray(grad)), name
     # through jax.grad of the course call (no state outputs) too
     course = {k: v for k, v in inputs.items() if k != "c0"}
+    assert all(name in course for name in names if name.startswith("W"))
     weight_grads = jax.grad(lambda *a: jnp.sum(call(cell, layer(cell), dict(zip(course, a)))), argnums=range(len(course)))(
         *course.values()
     )
@@ -119,12 +131,18 @@ def test_zero_steps_forward_grad_and_backward(cell):
 # ------------------------------------------------------------------ ladder 1 and 2: gradients
 
 
-@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
-@pytest.mark.parametrize(
-    "lengths, reverse",
-    [(None, False), (None, True), ((4, 0, 1), False), ((4, 0, 1), True)],
-    ids=["plain", "reverse", "lengths", "lengths+reverse"],
-)
+GRADIENT_CASES = [
+    pytest.param(cell, lengths, reverse, id=f"{name}-{cell}")
+    for lengths, reverse, name in [(None, False, "plain"), (None, True, "reverse"), ((4, 0, 1), False, "lengths"),
+                                   ((4, 0, 1), True, "lengths+reverse")]
+    for cell in ALL_CELLS
+    # the variants' cell math is the same in either direction and with or without lengths:
+    # the two ends of the range are enough for them (the test budget)
+    if cell in SEQUENCE_CELLS or name in ("plain", "lengths+reverse")
+]
+
+
+@pytest.mark.parametrize("cell, lengths, reverse", GRADIENT_CASES)
 def test_hand_backward_matches_autodiff_and_numerical(x64, cell, lengths, reverse):
     rng = np.random.default_rng(4)
     inputs = random_sequence_inputs(cell, rng, 3, 4, 3, 4)
@@ -150,19 +168,24 @@ def test_lstm_without_c0_returns_the_course_gradients(x64):
 
 
 def test_lstm_fast_path_gives_the_plain_gradients(x64):
-    """The fast pair and the course's pair: same outputs, states and gradients (AUTODIFF_TOL)."""
+    """The fast pair and the course's pair, with and without projections: same outputs,
+    states and gradients (AUTODIFF_TOL)."""
     rng = np.random.default_rng(6)
-    inputs = random_sequence_inputs("lstm", rng, 4, 7, 3, 5)
-    for lengths in (None, np.array([7, 3, 1, 0])):
-        for reverse in (False, True):
-            plain = sequence_layer_case("lstm", lengths=lengths, reverse=reverse)
-            fast = sequence_layer_case("lstm_fast", lengths=lengths, reverse=reverse)
-            out_plain, out_fast = plain[0](*inputs.values()), fast[0](*inputs.values())
-            douts = [rng.standard_normal(np.shape(o)) for o in out_plain[:-1]]
-            for a, b in zip(out_plain[:-1], out_fast[:-1]):
-                assert relative_error(a, b) < FORWARD_TOL
-            for a, b in zip(plain[1](*douts, out_plain[-1]), fast[1](*douts, out_fast[-1])):
-                assert relative_error(a, b) < AUTODIFF_TOL
+    cases = [(("lstm", "lstm_fast"), lengths, reverse)
+             for lengths, reverse in itertools.product((None, np.array([7, 3, 1, 0])), (False, True))]
+    cases.append((("lstm_proj", "lstm_fast_proj"), np.array([7, 3, 1, 0]), True))
+    for (readable, faster), lengths, reverse in cases:
+        inputs = random_sequence_inputs(readable, rng, 4, 7, 3, 5)
+        plain = sequence_layer_case(readable, lengths=lengths, reverse=reverse)
+        fast = sequence_layer_case(faster, lengths=lengths, reverse=reverse)
+        out_plain, out_fast = plain[0](*inputs.values()), fast[0](*inputs.values())
+        douts = [rng.standard_normal(np.shape(o)) for o in out_plain[:-1]]
+        for a, b in zip(out_plain[:-1], out_fast[:-1]):
+            assert relative_error(a, b) < FORWARD_TOL
+        grads_plain, grads_fast = plain[1](*douts, out_plain[-1]), fast[1](*douts, out_fast[-1])
+        assert len(grads_plain) == len(grads_fast) == len(inputs)
+        for a, b in zip(grads_plain, grads_fast):
+            assert relative_error(a, b) < AUTODIFF_TOL
 
 
 def test_gru_step_gradients(x64):
@@ -186,11 +209,13 @@ def test_gru_course_style_gradients(x64):
 # ------------------------------------------------------------------ ladder 3: PyTorch, float32
 
 
-def torch_module(cell, D, H, bidirectional=False):
-    kinds = {"rnn": lambda: torch.nn.RNN(D, H, nonlinearity="tanh", batch_first=True, bidirectional=bidirectional),
-             "lstm": lambda: torch.nn.LSTM(D, H, batch_first=True, bidirectional=bidirectional),
+def torch_module(cell, D, H, bidirectional=False, proj_size=0):
+    """The torch module of a cell: relu for "rnn_relu", proj_size for the "_proj" cells."""
+    nonlinearity = CELL_OPTIONS.get(cell, {}).get("nonlinearity", "tanh")
+    kinds = {"rnn": lambda: torch.nn.RNN(D, H, nonlinearity=nonlinearity, batch_first=True, bidirectional=bidirectional),
+             "lstm": lambda: torch.nn.LSTM(D, H, batch_first=True, bidirectional=bidirectional, proj_size=proj_size),
              "gru": lambda: torch.nn.GRU(D, H, batch_first=True, bidirectional=bidirectional)}
-    return kinds["lstm" if cell.startswith("lstm") else cell]()
+    return kinds[base_cell(cell)]()
 
 
 def torch_gate_order(cell, a, H):
@@ -211,35 +236,42 @@ def load_torch_direction(module, cell, suffix, weights, bh):
         getattr(module, f"weight_hh_l0{suffix}").copy_(torch.from_numpy(torch_gate_order(cell, weights["Wh"], H).T.copy()))
         getattr(module, f"bias_ih_l0{suffix}").copy_(torch.from_numpy(torch_gate_order(cell, weights["b"], H).copy()))
         getattr(module, f"bias_hh_l0{suffix}").copy_(torch.from_numpy(torch_gate_order(cell, bh, H).copy()))
+        if "Wr" in weights:
+            getattr(module, f"weight_hr_l0{suffix}").copy_(torch.from_numpy(weights["Wr"].T.copy()))
 
 
 def torch_direction_grads(module, cell, suffix, H):
-    """{dWx, dWh, db, dbh} of one direction in jaxseq's layout."""
+    """{dWx, dWh, db, dbh} of one direction in jaxseq's layout (and dWr with a projection)."""
     grad = lambda name: getattr(module, f"{name}_l0{suffix}").grad.numpy()  # noqa: E731
-    return {
+    grads = {
         "Wx": torch_gate_order(cell, grad("weight_ih").T, H),
         "Wh": torch_gate_order(cell, grad("weight_hh").T, H),
         "b": torch_gate_order(cell, grad("bias_ih"), H),
         "bh": torch_gate_order(cell, grad("bias_hh"), H),
     }
+    if cell.endswith("_proj"):
+        grads["Wr"] = grad("weight_hr").T
+    return grads
 
 
-@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+@pytest.mark.parametrize("cell", ALL_CELLS)
 @pytest.mark.parametrize("reverse", [False, True])
 def test_packed_sequences_match_torch_float32(cell, reverse):
     """lengths vs torch on pack_padded_sequence(enforce_sorted=False); reverse=True vs the
     backward direction of a bidirectional torch layer. Outputs, final states, and the
-    gradients of x, h0 (c0) and every weight (torch's bias_hh gradient equals db, or dbh)."""
+    gradients of x, h0 (c0) and every weight (torch's bias_hh gradient equals db, or dbh).
+    The relu RNN against nonlinearity="relu", the projections against proj_size=P."""
     rng = np.random.default_rng(9)
     N, T, D, H = 5, 7, 4, 6
     inputs = random_sequence_inputs(cell, rng, N, T, D, H, dtype=np.float32)
     lengths = np.array([7, 1, 4, 7, 2])  # torch packs lengths >= 1 only; 0 is tested above
     bh = inputs.get("bh", np.zeros_like(inputs["b"]))
     is_lstm = cell.startswith("lstm")
-    dh = rng.standard_normal((N, T, H)).astype(np.float32)
-    dstates = [rng.standard_normal((N, H)).astype(np.float32) for _ in range(2 if is_lstm else 1)]
+    R = inputs["h0"].shape[1]  # P with a projection, else H
+    dh = rng.standard_normal((N, T, R)).astype(np.float32)
+    dstates = [rng.standard_normal((N, width)).astype(np.float32) for width in ((R, H) if is_lstm else (R,))]
 
-    module = torch_module(cell, D, H, bidirectional=reverse)
+    module = torch_module(cell, D, H, bidirectional=reverse, proj_size=R if R != H else 0)
     suffix = "_reverse" if reverse else ""
     load_torch_direction(module, cell, suffix, inputs, bh)
     x_t = torch.from_numpy(inputs["x"]).requires_grad_()
@@ -252,7 +284,7 @@ def test_packed_sequences_match_torch_float32(cell, reverse):
     out_t, _ = torch.nn.utils.rnn.pad_packed_sequence(out_packed, batch_first=True, total_length=T)
     final = final if is_lstm else (final,)
     d = directions - 1  # the direction under test
-    out_t = out_t[..., d * H:(d + 1) * H]
+    out_t = out_t[..., d * R:(d + 1) * R]
     loss = (out_t * torch.from_numpy(dh)).sum() + sum((f[d] * torch.from_numpy(g)).sum() for f, g in zip(final, dstates))
     loss.backward()
 
@@ -350,19 +382,21 @@ def problems(draw):
     return N, T, D, H, np.array(lengths), draw(st.booleans()), draw(st.integers(0, 2**16))
 
 
-@settings(max_examples=10, deadline=None)
-@given(cell=st.sampled_from(SEQUENCE_CELLS), problem=problems())
-def test_properties_hand_backward_equals_autodiff_under_jit(cell, problem):
+def check_hand_backward_under_jit(cell, problem):
+    """Shapes, and hand backward == autodiff == the custom_vjp's gradients, all jitted, on one
+    drawn problem; the forward against the NumPy reference for the cells it has."""
     N, T, D, H, lengths, reverse, seed = problem
     with jax.enable_x64(True):
         rng = np.random.default_rng(seed)
         inputs = random_sequence_inputs(cell, rng, N, T, D, H)
+        R = inputs["h0"].shape[1]
         forward, backward, differentiable, names = sequence_layer_case(cell, lengths=lengths, reverse=reverse)
         outs = jax.jit(forward)(*inputs.values())
-        assert outs[0].shape == (N, T, H) and all(s.shape == (N, H) for s in outs[1:-1])
-        h_ref, h_n_ref, _, _ = reference_sequence(cell, inputs, lengths=lengths, reverse=reverse)
-        np.testing.assert_allclose(outs[0], h_ref, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(outs[1], h_n_ref, rtol=1e-10, atol=1e-12)
+        assert outs[0].shape == (N, T, R) and outs[1].shape == (N, R) and all(s.shape == (N, H) for s in outs[2:-1])
+        if cell in SEQUENCE_CELLS:
+            h_ref, h_n_ref, _, _ = reference_sequence(cell, inputs, lengths=lengths, reverse=reverse)
+            np.testing.assert_allclose(outs[0], h_ref, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(outs[1], h_n_ref, rtol=1e-10, atol=1e-12)
         douts = [rng.standard_normal(np.shape(o)) for o in outs[:-1]]
         hand = jax.jit(backward)(*douts, outs[-1])
 
@@ -372,10 +406,28 @@ def test_properties_hand_backward_equals_autodiff_under_jit(cell, problem):
         auto = jax.jit(jax.grad(projected, argnums=range(len(names))))(*inputs.values())
         through_vjp = jax.jit(jax.grad(lambda *v: sum(jnp.sum(o * d) for o, d in zip(differentiable(*v), douts)),
                                        argnums=range(len(names))))(*inputs.values())
+        assert len(hand) == len(names)
         for name, g_hand, g_auto, g_vjp in zip(names, hand, auto, through_vjp):
             assert g_hand.shape == inputs[name].shape, name
             assert relative_error(g_hand, g_auto) < AUTODIFF_TOL, name
             assert relative_error(g_vjp, g_auto) < AUTODIFF_TOL, name
+        return outs
+
+
+@settings(max_examples=10, deadline=None)
+@given(cell=st.sampled_from(SEQUENCE_CELLS), problem=problems())
+def test_properties_hand_backward_equals_autodiff_under_jit(cell, problem):
+    check_hand_backward_under_jit(cell, problem)
+
+
+@settings(max_examples=4, deadline=None)
+@given(cell=st.sampled_from(SEQUENCE_VARIANTS), problem=problems())
+def test_properties_of_relu_and_projections(cell, problem):
+    """The variants: the same jitted gradient identities, and the relu RNN's states are
+    never negative."""
+    outs = check_hand_backward_under_jit(cell, problem)
+    if cell == "rnn_relu":
+        assert np.all(np.asarray(outs[0]) >= 0)
 
 
 @pytest.mark.parametrize("cell", SEQUENCE_CELLS)
@@ -414,15 +466,15 @@ def test_vmap_over_batches_with_their_own_lengths(cell):
 # ------------------------------------------------------------------ ladder 5: custom_vjp, no autodiff
 
 
-@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+@pytest.mark.parametrize("cell", ALL_CELLS)
 def test_differentiable_layers_run_their_custom_vjp_rule(cell, monkeypatch):
     """The jaxpr holds a custom_vjp call, and jax.grad calls the hand backward (spied)."""
     import importlib
 
     module_name, backward_name = {
         "rnn": ("jaxseq.layers.rnn", "rnn_backward"), "lstm": ("jaxseq.layers.lstm", "lstm_fast_backward"),
-        "lstm_fast": ("jaxseq.layers.lstm", "lstm_fast_backward"), "gru": ("jaxseq.layers.gru", "gru_backward"),
-    }[cell]
+        "gru": ("jaxseq.layers.gru", "gru_backward"),
+    }[base_cell(cell)]
     module = importlib.import_module(module_name)
     calls = []
     original = getattr(module, backward_name)
@@ -475,7 +527,7 @@ def test_the_tripwire_catches_autodiff_however_imported(name, monkeypatch):
         jax.jit(BOUND_EARLY[name])(x)
 
 
-@pytest.mark.parametrize("cell", SEQUENCE_CELLS)
+@pytest.mark.parametrize("cell", ALL_CELLS)
 def test_hand_backward_never_calls_autodiff(cell, monkeypatch):
     inputs = random_sequence_inputs(cell, np.random.default_rng(15), 2, 3, 2, 3, dtype=np.float32)
     forward, backward, _, _ = sequence_layer_case(cell, lengths=np.array([3, 2]), reverse=True)
@@ -511,3 +563,24 @@ def test_bad_lengths_are_value_errors_naming_lengths(cell):
         for lengths, message in cases:
             with pytest.raises(ValueError, match=message):
                 call(cell, fn, inputs, lengths=lengths)
+
+
+def test_bad_projection_and_nonlinearity_are_value_errors_naming_them():
+    inputs = random_sequence_inputs("lstm_proj", np.random.default_rng(18), 3, 4, 2, 4, dtype=np.float32)  # P = 2
+    cases = [
+        ({"Wr": inputs["Wr"][:, :1]}, r"h0 must have shape \(N, P\) = \(3, 1\), got \(3, 2\)"),
+        ({"Wr": inputs["Wr"][:3]}, r"c0 must have shape \(N, H\) = \(3, 3\), got \(3, 4\)"),  # H is Wr's
+        ({"Wr": inputs["Wr"][0]}, r"Wr must have rank 2, got shape \(2,\)"),
+        ({"Wh": inputs["Wh"][:1]}, r"Wh must have shape \(P, 4H\) = \(2, 16\), got \(1, 16\)"),
+        ({"c0": inputs["c0"][:, :2]}, r"c0 must have shape \(N, H\) = \(3, 4\), got \(3, 2\)"),
+    ]
+    for fn in (L.lstm, L.lstm_forward, L.lstm_fast_forward):
+        for change, message in cases:
+            with pytest.raises(ValueError, match=message):
+                call("lstm_proj", fn, {**inputs, **change})
+    rnn_inputs = random_sequence_inputs("rnn", np.random.default_rng(19), 3, 4, 2, 4, dtype=np.float32)
+    step_args = (rnn_inputs["x"][:, 0], rnn_inputs["h0"], rnn_inputs["Wx"], rnn_inputs["Wh"], rnn_inputs["b"])
+    for fn, args in ((L.rnn, rnn_inputs.values()), (L.rnn_forward, rnn_inputs.values()), (L.rnn_step, step_args),
+                     (L.rnn_step_forward, step_args)):
+        with pytest.raises(ValueError, match=r'nonlinearity must be "tanh" or "relu", got .sigmoid.'):
+            fn(*args, nonlinearity="sigmoid")

@@ -1,7 +1,8 @@
 """`jax.grad` through the `jaxseq.nn` modules (the layers' hand-written backward passes)
 equals autodiff of a plain-JAX stack written here: `lax.scan`, PyTorch's equations on
 PyTorch-layout weights, no custom_vjp. float64, relative error < 1e-9, with lengths
-(0, 1 and T among them), bidirectional layers and initial states.
+(0, 1 and T among them), bidirectional layers and initial states; also the relu RNN, the
+LSTM with projections (h = (o * tanh(c)) W_hr^T) and stacks without biases.
 
 The reference reads the backward direction with a reversed scan over all T steps whose state
 only changes at t < length: it reads x[length-1], ..., x[0], independently of
@@ -10,6 +11,7 @@ only changes at t < length: it reads x[length-1], ..., x[0], independently of
 
 from __future__ import annotations
 
+import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +19,7 @@ import pytest
 from jax import lax
 
 from jaxseq import nn as jnn
+from jaxseq.nn.parameters import KINDS
 from tests.helpers import AUTODIFF_TOL, relative_error
 
 N, T, D, H = 4, 5, 3, 2
@@ -26,22 +29,24 @@ def _split(a, parts):
     return jnp.split(a, parts, axis=-1)
 
 
-def rnn_cell(x_t, state, w):
+def rnn_cell(x_t, state, w, nonlinearity="tanh"):
     (h,) = state
-    return (jnp.tanh(x_t @ w["weight_ih"].T + w["bias_ih"] + h @ w["weight_hh"].T + w["bias_hh"]),)
+    a = x_t @ w["weight_ih"].T + w.get("bias_ih", 0.0) + h @ w["weight_hh"].T + w.get("bias_hh", 0.0)
+    return (jnp.tanh(a) if nonlinearity == "tanh" else jax.nn.relu(a),)
 
 
 def lstm_cell(x_t, state, w):
     h, c = state
-    i, f, g, o = _split(x_t @ w["weight_ih"].T + w["bias_ih"] + h @ w["weight_hh"].T + w["bias_hh"], 4)
+    i, f, g, o = _split(x_t @ w["weight_ih"].T + w.get("bias_ih", 0.0) + h @ w["weight_hh"].T + w.get("bias_hh", 0.0), 4)
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return (h if "weight_hr" not in w else h @ w["weight_hr"].T), c
 
 
 def gru_cell(x_t, state, w):
     (h,) = state
-    xr, xz, xn = _split(x_t @ w["weight_ih"].T + w["bias_ih"], 3)
-    hr, hz, hn = _split(h @ w["weight_hh"].T + w["bias_hh"], 3)
+    xr, xz, xn = _split(x_t @ w["weight_ih"].T + w.get("bias_ih", 0.0), 3)
+    hr, hz, hn = _split(h @ w["weight_hh"].T + w.get("bias_hh", 0.0), 3)
     r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
     n = jnp.tanh(xn + r * hn)
     return ((1 - z) * n + z * h,)
@@ -70,7 +75,7 @@ def reference_stack(cell, params, x, lengths, states, num_layers, num_directions
         outs = []
         for d in range(num_directions):
             suffix = f"_l{layer}" + ("_reverse" if d else "")
-            w = {kind: params[kind + suffix] for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+            w = {kind: params[kind + suffix] for kind in KINDS if kind + suffix in params}
             row = layer * num_directions + d
             out, final = reference_direction(cell, layer_input, lengths, tuple(s[row] for s in states), w, bool(d))
             outs.append(out)
@@ -79,19 +84,33 @@ def reference_stack(cell, params, x, lengths, states, num_layers, num_directions
     return layer_input, tuple(jnp.stack(rows) for rows in zip(*finals))
 
 
-@pytest.mark.parametrize("cell", sorted(CELLS))
-@pytest.mark.parametrize("num_layers,bidirectional,with_lengths", [(2, True, True), (1, False, False)])
-def test_module_gradients_equal_autodiff_of_a_plain_scan_stack(x64, cell, num_layers, bidirectional, with_lengths):
+STACKS = [(cell, num_layers, bidirectional, with_lengths, {})
+          for cell in sorted(CELLS)
+          for num_layers, bidirectional, with_lengths in [(2, True, True), (1, False, False)]]
+STACKS += [  # PyTorch's options: relu, projections (P = 1 < H = 2) without biases
+    ("rnn", 2, True, True, {"nonlinearity": "relu"}),
+    ("lstm", 2, True, True, {"proj_size": 1, "bias": False}),
+]
+
+
+@pytest.mark.parametrize("cell,num_layers,bidirectional,with_lengths,options", STACKS)
+def test_module_gradients_equal_autodiff_of_a_plain_scan_stack(x64, cell, num_layers, bidirectional, with_lengths,
+                                                               options):
     module_class, reference_cell = CELLS[cell]
-    module = module_class(hidden_size=H, num_layers=num_layers, bidirectional=bidirectional, param_dtype=jnp.float64)
+    if "nonlinearity" in options:
+        reference_cell = functools.partial(reference_cell, nonlinearity=options["nonlinearity"])
+    module = module_class(hidden_size=H, num_layers=num_layers, bidirectional=bidirectional, param_dtype=jnp.float64,
+                          **options)
     num_directions = 2 if bidirectional else 1
-    S, n_states = num_layers * num_directions, 2 if cell == "lstm" else 1
+    S, R = num_layers * num_directions, options.get("proj_size") or H
+    widths = (R, H) if cell == "lstm" else (R,)
+    n_states = len(widths)
     rng = np.random.default_rng(7)
     x = rng.standard_normal((N, T, D))
-    states = tuple(rng.standard_normal((S, N, H)) for _ in range(n_states))
+    states = tuple(rng.standard_normal((S, N, width)) for width in widths)
     lengths = np.array([T, 0, 1, 3]) if with_lengths else None
-    dout = rng.standard_normal((N, T, num_directions * H))
-    dstates = tuple(rng.standard_normal((S, N, H)) for _ in range(n_states))
+    dout = rng.standard_normal((N, T, num_directions * R))
+    dstates = tuple(rng.standard_normal((S, N, width)) for width in widths)
     variables = module.init(jax.random.key(0), x)
 
     def module_loss(params, x, states):

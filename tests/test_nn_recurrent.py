@@ -245,8 +245,12 @@ def test_bad_inputs_are_named(lstm_pair):
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: jnn.RNN(hidden_size=H, nonlinearity="relu"),
-     r'nonlinearity must be "tanh", got .relu. \("relu" is not supported'),
+    (lambda: jnn.RNN(hidden_size=H, nonlinearity="sigmoid"), r'nonlinearity must be "tanh" or "relu", got .sigmoid.'),
+    (lambda: jnn.RNN(hidden_size=H, proj_size=2), "proj_size must be 0 for RNN, got 2: only the LSTM has projections"),
+    (lambda: jnn.LSTM(hidden_size=H, proj_size=H), "proj_size must be smaller than hidden_size = 4, got 4"),
+    (lambda: jnn.LSTM(hidden_size=H, proj_size=-1), "proj_size must be an int >= 0, got -1"),
+    (lambda: jnn.GRU(hidden_size=H, bias=1), "bias must be a bool, got 1"),
+    (lambda: jnn.GRU(hidden_size=H, batch_first=None), "batch_first must be a bool, got None"),
     (lambda: jnn.LSTM(hidden_size=0), "hidden_size must be a positive int, got 0"),
     (lambda: jnn.GRU(hidden_size=H, num_layers=0), "num_layers must be a positive int, got 0"),
     (lambda: jnn.GRU(hidden_size=H, num_layers=2, dropout=1.5), r"dropout must be a number in \[0, 1\], got 1.5"),

@@ -371,6 +371,13 @@ def check_recurrent_notebook(notebook, *, with_torch: bool) -> None:
     alone = re.findall(r"alone: max difference in out (\S+), h_n (\S+), c_n (\S+)", lengths)
     assert len(alone) == 8 and max(float(v) for triple in alone for v in triple) < 1e-6, lengths
 
+    # 1b. the NNX twin: the Linen stack's parameters under PyTorch's names, the same numbers
+    nnx_output = text(tagged(notebook, "nnx")[0])
+    assert "jaxseq.nnx.recurrent.LSTM   weight_ih_l1_reverse (20, 10)" in nnx_output, nnx_output
+    assert "its parameters: 16 nnx.Params, the Linen module's: 16" in nnx_output, nnx_output
+    nnx_differences = re.findall(r"NNX vs Linen: max difference in out (\S+), h_n (\S+), c_n (\S+)", nnx_output)
+    assert len(nnx_differences) == 1 and all(float(v) == 0.0 for v in nnx_differences[0]), nnx_output
+
     # 2. torch.nn.LSTM's weights, packed sequences, the round trip
     torch_output = "\n".join(text(cell) for cell in tagged(notebook, "torch"))
     if with_torch:

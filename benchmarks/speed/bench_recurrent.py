@@ -1,4 +1,5 @@
-"""Layer benchmarks of issue 11: the GRU, and the LSTM and GRU with variable lengths.
+"""Layer benchmarks of issues 11 and 25: the GRU, the LSTM and GRU with variable lengths, the
+relu RNN and the LSTM with projections.
 
 Cases (shapes (a) N=64 T=16 D=256 H=512 and (c) N=128 T=32 D=512 H=512 of `bench_layers`;
 `--quick`: the tiny shape (q)):
@@ -16,6 +17,17 @@ Cases (shapes (a) N=64 T=16 D=256 H=512 and (c) N=128 T=32 D=512 H=512 of `bench
                  with `seq_lengths=`, its outputs past the lengths zeroed by a mask (Flax does
                  not zero them); torch on `pack_padded_sequence(..., enforce_sorted=False)` and
                  `pad_packed_sequence(..., total_length=T)` inside the timed call; numpy with masks.
+
+- rnn relu       fwd+bwd and fwd of PyTorch's `nn.RNN(nonlinearity='relu')` (issue 25).
+                 Contenders: jaxseq (`jaxseq.layers.rnn(..., nonlinearity="relu")` + `jax.grad`),
+                 autodiff-scan (`relu_rnn_scan`), torch. (Flax's SimpleCell and the NumPy
+                 reference have no relu case here: the issue asks for PyTorch and autodiff.)
+                 The problem's seed keeps every pre-activation 2e-6 from relu's kink
+                 (`relu_problem`), so that the agreement check compares like with like.
+- lstm proj      fwd+bwd and fwd of `nn.LSTM(proj_size=P)`, P = H/4 (issue 25): h_t =
+                 (o_t * tanh(c_t)) Wr, the recurrence on the P-wide h. Contenders: jaxseq
+                 (`jaxseq.layers.lstm(..., Wr=Wr)`), autodiff-scan (`lstm_proj_scan`), torch
+                 (which falls back from oneDNN to its native LSTM with projections).
 
 Before timing, `bench_layers.check_agreement` asserts that every contender's outputs and
 gradients agree with jaxseq's; with lengths also its final state h_n, and that its outputs
@@ -227,12 +239,149 @@ def bench_lengths(kind: str, shapes: dict, *, reps: int, warmup: int) -> list[di
     return results
 
 
-CASES = ("gru", "lstm lengths", "gru lengths")
+# ----------------------------------------------------------------------------- issue 25: relu, projections
+
+
+def relu_rnn_scan(x, h0, Wx, Wh, b, *, lengths=None, reverse=False, return_state=False):
+    """Plain relu RNN on `bench_layers.recurrent_scan`, for autodiff: h, or (h, h_n)."""
+    import jax
+
+    def cell(h, xw_t):
+        h = jax.nn.relu(xw_t + h @ Wh)
+        return h, h
+
+    h, h_n = bl.recurrent_scan(cell, x, h0, Wx, b, lengths, reverse)
+    return (h, h_n) if return_state else h
+
+
+def jaxseq_relu_rnn(x, h0, Wx, Wh, b, **options):
+    """`jaxseq.layers.rnn` with nonlinearity="relu" (one function, so its compilation is shared)."""
+    import jaxseq.layers
+
+    return jaxseq.layers.rnn(x, h0, Wx, Wh, b, nonlinearity="relu", **options)
+
+
+def lstm_proj_scan(x, h0, Wx, Wh, b, Wr, *, lengths=None, reverse=False, return_state=False):
+    """Plain LSTM with projections (gates i, f, o, g, c0 = 0, h_t = (o tanh c_t) Wr) on
+    `recurrent_scan`, for autodiff: h (N, T, P), or (h, h_n, c_n) with return_state."""
+    import jax
+    import jax.numpy as jnp
+
+    H = Wr.shape[0]
+
+    def cell(carry, xw_t):
+        h, c = carry
+        a = xw_t + h @ Wh
+        i, f, o = (jax.nn.sigmoid(a[:, k * H:(k + 1) * H]) for k in range(3))
+        c = f * c + i * jnp.tanh(a[:, 3 * H:])
+        h = (o * jnp.tanh(c)) @ Wr
+        return (h, c), h
+
+    c0 = jnp.zeros((h0.shape[0], H), h0.dtype)
+    h, (h_n, c_n) = bl.recurrent_scan(cell, x, (h0, c0), Wx, b, lengths, reverse)
+    return (h, h_n, c_n) if return_state else h
+
+
+RELU_MARGIN = 2e-6
+
+
+def relu_kink_margin(p: dict) -> float:
+    """min |a_t| over every pre-activation of the relu RNN on problem `p`, in float64 (NumPy)."""
+    x, h, Wx, Wh, b = (p[k].astype(np.float64) for k in ("x", "h0", "Wx", "Wh", "b"))
+    xw = np.einsum("ntd,dh->tnh", x, Wx) + b
+    margin = np.inf
+    for xw_t in xw:
+        a = xw_t + h @ Wh
+        margin, h = min(margin, float(np.abs(a).min())), np.maximum(a, 0.0)
+    return margin
+
+
+def relu_problem(N: int, T: int, D: int, H: int) -> dict[str, np.ndarray]:
+    """The RNN problem of `make_problem` with the first seed (0, 1, ...) whose pre-activations
+    all lie at least RELU_MARGIN from relu's kink at 0.
+
+    Where one lies closer, float32 rounding can put it on the other side for one contender
+    and not another: their gradients then differ by the choice of subgradient there, not by
+    a mistake (at (c) with seed 0 one pre-activation is 1.2e-7 from 0: torch and
+    autodiff-scan in float32 both differ by 1.2e-2 in dx from jaxseq and from the float64
+    gradients, which jaxseq's float32 ones meet to 7e-7, and the float64 gradients of jaxseq
+    and autodiff-scan agree to 1e-15)."""
+    for seed in range(100):
+        p = make_problem(N, T, D, H, "rnn", seed)
+        if relu_kink_margin(p) >= RELU_MARGIN:
+            return p
+    raise RuntimeError(f"no seed below 100 keeps the relu pre-activations {RELU_MARGIN} from 0")
+
+
+def jaxseq_lstm_proj(x, h0, Wx, Wh, b, Wr, **options):
+    """`jaxseq.layers.lstm` with the projection Wr (fast hand backward)."""
+    import jaxseq.layers
+
+    return jaxseq.layers.lstm(x, h0, Wx, Wh, b, Wr=Wr, **options)
+
+
+def projection_size(H: int) -> int:
+    """P of the projection case: H / 4 (Sak et al. project 2048 cells to 512)."""
+    return max(1, H // 4)
+
+
+def proj_problem(N: int, T: int, D: int, H: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The LSTM problem of `make_problem` with a P-wide hidden state: h0 (N, P), Wh (P, 4H),
+    Wr (H, P), dout (N, T, P), scaled 1/sqrt(fan-in) as the rest."""
+    P = projection_size(H)
+    p = make_problem(N, T, D, H, "lstm", seed)
+    rng = np.random.default_rng(seed + 1)
+    f32 = np.float32
+    p["h0"] = (0.5 * rng.standard_normal((N, P))).astype(f32)
+    p["Wh"] = (rng.standard_normal((P, 4 * H)) / np.sqrt(P)).astype(f32)
+    p["Wr"] = (rng.standard_normal((H, P)) / np.sqrt(H)).astype(f32)
+    p["dout"] = rng.standard_normal((N, T, P)).astype(f32)
+    return p
+
+
+def option_impls(p: dict, layer, scan, torch_kind: str) -> dict[str, bl.Impl]:
+    """jaxseq, autodiff-scan and torch (where installed) on problem `p`, jaxseq first."""
+    impls = {"jaxseq": bl.jax_impl(layer, p), "autodiff-scan": bl.jax_impl(scan, p)}
+    try:
+        impls["torch"] = bl.torch_impl(p, torch_kind)
+    except ImportError:
+        pass
+    return impls
+
+
+def torch_setting() -> str:
+    """PyTorch's threads and OpenMP wait policy (read once when torch loads), as the notes state them."""
+    value = os.environ.get("OMP_WAIT_POLICY")
+    policy = f"OMP_WAIT_POLICY={value}" if value else "OMP_WAIT_POLICY unset (libgomp default: busy-wait, then sleep)"
+    return f"torch threads {harness.MODE['torch_threads']}, {policy}"
+
+
+def bench_option(case: str, shapes: dict, *, reps: int, warmup: int) -> list[dict]:
+    """fwd+bwd and fwd of "rnn relu" or "lstm proj" at each shape."""
+    results = []
+    for key, (N, T, D, H) in shapes.items():
+        if case == "rnn relu":
+            p = relu_problem(N, T, D, H)
+            impls = option_impls(p, jaxseq_relu_rnn, relu_rnn_scan, "rnn_relu")
+            label, flops = bl.shape_label(key, N, T, D, H), bl.forward_flops(N, T, D, H, 1)
+        else:
+            p = proj_problem(N, T, D, H)
+            P = p["Wr"].shape[1]
+            impls = option_impls(p, jaxseq_lstm_proj, lstm_proj_scan, "lstm")
+            label = f"{bl.shape_label(key, N, T, D, H)} P={P}"
+            flops = 2.0 * N * T * ((D + P) * 4 * H + H * P)
+        note = f"{bl.agreement_note(bl.check_agreement(impls))}; {torch_setting()}"
+        results += bl.bench_fwd_bwd_and_fwd(case, impls, label, flops, reps=reps, warmup=warmup, notes=note)
+        del impls
+    return results
+
+
+CASES = ("gru", "lstm lengths", "gru lengths", "rnn relu", "lstm proj")
 
 
 def run(quick: bool = False, cases=CASES) -> list[dict]:
-    """The GRU case and the LSTM / GRU lengths cases (those of `cases`); `quick`: the tiny
-    shape, few repetitions."""
+    """The GRU case, the LSTM / GRU lengths cases, the relu RNN and the LSTM with projections
+    (those of `cases`); `quick`: the tiny shape, few repetitions."""
     harness.setup()
     shapes = bl.QUICK_SHAPES if quick else SHAPES
     reps, warmup = harness.repetitions(quick)
@@ -242,10 +391,12 @@ def run(quick: bool = False, cases=CASES) -> list[dict]:
             results += bench_gru(shapes, reps=reps, warmup=warmup)
         elif case.endswith(" lengths"):
             results += bench_lengths(case.split()[0], shapes, reps=reps, warmup=warmup)
+        elif case in ("rnn relu", "lstm proj"):
+            results += bench_option(case, shapes, reps=reps, warmup=warmup)
         else:
             raise ValueError(f"unknown case {case!r}; expected one of {CASES}")
     return results
 
 
 if __name__ == "__main__":
-    harness.main(run, "recurrent layers (GRU, lengths)", __doc__.splitlines()[0])
+    harness.main(run, "recurrent layers (GRU, lengths, relu, projections)", __doc__.splitlines()[0], cases=CASES)

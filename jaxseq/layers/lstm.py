@@ -16,6 +16,15 @@ Backward, given dh_t and dc_t flowing into step t:
     da = [di * i(1-i), df * f(1-f), do * o(1-o), dg * (1-g**2)]
     dh_{t-1} = da Wh^T,  dx_t = da Wx^T,  dWx = sum x_t^T da,  dWh = sum h_{t-1}^T da,  db = sum da
 
+With projections (Sak et al. 2014; PyTorch's `proj_size` P < H), the state carried and
+output is the cell's output projected, Wr (H, P) = PyTorch's weight_hr^T:
+
+    m_t = o * tanh(c_t)                          (N, H)
+    h_t = m_t Wr                                 (N, P); h_{t-1} (N, P) feeds Wh (P, 4H)
+
+and the backward runs the cell's equations above with dm_t = dh_t Wr^T in place of dh_t,
+plus dWr = sum_t m_t^T dh_t.
+
 This module is that math, read once: `lstm_cell_forward` / `lstm_cell_backward` serve the step
 and the sequence. The sequence takes `c0` (default zeros, as the course), `lengths`,
 `reverse` and `return_state` (h_n, c_n); what they mean and the machinery around the cell is
@@ -35,7 +44,9 @@ from jax import lax
 from jaxseq.layers import sequence as S
 from jaxseq.layers._validation import validate_recurrent_args
 from jaxseq.layers.activations import sigmoid
-from jaxseq.layers.lstm_fast import lstm_fast_backward, lstm_fast_forward_parts, validate_lstm_args
+from jaxseq.layers.lstm_fast import (
+    initial_cell_state, lstm_fast_backward, lstm_fast_forward_parts, project, projection_gradient, validate_lstm_args,
+)
 
 
 def lstm_cell_forward(a, prev_c):
@@ -140,83 +151,93 @@ class LSTMCache:
     """What `lstm_backward` needs; per-step values are time-major, in input order."""
 
     x: jax.Array  # (N, T, D)
-    h0: jax.Array  # (N, H)
+    h0: jax.Array  # (N, P)  (P = H without projection)
     c0: jax.Array | None  # (N, H), or None: not given (zeros, and no dc0 returned)
     Wx: jax.Array  # (D, 4H)
-    Wh: jax.Array  # (H, 4H)
-    h_tm: jax.Array  # (T, N, H) hidden states after each step (held past a length)
+    Wh: jax.Array  # (P, 4H)
+    h_tm: jax.Array  # (T, N, P) hidden states after each step (held past a length)
     c_tm: jax.Array  # (T, N, H) cell states after each step
     gates_tm: jax.Array  # (T, N, 4H) i, f, o, g
+    Wr: jax.Array | None  # (H, P), or None: no projection
     lengths: jax.Array | None  # (N,) int32, or None
     reverse: bool = False
 
 
-def _lstm_forward(x, h0, c0, Wx, Wh, b, lengths, reverse):
-    """Returns (h (N, T, H), h_n, c_n (N, H), cache)."""
+def _lstm_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse):
+    """Returns (h (N, T, P), h_n (N, P), c_n (N, H), cache); P = H without Wr."""
     valid_tm = S.valid_steps_tm(lengths, x.shape[1])
-    start = (h0, jnp.zeros_like(h0) if c0 is None else c0)
+    start = (h0, initial_cell_state(c0, h0, Wx))
 
     def step(carry, inputs):
         x_t, valid_t = inputs  # projected here, inside the loop: measured faster (sequence.py)
         prev_h, prev_c = carry
-        next_h, next_c, gates = lstm_cell_forward(x_t @ Wx + b + prev_h @ Wh, prev_c)
-        next_h, next_c = S.keep_valid(valid_t, (next_h, next_c), carry)
+        m, next_c, gates = lstm_cell_forward(x_t @ Wx + b + prev_h @ Wh, prev_c)
+        next_h, next_c = S.keep_valid(valid_t, (project(m, Wr), next_c), carry)
         return (next_h, next_c), (next_h, next_c, gates)
 
     (h_n, c_n), (h_tm, c_tm, gates_tm) = lax.scan(step, start, (S.time_major(x), valid_tm), reverse=reverse)
     h = S.outputs_from_states(h_tm, valid_tm)
-    return h, h_n, c_n, LSTMCache(x, h0, c0, Wx, Wh, h_tm, c_tm, gates_tm, lengths, reverse)
+    return h, h_n, c_n, LSTMCache(x, h0, c0, Wx, Wh, h_tm, c_tm, gates_tm, Wr, lengths, reverse)
 
 
-def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, lengths=None, reverse=False, return_state=False):
+def lstm_forward(x, h0, Wx, Wh, b, *, c0=None, Wr=None, lengths=None, reverse=False, return_state=False):
     """LSTM over a whole sequence, starting from h0 and c0 (zeros when not given).
 
-    Inputs: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,); c0 (N, H) or None;
-      lengths (N,) int in [0, T] or None (all T); reverse: read each sequence from its last
-      valid step back.
-    Returns: (h (N, T, H), cache), or (h, h_n, c_n, cache) with return_state: h is 0 after
-      each length, h_n and c_n (N, H) are the states after each sequence's last valid step.
+    Inputs: x (N, T, D), h0 (N, P), Wx (D, 4H), Wh (P, 4H), b (4H,); c0 (N, H) or None;
+      Wr (H, P) the projection (PyTorch's proj_size), or None: none, P = H; lengths (N,) int
+      in [0, T] or None (all T); reverse: read each sequence from its last valid step back.
+    Returns: (h (N, T, P), cache), or (h, h_n, c_n, cache) with return_state: h is 0 after
+      each length, h_n (N, P) and c_n (N, H) are the states after each sequence's last valid
+      step.
     """
-    h, h_n, c_n, cache = _lstm_forward(*validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths), reverse)
+    h, h_n, c_n, cache = _lstm_forward(*validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths, Wr), reverse)
     return S.forward_result(h, (h_n, c_n), cache, return_state)
 
 
 def lstm_backward(dh, cache: LSTMCache, *, dh_n=None, dc_n=None):
     """Backward of `lstm_forward`, step by step with the course's equations.
 
-    Inputs: dh (N, T, H) upstream gradients of every hidden state, the cache; dh_n, dc_n
-      (N, H) the gradients of the final states (with return_state), or None.
-    Returns: (dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)); with c0 given
-      to the forward, (dx, dh0, dc0, dWx, dWh, db), the order of `lstm_step_backward`.
+    Inputs: dh (N, T, P) upstream gradients of every hidden state, the cache; dh_n (N, P),
+      dc_n (N, H) the gradients of the final states (with return_state), or None.
+    Returns: (dx (N, T, D), dh0 (N, P), dWx (D, 4H), dWh (P, 4H), db (4H,)); with c0 given
+      to the forward, (dx, dh0, dc0, dWx, dWh, db), the order of `lstm_step_backward`; with
+      Wr given, dWr (H, P) last.
     """
     WhT = cache.Wh.T
     valid_tm = S.valid_steps_tm(cache.lengths, cache.x.shape[1])
-    c_start = jnp.zeros_like(cache.h0) if cache.c0 is None else cache.c0
+    c_start = initial_cell_state(cache.c0, cache.h0, cache.Wx)
 
     def step(carry, inputs):
         dnext_h, dnext_c = carry
         dh_t, gates_t, prev_c_t, c_t, valid_t = inputs
-        da, dprev_c = lstm_cell_backward(dh_t + dnext_h, dnext_c, gates_t, prev_c_t, c_t)
+        dh_total = dh_t + dnext_h
+        dm = dh_total if cache.Wr is None else dh_total @ cache.Wr.T  # the gradient of m_t = o tanh(c_t)
+        da, dprev_c = lstm_cell_backward(dm, dnext_c, gates_t, prev_c_t, c_t)
         da = S.zero_invalid(valid_t, da)
-        return S.keep_valid(valid_t, (da @ WhT, dprev_c), carry), da
+        return S.keep_valid(valid_t, (da @ WhT, dprev_c), carry), (da, S.zero_invalid(valid_t, dh_total))
 
-    zeros = jnp.zeros_like(cache.h0)
-    last = (zeros if dh_n is None else dh_n, zeros if dc_n is None else dc_n)
+    last = (jnp.zeros_like(cache.h0) if dh_n is None else dh_n, jnp.zeros_like(c_start) if dc_n is None else dc_n)
     c_prev_tm = S.previous_states_tm(c_start, cache.c_tm, cache.reverse)
     inputs = (S.time_major(dh), cache.gates_tm, c_prev_tm, cache.c_tm, valid_tm)
-    (dh0, dc0), da_tm = lax.scan(step, last, inputs, reverse=not cache.reverse)
+    (dh0, dc0), (da_tm, dh_total_tm) = lax.scan(step, last, inputs, reverse=not cache.reverse)
     h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
     dx, dWx, dWh, db = S.sequence_gradients(cache.x, cache.Wx, h_prev_tm, da_tm)
-    return (dx, dh0, dWx, dWh, db) if cache.c0 is None else (dx, dh0, dc0, dWx, dWh, db)
+    grads = (dx, dh0, dWx, dWh, db) if cache.c0 is None else (dx, dh0, dc0, dWx, dWh, db)
+    if cache.Wr is None:
+        return grads
+    o_tm = jnp.split(cache.gates_tm, 4, axis=-1)[2]
+    return (*grads, projection_gradient(o_tm * jnp.tanh(cache.c_tm), dh_total_tm))
 
 
 def _lstm_rule_backward(dh, dstates, cache):
-    """The fast backward's gradients in argument order, None for a c0 that was not given."""
-    grads = lstm_fast_backward(dh, cache, dh_n=dstates[0], dc_n=dstates[1])
+    """The fast backward's gradients in argument order (x, h0, c0, Wx, Wh, b, Wr), None for
+    a c0 or Wr that was not given."""
+    grads = list(lstm_fast_backward(dh, cache, dh_n=dstates[0], dc_n=dstates[1]))
     if cache.c0 is None:
-        dx, dh0, dWx, dWh, db = grads
-        return dx, dh0, None, dWx, dWh, db
-    return grads
+        grads.insert(2, None)
+    if cache.Wr is None:
+        grads.append(None)
+    return tuple(grads)
 
 
 # The differentiable `lstm`: its primal is the readable forward above (nothing stored), its
@@ -229,12 +250,12 @@ _lstm = S.custom_vjp_sequence_layer(
 )
 
 
-def lstm(x, h0, Wx, Wh, b, *, c0=None, lengths=None, reverse=False, return_state=False):
+def lstm(x, h0, Wx, Wh, b, *, c0=None, Wr=None, lengths=None, reverse=False, return_state=False):
     """Differentiable LSTM over a sequence; `jax.grad` runs the hand-written fast backward.
 
-    Inputs: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,); gates i, f, o, g;
-      c0, lengths, reverse as in `lstm_forward`.
-    Returns: h (N, T, H), or (h, h_n, c_n) with return_state.
+    Inputs: x (N, T, D), h0 (N, P), Wx (D, 4H), Wh (P, 4H), b (4H,); gates i, f, o, g;
+      c0, Wr (the projection, H -> P; None: P = H), lengths, reverse as in `lstm_forward`.
+    Returns: h (N, T, P), or (h, h_n (N, P), c_n (N, H)) with return_state.
 
     >>> import numpy as np
     >>> N, T, D, H = 2, 5, 3, 4
@@ -243,5 +264,5 @@ def lstm(x, h0, Wx, Wh, b, *, c0=None, lengths=None, reverse=False, return_state
     >>> h.shape, h.dtype
     ((2, 5, 4), dtype('float32'))
     """
-    args = validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths)
+    args = validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths, Wr)
     return _lstm((bool(reverse), bool(return_state)), *args)

@@ -18,6 +18,10 @@ course's equations; this module changes only how they are computed:
 - In-place loops (`sequence.scan_in_place`): P_t overwrites (x Wx)_t in the forward and
   da_t overwrites P_t in the backward, so no zero-filled (T, N, 4H) buffer is made; b is
   added inside the step, in its elementwise pass.
+
+With projections (`Wr` (H, P), PyTorch's `proj_size`, `lstm.py`'s docstring) the cell's
+output m_t = o tanh(c_t) (N, H) is stored too, the step's hidden gradient is
+dm_t = dh_t Wr^T, and dWr = sum_t m_t^T dh_t is one matmul after the loop.
 """
 
 from __future__ import annotations
@@ -28,10 +32,29 @@ import jax.numpy as jnp
 from jaxseq.layers import sequence as S
 
 
-def validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths) -> tuple[jax.Array, jax.Array, jax.Array | None, jax.Array,
-                                                             jax.Array, jax.Array, jax.Array | None]:
-    """Checked (x, h0, c0, Wx, Wh, b, lengths) of an LSTM sequence call (c0 may be None)."""
-    return S.validate_sequence_args(x, {"h0": h0, "c0": c0}, Wx, Wh, {"b": b}, gates=4, lengths=lengths)
+def validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths, Wr=None) -> tuple[
+        jax.Array, jax.Array, jax.Array | None, jax.Array, jax.Array, jax.Array, jax.Array | None, jax.Array | None]:
+    """Checked (x, h0, c0, Wx, Wh, b, Wr, lengths) of an LSTM sequence call (c0, Wr may be None;
+    with Wr (H, P), h0 is (N, P) and Wh (P, 4H))."""
+    return S.validate_sequence_args(x, {"h0": h0, "c0": c0}, Wx, Wh, {"b": b}, gates=4, lengths=lengths, Wr=Wr,
+                                    with_projection=True)
+
+
+def project(m, Wr):
+    """The hidden state from the cell's output m (N, H): m Wr (N, P), or m without projection."""
+    return m if Wr is None else m @ Wr
+
+
+def projection_gradient(m_tm, dh_tm):
+    """dWr = sum_t m_t^T dh_t (H, P) as one matmul: m_tm (T, N, H), dh_tm (T, N, P) the total
+    gradients of the projected states (zero at steps past a length)."""
+    T, N, H = m_tm.shape
+    return m_tm.reshape(T * N, H).T @ dh_tm.reshape(T * N, dh_tm.shape[-1])
+
+
+def initial_cell_state(c0, h0, Wx):
+    """c0, or zeros (N, H) when it is not given (H from Wx (D, 4H): h0 is P wide with projections)."""
+    return jnp.zeros((h0.shape[0], Wx.shape[1] // 4), h0.dtype) if c0 is None else c0
 
 
 def _gate_scale(H, dtype):
@@ -74,68 +97,77 @@ class LSTMFastCache:
     """What `lstm_fast_backward` needs; per-step values time-major, in input order."""
 
     x: jax.Array  # (N, T, D)
-    h0: jax.Array  # (N, H)
+    h0: jax.Array  # (N, P)  (P = H without projection)
     c0: jax.Array | None  # (N, H), or None: not given (zeros, and no dc0 returned)
     Wx: jax.Array  # (D, 4H)
-    Wh: jax.Array  # (H, 4H)
-    h_tm: jax.Array  # (T, N, H) hidden states after each step
+    Wh: jax.Array  # (P, 4H)
+    h_tm: jax.Array  # (T, N, P) hidden states after each step
     P_tm: jax.Array  # (T, N, 4H)
     q_tm: jax.Array  # (T, N, H)
     f_tm: jax.Array  # (T, N, H)
+    Wr: jax.Array | None  # (H, P), or None: no projection
+    m_tm: jax.Array | None  # (T, N, H) the cell's outputs before the projection, or None
     lengths: jax.Array | None  # (N,) int32, or None
     reverse: bool = False
 
 
-def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, lengths, reverse):
-    """The forward on checked arguments. Returns (h (N, T, H), h_n, c_n (N, H), cache)."""
+def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse):
+    """The forward on checked arguments. Returns (h (N, T, P), h_n (N, P), c_n (N, H), cache)."""
     valid_tm = S.valid_steps_tm(lengths, x.shape[1])
     xw_tm = S.input_projection_tm(x, Wx)
-    start = (h0, jnp.zeros_like(h0) if c0 is None else c0)
+    start = (h0, initial_cell_state(c0, h0, Wx))
 
     def step(carry, inputs):
         xw_t, *mask_t = inputs
-        next_h, next_c, P, q, f = lstm_cell(xw_t + b + carry[0] @ Wh, carry[1])
-        next_h, next_c = S.keep_valid(S.step_mask(mask_t), (next_h, next_c), carry)
-        return (next_h, next_c), (P, next_h, q, f)
+        m, next_c, P, q, f = lstm_cell(xw_t + b + carry[0] @ Wh, carry[1])
+        next_h, next_c = S.keep_valid(S.step_mask(mask_t), (project(m, Wr), next_c), carry)
+        return (next_h, next_c), (P, next_h, q, f, *(() if Wr is None else (m,)))
 
-    (h_n, c_n), (P_tm, h_tm, q_tm, f_tm) = S.scan_in_place(step, start, xw_tm, S.mask_inputs(valid_tm), reverse=reverse)
+    (h_n, c_n), (P_tm, h_tm, q_tm, f_tm, *m_tm) = S.scan_in_place(step, start, xw_tm, S.mask_inputs(valid_tm),
+                                                                  reverse=reverse)
     h = S.outputs_from_states(h_tm, valid_tm)
-    return h, h_n, c_n, LSTMFastCache(x, h0, c0, Wx, Wh, h_tm, P_tm, q_tm, f_tm, lengths, reverse)
+    m_tm = m_tm[0] if m_tm else None
+    return h, h_n, c_n, LSTMFastCache(x, h0, c0, Wx, Wh, h_tm, P_tm, q_tm, f_tm, Wr, m_tm, lengths, reverse)
 
 
-def lstm_fast_forward(x, h0, Wx, Wh, b, *, c0=None, lengths=None, reverse=False, return_state=False):
+def lstm_fast_forward(x, h0, Wx, Wh, b, *, c0=None, Wr=None, lengths=None, reverse=False, return_state=False):
     """`jaxseq.layers.lstm_forward`, computed the fast way.
 
-    Inputs: x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,); c0 (N, H) or None;
-      lengths (N,) int in [0, T] or None; reverse.
-    Returns: (h (N, T, H), cache), or (h, h_n, c_n (N, H), cache) with return_state.
+    Inputs: x (N, T, D), h0 (N, P), Wx (D, 4H), Wh (P, 4H), b (4H,); c0 (N, H) or None;
+      Wr (H, P) or None (no projection: P = H); lengths (N,) int in [0, T] or None; reverse.
+    Returns: (h (N, T, P), cache), or (h, h_n (N, P), c_n (N, H), cache) with return_state.
     """
-    h, h_n, c_n, cache = lstm_fast_forward_parts(*validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths), reverse)
+    h, h_n, c_n, cache = lstm_fast_forward_parts(*validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths, Wr), reverse)
     return S.forward_result(h, (h_n, c_n), cache, return_state)
 
 
 def lstm_fast_backward(dh, cache: LSTMFastCache, *, dh_n=None, dc_n=None):
     """`jaxseq.layers.lstm_backward` from the fast cache.
 
-    Inputs: dh (N, T, H), the cache of `lstm_fast_forward`; dh_n, dc_n (N, H) or None.
-    Returns: (dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)), with dc0 (N, H)
-      after dh0 when c0 was given to the forward.
+    Inputs: dh (N, T, P), the cache of `lstm_fast_forward`; dh_n (N, P), dc_n (N, H) or None.
+    Returns: (dx (N, T, D), dh0 (N, P), dWx (D, 4H), dWh (P, 4H), db (4H,)), with dc0 (N, H)
+      after dh0 when c0 was given to the forward, and dWr (H, P) last when Wr was.
     """
     WhT = cache.Wh.T
+    WrT = None if cache.Wr is None else cache.Wr.T
     valid_tm = S.valid_steps_tm(cache.lengths, cache.x.shape[1])
 
     def step(carry, inputs):
         P, dh_t, q, f, *mask_t = inputs
         valid_t = S.step_mask(mask_t)
-        da, dprev_c = lstm_cell_backward(dh_t + carry[0], carry[1], P, q, f)
+        dh_total = dh_t + carry[0]
+        dm = dh_total if WrT is None else dh_total @ WrT
+        da, dprev_c = lstm_cell_backward(dm, carry[1], P, q, f)
         da = S.zero_invalid(valid_t, da)
-        return S.keep_valid(valid_t, (da @ WhT, dprev_c), carry), (da,)
+        projected = () if WrT is None else (S.zero_invalid(valid_t, dh_total),)
+        return S.keep_valid(valid_t, (da @ WhT, dprev_c), carry), (da, *projected)
 
-    zeros = jnp.zeros_like(cache.h0)
-    last = (zeros if dh_n is None else dh_n, zeros if dc_n is None else dc_n)
+    c_start = initial_cell_state(cache.c0, cache.h0, cache.Wx)
+    last = (jnp.zeros_like(cache.h0) if dh_n is None else dh_n, jnp.zeros_like(c_start) if dc_n is None else dc_n)
     inputs = (S.time_major(dh), cache.q_tm, cache.f_tm, *S.mask_inputs(valid_tm))
     # da_t overwrites P_t, walking back over the forward's steps
-    (dh0, dc0), (da_tm,) = S.scan_in_place(step, last, cache.P_tm, inputs, reverse=not cache.reverse)
+    (dh0, dc0), (da_tm, *dh_total_tm) = S.scan_in_place(step, last, cache.P_tm, inputs, reverse=not cache.reverse)
     h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
     dx, dWx, dWh, db = S.sequence_gradients(cache.x, cache.Wx, h_prev_tm, da_tm)
-    return (dx, dh0, dWx, dWh, db) if cache.c0 is None else (dx, dh0, dc0, dWx, dWh, db)
+    grads = (dx, dh0, dWx, dWh, db) if cache.c0 is None else (dx, dh0, dc0, dWx, dWh, db)
+    return grads if cache.Wr is None else (*grads, projection_gradient(cache.m_tm, dh_total_tm[0]))

@@ -44,6 +44,9 @@ from jax import lax
 from jaxseq.layers._validation import as_lengths, validate_recurrent_args
 
 
+STATIC_CACHE_FIELDS = ("reverse", "nonlinearity")
+"""The cache fields that are Python values, not arrays: the direction and the RNN's activation."""
+
 _Cache = TypeVar("_Cache")
 
 
@@ -51,24 +54,28 @@ _Cache = TypeVar("_Cache")
 @dataclass_transform(frozen_default=True)
 def sequence_cache(cls: type[_Cache]) -> type[_Cache]:
     """A frozen dataclass registered as a pytree: its arrays are leaves (None allowed: a part
-    not given, such as `lengths`), and `reverse` is static metadata, so a cache passes through
-    `jit` and `custom_vjp` and the backward still knows the direction in Python."""
+    not given, such as `lengths`), and the fields named in `STATIC_CACHE_FIELDS` (`reverse`,
+    `nonlinearity`) are static metadata, so a cache passes through `jit` and `custom_vjp` and
+    the backward still knows the direction and the activation in Python."""
     frozen: Any = dataclasses.dataclass(frozen=True)(cls)  # Any: dataclasses.fields wants a dataclass type
     names = [field.name for field in dataclasses.fields(frozen)]
-    data = [name for name in names if name != "reverse"]
-    return jax.tree_util.register_dataclass(frozen, data_fields=data, meta_fields=["reverse"])
+    data = [name for name in names if name not in STATIC_CACHE_FIELDS]
+    meta = [name for name in names if name in STATIC_CACHE_FIELDS]
+    return jax.tree_util.register_dataclass(frozen, data_fields=data, meta_fields=meta)
 
 
 # ----------------------------------------------------------------------------- arguments
 
 
-def validate_sequence_args(x, states: dict, Wx, Wh, biases: dict, *, gates: int, lengths):
+def validate_sequence_args(x, states: dict, Wx, Wh, biases: dict, *, gates: int, lengths, Wr=None,
+                           with_projection: bool = False):
     """Check a sequence layer's arguments; see `validate_recurrent_args`.
 
     Returns: (x, *states, Wx, Wh, *biases, lengths) with one float dtype and lengths int32
-    (N,) or None.
+    (N,) or None; with `with_projection`, (x, *states, Wx, Wh, *biases, Wr, lengths).
     """
-    arrays = validate_recurrent_args(x, states, Wx, Wh, biases, gates=gates, sequence=True)
+    arrays = validate_recurrent_args(x, states, Wx, Wh, biases, gates=gates, sequence=True, Wr=Wr,
+                                     with_projection=with_projection)
     N, T = arrays[0].shape[:2]
     return (*arrays, as_lengths(lengths, N, T))
 
@@ -226,11 +233,13 @@ def forward_result(h, final_states: tuple, cache, return_state: bool):
 
 def custom_vjp_sequence_layer(primal, forward, backward, n_states: int):
     """The differentiable form of a sequence layer: a `jax.custom_vjp` function
-    `f((reverse, return_state), *args)`, args = (x, states..., weights..., lengths), that
+    `f((*static, return_state), *args)`, args = (x, states..., weights..., lengths), that
     returns h, or (h, *final states) with return_state, and whose rule is the hand pair.
+    `static` are the layer's Python options after the arrays: (reverse,), or for the RNN
+    (reverse, nonlinearity).
 
-    primal(*args, reverse) -> (h, *final states): what runs when nothing is differentiated;
-    forward(*args, reverse) -> (h, *final states, cache): the rule's forward;
+    primal(*args, *static) -> (h, *final states): what runs when nothing is differentiated;
+    forward(*args, *static) -> (h, *final states, cache): the rule's forward;
     backward(dh, final-state grads (each None when not an output), cache) -> the gradients of
       every argument but lengths, which gets none.
     """
@@ -239,13 +248,14 @@ def custom_vjp_sequence_layer(primal, forward, backward, n_states: int):
         return tuple(values[: 1 + n_states]) if return_state else values[0]
 
     def fwd_rule(options, *args):
-        *values, cache = forward(*args, options[0])
-        return outputs(values, options[1]), cache
+        *values, cache = forward(*args, *options[:-1])
+        return outputs(values, options[-1]), cache
 
     def bwd_rule(options, cache, dout):
-        dh, *dstates = tuple(dout) if options[1] else (dout, *([None] * n_states))
+        dh, *dstates = tuple(dout) if options[-1] else (dout, *([None] * n_states))
         return (*backward(dh, dstates, cache), None)
 
-    layer = jax.custom_vjp(lambda options, *args: outputs(primal(*args, options[0]), options[1]), nondiff_argnums=(0,))
+    layer = jax.custom_vjp(lambda options, *args: outputs(primal(*args, *options[:-1]), options[-1]),
+                           nondiff_argnums=(0,))
     layer.defvjp(fwd_rule, bwd_rule)
     return layer

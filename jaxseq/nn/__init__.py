@@ -1,7 +1,8 @@
 """Flax linen recurrent modules with PyTorch's semantics and weights.
 
-`RNN`, `LSTM`, `GRU` (batch first) take PyTorch's fields (hidden_size, num_layers,
-bidirectional, dropout), name their parameters as PyTorch does, and run `jaxseq.layers`
+`RNN`, `LSTM`, `GRU` take PyTorch's fields (hidden_size, num_layers, bidirectional, dropout,
+bias, batch_first (True by default here), the RNN's nonlinearity "tanh" or "relu", the
+LSTM's proj_size), name their parameters as PyTorch does, and run `jaxseq.layers`
 loops, so `jax.grad` uses the hand-written backward passes. `params_from_torch` /
 `params_to_torch` move a state_dict (or a gradient tree) between the two.
 

@@ -2,14 +2,18 @@
 direction runs its `jaxseq.layers` function from PyTorch-layout weights.
 
 A direction's weights arrive as PyTorch holds them (`TorchWeights`: weight_ih (G*H, D_in),
-weight_hh (G*H, H), bias_ih, bias_hh (G*H,)) and are converted inside the call to jaxseq's
-layout: Wx = weight_ih^T (D_in, G*H), Wh = weight_hh^T (H, G*H), and
+weight_hh (G*H, R), bias_ih, bias_hh (G*H,) or None (bias=False), weight_hr (P, H) or None;
+R = P with a projection, else H) and are converted inside the call to jaxseq's layout:
+Wx = weight_ih^T (D_in, G*H), Wh = weight_hh^T (R, G*H), and
 
-- RNN:  b = bias_ih + bias_hh (both biases get the same gradient, as they should);
-- LSTM: the gate blocks reordered from PyTorch's i, f, g, o to jaxseq's i, f, o, g, and
-        b = bias_ih + bias_hh;
+- RNN:  b = bias_ih + bias_hh (both biases get the same gradient, as they should); the
+        activation tanh or relu (`rnn_cell(nonlinearity)`);
+- LSTM: the gate blocks reordered from PyTorch's i, f, g, o to jaxseq's i, f, o, g,
+        b = bias_ih + bias_hh, and Wr = weight_hr^T (H, P) with a projection;
 - GRU:  b = bias_ih, bh = bias_hh (bh sits inside r * (h Wh_n + bh_n); gate order r, z, n
         is PyTorch's already).
+
+Without biases (bias=False) b (and the GRU's bh) are zeros, constants of the call.
 
 The conversions are plain JAX ops, so `jax.grad` takes the gradients of the layer's
 hand-written backward pass back to PyTorch's layout.
@@ -23,15 +27,22 @@ import jax
 import jax.numpy as jnp
 
 from jaxseq import layers
+from jaxseq.layers.activations import NONLINEARITIES, check_nonlinearity
 
 
 class TorchWeights(NamedTuple):
     """One layer and direction's parameters in PyTorch's layout."""
 
     weight_ih: jax.Array  # (G*H, D_in)
-    weight_hh: jax.Array  # (G*H, H)
-    bias_ih: jax.Array  # (G*H,)
-    bias_hh: jax.Array  # (G*H,)
+    weight_hh: jax.Array  # (G*H, R)
+    bias_ih: jax.Array | None = None  # (G*H,), None with bias=False
+    bias_hh: jax.Array | None = None  # (G*H,), None with bias=False
+    weight_hr: jax.Array | None = None  # (P, H), the LSTM's projection, or None
+
+    def biases(self) -> tuple[jax.Array, jax.Array]:
+        """(bias_ih, bias_hh), zeros (G*H,) for the ones not there."""
+        zeros = jnp.zeros(self.weight_ih.shape[:1], self.weight_ih.dtype)
+        return tuple(zeros if b is None else b for b in (self.bias_ih, self.bias_hh))
 
 
 class Cell(NamedTuple):
@@ -39,14 +50,16 @@ class Cell(NamedTuple):
 
     name: the PyTorch class name; gates: G, the number of H-wide blocks in the weights;
     state_names: the states one direction carries (("h",) or ("h", "c"));
-    run(x, states, weights, lengths, reverse) -> (out (N, T, H), final states): one layer
-      and direction over x (N, T, D_in) from initial states, each (N, H).
+    run(x, states, weights, lengths, reverse) -> (out (N, T, R), final states): one layer
+      and direction over x (N, T, D_in) from initial states, h (N, R), c (N, H);
+    projects: whether the cell takes a projection (weight_hr, PyTorch's proj_size).
     """
 
     name: str
     gates: int
     state_names: tuple[str, ...]
     run: Callable
+    projects: bool = False
 
 
 def torch_lstm_gates_to_jaxseq(a, axis: int = 0):
@@ -55,26 +68,30 @@ def torch_lstm_gates_to_jaxseq(a, axis: int = 0):
     return jnp.concatenate([i, f, o, g], axis=axis)
 
 
-def _run_rnn(x, states, w: TorchWeights, lengths, reverse):
-    (h0,) = states
-    b = w.bias_ih + w.bias_hh
-    h, h_n = layers.rnn(x, h0, w.weight_ih.T, w.weight_hh.T, b, lengths=lengths, reverse=reverse, return_state=True)
-    return h, (h_n,)
+def _rnn_runner(nonlinearity: str):
+    def run(x, states, w: TorchWeights, lengths, reverse):
+        (h0,) = states
+        b = sum(w.biases())
+        h, h_n = layers.rnn(x, h0, w.weight_ih.T, w.weight_hh.T, b, lengths=lengths, reverse=reverse,
+                            return_state=True, nonlinearity=nonlinearity)
+        return h, (h_n,)
+
+    return run
 
 
 def _run_lstm(x, states, w: TorchWeights, lengths, reverse):
     h0, c0 = states
     Wx, Wh = torch_lstm_gates_to_jaxseq(w.weight_ih).T, torch_lstm_gates_to_jaxseq(w.weight_hh).T
-    b = torch_lstm_gates_to_jaxseq(w.bias_ih + w.bias_hh)
-    h, h_n, c_n = layers.lstm(x, h0, Wx, Wh, b, c0=c0, lengths=lengths, reverse=reverse, return_state=True)
+    b = torch_lstm_gates_to_jaxseq(sum(w.biases()))
+    Wr = None if w.weight_hr is None else w.weight_hr.T
+    h, h_n, c_n = layers.lstm(x, h0, Wx, Wh, b, c0=c0, Wr=Wr, lengths=lengths, reverse=reverse, return_state=True)
     return h, (h_n, c_n)
 
 
 def _run_gru(x, states, w: TorchWeights, lengths, reverse):
     (h0,) = states
-    h, h_n = layers.gru(
-        x, h0, w.weight_ih.T, w.weight_hh.T, w.bias_ih, w.bias_hh, lengths=lengths, reverse=reverse, return_state=True
-    )
+    b, bh = w.biases()
+    h, h_n = layers.gru(x, h0, w.weight_ih.T, w.weight_hh.T, b, bh, lengths=lengths, reverse=reverse, return_state=True)
     return h, (h_n,)
 
 
@@ -85,6 +102,14 @@ def _compiled(run):
     return jax.jit(run, static_argnums=4)
 
 
-RNN_CELL = Cell("RNN", 1, ("h",), _compiled(_run_rnn))
-LSTM_CELL = Cell("LSTM", 4, ("h", "c"), _compiled(_run_lstm))
+RNN_CELLS = {nonlinearity: Cell("RNN", 1, ("h",), _compiled(_rnn_runner(nonlinearity)))
+             for nonlinearity in NONLINEARITIES}
+RNN_CELL = RNN_CELLS["tanh"]
+LSTM_CELL = Cell("LSTM", 4, ("h", "c"), _compiled(_run_lstm), projects=True)
 GRU_CELL = Cell("GRU", 3, ("h",), _compiled(_run_gru))
+
+
+def rnn_cell(nonlinearity: str) -> Cell:
+    """The RNN cell with PyTorch's `nonlinearity` ("tanh" or "relu"; anything else is a
+    one-line ValueError naming it)."""
+    return RNN_CELLS[check_nonlinearity(nonlinearity)]

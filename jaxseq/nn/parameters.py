@@ -3,11 +3,13 @@
 For layer k = 0 .. num_layers-1 and direction d (0 forward, suffix ""; 1 backward, suffix
 "_reverse"), exactly as `torch.nn.RNN` / `LSTM` / `GRU` name them:
 
-    weight_ih_l{k}{suffix}   (G*H, D_in)    D_in = D for k = 0, num_directions * H after
-    weight_hh_l{k}{suffix}   (G*H, H)
-    bias_ih_l{k}{suffix}     (G*H,)
-    bias_hh_l{k}{suffix}     (G*H,)
+    weight_ih_l{k}{suffix}   (G*H, D_in)    D_in = D for k = 0, num_directions * R after
+    weight_hh_l{k}{suffix}   (G*H, R)
+    bias_ih_l{k}{suffix}     (G*H,)         only with bias=True
+    bias_hh_l{k}{suffix}     (G*H,)         only with bias=True
+    weight_hr_l{k}{suffix}   (P, H)         only with proj_size = P > 0 (the LSTM's projection)
 
+R is the width of the hidden state a layer outputs and carries: H, or P with proj_size > 0.
 G is the cell's number of H-wide gate blocks (1 RNN; 4 LSTM, PyTorch's order i, f, g, o;
 3 GRU, r, z, n), the layout PyTorch's: rows are gate units, columns inputs. The order of
 `parameter_specs` is the order of a PyTorch state_dict. Every parameter is drawn as PyTorch
@@ -20,7 +22,7 @@ from typing import NamedTuple
 
 import jax
 
-KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
 class ParameterSpec(NamedTuple):
@@ -37,35 +39,45 @@ def parameter_name(kind: str, layer: int, direction: int) -> str:
     return f"{kind}_l{layer}{'_reverse' if direction else ''}"
 
 
+def _times(count: int, label: str) -> str:
+    return label if count == 1 else f"{count}{label}"
+
+
 def direction_specs(gates: int, hidden_size: int, num_directions: int, layer: int, direction: int,
-                    input_size: int | None) -> dict[str, ParameterSpec]:
-    """The four parameters of one layer and direction, by kind (`KINDS`).
+                    input_size: int | None, *, proj_size: int = 0, bias: bool = True) -> dict[str, ParameterSpec]:
+    """The parameters of one layer and direction, by kind (`KINDS`, in that order; the biases
+    only with `bias`, weight_hr only with proj_size > 0).
 
     input_size is D, the stack's input size (used by layer 0 only; None when not known).
     """
     H = hidden_size
-    rows, rows_label = gates * H, "H" if gates == 1 else f"{gates}H"
+    R, R_label = (proj_size, "P") if proj_size else (H, "H")
+    rows, rows_label = gates * H, _times(gates, "H")
     if layer == 0:
         cols, cols_label = input_size, "D"
     else:
-        cols, cols_label = num_directions * H, "H" if num_directions == 1 else f"{num_directions}H"
+        cols, cols_label = num_directions * R, _times(num_directions, R_label)
     shapes = {
         "weight_ih": ((rows, cols), f"({rows_label}, {cols_label})"),
-        "weight_hh": ((rows, H), f"({rows_label}, H)"),
-        "bias_ih": ((rows,), f"({rows_label},)"),
-        "bias_hh": ((rows,), f"({rows_label},)"),
+        "weight_hh": ((rows, R), f"({rows_label}, {R_label})"),
     }
-    return {kind: ParameterSpec(parameter_name(kind, layer, direction), *shapes[kind]) for kind in KINDS}
+    if bias:
+        shapes["bias_ih"] = ((rows,), f"({rows_label},)")
+        shapes["bias_hh"] = ((rows,), f"({rows_label},)")
+    if proj_size:
+        shapes["weight_hr"] = ((proj_size, H), "(P, H)")
+    return {kind: ParameterSpec(parameter_name(kind, layer, direction), *shapes[kind]) for kind in shapes}
 
 
 def parameter_specs(gates: int, hidden_size: int, num_layers: int, num_directions: int,
-                    input_size: int | None) -> list[ParameterSpec]:
+                    input_size: int | None, *, proj_size: int = 0, bias: bool = True) -> list[ParameterSpec]:
     """Every parameter of the stack, in a PyTorch state_dict's order (layer, direction, kind)."""
     return [
         spec
         for layer in range(num_layers)
         for direction in range(num_directions)
-        for spec in direction_specs(gates, hidden_size, num_directions, layer, direction, input_size).values()
+        for spec in direction_specs(gates, hidden_size, num_directions, layer, direction, input_size,
+                                    proj_size=proj_size, bias=bias).values()
     ]
 
 

@@ -59,8 +59,10 @@ def _describe(shape: tuple) -> str:
 
 
 def _module_label(module) -> str:
+    extra = "".join(f", {name}={getattr(module, name)}" for name, default in (("bias", True), ("proj_size", 0))
+                    if getattr(module, name) != default)
     return (f"{module.cell.name}(hidden_size={module.hidden_size}, num_layers={module.num_layers}, "
-            f"bidirectional={module.bidirectional})")
+            f"bidirectional={module.bidirectional}{extra})")
 
 
 def _input_size(arrays: Mapping[str, np.ndarray]) -> int | None:
@@ -79,7 +81,7 @@ def checked_specs(module, arrays: Mapping[str, np.ndarray], what: str) -> list[P
     mapping in the message ("state_dict", "params").
     """
     specs = parameter_specs(module.cell.gates, module.hidden_size, module.num_layers, module.num_directions,
-                            _input_size(arrays))
+                            _input_size(arrays), proj_size=module.proj_size, bias=module.bias)
     expected = {spec.name for spec in specs}
     for spec in specs:
         if spec.name not in arrays:
@@ -101,7 +103,9 @@ def params_from_torch(module, state_dict: Mapping) -> dict:
 
     Inputs: module: a `jaxseq.nn` RNN, LSTM or GRU; state_dict {name: tensor or array} with
       PyTorch's names: weight_ih_l{k}[_reverse] (G*H, D_in), weight_hh_l{k}[_reverse]
-      (G*H, H), bias_ih_l{k}[_reverse] and bias_hh_l{k}[_reverse] (G*H,).
+      (G*H, H), bias_ih_l{k}[_reverse] and bias_hh_l{k}[_reverse] (G*H,) (not with
+      bias=False), weight_hr_l{k}[_reverse] (P, H) (an LSTM with proj_size P; weight_hh is
+      then (4H, P)).
     Returns: {"params": {name: jax.Array}}, for `module.apply`. Dtypes are kept (float64
       stays float64 when JAX's x64 mode is on).
     """

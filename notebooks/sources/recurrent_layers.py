@@ -4,9 +4,10 @@
 # Real sequences have different lengths. To run them as one batch we pad them to a common
 # length T and pass their true `lengths`; a recurrent layer must then act as if the padding
 # were not there. This notebook walks through how `jaxseq.nn.LSTM` does that (PyTorch's
-# packed-sequence semantics, forward and bidirectional), loads a `torch.nn.LSTM`'s weights
-# and checks that both give the same numbers, writes down the GRU and checks its
-# hand-written backward, and ends with how fast these layers are.
+# packed-sequence semantics, forward and bidirectional) and shows its Flax NNX twin
+# `jaxseq.nnx.LSTM` beside it, loads a `torch.nn.LSTM`'s weights and checks that both give
+# the same numbers, writes down the GRU and checks its hand-written backward, and ends with
+# how fast these layers are.
 #
 # `FULL = False` keeps the run to well under a minute on a laptop CPU; `FULL = True` only
 # times the layers for longer, at a larger shape.
@@ -134,6 +135,33 @@ for n, length in enumerate(lengths):
     out_n, h_alone, c_alone = alone(bilstm, bi_variables, n)
     print(f"sequence {n} alone: max difference in out {np.abs(bi_out[n, :length] - out_n).max():.1e}, "
           f"h_n {np.abs(bi_h_n[:, n] - h_alone).max():.1e}, c_n {np.abs(bi_c_n[:, n] - c_alone).max():.1e}")
+
+# %% [markdown]
+# ### The same stack as a Flax NNX module
+#
+# Flax's newer API, NNX, keeps parameters inside the module object instead of in a separate
+# `variables` dict. `jaxseq.nnx.LSTM` is the NNX front-end of the same stack: PyTorch's
+# constructor, `LSTM(input_size, hidden_size, num_layers, ..., rngs=nnx.Rngs(0))`, and call,
+# `out, (h_n, c_n) = model(x, lengths=...)`, with the parameters as attributes under PyTorch's
+# names. Underneath it runs the Linen module above on its own parameters, so the two give the
+# same numbers. `from_linen` builds one from a Linen module and its variables (`to_linen` goes
+# back). Dropout between layers is on in NNX's training mode, the default, and off after
+# `model.eval()`.
+
+# %% tags=nnx
+from flax import nnx
+
+import jaxseq.nnx
+
+nnx_lstm = jaxseq.nnx.from_linen(bilstm, bi_variables)
+nnx_lstm.eval()
+nnx_out, (nnx_h_n, nnx_c_n) = nnx_lstm(x, lengths=lengths)
+print(f"{type(nnx_lstm).__module__}.{type(nnx_lstm).__name__}   weight_ih_l1_reverse",
+      nnx_lstm.weight_ih_l1_reverse.shape)
+print("its parameters:", len(nnx.state(nnx_lstm, nnx.Param)), "nnx.Params, the Linen module's:",
+      len(bi_variables["params"]))
+print(f"NNX vs Linen: max difference in out {np.abs(nnx_out - bi_out).max()}, h_n {np.abs(nnx_h_n - bi_h_n).max()}, "
+      f"c_n {np.abs(nnx_c_n - bi_c_n).max()}")
 
 # %% [markdown]
 # ## 2. A `torch.nn.LSTM`'s weights in jaxseq
