@@ -44,7 +44,7 @@ class RNNStepCache:
     nonlinearity: str = "tanh"
 
 
-def _validate_step(x, prev_h, Wx, Wh, b):
+def _validate_step(x, prev_h, Wx, Wh, b) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
     return validate_recurrent_args(x, {"prev_h": prev_h}, Wx, Wh, {"b": b}, gates=1, sequence=False)
 
 

@@ -42,7 +42,7 @@ class TorchWeights(NamedTuple):
     def biases(self) -> tuple[jax.Array, jax.Array]:
         """(bias_ih, bias_hh), zeros (G*H,) for the ones not there."""
         zeros = jnp.zeros(self.weight_ih.shape[:1], self.weight_ih.dtype)
-        return tuple(zeros if b is None else b for b in (self.bias_ih, self.bias_hh))
+        return (zeros if self.bias_ih is None else self.bias_ih, zeros if self.bias_hh is None else self.bias_hh)
 
 
 class Cell(NamedTuple):

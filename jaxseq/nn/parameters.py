@@ -57,7 +57,7 @@ def direction_specs(gates: int, hidden_size: int, num_directions: int, layer: in
         cols, cols_label = input_size, "D"
     else:
         cols, cols_label = num_directions * R, _times(num_directions, R_label)
-    shapes = {
+    shapes: dict[str, tuple[tuple[int | None, ...], str]] = {
         "weight_ih": ((rows, cols), f"({rows_label}, {cols_label})"),
         "weight_hh": ((rows, R), f"({rows_label}, {R_label})"),
     }

@@ -21,7 +21,7 @@ the last, only when `deterministic=False`, with the 'dropout' rng.
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -52,7 +52,11 @@ class RecurrentStack(nn.Module):
     batch_first: bool = True
     proj_size: int = 0
 
-    cell: ClassVar[Cell]
+    @property
+    def cell(self) -> Cell:
+        """The stack's cell: `LSTM` and `GRU` set it as a class attribute, `RNN` by its
+        nonlinearity (a read-only property here, so both kinds of override type-check)."""
+        raise NotImplementedError(f"{type(self).__name__} names no cell")
 
     def __post_init__(self):
         check_positive_int("hidden_size", self.hidden_size)
