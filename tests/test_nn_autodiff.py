@@ -89,7 +89,7 @@ STACKS = [(cell, num_layers, bidirectional, with_lengths, {})
           for num_layers, bidirectional, with_lengths in [(2, True, True), (1, False, False)]]
 STACKS += [  # PyTorch's options: relu, projections (P = 1 < H = 2) without biases
     ("rnn", 2, True, True, {"nonlinearity": "relu"}),
-    ("lstm", 2, True, True, {"proj_size": 1, "bias": False}),
+    ("lstm", 1, True, True, {"proj_size": 1, "bias": False}),
 ]
 
 
