@@ -61,23 +61,35 @@ def _as_tuple(states):
     return states if isinstance(states, tuple) else (states,)
 
 
-def jaxseq_run(module, variables, x, lengths, states, dout, dstates):
-    """Returns (out, final states tuple, grads {"x", "states", "params" (torch names)})."""
+def differentiate_run(call, params, batch_first, grad, jit, to_torch, x, lengths, states, dout, dstates):
+    """The one loss and gradient run of a module, whichever front-end: `call(params, x,
+    lengths, initial_state) -> (out, final)`, differentiated by `grad` (jax.grad or nnx.grad)
+    under `jit` with respect to params, x and the initial states; `to_torch` names the
+    parameter gradients as PyTorch does. Arrays in and out are batch-major; a module with
+    batch_first=False is fed and read time-major.
 
-    layout = lambda a: _time_major_unless(module.batch_first, a)  # noqa: E731
+    Returns (out, final states tuple, grads {"x", "states", "params" (torch names)})."""
+    layout = lambda a: _time_major_unless(batch_first, a)  # noqa: E731
 
-    def loss(variables, x, states):
+    def loss(params, x, states):
         initial = states if len(states) > 1 else states[0]
-        out, final = module.apply(variables, x, lengths=lengths, initial_state=initial)
+        out, final = call(params, x, lengths, initial)
         final = _as_tuple(final)
         total = jnp.sum(out * layout(dout)) + sum(jnp.sum(f * d) for f, d in zip(final, dstates))
         return total, (out, final)
 
-    grad_fn = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))
-    (dvars, dx, dstates0), (out, final) = grad_fn(variables, layout(x), states)
-    grads = {"x": layout(np.asarray(dx)), "states": tuple(map(np.asarray, dstates0)),
-             "params": jnn.params_to_torch(module, dvars)}
+    grad_fn = jit(grad(loss, argnums=(0, 1, 2), has_aux=True))
+    (dparams, dx, dstates0), (out, final) = grad_fn(params, layout(x), states)
+    grads = {"x": layout(np.asarray(dx)), "states": tuple(map(np.asarray, dstates0)), "params": to_torch(dparams)}
     return layout(np.asarray(out)), tuple(map(np.asarray, final)), grads
+
+
+def jaxseq_run(module, variables, x, lengths, states, dout, dstates):
+    """`differentiate_run` of a Linen module: returns (out, final states tuple, grads)."""
+    return differentiate_run(
+        lambda v, x, lengths, initial: module.apply(v, x, lengths=lengths, initial_state=initial),
+        variables, module.batch_first, jax.grad, jax.jit, lambda d: jnn.params_to_torch(module, d),
+        x, lengths, states, dout, dstates)
 
 
 def torch_run(torch_module, x, lengths, states, dout, dstates):

@@ -19,7 +19,7 @@ from jaxseq import nn as jnn
 from jaxseq import nnx as jnnx
 from jaxseq.gradcheck import FLOAT32_TOL
 from tests.helpers import scaled_error
-from tests.nn_torch_twin import jaxseq_run, make_pair, random_batch, torch_run
+from tests.nn_torch_twin import differentiate_run, jaxseq_run, make_pair, random_batch, torch_run
 
 N, T, D, H = 4, 5, 3, 4
 LENGTHS = jnp.array([5, 1, 0, 3])  # (N,): T, 1 and 0 among them
@@ -27,22 +27,13 @@ NNX_TOL = 1e-6  # NNX vs Linen on the same parameters (the same computation: in 
 
 
 def _nnx_run(model, x, lengths, states, dout, dstates):
-    """`jaxseq_run` of tests.nn_torch_twin for an NNX model: (out, finals, grads) with the
-    parameter gradients under PyTorch's names, through `nnx.jit(nnx.grad(...))`. The arrays
-    are batch-major; a model with batch_first=False is fed and read time-major."""
-    layout = (lambda a: a) if model.batch_first else (lambda a: np.swapaxes(a, 0, 1))  # noqa: E731
-
-    def loss(model, x, states):
-        out, final = model(x, lengths=lengths, initial_state=states if len(states) > 1 else states[0])
-        final = final if isinstance(final, tuple) else (final,)
-        total = jnp.sum(out * layout(dout)) + sum(jnp.sum(f * d) for f, d in zip(final, dstates))
-        return total, (out, final)
-
-    grad_fn = nnx.jit(nnx.grad(loss, argnums=(0, 1, 2), has_aux=True))
-    (dmodel, dx, dstates0), (out, final) = grad_fn(model, layout(x), states)
-    grads = {"x": layout(np.asarray(dx)), "states": tuple(map(np.asarray, dstates0)),
-             "params": jnnx.params_to_torch(model, dmodel)}
-    return layout(np.asarray(out)), tuple(map(np.asarray, final)), grads
+    """`differentiate_run` of tests.nn_torch_twin for an NNX model, through
+    `nnx.jit(nnx.grad(...))`: (out, finals, grads) with the parameter gradients under
+    PyTorch's names."""
+    return differentiate_run(
+        lambda m, x, lengths, initial: m(x, lengths=lengths, initial_state=initial),
+        model, model.batch_first, nnx.grad, nnx.jit, lambda d: jnnx.params_to_torch(model, d),
+        x, lengths, states, dout, dstates)
 
 
 def _errors(ours, theirs) -> dict[str, float]:
