@@ -12,7 +12,9 @@ layout: Wx = weight_ih^T (D_in, G*H), Wh = weight_hh^T (H, G*H), and
         is PyTorch's already).
 
 The conversions are plain JAX ops, so `jax.grad` takes the gradients of the layer's
-hand-written backward pass back to PyTorch's layout.
+hand-written backward pass back to PyTorch's layout. `Cell.layout` is that conversion alone
+(`CellWeights`) and `Cell.update` one step of the cell from its two matmuls' results, for a
+loop that converts the weights once and runs steps itself (text generation).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxseq import layers
+from jaxseq.layers.gru import gru_cell_forward
+from jaxseq.layers.lstm_fast import lstm_cell
 
 
 class TorchWeights(NamedTuple):
@@ -34,19 +38,33 @@ class TorchWeights(NamedTuple):
     bias_hh: jax.Array  # (G*H,)
 
 
+class CellWeights(NamedTuple):
+    """One layer and direction's parameters in jaxseq's layout: the `jaxseq.layers` arguments."""
+
+    Wx: jax.Array  # (D_in, G*H)
+    Wh: jax.Array  # (H, G*H)
+    b: jax.Array  # (G*H,) the input side's bias (RNN, LSTM: bias_ih + bias_hh)
+    bh: jax.Array | None  # (G*H,) the hidden side's bias (GRU), None where it is folded into b
+
+
 class Cell(NamedTuple):
     """A recurrent cell as a stack sees it.
 
     name: the PyTorch class name; gates: G, the number of H-wide blocks in the weights;
     state_names: the states one direction carries (("h",) or ("h", "c"));
     run(x, states, weights, lengths, reverse) -> (out (N, T, H), final states): one layer
-      and direction over x (N, T, D_in) from initial states, each (N, H).
+      and direction over x (N, T, D_in) from initial states, each (N, H);
+    layout(weights: TorchWeights) -> CellWeights: what `run` converts them to;
+    update(xw, hw, states) -> states: one step from xw = x_t Wx + b and hw = h_{t-1} Wh (+ bh),
+      each (N, G*H), and the states before it, each (N, H); the math `run` loops over.
     """
 
     name: str
     gates: int
     state_names: tuple[str, ...]
     run: Callable
+    layout: Callable
+    update: Callable
 
 
 def torch_lstm_gates_to_jaxseq(a, axis: int = 0):
@@ -55,27 +73,51 @@ def torch_lstm_gates_to_jaxseq(a, axis: int = 0):
     return jnp.concatenate([i, f, o, g], axis=axis)
 
 
+def _rnn_layout(w: TorchWeights) -> CellWeights:
+    return CellWeights(w.weight_ih.T, w.weight_hh.T, w.bias_ih + w.bias_hh, None)
+
+
+def _lstm_layout(w: TorchWeights) -> CellWeights:
+    Wx, Wh = torch_lstm_gates_to_jaxseq(w.weight_ih).T, torch_lstm_gates_to_jaxseq(w.weight_hh).T
+    return CellWeights(Wx, Wh, torch_lstm_gates_to_jaxseq(w.bias_ih + w.bias_hh), None)
+
+
+def _gru_layout(w: TorchWeights) -> CellWeights:
+    return CellWeights(w.weight_ih.T, w.weight_hh.T, w.bias_ih, w.bias_hh)
+
+
 def _run_rnn(x, states, w: TorchWeights, lengths, reverse):
     (h0,) = states
-    b = w.bias_ih + w.bias_hh
-    h, h_n = layers.rnn(x, h0, w.weight_ih.T, w.weight_hh.T, b, lengths=lengths, reverse=reverse, return_state=True)
+    c = _rnn_layout(w)
+    h, h_n = layers.rnn(x, h0, c.Wx, c.Wh, c.b, lengths=lengths, reverse=reverse, return_state=True)
     return h, (h_n,)
 
 
 def _run_lstm(x, states, w: TorchWeights, lengths, reverse):
     h0, c0 = states
-    Wx, Wh = torch_lstm_gates_to_jaxseq(w.weight_ih).T, torch_lstm_gates_to_jaxseq(w.weight_hh).T
-    b = torch_lstm_gates_to_jaxseq(w.bias_ih + w.bias_hh)
-    h, h_n, c_n = layers.lstm(x, h0, Wx, Wh, b, c0=c0, lengths=lengths, reverse=reverse, return_state=True)
+    c = _lstm_layout(w)
+    h, h_n, c_n = layers.lstm(x, h0, c.Wx, c.Wh, c.b, c0=c0, lengths=lengths, reverse=reverse, return_state=True)
     return h, (h_n, c_n)
 
 
 def _run_gru(x, states, w: TorchWeights, lengths, reverse):
     (h0,) = states
-    h, h_n = layers.gru(
-        x, h0, w.weight_ih.T, w.weight_hh.T, w.bias_ih, w.bias_hh, lengths=lengths, reverse=reverse, return_state=True
-    )
+    c = _gru_layout(w)
+    h, h_n = layers.gru(x, h0, c.Wx, c.Wh, c.b, c.bh, lengths=lengths, reverse=reverse, return_state=True)
     return h, (h_n,)
+
+
+def _update_rnn(xw, hw, states):
+    return (jnp.tanh(xw + hw),)  # jaxseq.layers.rnn's step
+
+
+def _update_lstm(xw, hw, states):
+    next_h, next_c, *_ = lstm_cell(xw + hw, states[1])  # the cell `layers.lstm` runs
+    return next_h, next_c
+
+
+def _update_gru(xw, hw, states):
+    return (gru_cell_forward(xw, hw, states[0])[0],)
 
 
 def _compiled(run):
@@ -85,6 +127,6 @@ def _compiled(run):
     return jax.jit(run, static_argnums=4)
 
 
-RNN_CELL = Cell("RNN", 1, ("h",), _compiled(_run_rnn))
-LSTM_CELL = Cell("LSTM", 4, ("h", "c"), _compiled(_run_lstm))
-GRU_CELL = Cell("GRU", 3, ("h",), _compiled(_run_gru))
+RNN_CELL = Cell("RNN", 1, ("h",), _compiled(_run_rnn), _rnn_layout, _update_rnn)
+LSTM_CELL = Cell("LSTM", 4, ("h", "c"), _compiled(_run_lstm), _lstm_layout, _update_lstm)
+GRU_CELL = Cell("GRU", 3, ("h",), _compiled(_run_gru), _gru_layout, _update_gru)
