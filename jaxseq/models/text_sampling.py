@@ -159,11 +159,17 @@ def sample_tokens(model, variables, sampler: SamplerState, length: int, temperat
     """
     check_positive_int("length", length)
     check_sampling_options(temperature, top_k, top_p)
-    return _sample(fast_step, model, _prepare(model, variables), sampler, length,
-                   _options(temperature, top_k, top_p, model.vocab_size))
+    return _prepare_and_sample(model, variables, sampler, length, _options(temperature, top_k, top_p, model.vocab_size))
 
 
 _prepare = jax.jit(prepare_step, static_argnums=0)
+
+
+@partial(jax.jit, static_argnames=("model", "length"))
+def _prepare_and_sample(model, variables, sampler, length, options):
+    """`prepare_step` and the loop on its weights in one call (one dispatch, the conversion
+    computed once, before the loop)."""
+    return _sample(fast_step, model, prepare_step(model, variables), sampler, length, options)
 
 
 @partial(jax.jit, static_argnames=("step", "model", "length"))
@@ -192,8 +198,7 @@ def generate(model, variables, prompt, length: int, key: Array, temperature: flo
     check_positive_int("length", length)
     check_sampling_options(temperature, top_k, top_p)
     sampler = start_sampling(model, variables, prompt, key, state)
-    return _sample(fast_step, model, _prepare(model, variables), sampler, length,
-                   _options(temperature, top_k, top_p, model.vocab_size))[0]
+    return _prepare_and_sample(model, variables, sampler, length, _options(temperature, top_k, top_p, model.vocab_size))[0]
 
 
 def generate_chunks(model, variables, prompt, length: int, key: Array, chunk: int = 100,
