@@ -32,15 +32,17 @@ def small_model(cell: str, tie_weights: bool):
 
 def random_state(model, seed: int = 2):
     rng = np.random.default_rng(seed)
-    draw = lambda: jnp.asarray(rng.normal(0.0, 0.5, (model.num_layers, N, model.hidden_size)), jnp.float32)  # noqa: E731
-    return (draw(), draw()) if model.cell == "lstm" else draw()
+    shape = (model.num_layers, N, model.hidden_size)
+    h = jnp.asarray(rng.normal(0.0, 0.5, shape), jnp.float32)
+    return (h, jnp.asarray(rng.normal(0.0, 0.5, shape), jnp.float32)) if model.cell == "lstm" else h
 
 
 @pytest.mark.parametrize("cell,tie_weights", [("lstm", False), ("gru", True), ("rnn", False)])
 def test_the_fast_step_gives_the_model_steps_logits_and_state(cell, tie_weights):
     model, variables = small_model(cell, tie_weights)
     state = random_state(model)
-    both = jax.jit(lambda v, token, s: (model_step(model, v, token, s), fast_step(model, prepare_step(model, v), token, s)))
+    both = jax.jit(lambda v, token, s: (model_step(model, v, token, s),
+                                        fast_step(model, prepare_step(model, v), token, s)))
     expected, got = both(variables, PROMPT[:, 0], state)  # one compilation for the two
     for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

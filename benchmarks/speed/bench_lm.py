@@ -436,7 +436,7 @@ def check_generation(gen: dict, p: dict, rtol: float | None = None) -> float:
 _NUMPY_MATVEC = """
 import sys, time, numpy as np
 rows, cols, reps = (int(a) for a in sys.argv[1:4])
-W = np.random.default_rng(0).standard_normal((rows, cols), dtype=np.float32)
+W = np.full((rows, cols), 0.5, np.float32)
 x = np.ones(cols, np.float32)
 times = []
 for _ in range(reps):
@@ -469,7 +469,8 @@ def step_bytes(weights) -> int:
 
 def torch_step_bytes(state_dict: dict) -> int:
     """Bytes PyTorch's step reads per token: every weight but the encoder, one encoder row."""
-    return int(sum(v.nbytes for k, v in state_dict.items() if k != "encoder.weight") + state_dict["encoder.weight"][0].nbytes)
+    others = sum(v.nbytes for k, v in state_dict.items() if k != "encoder.weight")
+    return int(others + state_dict["encoder.weight"][0].nbytes)
 
 
 def xla_matvecs_per_token(weights, length: int, reps: int) -> float:
@@ -533,7 +534,7 @@ def generation_roofline(c: dict, p: dict, variables, length: int, reps: int = 5)
     weights = prepare_step(p["model"], variables)
     ours, theirs = step_bytes(weights), torch_step_bytes(p["state_dict"])
     cache_bw = numpy_matvec_bandwidth(ours, reps=200)
-    dram_bw = numpy_matvec_bandwidth(256 * 2**20, reps=15)
+    dram_bw = numpy_matvec_bandwidth(256 * 2**20, reps=max(3, 2 * reps))
     return {"jaxseq_bytes_per_token": ours, "torch_bytes_per_token": theirs,
             "numpy_matvec_gbps_in_cache": cache_bw, "numpy_matvec_gbps_dram": dram_bw,
             "floor_us_in_cache": ours / cache_bw / 1e3, "floor_us_dram": ours / dram_bw / 1e3,
@@ -623,7 +624,8 @@ def bench_generation(c: dict, length: int, *, reps: int, warmup: int) -> list[di
     summary = speedup_summary(ups, TARGETS["gen"])
     print(summary, flush=True)
     roofline = generation_roofline(c, p, gen["variables"], length, reps=reps)
-    print("\n".join(roofline_lines(roofline, {r["contender"]: 1e3 * r["median_ms"] / length for r in case})), flush=True)
+    per_token_us = {r["contender"]: 1e3 * r["median_ms"] / length for r in case}
+    print("\n".join(roofline_lines(roofline, per_token_us)), flush=True)
     for r in case:
         r["tokens_per_s"] = length / (r["median_ms"] * 1e-3)
         r["speedups"] = ups

@@ -198,7 +198,8 @@ def generate(model, variables, prompt, length: int, key: Array, temperature: flo
     check_positive_int("length", length)
     check_sampling_options(temperature, top_k, top_p)
     sampler = start_sampling(model, variables, prompt, key, state)
-    return _prepare_and_sample(model, variables, sampler, length, _options(temperature, top_k, top_p, model.vocab_size))[0]
+    options = _options(temperature, top_k, top_p, model.vocab_size)
+    return _prepare_and_sample(model, variables, sampler, length, options)[0]
 
 
 def generate_chunks(model, variables, prompt, length: int, key: Array, chunk: int = 100,
