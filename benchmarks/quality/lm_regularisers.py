@@ -3,9 +3,9 @@ a short ablation on Tiny Shakespeare at character level, each regulariser alone 
 
 The setting is small-data on purpose: regularisers only help a model that overfits, and a
 10-minute run on the whole of Tiny Shakespeare underfits (`lm_quality.md`). So the model trains
-on the first `--train-chars` characters of nanoGPT's training split (default 100,000) for a
+on the first `--train-chars` characters of nanoGPT's training split (default 50,000) for a
 fixed number of epochs, long enough to overfit without regularisation, and is scored on the
-first `--val-chars` of the validation split (default 50,000): the best validation loss over the
+first `--val-chars` of the validation split (default 30,000): the best validation loss over the
 epochs (what a run selecting by validation loss keeps) and the last one, in nats per character.
 
 Every configuration starts from the same initial weights (the same seed) and sees the same
@@ -21,7 +21,7 @@ segments in the same order; only the model's regulariser differs:
 (rates: `RATES`, AWD-LSTM's character-level values where it has them). Writes
 `results/lm_regularisers.json` and `.md` (machine, date, load averages, every curve).
 
-    python benchmarks/quality/lm_regularisers.py [--epochs 8] [--train-chars 100000] [--only none hidden]
+    python benchmarks/quality/lm_regularisers.py [--epochs 10] [--train-chars 50000] [--only none hidden]
 """
 
 from __future__ import annotations
@@ -117,9 +117,9 @@ def markdown(results: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--train-chars", type=int, default=100_000)
-    parser.add_argument("--val-chars", type=int, default=50_000)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--train-chars", type=int, default=50_000)
+    parser.add_argument("--val-chars", type=int, default=30_000)
     parser.add_argument("--only", nargs="+", choices=sorted(KEYS), default=None, help="run only these")
     parser.add_argument("--out", default=str(HERE.parent / "results"), help="folder for lm_regularisers.md/.json")
     args = parser.parse_args(argv)
@@ -128,7 +128,9 @@ def main(argv=None) -> int:
 
     corpus = corpus_subset(args.train_chars, args.val_chars)
     names = [KEYS[k] for k in args.only] if args.only else list(RATES)
-    steps = len(range(0, args.train_chars // TRAIN["batch_size"] - 1, TRAIN["bptt"]))
+    from jaxseq.data.text_streams import batchify
+
+    steps = len(range(0, batchify(corpus.train, TRAIN["batch_size"]).shape[1] - 1, TRAIN["bptt"]))
     results = {"machine": machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "software": f"jax {jax.__version__} (jaxlib {jaxlib.__version__})", "data": corpus.source,
                "epochs": args.epochs, "steps_per_epoch": steps, "runs": []}

@@ -48,7 +48,7 @@ PyTorch's OpenMP wait policy (OMP_WAIT_POLICY, read once when torch loads) is re
 case's notes: unset, libgomp's default spins a while after each parallel region (busy-wait),
 PASSIVE sleeps at once. Run the module under each to compare.
 
-    python benchmarks/speed/bench_lm.py [--quick]
+    python benchmarks/speed/bench_lm.py [--quick] [--case gen] [--single-core] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -57,11 +57,15 @@ import functools
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
+
+if __name__ == "__main__" and "--single-core" in sys.argv:  # before NumPy, JAX or PyTorch start threads
+    harness.single_core_mode()
+
+import numpy as np  # noqa: E402
+
 from jaxseq.contenders import assert_agree  # noqa: E402
 
 CASES = {
@@ -364,10 +368,12 @@ def check_agreement(contenders: dict[str, Contender], p: dict, rtol: float | Non
 
 
 def generation_contenders(p: dict, length: int, temperature: float = 1.0) -> dict:
-    """{"jaxseq": ..., "jaxseq-apply": ..., "torch": ...}: `length` tokens at batch 1 after a
-    one-token prompt; each returns the tokens (NumPy (length,)) and torch's also fills
+    """{"jaxseq", "jaxseq-apply", "torch", "torch-no-onednn": ...}: `length` tokens at batch 1
+    after a one-token prompt; each returns the tokens (NumPy (length,)) and torch's also fills
     `logits_seen`. jaxseq-apply is the same jitted loop on the readable step (`model.apply` per
-    token, `generation_step.model_step`): what `generate` ran before its fast step."""
+    token, `generation_step.model_step`): what `generate` ran before its fast step.
+    torch-no-onednn is generate.py's loop with `torch.backends.mkldnn` off: on CPU PyTorch's
+    LSTM otherwise runs oneDNN's kernel, which at batch 1 costs ~3x more per token here."""
     import jax
     import torch
 
@@ -411,7 +417,12 @@ def generation_contenders(p: dict, length: int, temperature: float = 1.0) -> dic
                 out.append(int(word_idx))  # generate.py writes each word out as it goes
         return np.asarray(out)
 
+    def torch_generate_without_onednn():
+        with torch.backends.mkldnn.flags(enabled=False):  # PyTorch's own LSTM kernel, not oneDNN's
+            return torch_generate()
+
     return {"jaxseq": jaxseq_generate, "jaxseq-apply": jaxseq_apply_generate, "torch": torch_generate,
+            "torch-no-onednn": torch_generate_without_onednn,
             "torch_record": lambda: torch_generate(True), "logits_seen": seen, "prompt": prompt,
             "variables": variables}
 
@@ -440,7 +451,7 @@ W = np.full((rows, cols), 0.5, np.float32)
 x = np.ones(cols, np.float32)
 times = []
 for _ in range(reps):
-    t = time.perf_counter(); W @ x; times.append(time.perf_counter() - t)
+    t = time.process_time(); W @ x; times.append(time.process_time() - t)
 print(float(np.median(times[reps // 5:])))
 """
 
@@ -448,7 +459,8 @@ print(float(np.median(times[reps // 5:])))
 def numpy_matvec_bandwidth(nbytes: int, reps: int) -> float:
     """GB/s of a float32 NumPy matrix-vector product A x with A of `nbytes` (512 columns), the
     median of `reps` (the first fifth dropped: A comes into cache), in a fresh process on ONE
-    BLAS thread (on this shared machine a second thread waits for a busy core)."""
+    BLAS thread, timed by its CPU time (on this shared machine a second thread, or the wall
+    clock, mostly measures waiting for a busy core)."""
     import subprocess
 
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -479,12 +491,12 @@ def xla_matvecs_per_token(weights, length: int, reps: int) -> float:
     `length` steps: the memory-bound work of a token as XLA runs it, without the cells'
     elementwise math, the sampling or the RNG."""
     import statistics
-    import time
 
     import jax
     import jax.numpy as jnp
 
     H = weights.layers[0].Wh.shape[0]
+    clock = harness.MODE["clock"]
 
     @jax.jit
     def loop(w, h):
@@ -502,9 +514,9 @@ def xla_matvecs_per_token(weights, length: int, reps: int) -> float:
     jax.block_until_ready(loop(weights, h))
     times = []
     for _ in range(reps):
-        start = time.perf_counter()
+        start = clock()
         jax.block_until_ready(loop(weights, h))
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times) / length
 
 
@@ -513,15 +525,14 @@ def torch_overhead_per_token(c: dict, length: int, reps: int) -> float:
     layers and loop; its weights are ~20 KB): the loop's fixed cost per token, Python, module
     calls, multinomial, that no bandwidth removes."""
     import statistics
-    import time
 
     tiny = generation_contenders(make_problem(dict(c, E=8, H=8)), min(length, OVERHEAD_LENGTH))["torch"]
     tiny()
-    times = []
+    clock, times = harness.MODE["clock"], []
     for _ in range(reps):
-        start = time.perf_counter()
+        start = clock()
         tiny()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times) / min(length, OVERHEAD_LENGTH)
 
 
@@ -552,17 +563,18 @@ def roofline_lines(r: dict, medians_us: dict) -> list[str]:
         f"the folded (V, 4H) table instead of the embedding row and layer 0's W_ih), PyTorch's step "
         f"{r['torch_bytes_per_token'] / 1e6:.2f} MB. At batch 1 every step is a matrix-vector product per matrix: "
         f"2 flops per 4 bytes read, memory bound.",
-        f"- This machine's float32 matrix-vector bandwidth (NumPy, one BLAS thread, medians): "
+        f"- This machine's float32 matrix-vector bandwidth (NumPy, one BLAS thread, CPU time, medians): "
         f"{r['numpy_matvec_gbps_in_cache']:.1f} GB/s on a matrix of jaxseq's per-token bytes (it stays in the "
         f"32 MB L3, as the weights do in a generation loop), {r['numpy_matvec_gbps_dram']:.1f} GB/s on 256 MB "
         f"(DRAM).",
         f"- Floor per token = bytes / bandwidth: {floor:.0f} µs from cache ({r['floor_us_dram']:.0f} µs from "
-        f"DRAM). XLA's own matrix-vector products of the fast step, alone in a jitted loop: "
+        f"DRAM). XLA's own matrix-vector products of the fast step, alone in a jitted loop ({harness.MODE['name']}): "
         f"{r['xla_matvecs_us']:.0f} µs per token.",
         f"- PyTorch's fixed cost per token (the same generate.py loop on an E = H = 8 twin, weights ~20 KB): "
-        f"{r['torch_overhead_us']:.0f} µs; so PyTorch's loop cannot beat ~{torch_floor:.0f} µs per token "
-        f"(overhead + its bytes / bandwidth), and with jaxseq at the floor the largest ratio this machine "
-        f"allows is ~{torch_floor / floor:.1f}x.",
+        f"{r['torch_overhead_us']:.0f} µs. A PyTorch loop whose model ran at the bandwidth would take ~"
+        f"{torch_floor:.0f} µs per token (that + its bytes / bandwidth): against it, jaxseq at its floor could be "
+        f"at most ~{torch_floor / floor:.1f}x faster, so a 10x ratio measures PyTorch's batch-1 kernels "
+        "(oneDNN's LSTM by default on CPU), not Python.",
         "- Measured per token (medians): " + ", ".join(f"{k} {v:,.0f} µs" for k, v in medians_us.items()) + ".",
     ]
     return lines
@@ -614,9 +626,10 @@ def bench_generation(c: dict, length: int, *, reps: int, warmup: int) -> list[di
     note = (f"{length} tokens at batch 1 after a 1-token prompt, temperature 1; jaxseq: text_sampling.generate "
             f"(one jitted lax.scan of generation_step.fast_step on weights prepared once per call); jaxseq-apply: "
             f"the same loop on model.apply per token (the readable step, what generate ran before); torch: the "
-            f"twin in a per-token Python loop as generate.py (multinomial); torch's per-step logits agree with "
+            f"twin in a per-token Python loop as generate.py (multinomial); torch-no-onednn: the same with "
+            f"torch.backends.mkldnn off (PyTorch's own LSTM kernel); torch's per-step logits agree with "
             f"jaxseq's model (relative error {error:.1e}); {torch_setting()}")
-    names = ("jaxseq", "jaxseq-apply", "torch")
+    names = ("jaxseq", "jaxseq-apply", "torch", "torch-no-onednn")
     case = harness.bench("lm generate", [(name, gen[name]) for name in names], variant=f"char model, {length} tokens",
                          shape=f"batch 1, E={c['E']} H={c['H']} layers={c['S']} V={c['V']}",
                          reps=reps, warmup=warmup, notes=note, steps=length)
@@ -697,6 +710,8 @@ def main(argv=None) -> int:
                         help="run only this case (repeatable)")
     parser.add_argument("--out", default=None, help="write <stem>.md/.json/.png there (default: print only)")
     parser.add_argument("--stem", default="lm_speed")
+    parser.add_argument("--single-core", action="store_true",
+                        help="pinned to one CPU, one thread per library, timed by CPU time (harness.single_core_mode)")
     args = parser.parse_args(argv)
     harness.setup()
     meta = harness.machine_info()
