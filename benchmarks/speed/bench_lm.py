@@ -374,6 +374,8 @@ def generation_contenders(p: dict, length: int, temperature: float = 1.0) -> dic
     token, `generation_step.model_step`): what `generate` ran before its fast step.
     torch-no-onednn is generate.py's loop with `torch.backends.mkldnn` off: on CPU PyTorch's
     LSTM otherwise runs oneDNN's kernel, which at batch 1 costs ~3x more per token here."""
+    import warnings
+
     import jax
     import torch
 
@@ -418,8 +420,10 @@ def generation_contenders(p: dict, length: int, temperature: float = 1.0) -> dic
         return np.asarray(out)
 
     def torch_generate_without_onednn():
-        with torch.backends.mkldnn.flags(enabled=False):  # PyTorch's own LSTM kernel, not oneDNN's
-            return torch_generate()
+        with warnings.catch_warnings():  # the switch warns that TF32 on oneDNN needs an Intel GPU
+            warnings.simplefilter("ignore", UserWarning)
+            with torch.backends.mkldnn.flags(enabled=False):  # PyTorch's own LSTM kernel, not oneDNN's
+                return torch_generate()
 
     return {"jaxseq": jaxseq_generate, "jaxseq-apply": jaxseq_apply_generate, "torch": torch_generate,
             "torch-no-onednn": torch_generate_without_onednn,
