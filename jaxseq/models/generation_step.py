@@ -11,7 +11,8 @@ Shapes: N streams, V vocabulary, E embedding size, H hidden size, S layers, G ga
 `model_step` converts the weights from PyTorch's layout inside every call (transposes, the
 LSTM's gate reordering) and runs each layer's sequence loop for one step; inside a sampling
 loop XLA keeps those transposes in the loop body, so every token rewrote every weight matrix
-(measured on the char model, 2-layer LSTM H=512: ~10 ms per token, 20x its matrix-vector work).
+(the char model, 2-layer LSTM H=512, one core: 4.2 ms of CPU time per token; the fast step
+0.34 ms, the bytes-over-bandwidth floor; benchmarks/results/lm_speed-gen-1core.md).
 `prepare_step` does that work once and folds the embedding into layer 0's input side:
 
     table   = encoder.weight Wx_0 + b_0                 (V, G*H): layer 0's xw for every token
