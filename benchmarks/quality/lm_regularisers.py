@@ -4,7 +4,7 @@ a short ablation on Tiny Shakespeare at character level, each regulariser alone 
 The setting is small-data on purpose: regularisers only help a model that overfits, and a
 10-minute run on the whole of Tiny Shakespeare underfits (`lm_quality.md`). So the model trains
 on the first `--train-chars` characters of nanoGPT's training split (default 50,000) for a
-fixed number of epochs, long enough to overfit without regularisation, and is scored on the
+fixed number of epochs and is scored on the
 first `--val-chars` of the validation split (default 30,000): the best validation loss over the
 epochs (what a run selecting by validation loss keeps) and the last one, in nats per character.
 
@@ -18,7 +18,11 @@ segments in the same order; only the model's regulariser differs:
     weight drop          DropConnect on every weight_hh (`weight_drop`)
     embedding dropout    whole characters dropped from the embedding matrix (`embedding_dropout`)
 
-(rates: `RATES`, AWD-LSTM's character-level values where it has them). Writes
+(rates: `RATES`, AWD-LSTM's character-level values where it has them). The defaults (10
+epochs, 240 steps, ~20 minutes on the loaded 2-core machine) did NOT reach overfitting: the
+unregularised model was still improving at its last epoch (results/lm_regularisers.md), so they
+measure each regulariser's cost to a model still fitting; raise --epochs (or lower
+--train-chars) until the unregularised validation loss turns up to measure their benefit. Writes
 `results/lm_regularisers.json` and `.md` (machine, date, load averages, every curve).
 
     python benchmarks/quality/lm_regularisers.py [--epochs 10] [--train-chars 50000] [--only none hidden]
