@@ -22,7 +22,8 @@ segments in the same order; only the model's regulariser differs:
 epochs, 240 steps, ~20 minutes on the loaded 2-core machine) did NOT reach overfitting: the
 unregularised model was still improving at its last epoch (results/lm_regularisers.md), so they
 measure each regulariser's cost to a model still fitting; raise --epochs (or lower
---train-chars) until the unregularised validation loss turns up to measure their benefit. Writes
+--train-chars) until the unregularised validation loss turns up to measure their benefit
+(`--epochs 40 --train-chars 20000 --val-chars 10000`: results/lm_regularisers-overfit.md). Writes
 `results/lm_regularisers.json` and `.md` (machine, date, load averages, every curve).
 
     python benchmarks/quality/lm_regularisers.py [--epochs 10] [--train-chars 50000] [--only none hidden]
