@@ -455,7 +455,10 @@ def test_lm_benchmark_contenders_agree_and_run_quick():
     train = [r for r in results if r["case"] == "lm train"]
     gen = [r for r in results if r["case"] == "lm generate"]
     assert [r["contender"] for r in train] == ["jaxseq", "flax", "torch"]
-    assert [r["contender"] for r in gen] == ["jaxseq", "torch"]
+    assert [r["contender"] for r in gen] == ["jaxseq", "jaxseq-apply", "torch", "torch-no-onednn"]
+    roofline = gen[0]["roofline"]
+    assert roofline["jaxseq_bytes_per_token"] < roofline["torch_bytes_per_token"]  # the folded table row
+    assert all(roofline[k] > 0 for k in ("numpy_matvec_gbps_in_cache", "xla_matvecs_us", "torch_overhead_us"))
     c = bench_lm.QUICK_CASES["word"]
     for r in train:
         assert r["shape"] == bench_lm.shape_label(c) and r["tokens_per_step"] == c["N"] * c["T"]

@@ -29,11 +29,16 @@ state included) give the same losses.
 
 Generation (`gen` case): 1,000 characters at batch 1 from the char model, from a one-character
 prompt: jaxseq's jitted sampler (`jaxseq.models.text_sampling.generate`, the loop
-`jaxseq lm generate` / `generate_text` runs: one `lax.scan` in one jitted call) against the
+`jaxseq lm generate` / `generate_text` runs: one `lax.scan` of `generation_step.fast_step` in
+one jitted call, the weights converted once per call), the same loop on the readable step
+(`jaxseq-apply`: `model.apply` per token, what `generate` ran before the fast step) and the
 PyTorch twin in a per-token Python loop, as the example's generate.py does (`model(input,
 hidden)`, `output.squeeze().div(temperature).exp()`, `torch.multinomial`, `input.fill_`, under
 `no_grad`). Checked first: the logits PyTorch's loop computed at every step equal jaxseq's model
-reading the same tokens in one pass.
+reading the same tokens in one pass. Then the roofline (`generation_roofline`): weight bytes
+read per token, this machine's matrix-vector bandwidth (NumPy, one thread, in a subprocess),
+the floor per token they give, XLA's matrix-vector products alone, and PyTorch's fixed cost per
+token (its loop on an E = H = 8 twin): what ratio to PyTorch the hardware allows.
 
 Targets (issue 22): training >= 1.0x PyTorch and >= 1.3x Flax in both cases; generation >= 10x
 PyTorch's loop. Ratios are contender median / jaxseq median (> 1: jaxseq faster), so they are
@@ -43,7 +48,7 @@ PyTorch's OpenMP wait policy (OMP_WAIT_POLICY, read once when torch loads) is re
 case's notes: unset, libgomp's default spins a while after each parallel region (busy-wait),
 PASSIVE sleeps at once. Run the module under each to compare.
 
-    python benchmarks/speed/bench_lm.py [--quick]
+    python benchmarks/speed/bench_lm.py [--quick] [--case gen] [--single-core] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -52,11 +57,15 @@ import functools
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
+
+if __name__ == "__main__" and "--single-core" in sys.argv:  # before NumPy, JAX or PyTorch start threads
+    harness.single_core_mode()
+
+import numpy as np  # noqa: E402
+
 from jaxseq.contenders import assert_agree  # noqa: E402
 
 CASES = {
@@ -70,6 +79,7 @@ QUICK_CASES = {
 GEN_LENGTH, QUICK_GEN_LENGTH = 1000, 20
 REPS, WARMUP = 7, 2  # full mode: a modest number of interleaved rounds (the steps take seconds)
 GEN_REPS = 5
+OVERHEAD_LENGTH = 200  # tokens per timing of PyTorch's per-token overhead (the tiny twin)
 CHECK_STEPS = 3
 AGREEMENT_RTOL = 1e-4
 # The losses of the first CHECK_STEPS timed steps check the wiring (clipping, the update, the
@@ -358,11 +368,19 @@ def check_agreement(contenders: dict[str, Contender], p: dict, rtol: float | Non
 
 
 def generation_contenders(p: dict, length: int, temperature: float = 1.0) -> dict:
-    """{"jaxseq": ..., "torch": ...}: `length` tokens at batch 1 after a one-token prompt;
-    each returns the tokens (NumPy (length,)) and torch's also fills `logits_seen`."""
+    """{"jaxseq", "jaxseq-apply", "torch", "torch-no-onednn": ...}: `length` tokens at batch 1
+    after a one-token prompt; each returns the tokens (NumPy (length,)) and torch's also fills
+    `logits_seen`. jaxseq-apply is the same jitted loop on the readable step (`model.apply` per
+    token, `generation_step.model_step`): what `generate` ran before its fast step.
+    torch-no-onednn is generate.py's loop with `torch.backends.mkldnn` off: on CPU PyTorch's
+    LSTM otherwise runs oneDNN's kernel, which at batch 1 costs ~3x more per token here."""
+    import warnings
+
     import jax
     import torch
 
+    from jaxseq.models import text_sampling
+    from jaxseq.models.generation_step import model_step
     from jaxseq.models.language_model import language_model_config, lm_params_from_torch
     from jaxseq.models.text_sampling import generate
     from torch_models import language_model_from_jax
@@ -375,6 +393,11 @@ def generation_contenders(p: dict, length: int, temperature: float = 1.0) -> dic
     def jaxseq_generate():
         tokens = generate(model, variables, prompt, length, jax.random.PRNGKey(next(keys)), temperature=temperature)
         return np.asarray(tokens)[0]
+
+    def jaxseq_apply_generate():
+        sampler = text_sampling.start_sampling(model, variables, prompt, jax.random.PRNGKey(next(keys)))
+        options = text_sampling._options(temperature, None, None, model.vocab_size)
+        return np.asarray(text_sampling._sample(model_step, model, variables, sampler, length, options)[0])[0]
 
     device = torch.device(TORCH_DEVICE["name"])
     twin = language_model_from_jax(language_model_config(model), p["state_dict"]).eval().to(device)
@@ -396,8 +419,16 @@ def generation_contenders(p: dict, length: int, temperature: float = 1.0) -> dic
                 out.append(int(word_idx))  # generate.py writes each word out as it goes
         return np.asarray(out)
 
-    return {"jaxseq": jaxseq_generate, "torch": torch_generate, "torch_record": lambda: torch_generate(True),
-            "logits_seen": seen, "prompt": prompt, "variables": variables}
+    def torch_generate_without_onednn():
+        with warnings.catch_warnings():  # the switch warns that TF32 on oneDNN needs an Intel GPU
+            warnings.simplefilter("ignore", UserWarning)
+            with torch.backends.mkldnn.flags(enabled=False):  # PyTorch's own LSTM kernel, not oneDNN's
+                return torch_generate()
+
+    return {"jaxseq": jaxseq_generate, "jaxseq-apply": jaxseq_apply_generate, "torch": torch_generate,
+            "torch-no-onednn": torch_generate_without_onednn,
+            "torch_record": lambda: torch_generate(True), "logits_seen": seen, "prompt": prompt,
+            "variables": variables}
 
 
 def check_generation(gen: dict, p: dict, rtol: float | None = None) -> float:
@@ -413,6 +444,144 @@ def check_generation(gen: dict, p: dict, rtol: float | None = None) -> float:
     ours = gen["jaxseq"]()
     assert ours.shape == tokens.shape and ours.min() >= 0 and ours.max() < p["config"]["V"]
     return errors["logits"]
+
+
+# ----------------------------------------------------------------------------- generation roofline
+
+_NUMPY_MATVEC = """
+import sys, time, numpy as np
+rows, cols, reps = (int(a) for a in sys.argv[1:4])
+W = np.full((rows, cols), 0.5, np.float32)
+x = np.ones(cols, np.float32)
+times = []
+for _ in range(reps):
+    t = time.process_time(); W @ x; times.append(time.process_time() - t)
+print(float(np.median(times[reps // 5:])))
+"""
+
+
+def numpy_matvec_bandwidth(nbytes: int, reps: int) -> float:
+    """GB/s of a float32 NumPy matrix-vector product A x with A of `nbytes` (512 columns), the
+    median of `reps` (the first fifth dropped: A comes into cache), in a fresh process on ONE
+    BLAS thread, timed by its CPU time (on this shared machine a second thread, or the wall
+    clock, mostly measures waiting for a busy core)."""
+    import subprocess
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    rows = max(1, nbytes // (4 * 512))
+    out = subprocess.run([sys.executable, "-c", _NUMPY_MATVEC, str(rows), "512", str(reps)], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return rows * 512 * 4 / float(out) / 1e9
+
+
+def step_bytes(weights) -> int:
+    """Bytes of weights jaxseq's fast step reads per token: every matrix and bias of
+    `prepare_step`'s StepWeights, but one row of the (V, G*H) table."""
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(weights._replace(table=weights.table[0]))
+    return int(sum(np.asarray(leaf).nbytes for leaf in leaves))
+
+
+def torch_step_bytes(state_dict: dict) -> int:
+    """Bytes PyTorch's step reads per token: every weight but the encoder, one encoder row."""
+    others = sum(v.nbytes for k, v in state_dict.items() if k != "encoder.weight")
+    return int(others + state_dict["encoder.weight"][0].nbytes)
+
+
+def xla_matvecs_per_token(weights, length: int, reps: int) -> float:
+    """Seconds per token of the fast step's matrix-vector products alone (each layer's Wx and
+    Wh, the decoder), chained through a tanh so that none can be hoisted, in one jitted loop of
+    `length` steps: the memory-bound work of a token as XLA runs it, without the cells'
+    elementwise math, the sampling or the RNG."""
+    import statistics
+
+    import jax
+    import jax.numpy as jnp
+
+    H = weights.layers[0].Wh.shape[0]
+    clock = harness.MODE["clock"]
+
+    @jax.jit
+    def loop(w, h):
+        def body(_, h):
+            below = h[0]
+            rows = []
+            for layer, cell in enumerate(w.layers):
+                a = h[layer] @ cell.Wh if layer == 0 else below @ cell.Wx + h[layer] @ cell.Wh
+                below = jnp.tanh(a[:, :H])
+                rows.append(below)
+            return jnp.stack(rows) + 1e-3 * jnp.tanh(below @ w.decoder_weight).sum()
+        return jax.lax.fori_loop(0, length, body, h)
+
+    h = jnp.zeros((len(weights.layers), 1, H), weights.table.dtype)
+    jax.block_until_ready(loop(weights, h))
+    times = []
+    for _ in range(reps):
+        start = clock()
+        jax.block_until_ready(loop(weights, h))
+        times.append(clock() - start)
+    return statistics.median(times) / length
+
+
+def torch_overhead_per_token(c: dict, length: int, reps: int) -> float:
+    """Seconds per token of PyTorch's generate.py loop on a twin with E = H = 8 (the same V,
+    layers and loop; its weights are ~20 KB): the loop's fixed cost per token, Python, module
+    calls, multinomial, that no bandwidth removes."""
+    import statistics
+
+    tiny = generation_contenders(make_problem(dict(c, E=8, H=8)), min(length, OVERHEAD_LENGTH))["torch"]
+    tiny()
+    clock, times = harness.MODE["clock"], []
+    for _ in range(reps):
+        start = clock()
+        tiny()
+        times.append(clock() - start)
+    return statistics.median(times) / min(length, OVERHEAD_LENGTH)
+
+
+def generation_roofline(c: dict, p: dict, variables, length: int, reps: int = 5) -> dict:
+    """What the weights allow at batch 1 (each step a matrix-vector product per matrix, so
+    memory bound): bytes per token, this machine's bandwidth, the floor per token = bytes /
+    bandwidth, and PyTorch's fixed per-token overhead. Times in microseconds per token."""
+    from jaxseq.models.generation_step import prepare_step
+
+    weights = prepare_step(p["model"], variables)
+    ours, theirs = step_bytes(weights), torch_step_bytes(p["state_dict"])
+    cache_bw = numpy_matvec_bandwidth(ours, reps=200)
+    dram_bw = numpy_matvec_bandwidth(256 * 2**20, reps=max(3, 2 * reps))
+    return {"jaxseq_bytes_per_token": ours, "torch_bytes_per_token": theirs,
+            "numpy_matvec_gbps_in_cache": cache_bw, "numpy_matvec_gbps_dram": dram_bw,
+            "floor_us_in_cache": ours / cache_bw / 1e3, "floor_us_dram": ours / dram_bw / 1e3,
+            "xla_matvecs_us": 1e6 * xla_matvecs_per_token(weights, length, reps),
+            "torch_overhead_us": 1e6 * torch_overhead_per_token(c, length, max(3, reps))}
+
+
+def roofline_lines(r: dict, medians_us: dict) -> list[str]:
+    """Markdown bullets of `generation_roofline`'s numbers against the measured µs per token,
+    with the best ratio to PyTorch those allow."""
+    floor = r["floor_us_in_cache"]
+    torch_floor = r["torch_overhead_us"] + r["torch_bytes_per_token"] / r["numpy_matvec_gbps_in_cache"] / 1e3
+    lines = [
+        f"- Weights read per token: jaxseq's fast step {r['jaxseq_bytes_per_token'] / 1e6:.2f} MB (one row of "
+        f"the folded (V, 4H) table instead of the embedding row and layer 0's W_ih), PyTorch's step "
+        f"{r['torch_bytes_per_token'] / 1e6:.2f} MB. At batch 1 every step is a matrix-vector product per matrix: "
+        f"2 flops per 4 bytes read, memory bound.",
+        f"- This machine's float32 matrix-vector bandwidth (NumPy, one BLAS thread, CPU time, medians): "
+        f"{r['numpy_matvec_gbps_in_cache']:.1f} GB/s on a matrix of jaxseq's per-token bytes (it stays in the "
+        f"32 MB L3, as the weights do in a generation loop), {r['numpy_matvec_gbps_dram']:.1f} GB/s on 256 MB "
+        f"(DRAM).",
+        f"- Floor per token = bytes / bandwidth: {floor:.0f} µs from cache ({r['floor_us_dram']:.0f} µs from "
+        f"DRAM). XLA's own matrix-vector products of the fast step, alone in a jitted loop ({harness.MODE['name']}): "
+        f"{r['xla_matvecs_us']:.0f} µs per token.",
+        f"- PyTorch's fixed cost per token (the same generate.py loop on an E = H = 8 twin, weights ~20 KB): "
+        f"{r['torch_overhead_us']:.0f} µs. A PyTorch loop whose model ran at the bandwidth would take ~"
+        f"{torch_floor:.0f} µs per token (that + its bytes / bandwidth): against it, jaxseq at its floor could be "
+        f"at most ~{torch_floor / floor:.1f}x faster, so a 10x ratio measures PyTorch's batch-1 kernels "
+        "(oneDNN's LSTM by default on CPU), not Python.",
+        "- Measured per token (medians): " + ", ".join(f"{k} {v:,.0f} µs" for k, v in medians_us.items()) + ".",
+    ]
+    return lines
 
 
 # ----------------------------------------------------------------------------- cases
@@ -459,18 +628,26 @@ def bench_generation(c: dict, length: int, *, reps: int, warmup: int) -> list[di
     gen = generation_contenders(p, length)
     error = check_generation(gen, p)
     note = (f"{length} tokens at batch 1 after a 1-token prompt, temperature 1; jaxseq: text_sampling.generate "
-            f"(one jitted lax.scan); torch: the twin in a per-token Python loop as generate.py (multinomial); "
-            f"torch's per-step logits agree with jaxseq's model (relative error {error:.1e}); {torch_setting()}")
-    case = harness.bench("lm generate", [("jaxseq", gen["jaxseq"]), ("torch", gen["torch"])],
-                         variant=f"char model, {length} tokens", shape=f"batch 1, E={c['E']} H={c['H']} layers={c['S']} V={c['V']}",
+            f"(one jitted lax.scan of generation_step.fast_step on weights prepared once per call); jaxseq-apply: "
+            f"the same loop on model.apply per token (the readable step, what generate ran before); torch: the "
+            f"twin in a per-token Python loop as generate.py (multinomial); torch-no-onednn: the same with "
+            f"torch.backends.mkldnn off (PyTorch's own LSTM kernel); torch's per-step logits agree with "
+            f"jaxseq's model (relative error {error:.1e}); {torch_setting()}")
+    names = ("jaxseq", "jaxseq-apply", "torch", "torch-no-onednn")
+    case = harness.bench("lm generate", [(name, gen[name]) for name in names], variant=f"char model, {length} tokens",
+                         shape=f"batch 1, E={c['E']} H={c['H']} layers={c['S']} V={c['V']}",
                          reps=reps, warmup=warmup, notes=note, steps=length)
     ups = speedups(case)
     summary = speedup_summary(ups, TARGETS["gen"])
     print(summary, flush=True)
+    roofline = generation_roofline(c, p, gen["variables"], length, reps=reps)
+    per_token_us = {r["contender"]: 1e3 * r["median_ms"] / length for r in case}
+    print("\n".join(roofline_lines(roofline, per_token_us)), flush=True)
     for r in case:
         r["tokens_per_s"] = length / (r["median_ms"] * 1e-3)
         r["speedups"] = ups
         r["notes"] = f"{summary}; {r['notes']}"
+        r["roofline"] = roofline
     return case
 
 
@@ -519,6 +696,11 @@ def write_results(results: list[dict], directory, stem: str, meta: dict) -> dict
     head, sep, rest = table.partition("\n- Machine")
     summary = (f"\n## Throughput (tokens/s; ratio = jaxseq tokens/s / contender tokens/s)\n\n"
                f"{throughput_table(results)}\n\n{torch_setting()}\n")
+    generation = [r for r in results if "roofline" in r]
+    if generation:
+        medians = {r["contender"]: 1e3 * r["median_ms"] / r["steps"] for r in generation}
+        summary += ("\n## Generation roofline (batch 1, per token)\n\n"
+                    + "\n".join(roofline_lines(generation[0]["roofline"], medians)) + "\n")
     paths["md"].write_text(head + summary + "\n## Details\n" + sep + rest)
     return paths
 
@@ -532,6 +714,8 @@ def main(argv=None) -> int:
                         help="run only this case (repeatable)")
     parser.add_argument("--out", default=None, help="write <stem>.md/.json/.png there (default: print only)")
     parser.add_argument("--stem", default="lm_speed")
+    parser.add_argument("--single-core", action="store_true",
+                        help="pinned to one CPU, one thread per library, timed by CPU time (harness.single_core_mode)")
     args = parser.parse_args(argv)
     harness.setup()
     meta = harness.machine_info()

@@ -12,6 +12,9 @@ unread in the carry `SamplerState(state, token, key)`; each loop step reads the 
 samples the next one from the filtered logits and carries it on. The loop is a `lax.scan`
 inside one jitted call (no Python loop per token), compiled once per model, N and chunk
 length: temperature, top_k and top_p are traced, so changing them does not compile again.
+A step is `jaxseq.models.generation_step.fast_step`, on weights converted once per call
+(`prepare_step`: no transposes inside the loop, the embedding folded into layer 0's input
+side); it gives the text the model's own `apply` per token gives (`model_step`; tested).
 A key is split once per step, so the
 tokens depend only on the starting key and the step number: sampling 500 tokens at once or
 as 100 + 100 + ... gives the same text (`generate` and `generate_chunks` do both).
@@ -34,6 +37,7 @@ from jax import lax
 
 from jaxseq.checks import check_positive_int
 from jaxseq.layers._validation import as_int_array
+from jaxseq.models.generation_step import fast_step, prepare_step
 
 Array = jax.Array
 
@@ -155,21 +159,32 @@ def sample_tokens(model, variables, sampler: SamplerState, length: int, temperat
     """
     check_positive_int("length", length)
     check_sampling_options(temperature, top_k, top_p)
-    return _sample(model, variables, sampler, length, _options(temperature, top_k, top_p, model.vocab_size))
+    return _prepare_and_sample(model, variables, sampler, length, _options(temperature, top_k, top_p, model.vocab_size))
+
+
+_prepare = jax.jit(prepare_step, static_argnums=0)
 
 
 @partial(jax.jit, static_argnames=("model", "length"))
-def _sample(model, variables, sampler, length, options):
-    """`length` steps of the loop; options from `_options` (traced: one compilation for every
-    temperature, top_k and top_p)."""
+def _prepare_and_sample(model, variables, sampler, length, options):
+    """`prepare_step` and the loop on its weights in one call (one dispatch, the conversion
+    computed once, before the loop)."""
+    return _sample(fast_step, model, prepare_step(model, variables), sampler, length, options)
 
-    def step(carry: SamplerState, _):
-        logits, state = model.apply(variables, carry.token[:, None], carry.state)
+
+@partial(jax.jit, static_argnames=("step", "model", "length"))
+def _sample(step, model, weights, sampler, length, options):
+    """`length` steps of the loop, each `step(model, weights, token, state)`: `fast_step` on
+    `prepare_step`'s weights, or `model_step` on the variables (the readable path, for tests);
+    options from `_options` (traced: one compilation for every temperature, top_k and top_p)."""
+
+    def body(carry: SamplerState, _):
+        logits, state = step(model, weights, carry.token, carry.state)
         key, sub = jax.random.split(carry.key)
-        token = jax.random.categorical(sub, _filter(logits[:, 0], *options)).astype(jnp.int32)
+        token = jax.random.categorical(sub, _filter(logits, *options)).astype(jnp.int32)
         return SamplerState(state, token, key), token
 
-    sampler, tokens = lax.scan(step, sampler, length=length)
+    sampler, tokens = lax.scan(body, sampler, length=length)
     return jnp.swapaxes(tokens, 0, 1), sampler
 
 
@@ -183,7 +198,8 @@ def generate(model, variables, prompt, length: int, key: Array, temperature: flo
     check_positive_int("length", length)
     check_sampling_options(temperature, top_k, top_p)
     sampler = start_sampling(model, variables, prompt, key, state)
-    return _sample(model, variables, sampler, length, _options(temperature, top_k, top_p, model.vocab_size))[0]
+    options = _options(temperature, top_k, top_p, model.vocab_size)
+    return _prepare_and_sample(model, variables, sampler, length, options)[0]
 
 
 def generate_chunks(model, variables, prompt, length: int, key: Array, chunk: int = 100,
@@ -200,13 +216,14 @@ def generate_chunks(model, variables, prompt, length: int, key: Array, chunk: in
     check_positive_int("chunk", chunk)
     check_sampling_options(temperature, top_k, top_p)
     sampler = start_sampling(model, variables, prompt, key, state)  # checked now, not at the first next()
-    return _chunks(model, variables, sampler, length, chunk, _options(temperature, top_k, top_p, model.vocab_size))
+    weights = _prepare(model, variables)  # once for all the chunks
+    return _chunks(model, weights, sampler, length, chunk, _options(temperature, top_k, top_p, model.vocab_size))
 
 
-def _chunks(model, variables, sampler, length, chunk, options):
+def _chunks(model, weights, sampler, length, chunk, options):
     done = 0
     while done < length:
         size = min(chunk, length - done)
-        tokens, sampler = _sample(model, variables, sampler, size, options)
+        tokens, sampler = _sample(fast_step, model, weights, sampler, size, options)
         done += size
         yield tokens

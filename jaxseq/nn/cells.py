@@ -16,7 +16,9 @@ Wx = weight_ih^T (D_in, G*H), Wh = weight_hh^T (R, G*H), and
 Without biases (bias=False) b (and the GRU's bh) are zeros, constants of the call.
 
 The conversions are plain JAX ops, so `jax.grad` takes the gradients of the layer's
-hand-written backward pass back to PyTorch's layout.
+hand-written backward pass back to PyTorch's layout. `Cell.layout` is that conversion alone
+(`CellWeights`) and `Cell.update` one step of the cell from its two matmuls' results, for a
+loop that converts the weights once and runs steps itself (text generation).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxseq import layers
-from jaxseq.layers.activations import NONLINEARITIES, check_nonlinearity
+from jaxseq.layers.activations import NONLINEARITIES, check_nonlinearity, hidden_activation
+from jaxseq.layers.gru import gru_cell_forward
+from jaxseq.layers.lstm_fast import lstm_cell, project
 
 
 class TorchWeights(NamedTuple):
@@ -45,6 +49,16 @@ class TorchWeights(NamedTuple):
         return (zeros if self.bias_ih is None else self.bias_ih, zeros if self.bias_hh is None else self.bias_hh)
 
 
+class CellWeights(NamedTuple):
+    """One layer and direction's parameters in jaxseq's layout: the `jaxseq.layers` arguments."""
+
+    Wx: jax.Array  # (D_in, G*H)
+    Wh: jax.Array  # (R, G*H)
+    b: jax.Array  # (G*H,) the input side's bias (RNN, LSTM: bias_ih + bias_hh; zeros with bias=False)
+    bh: jax.Array | None = None  # (G*H,) the hidden side's bias (GRU), None where it is folded into b
+    Wr: jax.Array | None = None  # (H, P) the LSTM's projection, or None
+
+
 class Cell(NamedTuple):
     """A recurrent cell as a stack sees it.
 
@@ -52,6 +66,10 @@ class Cell(NamedTuple):
     state_names: the states one direction carries (("h",) or ("h", "c"));
     run(x, states, weights, lengths, reverse) -> (out (N, T, R), final states): one layer
       and direction over x (N, T, D_in) from initial states, h (N, R), c (N, H);
+    layout(weights: TorchWeights) -> CellWeights: what `run` converts them to;
+    update(xw, hw, states, weights: CellWeights) -> states: one step from xw = x_t Wx + b and
+      hw = h_{t-1} Wh (+ bh), each (N, G*H), and the states before it; the math `run` loops
+      over (with the LSTM's projection of h when weights.Wr is given);
     projects: whether the cell takes a projection (weight_hr, PyTorch's proj_size).
     """
 
@@ -59,6 +77,8 @@ class Cell(NamedTuple):
     gates: int
     state_names: tuple[str, ...]
     run: Callable
+    layout: Callable
+    update: Callable
     projects: bool = False
 
 
@@ -68,12 +88,27 @@ def torch_lstm_gates_to_jaxseq(a, axis: int = 0):
     return jnp.concatenate([i, f, o, g], axis=axis)
 
 
+def _rnn_layout(w: TorchWeights) -> CellWeights:
+    return CellWeights(w.weight_ih.T, w.weight_hh.T, sum(w.biases()))
+
+
+def _lstm_layout(w: TorchWeights) -> CellWeights:
+    Wx, Wh = torch_lstm_gates_to_jaxseq(w.weight_ih).T, torch_lstm_gates_to_jaxseq(w.weight_hh).T
+    Wr = None if w.weight_hr is None else w.weight_hr.T
+    return CellWeights(Wx, Wh, torch_lstm_gates_to_jaxseq(sum(w.biases())), Wr=Wr)
+
+
+def _gru_layout(w: TorchWeights) -> CellWeights:
+    b, bh = w.biases()
+    return CellWeights(w.weight_ih.T, w.weight_hh.T, b, bh)
+
+
 def _rnn_runner(nonlinearity: str):
     def run(x, states, w: TorchWeights, lengths, reverse):
         (h0,) = states
-        b = sum(w.biases())
-        h, h_n = layers.rnn(x, h0, w.weight_ih.T, w.weight_hh.T, b, lengths=lengths, reverse=reverse,
-                            return_state=True, nonlinearity=nonlinearity)
+        c = _rnn_layout(w)
+        h, h_n = layers.rnn(x, h0, c.Wx, c.Wh, c.b, lengths=lengths, reverse=reverse, return_state=True,
+                            nonlinearity=nonlinearity)
         return h, (h_n,)
 
     return run
@@ -81,18 +116,33 @@ def _rnn_runner(nonlinearity: str):
 
 def _run_lstm(x, states, w: TorchWeights, lengths, reverse):
     h0, c0 = states
-    Wx, Wh = torch_lstm_gates_to_jaxseq(w.weight_ih).T, torch_lstm_gates_to_jaxseq(w.weight_hh).T
-    b = torch_lstm_gates_to_jaxseq(sum(w.biases()))
-    Wr = None if w.weight_hr is None else w.weight_hr.T
-    h, h_n, c_n = layers.lstm(x, h0, Wx, Wh, b, c0=c0, Wr=Wr, lengths=lengths, reverse=reverse, return_state=True)
+    c = _lstm_layout(w)
+    h, h_n, c_n = layers.lstm(x, h0, c.Wx, c.Wh, c.b, c0=c0, Wr=c.Wr, lengths=lengths, reverse=reverse,
+                              return_state=True)
     return h, (h_n, c_n)
 
 
 def _run_gru(x, states, w: TorchWeights, lengths, reverse):
     (h0,) = states
-    b, bh = w.biases()
-    h, h_n = layers.gru(x, h0, w.weight_ih.T, w.weight_hh.T, b, bh, lengths=lengths, reverse=reverse, return_state=True)
+    c = _gru_layout(w)
+    h, h_n = layers.gru(x, h0, c.Wx, c.Wh, c.b, c.bh, lengths=lengths, reverse=reverse, return_state=True)
     return h, (h_n,)
+
+
+def _rnn_updater(nonlinearity: str):
+    def update(xw, hw, states, w: CellWeights):
+        return (hidden_activation(nonlinearity, xw + hw),)  # jaxseq.layers.rnn's step
+
+    return update
+
+
+def _update_lstm(xw, hw, states, w: CellWeights):
+    next_m, next_c, *_ = lstm_cell(xw + hw, states[1])  # the cell `layers.lstm` runs
+    return project(next_m, w.Wr), next_c
+
+
+def _update_gru(xw, hw, states, w: CellWeights):
+    return (gru_cell_forward(xw, hw, states[0])[0],)
 
 
 def _compiled(run):
@@ -102,11 +152,12 @@ def _compiled(run):
     return jax.jit(run, static_argnums=4)
 
 
-RNN_CELLS = {nonlinearity: Cell("RNN", 1, ("h",), _compiled(_rnn_runner(nonlinearity)))
+RNN_CELLS = {nonlinearity: Cell("RNN", 1, ("h",), _compiled(_rnn_runner(nonlinearity)), _rnn_layout,
+                                _rnn_updater(nonlinearity))
              for nonlinearity in NONLINEARITIES}
 RNN_CELL = RNN_CELLS["tanh"]
-LSTM_CELL = Cell("LSTM", 4, ("h", "c"), _compiled(_run_lstm), projects=True)
-GRU_CELL = Cell("GRU", 3, ("h",), _compiled(_run_gru))
+LSTM_CELL = Cell("LSTM", 4, ("h", "c"), _compiled(_run_lstm), _lstm_layout, _update_lstm, projects=True)
+GRU_CELL = Cell("GRU", 3, ("h",), _compiled(_run_gru), _gru_layout, _update_gru)
 
 
 def rnn_cell(nonlinearity: str) -> Cell:
