@@ -112,9 +112,10 @@ def fast_step(model, weights: StepWeights, token: Array, state):
     variables replaced by `prepare_step(model, variables)`."""
     states = _layer_states(model, state)
     cell = _cell(model)
-    below, finals = None, []
+    below: Array = weights.table[token]  # layer 0's input side; then each layer's output
+    finals = []
     for layer, w in enumerate(weights.layers):
-        xw = weights.table[token] if layer == 0 else below @ w.Wx + w.b
+        xw = below if layer == 0 else below @ w.Wx + w.b
         hw = states[0][layer] @ w.Wh
         if w.bh is not None:
             hw = hw + w.bh

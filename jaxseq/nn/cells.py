@@ -89,13 +89,15 @@ def torch_lstm_gates_to_jaxseq(a, axis: int = 0):
 
 
 def _rnn_layout(w: TorchWeights) -> CellWeights:
-    return CellWeights(w.weight_ih.T, w.weight_hh.T, sum(w.biases()))
+    bias_ih, bias_hh = w.biases()
+    return CellWeights(w.weight_ih.T, w.weight_hh.T, bias_ih + bias_hh)
 
 
 def _lstm_layout(w: TorchWeights) -> CellWeights:
     Wx, Wh = torch_lstm_gates_to_jaxseq(w.weight_ih).T, torch_lstm_gates_to_jaxseq(w.weight_hh).T
     Wr = None if w.weight_hr is None else w.weight_hr.T
-    return CellWeights(Wx, Wh, torch_lstm_gates_to_jaxseq(sum(w.biases())), Wr=Wr)
+    bias_ih, bias_hh = w.biases()
+    return CellWeights(Wx, Wh, torch_lstm_gates_to_jaxseq(bias_ih + bias_hh), Wr=Wr)
 
 
 def _gru_layout(w: TorchWeights) -> CellWeights:
