@@ -37,8 +37,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxseq.models.language_model import CELLS
-from jaxseq.nn.cells import TorchWeights
+from jaxseq.models.language_model import STACK_CELLS
+from jaxseq.nn.cells import Cell, TorchWeights
 from jaxseq.nn.parameters import parameter_name
 
 Array = jax.Array
@@ -59,8 +59,8 @@ class StepWeights(NamedTuple):
     decoder_bias: Array
 
 
-def _cell(model):
-    return CELLS[model.cell].cell
+def _cell(model) -> Cell:
+    return STACK_CELLS[model.cell]
 
 
 def model_step(model, variables, token: Array, state):
@@ -75,7 +75,9 @@ def model_step(model, variables, token: Array, state):
 
 
 def _torch_weights(rnn: dict, layer: int) -> TorchWeights:
-    names = {kind: parameter_name(kind, layer, 0) for kind in TorchWeights._fields}
+    """Layer `layer`'s weights (one direction, with biases, no projection: the language
+    model's stack) from the variables' PyTorch names."""
+    names = {kind: parameter_name(kind, layer, 0) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
     missing = [name for name in names.values() if name not in rnn]
     if missing:
         raise ValueError(f"variables['params']['rnn'] is missing {missing[0]!r}: expected the model's "

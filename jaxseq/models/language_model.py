@@ -55,6 +55,7 @@ from jaxseq.layers._validation import as_int_array
 from jaxseq.models.regularisers import embedding_dropout, sequence_dropout, weight_drop
 from jaxseq.nn import GRU, LSTM, RNN, params_from_torch, params_to_torch
 from jaxseq.nn.arguments import checked_input, initial_states
+from jaxseq.nn.cells import GRU_CELL, LSTM_CELL, RNN_CELL, Cell
 from jaxseq.nn.stack import RecurrentStack
 
 Array = jax.Array
@@ -63,6 +64,8 @@ __all__ = ["CELLS", "LanguageModel", "language_model_config", "lm_loss", "lm_par
            "lm_params_to_torch", "token_losses"]
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+STACK_CELLS: dict[str, Cell] = {"lstm": LSTM_CELL, "gru": GRU_CELL, "rnn": RNN_CELL}
+"""The cell each `cell` name runs (the RNN is tanh's, PyTorch's example's RNN_TANH)."""
 CONFIG_FIELDS = ("vocab_size", "cell", "embed_size", "hidden_size", "num_layers", "tie_weights", "input_dropout",
                  "hidden_dropout", "output_dropout", "locked_dropout", "embedding_dropout", "weight_drop",
                  "param_dtype")
@@ -106,15 +109,15 @@ class _LayerByLayer(RecurrentStack):
 
 
 class _LSTMLayers(_LayerByLayer):
-    cell = LSTM.cell
+    cell = STACK_CELLS["lstm"]
 
 
 class _GRULayers(_LayerByLayer):
-    cell = GRU.cell
+    cell = STACK_CELLS["gru"]
 
 
 class _RNNLayers(_LayerByLayer):
-    cell = RNN.cell
+    cell = STACK_CELLS["rnn"]
 
 
 _STACKS = {"lstm": _LSTMLayers, "gru": _GRULayers, "rnn": _RNNLayers}
