@@ -212,9 +212,11 @@ INSTALLED_CHECK = textwrap.dedent("""
     out, (h_n, c_n) = lstm.apply(lstm.init(jax.random.key(1), args[0]), args[0])
     assert out.shape == (N, T, H) and h_n.shape == c_n.shape == (1, N, H)
 
+    # the checkout's own files (a .venv inside the checkout holds the dependencies: not those)
     from_repository = sorted(name for name, module in list(sys.modules.items())
                              if getattr(module, "__file__", None)
-                             and Path(module.__file__).resolve().is_relative_to(repository))
+                             and Path(module.__file__).resolve().is_relative_to(repository)
+                             and "site-packages" not in Path(module.__file__).resolve().parts)
     assert not from_repository, from_repository
     # the dev extra's packages are visible here (the .pth), but a user's `pip install jaxseq` lacks them
     dev_only = sorted({"torch", "pytest", "hypothesis", "pandas"} & set(sys.modules))

@@ -31,12 +31,19 @@ SPEED_RUNS = [
     ("lm_speed.json", "Language model training step and generation"),
     ("lm_speed-passive.json", "Language model, PyTorch's OpenMP threads passive"),
     ("lm_speed-load8.json", "Language model, the run at load 8-10"),
+    ("lm_speed-gen-1core.json", "Language model generation at batch 1: one core (CPU time), with the roofline"),
+    ("lm_speed-gen-passive.json", "Language model generation: two cores, PyTorch's OpenMP threads passive"),
+    ("lm_speed-gen.json", "Language model generation: two cores, PyTorch's default busy-wait"),
+    ("recurrent/relu-proj-2cores.json", "The relu RNN and the LSTM with projections: two cores (wall clock)"),
+    ("recurrent/nnx-vs-linen.json", "jaxseq.nnx against jaxseq.nn (Linen), stacked: two cores (wall clock)"),
 ]
 QUALITY_RUNS = [
     ("cola_quality.json", "CoLA: the Transformer classifier", "cola"),
     ("cola_quality_recurrent.json", "CoLA: the recurrent classifiers", "cola"),
     ("lm_quality.json", "Language model: Tiny Shakespeare, seed 0", "lm"),
     ("lm_quality_seed1.json", "Language model: Tiny Shakespeare, seed 1", "lm"),
+    ("lm_regularisers.json", "Language model regularisers, each alone: a short run", "regularisers"),
+    ("lm_regularisers-overfit.json", "Language model regularisers, each alone: a run that overfits", "regularisers"),
 ]
 # recorded without a JSON file: their Markdown reports, written by their scripts, are shown as written
 QUALITY_REPORTS = [
@@ -110,13 +117,19 @@ def speed_page() -> str:
 def quality_page() -> str:
     cola = _module("benchmarks/quality/cola_quality.py")
     lm = _module("benchmarks/quality/lm_quality.py")
+    regularisers = _module("benchmarks/quality/lm_regularisers.py")
     lines = ["# Quality results", "",
              "Generated when the site is built from the recorded runs in `benchmarks/results/` "
              "(`make quality`). Each section is the report its script writes, from its JSON file.", ""]
     for name, title, kind in QUALITY_RUNS:
         run = _read(name)
-        report = cola.markdown(run["runs"], None, run["meta"]) if kind == "cola" else lm.markdown(run)
-        lines += [f"## {title}", "", provenance(name, run["meta"]), "", _demote(_drop_title(report), 1), ""]
+        if kind == "cola":
+            report, meta = cola.markdown(run["runs"], None, run["meta"]), run["meta"]
+        elif kind == "lm":
+            report, meta = lm.markdown(run), run["meta"]
+        else:  # the regulariser ablation records its machine and date at the top level
+            report, meta = regularisers.markdown(run), run
+        lines += [f"## {title}", "", provenance(name, meta), "", _demote(_drop_title(report), 1), ""]
     for name, title in QUALITY_REPORTS:
         path = RESULTS / name
         if not path.is_file():
