@@ -324,6 +324,7 @@ def torch_module(p: dict, kind: str):
     import torch
 
     D, H = p["x"].shape[2], p["Wx"].shape[1] // GATES[kind.split("_")[0]]
+    module: Any  # torch.nn.LSTM / GRU / RNN: their weight_*_l0 attributes are made at run time
     if kind == "lstm":
         module = torch.nn.LSTM(D, H, batch_first=True, proj_size=p["Wr"].shape[1] if "Wr" in p else 0)
     elif kind == "gru":

@@ -18,7 +18,20 @@ line shows them as option defaults): each a model and a training config for
   quality is measured by benchmarks/quality/lm_quality.py.
 """
 
-LM_RECIPES = {
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class LMRecipe(TypedDict):
+    """A recipe: its level ("char" or "word"), `LanguageModel` fields, `LMTrainConfig` fields."""
+
+    level: str
+    model: dict[str, Any]
+    train: dict[str, Any]
+
+
+LM_RECIPES: dict[str, LMRecipe] = {
     "pytorch-example": dict(
         level="word",
         model=dict(cell="lstm", embed_size=200, hidden_size=200, num_layers=2, tie_weights=False,

@@ -29,7 +29,7 @@ The backwards return the gradients of sum(h * dh) + sum(h_n * dh_n) (+ sum(c_n *
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -300,7 +300,7 @@ def gru_backward(dh, cache: GRUCache, *, dh_n=None) -> dict:
     return {"dx": grads.pop("dx"), "dh0": dnext_h, **grads}
 
 
-LAYERS = {
+LAYERS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "rnn": (rnn_forward, rnn_backward),
     "lstm": (lstm_forward, lstm_backward),
     "gru": (gru_forward, gru_backward),

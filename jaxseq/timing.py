@@ -33,7 +33,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, TypedDict
 
 Contender = tuple[str, Callable[[], object]]
 
@@ -51,7 +51,15 @@ TORCH_THREADS = 2
 
 # The clock and thread counts in effect: wall time by default; the benchmark suite's
 # single-core mode switches to this process's CPU time (`use_clock`).
-MODE = {"name": "wall", "clock": time.perf_counter, "torch_threads": TORCH_THREADS}
+class TimingMode(TypedDict):
+    """How `bench` times: the mode's name, its clock, PyTorch's thread count."""
+
+    name: str
+    clock: Callable[[], float]
+    torch_threads: int
+
+
+MODE: TimingMode = {"name": "wall", "clock": time.perf_counter, "torch_threads": TORCH_THREADS}
 CLOCK_NAMES = {time.perf_counter: "wall", time.process_time: "process CPU time"}
 
 LAST_FAULTS: dict[str, list[int]] = {}  # minor page faults per timed call, of the last time_interleaved
@@ -79,7 +87,7 @@ def quiet_thread_pools() -> dict:
 def use_clock(name: str, clock: Callable[[], float], torch_threads: int) -> None:
     """Make `clock` the default timer of `bench` (described by `name`) and `torch_threads`
     the thread count `setup` gives PyTorch."""
-    MODE.update(name=name, clock=clock, torch_threads=torch_threads)
+    MODE.update({"name": name, "clock": clock, "torch_threads": torch_threads})
 
 
 def setup(torch_threads: int | None = None) -> None:

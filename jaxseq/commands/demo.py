@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from jaxseq.commands import demo_steps
 from jaxseq.commands._options import random_seed
@@ -53,7 +54,7 @@ def _short_benchmark(args: argparse.Namespace) -> None:
           "`jaxseq bench` in a checkout of the repository: benchmarks/speed/)")
 
 
-DEMO_STEPS = [
+DEMO_STEPS: list[tuple[str, Callable[[argparse.Namespace], object]]] = [
     ("Layer gradient checks", _gradient_checks),
     ("LSTM captioning on the built-in set", demo_steps.captioning),
     ("Transformer sentence classifier", demo_steps.classifier),

@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 DEMO_EPOCHS = 15
 
@@ -58,7 +59,7 @@ def captioning(args: argparse.Namespace) -> None:
 # Small enough for about a minute on 2 CPU cores: CoLA with the library's recipe cut to 20
 # epochs (its cosine schedule then ends at epoch 20), or a small model on the built-in task.
 COLA_EPOCHS = 20
-BUILTIN_SETTINGS = dict(min_count=1, max_length=24,
+BUILTIN_SETTINGS: dict[str, Any] = dict(min_count=1, max_length=24,
                         model_kwargs=dict(hidden_dim=64, num_heads=2, dim_k=32, dim_q=32, dim_v=32,
                                           dim_feedforward=256),
                         train=dict(epochs=15, learning_rate=1e-3))
@@ -87,16 +88,12 @@ def run_demo(output_dir: Path, seed: int, cola_dir: Path | None, *, epochs: int 
         model_kwargs=settings["model_kwargs"], config=ClassifierTrainConfig(**train),
         checkpoint_dir=Path(output_dir) / "classifier", overwrite=True, progress=False,
     )
-    summary = {
-        "data": data_name,
-        "best_epoch": run.result.best_epoch,
-        "val": {key: run.val_scores[key] for key in ("accuracy", "mcc")},
-        "test": {key: run.test_scores[key] for key in ("accuracy", "mcc")},
-        "seconds_per_epoch": [round(entry["seconds"], 3) for entry in run.result.history],
-    }
-    print(f"best epoch {summary['best_epoch']}: val acc {summary['val']['accuracy']:.4f}  "
-          f"val MCC {summary['val']['mcc']:+.4f}  |  test acc {summary['test']['accuracy']:.4f}  "
-          f"test MCC {summary['test']['mcc']:+.4f}")
+    scores = {split: {key: found[key] for key in ("accuracy", "mcc")}
+              for split, found in (("val", run.val_scores), ("test", run.test_scores)) if found is not None}
+    summary = {"data": data_name, "best_epoch": run.result.best_epoch, **scores,
+               "seconds_per_epoch": [round(entry["seconds"], 3) for entry in run.result.history]}
+    print(f"best epoch {summary['best_epoch']}: " + "  |  ".join(
+        f"{split} acc {found['accuracy']:.4f}  {split} MCC {found['mcc']:+.4f}" for split, found in scores.items()))
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     (Path(output_dir) / "classifier_metrics.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return run
@@ -135,7 +132,7 @@ def language_model(args: argparse.Namespace, *, epochs: int | None = None) -> di
     model = LanguageModel(vocab_size=len(corpus.vocab), **recipe["model"])
     result = train_language_model(model, corpus, config, checkpoint_dir=Path(args.output_dir) / "language_model",
                                   overwrite=True, progress=False)
-    summary = {"data": corpus.source, "epochs": config.epochs, "val_loss": result.best_val_loss,
+    summary: dict[str, Any] = {"data": corpus.source, "epochs": config.epochs, "val_loss": result.best_val_loss,
                "val_bits_per_character": result.best_val_loss / math.log(2), "samples": {}}
     for temperature in (0.5, 1.0):
         text = prompt + "".join(generate_text(model, result.params, corpus.vocab, prompt, LM_SAMPLE_LENGTH,

@@ -17,6 +17,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from jaxseq.commands._options import (
     _number,
@@ -34,6 +35,9 @@ from jaxseq.commands._options import (
     setup_parallel,
 )
 from jaxseq.limits import MAX_COUNT, MAX_GENERATE_LENGTH, MAX_VOCAB_SIZE
+
+if TYPE_CHECKING:
+    from jaxseq.lm_recipes import LMRecipe
 
 layers = bounded_int(1, 64, "a positive integer")  # run_metadata.MAX_LAYERS
 nonnegative_int = bounded_int(0, MAX_COUNT, "an integer >= 0")
@@ -71,11 +75,16 @@ RECIPE_OPTIONS = (
 )
 
 
+def _sections(recipe: LMRecipe) -> dict[str, dict[str, Any]]:
+    """The recipe's option sections by RECIPE_OPTIONS' section names (copies)."""
+    return {"model": dict(recipe["model"]), "train": dict(recipe["train"])}
+
+
 def _default(flag_key: tuple[str, str]) -> str:
     from jaxseq.lm_recipes import LM_RECIPES
 
     section, key = flag_key
-    values = {name: recipe[section][key] for name, recipe in LM_RECIPES.items()}
+    values = {name: _sections(recipe)[section][key] for name, recipe in LM_RECIPES.items()}
     return "default: " + ", ".join(f"{value} ({name})" for name, value in values.items())
 
 
@@ -160,7 +169,7 @@ def lm_train_arguments(args: argparse.Namespace) -> tuple[dict, dict, dict]:
         raise ValueError("--test goes with --train and --val")
     spec = text_source_spec(text=args.text, train=args.train, val=args.val, test=args.test, data=data,
                             level=level)
-    sections = {"model": dict(recipe["model"]), "train": dict(recipe["train"])}
+    sections = _sections(recipe)
     for flag, section, key, _, _ in RECIPE_OPTIONS:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:

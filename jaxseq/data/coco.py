@@ -360,10 +360,18 @@ def decode_captions(captions, idx_to_word) -> list[str] | str:
     captions = np.asarray(captions)
     if captions.ndim not in (1, 2):
         raise ValueError(f"captions must have shape (N, T) or (T,), got {captions.shape}")
+    decoded = decode_caption_rows(captions[None] if captions.ndim == 1 else captions, idx_to_word)
+    return decoded[0] if captions.ndim == 1 else decoded
+
+
+def decode_caption_rows(captions, idx_to_word) -> list[str]:
+    """`decode_captions` of captions (N, T): always a list of N strings."""
+    captions = np.asarray(captions)
+    if captions.ndim != 2:
+        raise ValueError(f"captions must have shape (N, T), got {captions.shape}")
     _check_range(captions, len(idx_to_word), "captions", "token id")
-    rows = captions[None] if captions.ndim == 1 else captions
     decoded = []
-    for row in rows:
+    for row in captions:
         words = []
         for index in row:
             word = idx_to_word[index]
@@ -372,4 +380,4 @@ def decode_captions(captions, idx_to_word) -> list[str] | str:
             if word == END:
                 break
         decoded.append(" ".join(words))
-    return decoded[0] if captions.ndim == 1 else decoded
+    return decoded

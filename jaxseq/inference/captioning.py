@@ -13,7 +13,7 @@ the COCO caption evaluation (one caption per image against all of the image's re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Hashable
 
 import jax
 import jax.numpy as jnp
@@ -115,7 +115,7 @@ def generate_captions(model, variables, data, split: str = "val", rows=None, dec
     Returns: two lists of strings in the course's decoded form (`<START> ... <END>` for
       the references, `... <END>` for the hypotheses).
     """
-    from jaxseq.data.coco import decode_captions
+    from jaxseq.data.coco import decode_caption_rows
     from jaxseq.models.decoding import beam_search, sample
 
     if split not in ("train", "val"):
@@ -148,7 +148,7 @@ def generate_captions(model, variables, data, split: str = "val", rows=None, dec
                 bar.update(len(batch))
         generated = np.concatenate(parts)
     idx_to_word = data["idx_to_word"]
-    return decode_captions(captions[rows], idx_to_word), decode_captions(np.asarray(generated), idx_to_word)
+    return decode_caption_rows(captions[rows], idx_to_word), decode_caption_rows(np.asarray(generated), idx_to_word)
 
 
 def evaluate_captions(model, variables, data, split: str = "val", num_samples: int = 1000,
@@ -211,14 +211,15 @@ def evaluate_coco_metrics(model, variables, data, split: str = "val", decode: st
     # one decode per image (through its first caption row), then every caption row of it
     _, generated = generate_captions(model, variables, data, split, first_rows, decode, beam_size=beam_size,
                                      max_length=max_length)
-    rows_of = {int(image): [] for image in images}
+    rows_of: dict[Hashable, list[int]] = {int(image): [] for image in images}
     for row in np.flatnonzero(np.isin(image_of_row, images)):
         rows_of[int(image_of_row[row])].append(int(row))
-    from jaxseq.data.coco import decode_captions
+    from jaxseq.data.coco import decode_caption_rows
 
     captions = np.asarray(data[f"{split}_captions"])
-    references = {image: decode_captions(captions[rows], data["idx_to_word"]) for image, rows in rows_of.items()}
-    hypotheses = {int(image): caption for image, caption in zip(images, generated)}
+    references: dict[Hashable, list[str]] = {image: decode_caption_rows(captions[rows], data["idx_to_word"])
+                                              for image, rows in rows_of.items()}
+    hypotheses: dict[Hashable, str] = {int(image): caption for image, caption in zip(images, generated)}
     scores = coco_caption_scores(references, hypotheses, java=java)
     return {"scores": dict(scores), "skipped": scores.skipped, "images": int(images.size),
             "references": sum(len(rows) for rows in rows_of.values()), "split": split, "decode": decode,

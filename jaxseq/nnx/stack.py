@@ -117,6 +117,6 @@ class RecurrentStack(nnx.Module):
           `deterministic` (`m.eval()`).
         """
         dropping = not self.deterministic and self.linen.dropout > 0 and self.linen.num_layers > 1
-        rngs = {"dropout": self.rngs()} if dropping else None
+        rngs = {"dropout": self.rngs()} if dropping and self.rngs is not None else None  # rngs is set with dropout
         return self.linen.apply({"params": self.params()}, x, lengths=lengths, initial_state=initial_state,
                                 deterministic=not dropping, rngs=rngs)

@@ -135,7 +135,8 @@ class CaptioningSolver:
         self._init_params = model.init(init_key, features, captions[:, :-1])["params"]
         self.state = self.initial_state()
         self._compile_steps()
-        self.epoch, self.steps_per_second = 0, None
+        self.epoch = 0
+        self.steps_per_second: float | None = None
         self.loss_history: list[float] = []
         self.val_loss_history: list[float] = []
 

@@ -164,7 +164,7 @@ def classifier_optimizer(config: ClassifierTrainConfig,
     """(optimizer, learning-rate schedule) of a classifier run: Adam, or AdamW when
     `weight_decay` > 0, on `learning_rate_schedule`, after clipping when `clip_norm` is set."""
     schedule = learning_rate_schedule(config, steps_per_epoch)
-    decay = {"weight_decay": config.weight_decay} if config.weight_decay > 0 else {}
+    decay: dict[str, Any] = {"weight_decay": config.weight_decay} if config.weight_decay > 0 else {}
     return make_optimizer("adamw" if decay else "adam", schedule, clip_norm=config.clip_norm, **decay), schedule
 
 
@@ -213,7 +213,7 @@ def classifier_loss(model: SentenceClassifier, config: ClassifierTrainConfig) ->
         logits = model.apply({"params": params}, ids, pad_mask(ids, config.use_pad_mask),
                              deterministic=False, rngs={"dropout": key}, method="logits")
         targets = labels.astype(jnp.float32) * (1.0 - smoothing) + 0.5 * smoothing
-        losses = optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), targets)
+        losses = optax.sigmoid_binary_cross_entropy(jnp.asarray(logits, jnp.float32), targets)
         return jnp.sum(losses * weight) / jnp.sum(weight)
 
     return loss_fn

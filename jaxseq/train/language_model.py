@@ -371,7 +371,7 @@ class LanguageModelTask:
         def step(state, batch: int):
             if batch == 0:  # each epoch starts from the zero state (PyTorch's init_hidden)
                 self.extra_state = {"carry": self._zero_carry()}
-            if pending_rate[0]:
+            if rate is not None and pending_rate[0]:
                 host = jax.device_get(state.opt_state)
                 state = state._replace(opt_state=self.placement.state(set_learning_rate(host, rate)))
                 pending_rate[0] = False

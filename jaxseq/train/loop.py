@@ -216,7 +216,7 @@ class TrainingLoop:
     def __init__(self, task: TrainingTask, settings: LoopSettings):
         self.task, self.settings = task, settings
         self.writes = settings.checkpoint_dir is not None
-        self.state: TrainState | None = None
+        self.state: TrainState  # set by run(), before anything reads it
         self.progress = RunProgress()
         self.last_good: Path | None = None  # the newest checkpoint written or resumed from
         self.timed_steps, self.timed_seconds, self.compiled = 0, 0.0, False
@@ -258,7 +258,7 @@ class TrainingLoop:
         """The checkpoint folder, opened (locked by process 0) in every process or in none: a
         refusal in one process (the lock, a folder of another run) stops all of them."""
         s = self.settings
-        if not self.writes:
+        if s.checkpoint_dir is None:  # not self.writes
             yield None
             return
         stack, failed = contextlib.ExitStack(), None
@@ -318,7 +318,8 @@ class TrainingLoop:
                     self._say(f"(Iteration {step} / {s.num_epochs * s.steps_per_epoch}) "
                               f"loss: {p.epoch_losses[-1]:f}")
             if s.eval_every is not None and mid_epoch and step % s.eval_every == 0:
-                self.run_log.scalars(step, epoch, epoch_scalars(self.task.interim_record(self.state)))
+                interim_record = getattr(self.task, "interim_record")  # run() checked that the task has it
+                self.run_log.scalars(step, epoch, epoch_scalars(interim_record(self.state)))
             if save_now:
                 written = self._save(None)
                 if stopping:
@@ -339,7 +340,7 @@ class TrainingLoop:
         if improved:
             p.best_epoch, p.best_metric = epoch, result.metric
             p.best_params = jax.device_get(self.state.params)
-            p.best_path = checkpoint_path(s.checkpoint_dir, step) if self.writes else None
+            p.best_path = checkpoint_path(s.checkpoint_dir, step) if s.checkpoint_dir is not None else None
         written = self._save(result.metric) if self.writes else None
         line = result.line(improved)
         if line is not None:
@@ -432,6 +433,8 @@ class TrainingLoop:
         """Checkpoint the state now (metric None: in the middle of an epoch). Process 0 writes;
         every process returns the folder."""
         s, step = self.settings, int(self.state.step)
+        if s.checkpoint_dir is None:
+            raise RuntimeError("a run without a checkpoint folder saves nothing")
         path = checkpoint_path(s.checkpoint_dir, step)
         self.run_log.flush()  # the log on disk covers every step the checkpoint holds
         failed = None

@@ -51,10 +51,13 @@ import stat
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Iterator
 
+fcntl: ModuleType | None
 try:
-    import fcntl
+    import fcntl as _posix_fcntl
+    fcntl = _posix_fcntl
 except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None
 
@@ -220,7 +223,11 @@ def _own_lock(token: str) -> dict[str, Any]:
 
 
 class _Unreadable(Exception):
-    """The lock file is not a lock (why: str(self))."""
+    """The lock file is not a lock (why: str(self)). `identity`: the file's (see `_identity`);
+    `young_and_empty`: it was empty and just made (perhaps still being written)."""
+
+    identity: tuple[int, int, int] | None = None
+    young_and_empty: bool = False
 
 
 def _text(value: Any, name: str, nullable: bool = False) -> str | None:
@@ -247,7 +254,7 @@ def _parse_lock(payload: bytes) -> dict[str, Any]:
     if type(pid) is not int or not 0 < pid <= MAX_PID:
         raise _Unreadable("its pid is not a positive integer")
     started = data.get("started")
-    if type(started) not in (int, float) or not math.isfinite(started) or not 0 <= started < 2**36:
+    if isinstance(started, bool) or not isinstance(started, (int, float)) or not math.isfinite(started) or not 0 <= started < 2**36:
         raise _Unreadable("its start time is not a time")
     process_start = data.get("process_start")
     if process_start is not None and (type(process_start) is not int or not 0 <= process_start < 2**63):
@@ -415,7 +422,7 @@ class RunFolderLock:
         self.fields: dict[str, Any] | None = None
         self._log = log
         self._owner_pid: int | None = None
-        self._identity: tuple[int, int] | None = None
+        self._identity: tuple[int, int, int] | None = None
         self._token: str | None = None
 
     def _say(self, line: str) -> None:
@@ -440,6 +447,7 @@ class RunFolderLock:
 
     def _take(self, token: str, fields: dict[str, Any], payload: bytes) -> None:
         taken_over = None
+        identity: tuple[int, int, int] | None
         for attempt in range(_ATTEMPTS):
             if self._create(payload):
                 self._owned(token, fields)
@@ -451,16 +459,15 @@ class RunFolderLock:
             except FileNotFoundError:
                 continue  # released in between: try again
             except _Unreadable as unreadable:
-                if getattr(unreadable, "young_and_empty", False) and attempt < _ATTEMPTS - 2:
+                if unreadable.young_and_empty and attempt < _ATTEMPTS - 2:
                     time.sleep(0.05)  # perhaps being written (no hard links here): look again
                     continue
-                identity, reason = getattr(unreadable, "identity", None), f"its lock file could not be read: {unreadable}"
-                holder = None
+                identity, reason = unreadable.identity, f"its lock file could not be read: {unreadable}"
             else:
-                reason = _stale_reason(holder)
-                if reason is None:
+                stale = _stale_reason(holder)
+                if stale is None:
                     raise self._busy(holder)
-                reason = f"its holder, {_holder(holder)}, {reason}"
+                reason = f"its holder, {_holder(holder)}, {stale}"
             with _guard(self.path):
                 if _identity(self.lock_file) != identity:
                     continue  # replaced meanwhile (by its owner's release or another takeover): judge again
@@ -545,9 +552,9 @@ class RunFolderLock:
     def release(self) -> None:
         """Remove the lock file if it is still this process's (a forked child never removes
         its parent's); a lock replaced by someone else is left in place, with a line on `log`."""
-        if self._owner_pid is None or self._owner_pid != os.getpid():
-            return
         token = self._token
+        if self._owner_pid is None or self._owner_pid != os.getpid() or token is None:
+            return
         self._owner_pid, self.fields = None, None
         self._remove_if_ours(token, quiet=False)
 

@@ -50,7 +50,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import IO, Any, Callable, Iterable, Mapping, NamedTuple
 
 from jaxseq.data.json_file import parse_json_bytes
 from jaxseq.limits import MAX_COUNT
@@ -120,10 +120,13 @@ class RunLog:
     def __init__(self, directory: str | os.PathLike | None, *, resume_step: int = 0,
                  log: Callable[[str], None] | None = print):
         self.directory = Path(directory) if directory is not None else None
-        self._log, self._jsonl, self._events = log, None, None
+        self._log = log
+        self._jsonl: IO[str] | None = None
+        self._events: Any = None  # tensorboardX's EventsWriter
         if self.directory is None:
             return
-        self._guarded("open", lambda: self._open(int(resume_step)))
+        folder = self.directory
+        self._guarded("open", lambda: self._open(folder, int(resume_step)))
 
     @property
     def enabled(self) -> bool:
@@ -133,16 +136,16 @@ class RunLog:
     def metrics_file(self) -> Path | None:
         return self.directory / METRICS_FILE if self.directory is not None else None
 
-    def _open(self, resume_step: int) -> None:
+    def _open(self, folder: Path, resume_step: int) -> None:
         from tensorboardX.event_file_writer import EventsWriter
         from tensorboardX.proto.event_pb2 import Event, SessionLog
 
-        self.directory.mkdir(parents=True, exist_ok=True)
-        keep_until(self.metrics_file, resume_step)
-        self._jsonl = open(self.metrics_file, "a", encoding="utf-8")
+        folder.mkdir(parents=True, exist_ok=True)
+        keep_until(folder / METRICS_FILE, resume_step)
+        self._jsonl = open(folder / METRICS_FILE, "a", encoding="utf-8")
         # time_ns in the name: a resumed run's file sorts after the one it continues, even
         # within the same second (tensorboardX's own name has whole seconds only).
-        self._events = EventsWriter(str(self.directory / EVENT_PREFIX), f".{time.time_ns()}.{secrets.token_hex(2)}")
+        self._events = EventsWriter(str(folder / EVENT_PREFIX), f".{time.time_ns()}.{secrets.token_hex(2)}")
         # What SummaryWriter(purge_step=S + 1) writes: TensorBoard drops older events at steps > S.
         purge = resume_step + 1
         self._events.write_event(Event(step=purge, wall_time=time.time(), file_version="brain.Event:2"))
@@ -150,7 +153,7 @@ class RunLog:
                                        session_log=SessionLog(status=SessionLog.START)))
         self._events.flush()
 
-    def scalars(self, step: int, epoch: int, values: dict[str, float | None]) -> None:
+    def scalars(self, step: int, epoch: int, values: Mapping[str, float | None]) -> None:
         """Add one point per entry of `values` at `step` of `epoch` (None: left out)."""
         if not self.enabled:
             return
@@ -162,6 +165,8 @@ class RunLog:
         from tensorboardX.proto.event_pb2 import Event
         from tensorboardX.proto.summary_pb2 import Summary
 
+        if self._jsonl is None:
+            return
         for point in points:
             self._jsonl.write(json.dumps(point._asdict(), allow_nan=False) + "\n")
             if point.value is not None:
@@ -174,6 +179,8 @@ class RunLog:
             self._guarded("flush", self._flush)
 
     def _flush(self) -> None:
+        if self._jsonl is None:
+            return
         self._jsonl.flush()
         os.fsync(self._jsonl.fileno())
         self._events.flush()
