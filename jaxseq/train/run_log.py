@@ -4,7 +4,7 @@ The loop (`jaxseq.train.loop`) writes, in the run's log folder (`log_dir`, by de
 `<checkpoint_dir>/logs`; neither: nothing is written), only from JAX process 0:
 
     metrics.jsonl                       one JSON object a line, one scalar each (a tidy table)
-    events.out.tfevents.<time>.<host>.<ns>   the same scalars for TensorBoard (tensorboardX)
+    events.out.tfevents.<time>.<host>.<ns>   the same scalars for TensorBoard (`event_file`)
 
 Each line of metrics.jsonl is
 
@@ -28,7 +28,8 @@ columns="name", values="value")` makes it wide. The series:
 
 Resuming from a checkpoint at step S keeps the lines with step <= S (metrics.jsonl is
 rewritten atomically: temp file + rename) and starts a new event file whose first events
-purge every older event with step > S (tensorboardX's `purge_step`: TensorBoard hides them),
+purge every older event with step > S (a SessionLog START at step S + 1, what tensorboardX's
+`purge_step` writes: TensorBoard hides them),
 so a resumed run's log equals an uninterrupted run's. A fresh run (S = 0) starts both anew.
 The log is flushed before every checkpoint is written, so a checkpoint never runs ahead of
 its log.
@@ -37,8 +38,8 @@ Writing never stops training: the folder is checked with the other options befor
 training (`resolve_log_dir`: an unwritable one is a ValueError); a write that fails later
 (a full disk) gives one line on the log and the run goes on without a log.
 
-Event files are written synchronously with tensorboardX's `EventsWriter` (no background
-thread or queue that a failed write could leave blocked); `read_metrics` reads a
+Event files are written synchronously by `jaxseq.train.event_file` (no background thread or
+queue that a failed write could leave blocked; no TensorBoard or tensorboardX needed); `read_metrics` reads a
 metrics.jsonl back within bounds, with one-line errors naming the file and the line.
 """
 
@@ -48,17 +49,19 @@ import json
 import math
 import os
 import secrets
+import socket
 import time
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Mapping, NamedTuple
 
 from jaxseq.data.json_file import parse_json_bytes
 from jaxseq.limits import MAX_COUNT
+from jaxseq.train.event_file import FILE_VERSION, EventFileWriter, encode_event
 from jaxseq.train.run_folder import check_run_dir
 
 METRICS_FILE = "metrics.jsonl"
 LOG_SUBDIR = "logs"  # the default log folder inside a checkpoint folder
-EVENT_PREFIX = "events"  # tensorboardX names event files events.out.tfevents.*
+EVENT_PREFIX = "events"  # TensorBoard reads files named events.out.tfevents.*
 DEFAULT_LOG_EVERY = 50  # steps between train/loss points (the loop's flush of losses every 50 steps)
 MAX_LINE_BYTES = 64 * 1024  # a line is ~100 bytes; a longer one is not ours, and is not parsed
 MAX_METRICS_BYTES = 512 * 2**20  # a million-step run logged every step is ~300 MB
@@ -122,7 +125,7 @@ class RunLog:
         self.directory = Path(directory) if directory is not None else None
         self._log = log
         self._jsonl: IO[str] | None = None
-        self._events: Any = None  # tensorboardX's EventsWriter
+        self._events: EventFileWriter | None = None
         if self.directory is None:
             return
         folder = self.directory
@@ -137,20 +140,18 @@ class RunLog:
         return self.directory / METRICS_FILE if self.directory is not None else None
 
     def _open(self, folder: Path, resume_step: int) -> None:
-        from tensorboardX.event_file_writer import EventsWriter
-        from tensorboardX.proto.event_pb2 import Event, SessionLog
-
         folder.mkdir(parents=True, exist_ok=True)
         keep_until(folder / METRICS_FILE, resume_step)
         self._jsonl = open(folder / METRICS_FILE, "a", encoding="utf-8")
-        # time_ns in the name: a resumed run's file sorts after the one it continues, even
-        # within the same second (tensorboardX's own name has whole seconds only).
-        self._events = EventsWriter(str(folder / EVENT_PREFIX), f".{time.time_ns()}.{secrets.token_hex(2)}")
+        # TensorBoard's name (seconds and host), then time_ns: a resumed run's file sorts after
+        # the one it continues, even within the same second.
+        name = (f"{EVENT_PREFIX}.out.tfevents.{int(time.time())}.{socket.gethostname()}.{time.time_ns()}."
+                f"{secrets.token_hex(2)}")
+        self._events = EventFileWriter(str(folder / name))
         # What SummaryWriter(purge_step=S + 1) writes: TensorBoard drops older events at steps > S.
         purge = resume_step + 1
-        self._events.write_event(Event(step=purge, wall_time=time.time(), file_version="brain.Event:2"))
-        self._events.write_event(Event(step=purge, wall_time=time.time(),
-                                       session_log=SessionLog(status=SessionLog.START)))
+        self._events.write(encode_event(wall_time=time.time(), step=purge, file_version=FILE_VERSION))
+        self._events.write(encode_event(wall_time=time.time(), step=purge, session_start=True))
         self._events.flush()
 
     def scalars(self, step: int, epoch: int, values: Mapping[str, float | None]) -> None:
@@ -162,16 +163,13 @@ class RunLog:
         self._guarded("write", lambda: self._write(points))
 
     def _write(self, points: Iterable[MetricPoint]) -> None:
-        from tensorboardX.proto.event_pb2 import Event
-        from tensorboardX.proto.summary_pb2 import Summary
-
-        if self._jsonl is None:
+        if self._jsonl is None or self._events is None:
             return
         for point in points:
             self._jsonl.write(json.dumps(point._asdict(), allow_nan=False) + "\n")
             if point.value is not None:
-                summary = Summary(value=[Summary.Value(tag=point.name, simple_value=point.value)])
-                self._events.write_event(Event(step=point.step, wall_time=point.wall_time, summary=summary))
+                self._events.write(encode_event(wall_time=point.wall_time or time.time(), step=point.step,
+                                                scalars=[(point.name, point.value)]))
 
     def flush(self) -> None:
         """Put everything added so far on disk (the loop calls it before every checkpoint)."""
@@ -179,7 +177,7 @@ class RunLog:
             self._guarded("flush", self._flush)
 
     def _flush(self) -> None:
-        if self._jsonl is None:
+        if self._jsonl is None or self._events is None:
             return
         self._jsonl.flush()
         os.fsync(self._jsonl.fileno())
