@@ -50,7 +50,7 @@ import optax
 from jaxseq.checks import check_positive_int
 from jaxseq.data.text_corpus import TextCorpus
 from jaxseq.data.text_streams import batchify
-from jaxseq.models.language_model import LanguageModel, language_model_config, lm_loss, token_losses
+from jaxseq.models.language_model import LanguageModel, language_model_config, token_losses
 from jaxseq.train.loop import (
     EpochResult,
     LoopSettings,
@@ -284,9 +284,9 @@ def lm_training_loss(model: LanguageModel) -> Callable:
 
     def loss_fn(params, batch):
         x, y, carry, key = batch
-        logits, state = model.apply({"params": params}, x, from_streams(carry), deterministic=False,
-                                    rngs={"dropout": key})
-        return lm_loss(logits, y), to_streams(state)
+        loss, state = model.apply({"params": params}, x, y, from_streams(carry), deterministic=False,
+                                  rngs={"dropout": key}, method="loss")
+        return loss, to_streams(state)
 
     return loss_fn
 
