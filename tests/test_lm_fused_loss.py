@@ -1,5 +1,6 @@
 """jaxseq.layers.temporal_affine_softmax_loss (the decoder and the softmax loss as one layer)
-and LanguageModel.loss, which trains on it: the same value and gradients as the two layers."""
+and LanguageModel.fast_loss, which the trainer differentiates on it: the same value and
+gradients as the two layers and as LanguageModel.loss."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,6 @@ import pytest
 from jaxseq import layers
 from jaxseq.gradcheck import rel_error
 from jaxseq.models import LanguageModel
-from jaxseq.models.language_model import lm_loss
 
 jax.config.update("jax_enable_x64", True)
 
@@ -64,9 +64,9 @@ def test_equals_the_two_layers_it_fuses(problem):
 
 
 @pytest.mark.parametrize("tie_weights", [False, True])
-def test_language_model_loss_equals_lm_loss_of_its_logits(tie_weights):
-    """LanguageModel.loss (what the trainer differentiates) against lm_loss of __call__'s
-    logits: value, state and every parameter's gradient, float64, with the dropouts on (the
+def test_language_model_fast_loss_equals_its_loss(tie_weights):
+    """LanguageModel.fast_loss (what the trainer differentiates) against its `loss`, lm_loss of
+    __call__'s logits: value, state and every parameter's gradient, float64, with the dropouts on (the
     same key: the same masks) and a carried state. The cell does not matter to the decoder:
     a one-layer RNN keeps the test fast."""
     model = LanguageModel(vocab_size=V, cell="rnn", embed_size=6, hidden_size=6, num_layers=1,
@@ -81,12 +81,15 @@ def test_language_model_loss_equals_lm_loss_of_its_logits(tie_weights):
 
     def fused(params):
         return model.apply({"params": params}, tokens, targets, state, deterministic=False, rngs=rngs,
-                           method="loss")
+                           method="fast_loss")
 
     def pair(params):
-        logits, after = model.apply({"params": params}, tokens, state, deterministic=False, rngs=rngs)
-        return lm_loss(logits, targets), after
+        return model.apply({"params": params}, tokens, targets, state, deterministic=False, rngs=rngs,
+                           method="loss")
 
+    jaxpr = str(jax.make_jaxpr(fused)(params))
+    assert "fwd=_temporal_affine_softmax_loss_forward" in jaxpr  # the hand-written layer, not autodiff
+    assert "_temporal_softmax_loss_forward" not in jaxpr.replace("affine_softmax", "")
     (value, after), grads = jax.value_and_grad(fused, has_aux=True)(params)
     (expected, expected_after), expected_grads = jax.value_and_grad(pair, has_aux=True)(params)
     assert rel_error(value, expected) < 1e-12
@@ -109,4 +112,4 @@ def test_bad_targets_are_one_line_errors(problem):
     tokens = np.zeros((N, T), np.int32)
     variables = jax.jit(model.init)(jax.random.key(0), tokens)
     with pytest.raises(ValueError, match="targets must have the tokens' shape"):
-        model.apply(variables, tokens, tokens[:, :-1], method="loss")
+        model.apply(variables, tokens, tokens[:, :-1], method="fast_loss")

@@ -45,7 +45,7 @@ def _validate(x, w, b, y, mask):
     return x, w, b, y, mask
 
 
-def _forward(x, w, b, y, mask):
+def _temporal_affine_softmax_loss_forward(x, w, b, y, mask):
     N, T, D = x.shape
     scores = x.reshape(N * T, D) @ w + b
     lse = jax.nn.logsumexp(scores, axis=-1)
@@ -63,7 +63,7 @@ def temporal_affine_softmax_loss_forward(x, w, b, y, mask):
     Returns: (loss scalar, cache: TemporalAffineSoftmaxLossCache); loss as
       `temporal_softmax_loss` (summed over the unmasked tokens, divided by N).
     """
-    return _forward(*_validate(x, w, b, y, mask))
+    return _temporal_affine_softmax_loss_forward(*_validate(x, w, b, y, mask))
 
 
 def temporal_affine_softmax_loss_backward(dloss, cache: TemporalAffineSoftmaxLossCache):
@@ -85,12 +85,12 @@ def temporal_affine_softmax_loss_backward(dloss, cache: TemporalAffineSoftmaxLos
 
 @jax.custom_vjp
 def _temporal_affine_softmax_loss(x, w, b, y, mask):
-    return _forward(x, w, b, y, mask)[0]
+    return _temporal_affine_softmax_loss_forward(x, w, b, y, mask)[0]
 
 
 # Targets and mask are not differentiable: None gives them zero cotangents.
 _temporal_affine_softmax_loss.defvjp(
-    _forward, lambda cache, dloss: (*temporal_affine_softmax_loss_backward(dloss, cache), None, None)
+    _temporal_affine_softmax_loss_forward, lambda cache, dloss: (*temporal_affine_softmax_loss_backward(dloss, cache), None, None)
 )
 
 

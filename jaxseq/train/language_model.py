@@ -280,12 +280,13 @@ def segment_sampler(bptt: int) -> Callable:
 
 def lm_training_loss(model: LanguageModel) -> Callable:
     """`loss_fn(params, batch) -> (mean loss per token, the carried state after the segment)`:
-    the model with its dropouts on (rng from the batch's key), entered with the batch's carry."""
+    the model's `fast_loss` (its `loss`, the decoder and the loss fused) with its dropouts on
+    (rng from the batch's key), entered with the batch's carry."""
 
     def loss_fn(params, batch):
         x, y, carry, key = batch
         loss, state = model.apply({"params": params}, x, y, from_streams(carry), deterministic=False,
-                                  rngs={"dropout": key}, method="loss")
+                                  rngs={"dropout": key}, method="fast_loss")
         return loss, to_streams(state)
 
     return loss_fn
