@@ -90,7 +90,8 @@ def _temporal_affine_softmax_loss(x, w, b, y, mask):
 
 # Targets and mask are not differentiable: None gives them zero cotangents.
 _temporal_affine_softmax_loss.defvjp(
-    _temporal_affine_softmax_loss_forward, lambda cache, dloss: (*temporal_affine_softmax_loss_backward(dloss, cache), None, None)
+    _temporal_affine_softmax_loss_forward,
+    lambda cache, dloss: (*temporal_affine_softmax_loss_backward(dloss, cache), None, None),
 )
 
 
