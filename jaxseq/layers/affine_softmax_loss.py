@@ -12,11 +12,9 @@ The same value and gradients as `temporal_softmax_loss(temporal_affine(x, w, b),
 layers stores the softmax (one more write of the scores in the forward) and its backward's
 score gradient was emitted twice by XLA:CPU, once for db and once for the two matmuls. Here
 the forward keeps the scores and their log-sum-exp, and the backward makes ds once, as
-(N*T, V) rows, and reads it in two matmuls only. The bias rides as one more row of the
-weight, s = [x, 1] [w; b], so the scores need no pass of their own to add it and db comes out
-of the dw matmul as its last row, [x, 1]^T ds = [dw; db]. For a language model's word-level
-vocabulary (V = 10,000) those passes are most of a training step after the matmuls
-themselves (benchmarks/results/lm_speed.md).
+(N*T, V) rows, and reads it in three matmuls only: db is `ones (1, N*T) @ ds`. For a
+language model's word-level vocabulary (V = 10,000) those passes are most of a training step
+after the matmuls themselves (benchmarks/results/lm_speed.md).
 """
 
 from __future__ import annotations
@@ -32,12 +30,12 @@ from jaxseq.layers import affine, loss
 class TemporalAffineSoftmaxLossCache(NamedTuple):
     """What `temporal_affine_softmax_loss_backward` needs."""
 
-    x_one: jax.Array  # (N*T, D + 1) rows [x[n, t], 1], row n*T + t
-    w_b: jax.Array  # (D + 1, V) [w; b]
-    scores: jax.Array  # (N*T, V) s
+    x: jax.Array  # (N, T, D)
+    w: jax.Array  # (D, V)
+    scores: jax.Array  # (N*T, V) s, rows n*T + t
     lse: jax.Array  # (N*T,) log-sum-exp of each row
     y: jax.Array  # (N*T,) int targets
-    mask: jax.Array  # (N, T) in the scores' dtype (N and T come from it)
+    mask: jax.Array  # (N*T,) in the scores' dtype
 
 
 def _validate(x, w, b, y, mask):
@@ -49,15 +47,13 @@ def _validate(x, w, b, y, mask):
 
 def _temporal_affine_softmax_loss_forward(x, w, b, y, mask):
     N, T, D = x.shape
-    x_one = jnp.concatenate([x.reshape(N * T, D), jnp.ones((N * T, 1), x.dtype)], axis=1)
-    w_b = jnp.concatenate([w, b[None, :]], axis=0)
-    scores = x_one @ w_b
+    scores = x.reshape(N * T, D) @ w + b
     lse = jax.nn.logsumexp(scores, axis=-1)
     rows_y = y.reshape(N * T)
     picked = jnp.take_along_axis(scores, rows_y[:, None], axis=-1)[:, 0]
-    weights = mask.astype(x.dtype)
-    value = jnp.sum(weights.reshape(N * T) * (lse - picked)) / max(N, 1)
-    return value, TemporalAffineSoftmaxLossCache(x_one, w_b, scores, lse, rows_y, weights)
+    weights = mask.reshape(N * T).astype(x.dtype)
+    value = jnp.sum(weights * (lse - picked)) / max(N, 1)
+    return value, TemporalAffineSoftmaxLossCache(x, w, scores, lse, rows_y, weights)
 
 
 def temporal_affine_softmax_loss_forward(x, w, b, y, mask):
@@ -76,14 +72,15 @@ def temporal_affine_softmax_loss_backward(dloss, cache: TemporalAffineSoftmaxLos
     Inputs: dloss scalar upstream gradient, the cache.
     Returns: (dx (N, T, D), dw (D, V), db (V,)).
     """
-    N, T = cache.mask.shape
-    D, V = cache.w_b.shape[0] - 1, cache.w_b.shape[1]
+    N, T, D = cache.x.shape
+    M, V = cache.scores.shape
     onehot = jax.nn.one_hot(cache.y, V, dtype=cache.scores.dtype)
-    scale = (dloss / max(N, 1)) * cache.mask.reshape(N * T, 1)
+    scale = (dloss / max(N, 1)) * cache.mask[:, None]
     dscores = scale * (jnp.exp(cache.scores - cache.lse[:, None]) - onehot)  # (N*T, V), made once
-    dx = (dscores @ cache.w_b[:D].T).reshape(N, T, D)
-    dw_db = cache.x_one.T @ dscores  # (D + 1, V): dw, and db as the last row
-    return dx, dw_db[:D], dw_db[D]
+    dx = (dscores @ cache.w.T).reshape(N, T, D)
+    dw = cache.x.reshape(M, D).T @ dscores
+    db = (jnp.ones((1, M), dscores.dtype) @ dscores)[0]  # a matmul, as the other two readers of dscores
+    return dx, dw, db
 
 
 @jax.custom_vjp
