@@ -23,6 +23,12 @@ from jaxseq.layers.loss import (
     temporal_softmax_loss_backward,
     temporal_softmax_loss_forward,
 )
+from jaxseq.layers.affine_softmax_loss import (
+    TemporalAffineSoftmaxLossCache,
+    temporal_affine_softmax_loss,
+    temporal_affine_softmax_loss_backward,
+    temporal_affine_softmax_loss_forward,
+)
 from jaxseq.layers.gru import (
     GRUCache,
     GRUStepCache,
@@ -67,4 +73,6 @@ __all__ = [
     "temporal_affine", "temporal_affine_forward", "temporal_affine_backward", "TemporalAffineCache",
     "temporal_softmax_loss", "temporal_softmax_loss_forward", "temporal_softmax_loss_backward",
     "TemporalSoftmaxLossCache",
+    "temporal_affine_softmax_loss", "temporal_affine_softmax_loss_forward",
+    "temporal_affine_softmax_loss_backward", "TemporalAffineSoftmaxLossCache",
 ]

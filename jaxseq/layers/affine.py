@@ -21,7 +21,8 @@ class TemporalAffineCache(NamedTuple):
     w: jax.Array  # (D, M)
 
 
-def _validate(x, w, b):
+def validate_affine_args(x, w, b):
+    """Checked x (N, T, D), w (D, M), b (M,) in one float dtype."""
     x = as_float_array("x", x, 3)
     w = as_float_array("w", w, 2)
     b = as_float_array("b", b, 1)
@@ -43,7 +44,7 @@ def temporal_affine_forward(x, w, b):
     Inputs: x (N, T, D), w (D, M), b (M,).
     Returns: (out (N, T, M), cache: TemporalAffineCache).
     """
-    return _temporal_affine_forward(*_validate(x, w, b))
+    return _temporal_affine_forward(*validate_affine_args(x, w, b))
 
 
 def temporal_affine_backward(dout, cache: TemporalAffineCache):
@@ -74,4 +75,4 @@ def temporal_affine(x, w, b):
     Inputs: x (N, T, D), w (D, M), b (M,).
     Returns: out (N, T, M).
     """
-    return _temporal_affine(*_validate(x, w, b))
+    return _temporal_affine(*validate_affine_args(x, w, b))

@@ -27,16 +27,22 @@ class TemporalSoftmaxLossCache(NamedTuple):
     mask: jax.Array  # (N, T) in the scores' dtype
 
 
-def _validate(x, y, mask):
-    x = as_float_array("x", x, 3)
-    N, T, V = x.shape
+def validate_targets(y, mask, scores_shape: tuple):
+    """Checked y (N, T) int ids in [0, V) and mask (N, T) bool for scores of `scores_shape`
+    (N, T, V)."""
+    N, T, V = scores_shape
     y = as_int_array("y", y, 2, size=V, what="target id")
     mask = jnp.asarray(mask)
     if mask.dtype != jnp.bool_:
         raise ValueError(f"mask must be a boolean array, got dtype {mask.dtype}")
     expect_shape("y", y, (N, T), "(N, T)")
     expect_shape("mask", mask, (N, T), "(N, T)")
-    return x, y, mask
+    return y, mask
+
+
+def _validate(x, y, mask):
+    x = as_float_array("x", x, 3)
+    return (x, *validate_targets(y, mask, x.shape))
 
 
 def _temporal_softmax_loss_forward(x, y, mask):

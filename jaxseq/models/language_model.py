@@ -212,6 +212,12 @@ class LanguageModel(nn.Module):
             return x
         return sequence_dropout(self.make_rng("dropout"), x, rate, self.locked_dropout)
 
+    def _check_rngs(self, deterministic: bool) -> None:
+        rates = (self.input_dropout, self.hidden_dropout, self.output_dropout, self.embedding_dropout, self.weight_drop)
+        if not deterministic and any(rates) and not self.has_rng("dropout"):
+            raise ValueError("LanguageModel: deterministic=False needs a 'dropout' rng: "
+                             "apply(variables, tokens, state, deterministic=False, rngs={'dropout': key})")
+
     def __call__(self, tokens: Array, state=None, *, deterministic: bool = True):
         """Next-token logits of every position, and the state after the last one.
 
@@ -221,20 +227,25 @@ class LanguageModel(nn.Module):
         Returns: (logits (N, T, V), state after step T in the layout of `state`).
         """
         tokens = as_int_array("tokens", tokens, 2, size=self.vocab_size, what="token id")
-        rates = (self.input_dropout, self.hidden_dropout, self.output_dropout, self.embedding_dropout, self.weight_drop)
-        if not deterministic and any(rates) and not self.has_rng("dropout"):
-            raise ValueError("LanguageModel: deterministic=False needs a 'dropout' rng: "
-                             "apply(variables, tokens, state, deterministic=False, rngs={'dropout': key})")
+        self._check_rngs(deterministic)
+        out, state = self._features(tokens, state, deterministic)
+        W_out, b_out = self._decoder_weights()
+        return layers.temporal_affine(out, W_out, b_out), state
+
+    def _features(self, tokens: Array, state, deterministic: bool):
+        """What the decoder reads: (out (N, T, H) after the output dropout, state after step T)."""
         W = self.encoder["weight"]
         W_in = W
         if not deterministic and self.embedding_dropout:
             W_in = embedding_dropout(self.make_rng("dropout"), W, self.embedding_dropout)
         x = self._dropout(layers.word_embedding(tokens, W_in), self.input_dropout, deterministic)
         out, state = self.rnn(x, initial_state=state, deterministic=deterministic)
-        out = self._dropout(out, self.output_dropout, deterministic)
-        W_out = W if self.tie_weights else self.decoder["weight"]
-        logits = layers.temporal_affine(out, W_out.T, self.decoder["bias"])
-        return logits, state
+        return self._dropout(out, self.output_dropout, deterministic), state
+
+    def _decoder_weights(self) -> tuple[Array, Array]:
+        """The decoder as the layers take it: (w (H, V), b (V,)); tied: w is the encoder's, transposed."""
+        W_out = self.encoder["weight"] if self.tie_weights else self.decoder["weight"]
+        return W_out.T, self.decoder["bias"]
 
     def loss(self, tokens: Array, targets: Array, state=None, *, deterministic: bool = True):
         """The mean cross-entropy per token of one segment, and the state after it.
@@ -245,6 +256,25 @@ class LanguageModel(nn.Module):
         """
         logits, state = self(tokens, state, deterministic=deterministic)
         return lm_loss(logits, targets), state
+
+    def fast_loss(self, tokens: Array, targets: Array, state=None, *, deterministic: bool = True):
+        """`loss` with the decoder and the loss as one layer, what a training step
+        differentiates (`jaxseq.train.language_model.lm_training_loss`): the same value, state
+        and gradients (tested), fewer passes over the (N*T, V) scores
+        (`jaxseq.layers.temporal_affine_softmax_loss`; the word model's step 1.2-1.3x faster).
+
+        Inputs and returns: as `loss`.
+        """
+        tokens = as_int_array("tokens", tokens, 2, size=self.vocab_size, what="token id")
+        targets = as_int_array("targets", targets, 2, size=self.vocab_size, what="token id")
+        if targets.shape != tokens.shape:
+            raise ValueError(f"targets must have the tokens' shape {tuple(tokens.shape)}, got {tuple(targets.shape)}")
+        self._check_rngs(deterministic)
+        out, state = self._features(tokens, state, deterministic)
+        W_out, b_out = self._decoder_weights()
+        N, T = targets.shape
+        total = layers.temporal_affine_softmax_loss(out, W_out, b_out, targets, jnp.ones((N, T), bool))
+        return total / max(T, 1), state
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "LanguageModel":

@@ -50,7 +50,7 @@ import optax
 from jaxseq.checks import check_positive_int
 from jaxseq.data.text_corpus import TextCorpus
 from jaxseq.data.text_streams import batchify
-from jaxseq.models.language_model import LanguageModel, language_model_config, lm_loss, token_losses
+from jaxseq.models.language_model import LanguageModel, language_model_config, token_losses
 from jaxseq.train.loop import (
     EpochResult,
     LoopSettings,
@@ -280,13 +280,14 @@ def segment_sampler(bptt: int) -> Callable:
 
 def lm_training_loss(model: LanguageModel) -> Callable:
     """`loss_fn(params, batch) -> (mean loss per token, the carried state after the segment)`:
-    the model with its dropouts on (rng from the batch's key), entered with the batch's carry."""
+    the model's `fast_loss` (its `loss`, the decoder and the loss fused) with its dropouts on
+    (rng from the batch's key), entered with the batch's carry."""
 
     def loss_fn(params, batch):
         x, y, carry, key = batch
-        logits, state = model.apply({"params": params}, x, from_streams(carry), deterministic=False,
-                                    rngs={"dropout": key})
-        return lm_loss(logits, y), to_streams(state)
+        loss, state = model.apply({"params": params}, x, y, from_streams(carry), deterministic=False,
+                                  rngs={"dropout": key}, method="fast_loss")
+        return loss, to_streams(state)
 
     return loss_fn
 
