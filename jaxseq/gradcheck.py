@@ -331,6 +331,8 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
     embedding = dict(x=rng.integers(0, V, size=(N, T)), W=normal(V, D))
     affine = dict(x=normal(N, T, D), w=normal(D, V), b=normal(V))
     loss = dict(x=normal(N, T, V), y=rng.integers(0, V, size=(N, T)), mask=rng.random((N, T)) > 0.3)
+    affine_loss = dict(x=normal(N, T, D), w=normal(D, V), b=normal(V), y=rng.integers(0, V, size=(N, T)),
+                       mask=rng.random((N, T)) > 0.3)
 
     cases: list[tuple[str, Callable, Callable, Callable, dict, list[str]]] = [
         ("rnn_step", L.rnn_step_forward, L.rnn_step_backward, L.rnn_step, step_rnn, list(step_rnn)),
@@ -355,6 +357,14 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
             L.temporal_softmax_loss,
             loss,
             ["x"],
+        ),
+        (
+            "temporal_affine_softmax_loss",
+            L.temporal_affine_softmax_loss_forward,
+            L.temporal_affine_softmax_loss_backward,
+            L.temporal_affine_softmax_loss,
+            affine_loss,
+            ["x", "w", "b"],
         ),
     ]
     results = []
