@@ -26,6 +26,8 @@ from tests.bracket_task import write_tsv
 from tests.checkpoints import CAPTIONER_ARGV, CLASSIFIER_MODEL_ARGV, tiny_runs
 from tests.conftest import REPO_ROOT
 
+PLAIN_JAXSEQ = REPO_ROOT / "tests" / "scripts" / "plain_install.py"  # `jaxseq` without torch's import
+
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under `folder`, by relative path, with its bytes."""
@@ -105,7 +107,7 @@ def test_a_folder_in_use_is_locked_and_a_stale_lock_is_taken_over(tmp_path, caps
     folder = tmp_path / "run"
     argv = classify_argv(folder, epochs=500)  # runs until stopped
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    first = subprocess.Popen([sys.executable, "-m", "jaxseq.cli", *argv, "--checkpoint-every", "5"], cwd=REPO_ROOT,
+    first = subprocess.Popen([sys.executable, str(PLAIN_JAXSEQ), *argv, "--checkpoint-every", "5"], cwd=REPO_ROOT,
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: list_checkpoints(folder) or first.poll() is not None, "the first run's checkpoints")
@@ -123,7 +125,7 @@ def test_a_folder_in_use_is_locked_and_a_stale_lock_is_taken_over(tmp_path, caps
     assert written in list_checkpoints(folder) and read_metadata(written)["step"] > 0
     assert not (folder / LOCK_FILE).exists()
 
-    killed = subprocess.Popen([sys.executable, "-m", "jaxseq.cli", *argv, "--resume"], cwd=REPO_ROOT, env=env,
+    killed = subprocess.Popen([sys.executable, str(PLAIN_JAXSEQ), *argv, "--resume"], cwd=REPO_ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: (folder / LOCK_FILE).exists() or killed.poll() is not None, "the second run's lock")

@@ -16,7 +16,7 @@ WHERE is where the run is interrupted:
            user pressing Ctrl-C twice).
 A stalled process writes MARKER (the file or folder it stalled in) and sleeps, for the test
 to SIGKILL it; `sigterm` and `sigint-twice` write MARKER (the step number) when they send the
-first signal.
+first signal. The run starts as a plain install's does, without torch (see plain_install.py).
 """
 
 import os
@@ -25,8 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-from jaxseq import cli
-from jaxseq.train import checkpoint
+from plain_install import hide_torch  # beside this script
+
+hide_torch()
+
+from jaxseq import cli  # noqa: E402
+from jaxseq.train import checkpoint  # noqa: E402
 
 marker, stop_at, where, argv = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 assert where in ("state", "meta", "rename", "sigterm", "sigint-twice"), where
