@@ -13,7 +13,6 @@ the checks catch ignored lengths and a wrong Flax bias mapping, and it runs in q
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import shutil
 import subprocess
@@ -117,17 +116,15 @@ def test_make_lengths_is_seeded_and_within_half_to_full_length():
     assert not np.array_equal(lengths, bench_recurrent.make_lengths(1000, 16, seed=1))
 
 
-@functools.cache
-def _tiny_lengths_case(kind):
-    """The lengths problem at the quick mode's shape (N=8 T=4 D=16 H=32) and its contenders,
-    made once per kind: the tests share their compiled programs."""
+def _tiny_lengths_problem(kind):
+    """At the quick mode's shape (N=8 T=4 D=16 H=32), so the compilations are shared."""
     import bench_layers
     import bench_recurrent
 
     N, T, D, H = bench_layers.QUICK_SHAPES["q"]
     p = bench_recurrent.lengths_problem(N, T, D, H, kind, seed=1)
     assert p["lengths"].min() < T  # some padding to check
-    return p, bench_recurrent.lengths_impls(p, kind)
+    return p
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -137,7 +134,8 @@ def test_lengths_contenders_agree_at_a_tiny_shape(kind):
     import bench_recurrent
 
     harness.setup()
-    p, impls = _tiny_lengths_case(kind)
+    p = _tiny_lengths_problem(kind)
+    impls = bench_recurrent.lengths_impls(p, kind)
     valid = bench_layers.valid_mask(p["lengths"], p["x"].shape[1])
     errors = bench_layers.check_agreement(impls, valid=valid)  # also: h and dx exactly 0 past the lengths
     assert list(impls)[:2] == ["jaxseq", bench_recurrent.NO_LENGTHS]
@@ -156,8 +154,9 @@ def test_lengths_checks_catch_unmasked_outputs_and_a_state_that_runs_on():
     import bench_recurrent
 
     harness.setup()
-    p, impls = _tiny_lengths_case("gru")
+    p = _tiny_lengths_problem("gru")
     valid = bench_layers.valid_mask(p["lengths"], p["x"].shape[1])
+    impls = bench_recurrent.lengths_impls(p, "gru")
     without = {k: v for k, v in p.items() if k != "lengths"}  # NumPy that ignores the lengths
     ignores = bench_layers.numpy_impl(without, "gru", state=True)
     with pytest.raises(AssertionError, match="ignores: h is not 0 past the lengths"):
@@ -224,10 +223,8 @@ def test_t_sweep_runs_quick(layer, capsys):
 # ----------------------------------------------------------------------------- issue 14: stacked bidirectional
 
 
-@functools.cache
 def _tiny_stacked(kind):
-    """The stacked problem at the quick mode's shape and its contenders, made once per kind:
-    the tests share their compiled programs."""
+    """The stacked problem at the quick mode's shape (compilations shared) and its contenders."""
     import bench_stacked
 
     harness.setup()
@@ -401,21 +398,12 @@ def test_captioning_flop_count():
     assert bench_captioning.shape_label(**bench_captioning.SHAPE) == "N=64 T=16 V=1004 W=256 H=512 D=512"
 
 
-@pytest.fixture(scope="module")
-def classifier_contenders():
-    """The classifier benchmark's quick contenders, made once: the JAX contenders' programs
-    compile once for the tests below."""
+def test_classifier_torch_twin_agrees_at_a_tiny_shape():
     pytest.importorskip("torch")
     import bench_classifier
 
     harness.setup()
-    return bench_classifier.make_contenders(quick=True, seed=1)
-
-
-def test_classifier_torch_twin_agrees_at_a_tiny_shape(classifier_contenders):
-    import bench_classifier
-
-    contenders = classifier_contenders
+    contenders = bench_classifier.make_contenders(quick=True, seed=1)
     assert list(contenders) == ["jaxseq", "full-staged", "torch"]
     errors = bench_classifier.check_agreement(contenders)
     assert set(errors) == {"full-staged", "torch"}
@@ -427,19 +415,18 @@ def test_classifier_torch_twin_agrees_at_a_tiny_shape(classifier_contenders):
         contender.step()
 
 
-def test_classifier_agreement_catches_an_unmasked_torch_model(classifier_contenders, monkeypatch):
-    """Against the shared jaxseq contender (its programs compiled once; a JAX step returns new
-    parameters, so it still holds the initial ones), a fresh torch twin (the shared one's
-    weights moved when its step ran) whose model ignores the pad mask."""
+def test_classifier_agreement_catches_an_unmasked_torch_model(monkeypatch):
+    pytest.importorskip("torch")
     import bench_classifier
     import torch_models
 
+    harness.setup()
     forward = torch_models.ClassificationTransformer.forward
     monkeypatch.setattr(torch_models.ClassificationTransformer, "forward",
                         lambda self, ids, pad_mask=None: forward(self, ids, None))  # ignores the pad mask
-    unmasked = bench_classifier.make_contenders(quick=True, seed=1)["torch"]
+    contenders = bench_classifier.make_contenders(quick=True, seed=1)
     with pytest.raises(AssertionError, match="torch disagrees"):
-        bench_classifier.check_agreement({"jaxseq": classifier_contenders["jaxseq"], "torch": unmasked})
+        bench_classifier.check_agreement(contenders)
 
 
 def test_xla_flags_study_still_parses_its_command_line(capsys):
