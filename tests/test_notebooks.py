@@ -9,7 +9,8 @@ twice where CoLA is present: as is, and with CoLA hidden, so that its built-in f
 runs too. The recurrent-layers notebook runs twice too: as is, and with torch hidden and a
 results file that holds recurrent benchmark cases, so that both of its fallbacks run. The
 language-modeling notebook runs twice where Tiny Shakespeare is present: as is, and with the
-file hidden, so that its built-in text runs too.
+file hidden, so that its built-in text runs too. Those second runs (the built-in fallbacks)
+use the smallest settings the notebook's cells allow (FALLBACKS).
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ import json
 import re
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import nbclient
 import nbformat
 import numpy as np
 import pytest
 
+from jaxseq.data import tiny_shakespeare_file
+from jaxseq.data.cola import default_cola_dir
 from jaxseq.gradcheck import AUTODIFF_TOL
 from jaxseq.gradcheck import NUMERICAL_TOL as CHECK_LAYER_NUMERICAL_TOL
 
@@ -299,7 +304,9 @@ def test_lstm_captioning_notebook(kernel_env, monkeypatch):
 HIDE_COLA = ("cola_dir = default_cola_dir()", "cola_dir = None  # the test hides CoLA")
 
 
-def check_transformer_notebook(notebook) -> None:
+def check_transformer_notebook(notebook, builtin_mcc: float = 0.5) -> None:
+    """builtin_mcc: the best validation MCC the built-in task must beat (the fallback run's
+    smallest settings, 1,000 sentences for 4 epochs, reach 0.41)."""
     data = text(tagged(notebook, "data")[0])
     builtin = "using the built-in acceptability task" in data
     assert builtin or "CoLA from" in data, data
@@ -312,7 +319,7 @@ def check_transformer_notebook(notebook) -> None:
     training = text(cell_containing(notebook, "train_classifier("))
     assert len(re.findall(r"epoch +\d+/\d+ +loss", training)) >= 4, training
     best_mcc = float(re.search(r"best epoch \d+: val MCC (\S+)", training)[1])
-    assert best_mcc > (0.5 if builtin else 0.02), training  # CoLA: the course's model reaches ~0.1
+    assert best_mcc > (builtin_mcc if builtin else 0.02), training  # CoLA: the course's model reaches ~0.1
 
     scores = text(tagged(notebook, "test-scores")[0])
     reported = re.search(r"test accuracy (\S+) +MCC (\S+)", scores)
@@ -329,17 +336,6 @@ def check_transformer_notebook(notebook) -> None:
 
 def test_transformer_classification_notebook(kernel_env, monkeypatch):
     notebook, _ = execute("Transformer_Classification.ipynb", kernel_env, monkeypatch)
-    check_transformer_notebook(notebook)
-
-
-def test_transformer_classification_notebook_without_cola(kernel_env, monkeypatch):
-    """The built-in fallback, where CoLA is present (where it is absent, the test above runs it)."""
-    from jaxseq.data.cola import default_cola_dir
-
-    if default_cola_dir() is None:
-        pytest.skip("CoLA is absent, so test_transformer_classification_notebook already ran the fallback")
-    notebook, _ = execute("Transformer_Classification.ipynb", kernel_env, monkeypatch, replace=HIDE_COLA)
-    assert "using the built-in acceptability task" in text(tagged(notebook, "data")[0])
     check_transformer_notebook(notebook)
 
 
@@ -523,12 +519,41 @@ def test_language_modeling_notebook(kernel_env, monkeypatch):
     check_language_modeling_notebook(notebook)
 
 
-def test_language_modeling_notebook_without_tiny_shakespeare(kernel_env, monkeypatch):
-    """The built-in text, where Tiny Shakespeare is present (where it is absent, the test above runs it)."""
-    from jaxseq.data import tiny_shakespeare_file
+# ------------------------------------------------------------------ the built-in fallbacks
 
-    if tiny_shakespeare_file() is None:
-        pytest.skip("Tiny Shakespeare is absent, so test_language_modeling_notebook already ran the built-in text")
-    notebook, _ = execute("Language_Modeling.ipynb", kernel_env, monkeypatch, replace=HIDE_TINY_SHAKESPEARE)
-    assert "using the built-in text" in text(tagged(notebook, "data")[0])
-    check_language_modeling_notebook(notebook)
+# Where the real data set is present, a second run hides it so that the notebook's built-in
+# fallback runs too (where it is absent, the test of the notebook above already ran it). That
+# run only has to show the fallback path works, so it runs at the smallest settings the
+# notebook's cells allow: each pair swaps one setting in the one cell that holds it (and fails
+# loudly if the notebook changes). The checks are the same as the full run's.
+class Fallback(NamedTuple):
+    data_present: Callable[[], bool]
+    replace: list[tuple[str, str]]  # hide the data set, then the smallest settings
+    data_says: str  # what the "data" cell prints when it falls back
+    check: Callable  # the checks of the notebook's full run
+
+
+FALLBACKS = {
+    "Transformer_Classification.ipynb": Fallback(
+        lambda: default_cola_dir() is not None,
+        [HIDE_COLA,
+         ("num_train=4000, num_val=1000, num_test=1000", "num_train=1000, num_val=300, num_test=300"),
+         ("(20 if FULL else 8)", "(20 if FULL else 4)")],  # check_transformer_notebook: >= 4 epochs
+        "using the built-in acceptability task", partial(check_transformer_notebook, builtin_mcc=0.2)),
+    "Language_Modeling.ipynb": Fallback(
+        lambda: tiny_shakespeare_file() is not None,
+        [HIDE_TINY_SHAKESPEARE,
+         ("train=corpus.train[:N * (150 * T + 1)], val=corpus.val[:20 * (30 * T + 1)]",
+          "train=corpus.train[:N * (30 * T + 1)], val=corpus.val[:20 * (5 * T + 1)]")],
+        "using the built-in text", check_language_modeling_notebook),
+}
+
+
+@pytest.mark.parametrize("name", FALLBACKS)
+def test_notebook_runs_its_builtin_fallback_where_the_data_is_present(name, kernel_env, monkeypatch):
+    fallback = FALLBACKS[name]
+    if not fallback.data_present():
+        pytest.skip(f"the data set is absent, so the test that runs {name} as is already ran its fallback")
+    notebook, _ = execute(name, kernel_env, monkeypatch, replace=fallback.replace)
+    assert fallback.data_says in text(tagged(notebook, "data")[0])
+    fallback.check(notebook)

@@ -3,6 +3,8 @@ formula, dropout, argument checks, and equality with an independent PyTorch mode
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -68,9 +70,15 @@ def test_staged_methods_compose_to_call_and_cls_path_matches():
     np.testing.assert_allclose(jax.nn.sigmoid(logits)[:, None], probs, atol=1e-7)
 
 
+@functools.cache
+def _fast_and_full_program(model):
+    return jax.jit(lambda v, *a: (model.apply(v, *a), model.apply(v, *a, method=staged)))
+
+
 def fast_and_full(model, variables, *args):
-    """(__call__, staged) outputs, both in one jitted call (one compilation, not one per op)."""
-    return jax.jit(lambda v, *a: (model.apply(v, *a), model.apply(v, *a, method=staged)))(variables, *args)
+    """(__call__, staged) outputs, both in one jitted call: one compilation per model and
+    shapes (not one per op), which calls with the same ones share."""
+    return _fast_and_full_program(model)(variables, *args)
 
 
 def test_cls_path_matches_full_computation_with_mask_seed_architecture():
@@ -87,9 +95,15 @@ def test_cls_path_matches_full_computation_float64(x64):
     np.testing.assert_allclose(fast, full, atol=1e-13, rtol=0)
 
 
+# (n, t): one token, one row, and a batch at the longest length; the examples draw from this
+# small set with their own seeds, so those of one shape share its compilation.
+SHAPES = ((1, 1), (1, 5), (3, 9))
+
+
 @settings(max_examples=6, deadline=None)
-@given(n=st.integers(1, 3), t=st.integers(1, 9), seed=st.integers(0, 100))
-def test_cls_path_matches_full_any_shape(n, t, seed):
+@given(shape=st.sampled_from(SHAPES), seed=st.integers(0, 100))
+def test_cls_path_matches_full_any_shape(shape, seed):
+    n, t = shape
     model, variables, _ = make()
     inputs = jnp.asarray(np.random.default_rng(seed).integers(0, model.vocab_size, (n, t)), jnp.int32)
     fast, full = fast_and_full(model, variables, inputs)
