@@ -28,6 +28,8 @@ SPEED_RUNS = [
     ("latest.json", "Layers, captioning and the classifier: two cores (wall clock)"),
     ("recurrent/latest-1core.json", "GRU, lengths, stacked modules and the T sweep: one core (CPU time)"),
     ("recurrent/stacked-2cores.json", "Stacked bidirectional LSTM and GRU: two cores (wall clock)"),
+    ("lm_speed-quiet.json", "Language model training step, a quiet machine: PyTorch's default busy-wait"),
+    ("lm_speed-quiet-passive.json", "Language model training step, a quiet machine: PyTorch's threads passive"),
     ("lm_speed.json", "Language model training step and generation"),
     ("lm_speed-passive.json", "Language model, PyTorch's OpenMP threads passive"),
     ("lm_speed-load8.json", "Language model, the run at load 8-10"),
@@ -43,6 +45,7 @@ QUALITY_RUNS = [
     ("lm_quality.json", "Language model: Tiny Shakespeare, seed 0", "lm"),
     ("lm_quality_seed1.json", "Language model: Tiny Shakespeare, seed 1", "lm"),
     ("lm_quality_seed2.json", "Language model: Tiny Shakespeare, seed 2, a quiet machine", "lm"),
+    ("lm_quality_word.json", "Language model: word level, PyTorch's example recipe, 3 epochs", "lm"),
     ("lm_regularisers.json", "Language model regularisers, each alone: a short run", "regularisers"),
     ("lm_regularisers-overfit.json", "Language model regularisers, each alone: a run that overfits", "regularisers"),
 ]
