@@ -44,6 +44,7 @@ QUALITY_RUNS = [
     ("cola_quality_recurrent.json", "CoLA: the recurrent classifiers", "cola"),
     ("lm_quality.json", "Language model: Tiny Shakespeare, seed 0", "lm"),
     ("lm_quality_seed1.json", "Language model: Tiny Shakespeare, seed 1", "lm"),
+    ("lm_quality_seed0-quiet.json", "Language model: Tiny Shakespeare, seed 0 again, a quiet machine", "lm"),
     ("lm_quality_seed2.json", "Language model: Tiny Shakespeare, seed 2, a quiet machine", "lm"),
     ("lm_quality_word.json", "Language model: word level, PyTorch's example recipe, 3 epochs", "lm"),
     ("lm_regularisers.json", "Language model regularisers, each alone: a short run", "regularisers"),
