@@ -125,11 +125,21 @@ def test_resuming_in_the_middle_of_an_epoch_is_exact(corpus, tmp_path):
     resumed ends bit-identical to the straight run: parameters, the carried state, the
     rate the plateau set (it divides once here), the histories and the run log."""
     model = small_model(corpus, hidden_dropout=0.2, locked_dropout=True, weight_drop=0.1)
-    config = LMTrainConfig(epochs=3, batch_size=16, bptt=40, optimizer="sgd", learning_rate=40.0, clip_norm=0.5)
     options = dict(progress=False, log=None, checkpoint_every=7, keep=100)
-    straight = train_language_model(model, corpus, config, checkpoint_dir=tmp_path / "straight", **options)
-    rates = [record["learning_rate"] for record in straight.history]
-    assert rates[0] == 40.0 and min(rates) < 40.0, rates  # the plateau rule acted
+    # The plateau rule must act in the straight run. Whether the validation loss stalls at a
+    # given rate depends on float32 rounding (which moves with the layers' implementation),
+    # so the first rate of these at which it acts is the one resumed.
+    for learning_rate in (40.0, 60.0, 80.0):
+        config = LMTrainConfig(epochs=3, batch_size=16, bptt=40, optimizer="sgd", learning_rate=learning_rate,
+                               clip_norm=0.5)
+        shutil.rmtree(tmp_path / "straight", ignore_errors=True)
+        straight = train_language_model(model, corpus, config, checkpoint_dir=tmp_path / "straight", **options)
+        rates = [record["learning_rate"] for record in straight.history]
+        assert rates[0] == learning_rate, rates
+        if min(rates) < learning_rate:  # the plateau rule acted
+            break
+    else:
+        pytest.fail(f"the plateau rule never acted at rates 40, 60 or 80: {rates}")
     checkpoints = list_checkpoints(tmp_path / "straight")
     middle = [path for path in checkpoints if read_metadata(path)["metric"] is None
               and read_metadata(path)["epoch"] == 2][0]
