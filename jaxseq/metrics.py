@@ -201,7 +201,8 @@ def coco_caption_scores(references: Mapping[Hashable, list[str]], hypotheses: Ma
         the length penalty exp(-(len(h) - len(r))^2 / (2 * 6^2)), averaged over the
         references and over n, times 10; mean over images.
       METEOR (METEOR 1.5, `-l en -norm`) and SPICE: only where Java is on the PATH (`java`
-        None: look; False: leave them out), see `coco_unavailable_metrics`.
+        None: look; False: leave them out), see `coco_unavailable_metrics`. METEOR's Java
+        program starts once per process and serves every later call (`jaxseq.meteor`).
     Hypotheses and references are tokenized alike with `coco_tokenize` (in Python, the
     course's markers dropped), never with coco-caption's Java tokenizer.
 
@@ -240,16 +241,10 @@ def coco_caption_scores(references: Mapping[Hashable, list[str]], hypotheses: Ma
 
 def _java_metric(name: str, gts, res) -> float:
     with contextlib.redirect_stdout(io.StringIO()):
-        if name == "METEOR":
-            from pycocoevalcap.meteor.meteor import Meteor
+        if name == "METEOR":  # one Java program for every call in this process (its start is ~10 s)
+            from jaxseq.meteor import meteor_score
 
-            meteor = Meteor()
-            try:
-                return float(meteor.compute_score(gts, res)[0])
-            finally:
-                if meteor.lock.locked():  # an error inside compute_score leaves it held, and
-                    meteor.lock.release()  # Meteor.__del__ (which ends the Java process) waits on it
-                del meteor
+            return meteor_score(gts, res)
         from pycocoevalcap.spice.spice import Spice
 
         return float(Spice().compute_score(gts, res)[0])

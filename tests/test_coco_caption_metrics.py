@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import builtins
 import importlib.util
+import io
 import math
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 
-from jaxseq import cli
+from jaxseq import cli, meteor
 from jaxseq.metrics import PTB_PUNCTUATIONS, MissingPackageError, coco_caption_scores, coco_tokenize
 
 if importlib.util.find_spec("pycocoevalcap") is None:  # fail loudly: `make test` installs it, so its absence is a bug
@@ -112,16 +114,50 @@ def test_without_java_meteor_and_spice_are_skipped(monkeypatch):
     assert scores.skipped["METEOR"] == "no Java on the PATH (METEOR and SPICE are Java programs)"
 
 
-def test_a_failing_java_metric_is_skipped_not_raised(monkeypatch):
-    import pycocoevalcap.meteor.meteor as meteor
-
-    def no_java(*args, **kwargs):
-        raise FileNotFoundError("[Errno 2] No such file or directory: 'java'")
-
-    monkeypatch.setattr(meteor, "Meteor", no_java)
+def test_a_failing_java_metric_is_skipped_not_raised(monkeypatch, tmp_path):
+    meteor.close()  # a program an earlier test started would answer
+    monkeypatch.setenv("PATH", str(tmp_path))  # java=True below, but no `java` to start
     scores = coco_caption_scores(REFERENCES, HYPOTHESES, java=True)
     assert "METEOR" not in scores and scores["CIDEr"] == pytest.approx(hand_cider(), rel=1e-12)
     assert scores.skipped["METEOR"] == "METEOR failed (FileNotFoundError: [Errno 2] No such file or directory: 'java')"
+
+
+class EndingProgram:
+    """A stand-in METEOR program: answers `answers` lines, then its output ends (a crash)."""
+
+    def __init__(self, answers: int):
+        self.stdin, self.stdout, self.left = io.BytesIO(), self, answers
+
+    def readline(self) -> bytes:
+        self.left -= 1
+        return b"0.5\n" if self.left >= 0 else b""
+
+    def poll(self):
+        return 1 if self.left < 0 else None
+
+    def close(self):
+        pass
+
+    kill = wait = close
+
+
+def test_a_program_that_ends_mid_exchange_is_replaced_by_a_fresh_one(monkeypatch):
+    started, popen = [], subprocess.Popen
+
+    def fake_popen(command, **kwargs):
+        if command != meteor.meteor_command()[0]:  # SPICE, where its jars are in place
+            return popen(command, **kwargs)
+        assert kwargs["stderr"] == subprocess.DEVNULL
+        started.append(EndingProgram(answers=1))
+        return started[-1]
+
+    meteor.close()
+    monkeypatch.setattr(subprocess, "Popen", fake_popen)
+    with pytest.raises(OSError, match=r"METEOR's Java program ended \(exit code 1\)"):
+        meteor.meteor_score({1: ["a red ball"], 2: ["a cat"]}, {1: ["a ball"], 2: ["a cat"]})
+    scores = coco_caption_scores(REFERENCES, HYPOTHESES, java=True)  # the next call starts another
+    assert len(started) == 2 and scores.skipped["METEOR"].startswith("METEOR failed (OSError: METEOR's Java")
+    assert meteor._process is None  # forgotten, not left half-answered
 
 
 def hand_meteor() -> float:
@@ -150,6 +186,26 @@ def test_meteor_where_java_is_equals_the_hand_computed_value():
     assert scores["METEOR"] == pytest.approx(hand_meteor(), rel=1e-6)
     assert "METEOR" not in scores.skipped
     assert scores["CIDEr"] == pytest.approx(hand_cider(), rel=1e-12)
+
+
+@pytest.mark.skipif(not JAVA, reason="METEOR is a Java program")
+def test_one_meteor_program_serves_every_call_with_pycocoevalcaps_numbers():
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    references = {i: ["a big red ball on the grass", "a red ball"] for i in range(5)}
+    hypotheses = {i: ["a red ball", "a blue ball", "two cats on the grass", "a red ||| ball", "ball"][i]
+                  for i in range(5)}
+    first = meteor.meteor_score(references, {i: [h] for i, h in hypotheses.items()})
+    program = meteor._process
+    assert meteor.meteor_score(references, {i: [h] for i, h in hypotheses.items()}) == first
+    assert meteor._process is program and program.poll() is None  # the same program answered
+    theirs = Meteor()
+    try:
+        assert theirs.compute_score(references, {i: [h] for i, h in hypotheses.items()})[0] == first
+    finally:
+        del theirs
+    meteor.close()
+    assert program.poll() is not None and meteor._process is None
 
 
 def test_tokenization_drops_markers_case_and_punctuation():
