@@ -24,7 +24,7 @@ import threading
 from typing import Mapping, Sequence
 
 _lock = threading.Lock()
-_process: subprocess.Popen | None = None
+_process: subprocess.Popen[bytes] | None = None
 _owner: int | None = None  # the pid that started `_process`
 
 
@@ -36,7 +36,7 @@ def meteor_command() -> tuple[list[str], str]:
     return ["java", "-jar", "-Xmx2G", module.METEOR_JAR, "-", "-", "-stdio", "-l", "en", "-norm"], folder
 
 
-def _running() -> subprocess.Popen:
+def _running() -> subprocess.Popen[bytes]:
     global _process, _owner
     if _process is not None and (_owner != os.getpid() or _process.poll() is not None):
         _forget()
@@ -56,7 +56,8 @@ def _forget() -> None:
         return
     for pipe in (process.stdin, process.stdout):
         try:
-            pipe.close()
+            if pipe is not None:
+                pipe.close()
         except OSError:
             pass
     process.kill()
@@ -72,14 +73,16 @@ def close() -> None:
 atexit.register(close)
 
 
-def _read_line(process: subprocess.Popen) -> str:
-    line = process.stdout.readline()
+def _read_line(process: subprocess.Popen[bytes]) -> str:
+    line = process.stdout.readline() if process.stdout is not None else b""
     if not line:
         raise OSError(f"METEOR's Java program ended (exit code {process.poll()})")
     return line.decode().strip()
 
 
-def _write_line(process: subprocess.Popen, line: str) -> None:
+def _write_line(process: subprocess.Popen[bytes], line: str) -> None:
+    if process.stdin is None:
+        raise OSError("METEOR's Java program has no input pipe")
     process.stdin.write(f"{line}\n".encode())
     process.stdin.flush()
 
