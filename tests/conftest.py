@@ -11,14 +11,6 @@ that; child processes find it through the environment) compiles
 each program once; a hit runs the same executable a fresh compilation would build. An
 entry a SIGKILLed child left half-written is only read as a miss: JAX warns and compiles
 again, and that warning is filtered so that it cannot show up in the stderr the tests read.
-
-XLA:CPU compiles the suite's programs with its backend optimisation off
-(`--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true`, added to
-XLA_FLAGS, children included, unless XLA_FLAGS already sets the level): the suite compiles
-hundreds of small programs and runs each for milliseconds, so LLVM's optimisation costs more
-than it saves (measured: 12% less CPU, 7% less wall time over the recurrent layers, a notebook
-and the SIGKILL resume tests, all passing). The tests compare results with tolerances or
-runs with runs compiled alike; speed is measured in benchmarks/, at the default level.
 """
 
 from __future__ import annotations
@@ -71,11 +63,7 @@ if _MADE_HERE:
     _OWNER = os.getpid()  # a forked child exiting must not remove it
     _JIT_CACHE = tempfile.mkdtemp(prefix=f"{_CACHE_PREFIX}{_OWNER}-")
     atexit.register(lambda: os.getpid() == _OWNER and shutil.rmtree(_JIT_CACHE, ignore_errors=True))
-_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
-if "--xla_backend_optimization_level" not in _XLA_FLAGS:
-    _XLA_FLAGS = f"{_XLA_FLAGS} --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true".strip()
 os.environ.update({
-    "XLA_FLAGS": _XLA_FLAGS,
     "JAXSEQ_TESTS_JIT_CACHE": _JIT_CACHE,
     "JAX_COMPILATION_CACHE_DIR": _JIT_CACHE,
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
