@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -32,17 +33,31 @@ every_trainer = pytest.mark.parametrize("trainer", TRAINERS, indirect=True)
 
 
 @pytest.fixture(scope="module")
-def trainer(request, tmp_path_factory):
+def straight_runs() -> dict:
+    """{trainer: (argv, folder of its uninterrupted run)}, filled by `trainer`: one run of each
+    trainer for the module (pytest sets a parametrized module fixture up again each time the
+    order of the tests switches its parameter: 14 runs of 4 trainers here)."""
+    return {}
+
+
+@pytest.fixture
+def trainer(request, straight_runs, tmp_path_factory):
     """(name, argv without --checkpoint-dir, the folder of an uninterrupted run)."""
-    folder = tmp_path_factory.mktemp(request.param)
-    if request.param == "captioner":
+    if request.param not in straight_runs:
+        straight_runs[request.param] = uninterrupted_run(request.param, tmp_path_factory.mktemp(request.param))
+    return (request.param, *straight_runs[request.param])
+
+
+def uninterrupted_run(name: str, folder: Path) -> tuple[list[str], Path]:
+    """(argv without --checkpoint-dir, the folder of its run to the end) of trainer `name`."""
+    if name == "captioner":
         argv = ["caption", "train", "--cell", "lstm", "--max-train", "400", "--batch-size", "50",
                 "--hidden-dim", "32", "--wordvec-dim", "32", "--quiet", "--seed", "1"]
-    elif request.param == "language-model":  # SGD on the plateau schedule, dropout, the carried state
+    elif name == "language-model":  # SGD on the plateau schedule, dropout, the carried state
         argv = ["lm", "train", "--embed-size", "16", "--hidden-size", "16", "--batch-size", "64", "--bptt", "200",
                 "--optimizer", "sgd", "--schedule", "plateau", "--lr", "30", "--clip", "0.5", "--hidden-dropout",
                 "0.1", "--locked-dropout", "--no-progress", "--seed", "1"]
-    elif request.param == "lstm-classifier":  # the recurrent classifier: two layers, dropout between them
+    elif name == "lstm-classifier":  # the recurrent classifier: two layers, dropout between them
         argv = ["classify", "train", "--model", "lstm", "--train", str(write_tsv(folder / "train.tsv", 600, 1)),
                 "--dev", str(write_tsv(folder / "dev.tsv", 150, 2)), "--batch-size", "32", "--lr", "3e-3",
                 "--patience", "100", "--embed-dim", "16", "--hidden-dim", "16", "--num-layers", "2",
@@ -55,7 +70,7 @@ def trainer(request, tmp_path_factory):
     argv += ["--epochs", str(EPOCHS)]
     straight = folder / "straight"
     run_to_end([*argv, "--checkpoint-dir", str(straight)])
-    return request.param, argv, straight
+    return argv, straight
 
 
 def jaxseq(*argv) -> list[str]:
