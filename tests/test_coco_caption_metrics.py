@@ -193,15 +193,15 @@ def test_one_meteor_program_serves_every_call_with_pycocoevalcaps_numbers():
     from pycocoevalcap.meteor.meteor import Meteor
 
     references = {i: ["a big red ball on the grass", "a red ball"] for i in range(5)}
-    hypotheses = {i: ["a red ball", "a blue ball", "two cats on the grass", "a red ||| ball", "ball"][i]
-                  for i in range(5)}
-    first = meteor.meteor_score(references, {i: [h] for i, h in hypotheses.items()})
+    hypotheses = {i: [h] for i, h in enumerate(["a red ball", "a blue ball", "two cats on the grass",
+                                                 "a red ||| ball", "ball"])}
+    first = meteor.meteor_score(references, hypotheses)
     program = meteor._process
-    assert meteor.meteor_score(references, {i: [h] for i, h in hypotheses.items()}) == first
+    assert meteor.meteor_score(references, hypotheses) == first
     assert meteor._process is program and program.poll() is None  # the same program answered
     theirs = Meteor()
     try:
-        assert theirs.compute_score(references, {i: [h] for i, h in hypotheses.items()})[0] == first
+        assert theirs.compute_score(references, hypotheses)[0] == first
     finally:
         del theirs
     meteor.close()
