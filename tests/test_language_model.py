@@ -401,6 +401,12 @@ def test_lm_loss_is_the_mean_of_the_token_losses_and_respects_a_mask():
     np.testing.assert_allclose(lm_loss(logits, targets, mask), expected[mask].mean(), rtol=1e-6)
     with pytest.raises(ValueError, match="targets holds token id 13"):
         lm_loss(logits, np.full((N, T), V))
+    for loss in (lm_loss, token_losses):
+        with pytest.raises(ValueError, match=rf"targets must have the logits' shape \(N, T\) = \({N}, {T}\), "
+                                             rf"got \({N}, {T - 1}\)"):
+            loss(logits, targets[:, 1:])
+        with pytest.raises(ValueError, match=r"logits must have shape \(N, T, V\), got \(2, 3\)"):
+            loss(np.zeros((2, 3), np.float32), targets)
 
 
 @pytest.mark.parametrize("cell,shapes", [("lstm", [(2, N, 6)] * 2), ("gru", [(2, N, 6)]), ("rnn", [(2, N, 6)])])

@@ -266,15 +266,12 @@ class LanguageModel(nn.Module):
         Inputs and returns: as `loss`.
         """
         tokens = as_int_array("tokens", tokens, 2, size=self.vocab_size, what="token id")
-        targets = as_int_array("targets", targets, 2, size=self.vocab_size, what="token id")
-        if targets.shape != tokens.shape:
-            raise ValueError(f"targets must have the tokens' shape {tuple(tokens.shape)}, got {tuple(targets.shape)}")
+        targets = _check_targets(targets, tokens.shape, self.vocab_size, "the tokens'")
         self._check_rngs(deterministic)
         out, state = self._features(tokens, state, deterministic)
         W_out, b_out = self._decoder_weights()
-        N, T = targets.shape
-        total = layers.temporal_affine_softmax_loss(out, W_out, b_out, targets, jnp.ones((N, T), bool))
-        return total / max(T, 1), state
+        total = layers.temporal_affine_softmax_loss(out, W_out, b_out, targets, jnp.ones(targets.shape, bool))
+        return _per_token(total, targets.shape), state
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "LanguageModel":
@@ -312,13 +309,26 @@ def language_model_config(model: LanguageModel) -> dict[str, Any]:
     return config
 
 
-def _check_targets(logits: Array, targets: Array) -> tuple[Array, Array]:
+def _check_targets(targets: Array, shape: tuple, vocab_size: int, whose: str) -> Array:
+    """targets as (N, T) int ids in [0, vocab_size) of `shape` (N, T), `whose` naming where
+    that shape comes from in the error."""
+    targets = as_int_array("targets", targets, 2, size=vocab_size, what="token id")
+    if targets.shape != tuple(shape):
+        raise ValueError(f"targets must have {whose} shape (N, T) = {tuple(shape)}, got {tuple(targets.shape)}")
+    return targets
+
+
+def _check_logits_and_targets(logits: Array, targets: Array) -> tuple[Array, Array]:
     logits = jnp.asarray(logits)
-    targets = as_int_array("targets", targets, 2)
-    if logits.ndim != 3 or logits.shape[:2] != targets.shape:
-        raise ValueError(f"logits must have shape (N, T, V) with (N, T) = targets' {tuple(targets.shape)}, "
-                         f"got {tuple(logits.shape)}")
-    return logits, as_int_array("targets", targets, 2, size=logits.shape[2], what="token id")
+    if logits.ndim != 3:
+        raise ValueError(f"logits must have shape (N, T, V), got {tuple(logits.shape)}")
+    return logits, _check_targets(targets, logits.shape[:2], logits.shape[2], "the logits'")
+
+
+def _per_token(total: Array, shape: tuple) -> Array:
+    """A loss summed over T steps and averaged over N streams (the layers' convention) as the
+    mean per token of an (N, T) segment."""
+    return total / max(shape[1], 1)
 
 
 def lm_loss(logits: Array, targets: Array, mask: Array | None = None) -> Array:
@@ -330,13 +340,12 @@ def lm_loss(logits: Array, targets: Array, mask: Array | None = None) -> Array:
       (every token counts).
     Returns: scalar, -sum(mask * log softmax(logits)[targets]) / max(sum(mask), 1).
     """
-    logits, targets = _check_targets(logits, targets)
-    N, T = targets.shape
+    logits, targets = _check_logits_and_targets(logits, targets)
     if mask is None:
-        return layers.temporal_softmax_loss(logits, targets, jnp.ones((N, T), bool)) / max(T, 1)
+        return _per_token(layers.temporal_softmax_loss(logits, targets, jnp.ones(targets.shape, bool)), targets.shape)
     mask = jnp.asarray(mask)
     count = jnp.maximum(jnp.sum(mask), 1).astype(logits.dtype)
-    return layers.temporal_softmax_loss(logits, targets, mask) * N / count
+    return layers.temporal_softmax_loss(logits, targets, mask) * targets.shape[0] / count
 
 
 def token_losses(logits: Array, targets: Array) -> Array:
@@ -346,7 +355,7 @@ def token_losses(logits: Array, targets: Array) -> Array:
     Inputs: logits (N, T, V); targets (N, T) int ids in [0, V).
     Returns: (N, T), -log softmax(logits)[n, t, targets[n, t]].
     """
-    logits, targets = _check_targets(logits, targets)
+    logits, targets = _check_logits_and_targets(logits, targets)
     log_probs = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
 
