@@ -33,3 +33,20 @@ def test_lm_quality_smoke_runs_every_part_and_writes_the_report(tmp_path, capsys
     for text in ("## Character level", "### Curve: jaxseq", "### Curve: pytorch twin", "## Word level",
                  "1.4697", "## Notes", "- smoke"):
         assert text in report
+
+
+def test_each_target_is_judged_only_by_the_runs_it_is_about():
+    import lm_quality
+
+    def run(loss: float, seconds: float) -> dict:
+        return {"final_val_loss": loss, "train_seconds": seconds, "recipe": "r"}
+
+    ten = lm_quality.target_lines([run(1.6, 650), run(1.5, 640), run(1.45, 600)], 600)
+    assert ten[0] == "- jaxseq, 600 s, mean of 3 seed(s): 1.5167 vs <= 1.47: MISSED"
+    assert ten[1] == "- best recipe <= 1.4 in <= 60 min: 1.4500 (`r`, 600 s of training): not shown by this run"
+    hour = lm_quality.target_lines([run(1.39, 3500)], 3600)
+    assert hour == ["- 1.47 in 10 minutes: not judged by this run (its budget is 3600 s)",
+                    "- best recipe <= 1.4 in <= 60 min: 1.3900 (`r`, 3500 s of training): met"]
+    assert lm_quality.target_lines([run(1.45, 3500)], 3600)[1].endswith(": MISSED")
+    assert lm_quality.target_lines([run(1.3, 7000)], 7200)[1] == (
+        "- best recipe <= 1.4 in <= 60 min: not judged by this run (its budget is 7200 s)")

@@ -381,6 +381,30 @@ def curve_table(run: dict) -> list[str]:
     return lines
 
 
+def target_lines(char: list[dict], budget: float) -> list[str]:
+    """The issue's two character-level targets, each judged only by the runs it is about: the
+    10-minute one by a budget of at most 600 s, the best-recipe one (<= 60 minutes) by a budget
+    of at most 3600 s (the planning may overrun a budget by up to 5%, whole epochs at the
+    calibrated speed: the lines quote the seconds trained)."""
+    finals = [r["final_val_loss"] for r in char]
+    mean = sum(finals) / len(finals)
+    lines = []
+    if budget <= 600:
+        lines.append(f"- jaxseq, {budget:.0f} s, mean of {len(finals)} seed(s): {mean:.4f} vs <= {TARGET_10MIN}: "
+                     f"{'met' if mean <= TARGET_10MIN else 'MISSED'}" +
+                     ("" if len(finals) >= 3 else f" (the issue asks for 3 seeds; {len(finals)} run)"))
+    else:
+        lines.append(f"- {TARGET_10MIN} in 10 minutes: not judged by this run (its budget is {budget:.0f} s)")
+    if budget > 3600:
+        lines.append(f"- best recipe <= {TARGET_BEST} in <= 60 min: not judged by this run (its budget is {budget:.0f} s)")
+    else:
+        best = min(char, key=lambda r: r["final_val_loss"])
+        verdict = "met" if best["final_val_loss"] <= TARGET_BEST else ("MISSED" if budget > 600 else "not shown by this run")
+        lines.append(f"- best recipe <= {TARGET_BEST} in <= 60 min: {best['final_val_loss']:.4f} "
+                     f"(`{best['recipe']}`, {best['train_seconds']:.0f} s of training): {verdict}")
+    return lines
+
+
 def markdown(results: dict) -> str:
     meta = results["meta"]
     lines = ["# Language-model quality: Tiny Shakespeare (issue 22)", "",
@@ -420,13 +444,7 @@ def markdown(results: dict) -> str:
             lines += curve_table(run) + [""]
         lines += ["### Targets (issue 22)", ""]
         if char:
-            finals = [r["final_val_loss"] for r in char]
-            mean = sum(finals) / len(finals)
-            lines.append(f"- jaxseq, {budget:.0f} s, mean of {len(finals)} seed(s): {mean:.4f} vs <= {TARGET_10MIN}: "
-                         f"{'met' if mean <= TARGET_10MIN else 'MISSED'}" +
-                         ("" if len(finals) >= 3 else f" (the issue asks for 3 seeds; {len(finals)} run)"))
-            lines.append(f"- best recipe <= {TARGET_BEST} in <= 60 min: "
-                         f"{'met' if min(finals) <= TARGET_BEST else 'not shown by this run'}")
+            lines += target_lines(char, budget)
         if char and twin:
             j = sum(r["final_val_loss"] for r in char) / len(char)
             t = sum(r["final_val_loss"] for r in twin) / len(twin)
