@@ -87,6 +87,11 @@ def latest_name(folder) -> str | None:
     return checkpoints[-1].name if checkpoints else None
 
 
+def epoch_steps(straight) -> int:
+    """Steps per epoch of the uninterrupted run in `straight` (the captioner 8, a classifier 19)."""
+    return read_metadata(latest_checkpoint(straight))["step"] // EPOCHS
+
+
 def stall_and_kill(marker, n: int, where: str, argv) -> None:
     """Run `jaxseq argv` under tests/scripts/interrupt_training.py until it stalls at `where`
     of checkpoint `n`, then SIGKILL it."""
@@ -156,7 +161,7 @@ def test_sigkill_while_writing_a_checkpoint_and_resume(trainer, tmp_path, where)
 def test_sigterm_checkpoints_the_current_step_and_resume(trainer, tmp_path, step):
     _, argv, straight = trainer
     folder, marker = tmp_path / "run", tmp_path / "signalled"
-    steps_per_epoch = read_metadata(latest_checkpoint(straight))["step"] // EPOCHS  # the captioner 8, a classifier 19
+    steps_per_epoch = epoch_steps(straight)
     assert step % steps_per_epoch != 0  # SIGTERM in the middle of an epoch (the first one, or a later one)
     result = subprocess.run([sys.executable, str(INTERRUPT_SCRIPT), str(marker), str(step), "sigterm", *argv,
                              "--checkpoint-dir", str(folder)], capture_output=True, text=True, cwd=REPO_ROOT,
@@ -178,7 +183,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume(trainer, tmp_path, step
 def test_a_second_ctrl_c_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(trainer, tmp_path):
     _, argv, straight = trainer
     folder, marker, step = tmp_path / "run", tmp_path / "signalled", 45
-    steps_per_epoch = read_metadata(latest_checkpoint(straight))["step"] // EPOCHS
+    steps_per_epoch = epoch_steps(straight)
     result = subprocess.run([sys.executable, str(INTERRUPT_SCRIPT), str(marker), str(step), "sigint-twice", *argv,
                              "--checkpoint-dir", str(folder)], capture_output=True, text=True, cwd=REPO_ROOT,
                             timeout=300)
@@ -199,7 +204,7 @@ def test_a_second_ctrl_c_while_checkpointing_is_one_line_and_keeps_the_last_chec
 def test_checkpoint_every_bounds_what_a_sigkill_loses(trainer, tmp_path):
     _, argv, straight = trainer
     folder, marker = tmp_path / "run", tmp_path / "stalled"
-    steps_per_epoch = read_metadata(latest_checkpoint(straight))["step"] // EPOCHS  # 19
+    steps_per_epoch = epoch_steps(straight)
     # With a checkpoint every 3 steps and at epoch ends, killed while renaming the 5th
     # checkpoint, the run is left at the 4th, inside an epoch.
     saved_at = sorted({s for s in range(3, 60, 3)} | {steps_per_epoch * k for k in range(1, 4)})
