@@ -19,6 +19,8 @@ import atexit
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -71,6 +73,32 @@ os.environ.update({
                                              "ignore:Error reading persistent compilation cache entry"])),
 })
 
+# XLA compiles fast and runs slower: LLVM unoptimised and the older elemental fusion emitter.
+# The suite compiles hundreds of small programs and runs most for milliseconds, so compiling
+# is what costs: a small LSTM language model's training step compiles in 0.5 s of CPU instead
+# of 4 s and runs 1.5-2x slower (the contributing guide has the measurements). The programs
+# are the same JAX programs, compiled with less optimisation; their float32 results differ in
+# the last bits (this tanh is off by up to 2 ulp where XLA's default is 1), which every
+# tolerance here absorbs. A test that pins XLA's default rounding bit for bit is marked
+# `xla_defaults`: it runs in a child pytest compiled with XLA's own settings (below).
+# JAXSEQ_TESTS_XLA_FLAGS="" tests everything with XLA's own settings (benchmarks/gpu/run.sh
+# does), or set it to other flags. Child processes inherit XLA_FLAGS, so the command lines and
+# notebook kernels the tests start compile the same way.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+
+
+def with_flags(current: str, extra: str) -> str:
+    """`current` XLA flags with those of `extra` not already in it appended."""
+    flags = current.split()
+    return " ".join(flags + [flag for flag in extra.split() if flag not in flags])
+
+
+# The user's own XLA_FLAGS, kept for the `xla_defaults` children (a worker process finds its
+# controller's flags, ours added, in XLA_FLAGS, and the user's here).
+os.environ.setdefault("JAXSEQ_TESTS_USER_XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+_ADDED_XLA_FLAGS = os.environ.get("JAXSEQ_TESTS_XLA_FLAGS", TEST_XLA_FLAGS)
+os.environ["XLA_FLAGS"] = with_flags(os.environ["JAXSEQ_TESTS_USER_XLA_FLAGS"], _ADDED_XLA_FLAGS)
+
 import jax  # noqa: E402  (after the cache settings: JAX reads them when it is imported)
 import pytest  # noqa: E402
 
@@ -84,6 +112,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def x64():
     with jax.enable_x64(True):
         yield
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A test marked `xla_defaults` runs in a child pytest whose XLA compiles with the user's
+    own flags (XLA's defaults), when this session compiles with TEST_XLA_FLAGS."""
+    if pyfuncitem.get_closest_marker("xla_defaults") is None or not _ADDED_XLA_FLAGS.split():
+        return None
+    env = {**os.environ, "JAXSEQ_TESTS_XLA_FLAGS": "", "XLA_FLAGS": os.environ["JAXSEQ_TESTS_USER_XLA_FLAGS"]}
+    child = subprocess.run([sys.executable, "-m", "pytest", pyfuncitem.nodeid, "-q", "-p", "no:xdist",
+                            "-p", "no:cacheprovider", "-o", "addopts=", "--no-header"],
+                           capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
+    if child.returncode != 0 or "1 passed" not in child.stdout:
+        pytest.fail(f"with XLA's own flags, in a child pytest (exit {child.returncode}):\n"
+                    f"{child.stdout[-4000:]}{child.stderr[-2000:]}", pytrace=False)
+    return True
 
 
 def cola_data_dir() -> Path | None:

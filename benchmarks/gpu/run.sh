@@ -32,6 +32,7 @@ cd "$ROOT"
 export PYTHONPATH="$ROOT${EXTRA_SITE:+:$EXTRA_SITE}${PYTHONPATH:+:$PYTHONPATH}"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # JAX and PyTorch share the GPU's memory
 export PYTHONUNBUFFERED=1
+export JAXSEQ_TESTS_XLA_FLAGS=""  # the tests compile as users do (tests/conftest.py otherwise lowers the optimisation)
 SUMMARY="$RESULTS/summary.md"
 FAILED=()
 START=$(date +%s)
