@@ -14,11 +14,12 @@ import pytest
 
 from jaxseq.train.checkpoint import list_checkpoints
 from jaxseq.train.parallel import DataParallel, initialize_distributed
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, users_xla_env
 
 
 def run_with_devices(script: str, *args: str, devices: int = 8, timeout: int = 300) -> dict:
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO_ROOT)}
+    # compiled as users do: "8 devices equal one" within 1e-5 is a claim about their float32 rounding
+    env = users_xla_env(JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT))
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "tests" / "scripts" / script), *args],
         capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=timeout,
