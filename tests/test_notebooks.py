@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
-import os
 import re
 import sys
 import time
@@ -35,6 +34,7 @@ from jaxseq.data import tiny_shakespeare_file
 from jaxseq.data.cola import default_cola_dir
 from jaxseq.gradcheck import AUTODIFF_TOL
 from jaxseq.gradcheck import NUMERICAL_TOL as CHECK_LAYER_NUMERICAL_TOL
+from tests.conftest import users_xla_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -338,8 +338,7 @@ def check_transformer_notebook(notebook, builtin_mcc: float = 0.5) -> None:
 def test_transformer_classification_notebook(kernel_env, monkeypatch):
     # Its real-CoLA training is execution-bound: compiled as users do (tests/conftest.py), not
     # with the suite's lowered optimisation, it runs ~25% faster.
-    users_flags = {"XLA_FLAGS": os.environ["JAXSEQ_TESTS_USER_XLA_FLAGS"], "JAXSEQ_TESTS_XLA_FLAGS": ""}
-    notebook, _ = execute("Transformer_Classification.ipynb", {**kernel_env, **users_flags}, monkeypatch)
+    notebook, _ = execute("Transformer_Classification.ipynb", users_xla_env(**kernel_env), monkeypatch)
     check_transformer_notebook(notebook)
 
 

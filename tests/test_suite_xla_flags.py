@@ -38,7 +38,7 @@ def test_a_test_marked_xla_defaults_runs_with_the_users_flags_only():
     assert os.environ["JAXSEQ_TESTS_XLA_FLAGS"] == "" or not _added_flags()
 
 
-def test_a_failing_xla_defaults_test_fails_with_the_childs_output(tmp_path):
+def test_a_failing_xla_defaults_test_fails_with_the_childs_output():
     """The child's failure reaches the parent: the marker cannot turn a failure into a pass."""
     if not _added_flags():
         pytest.skip("this session compiles with the user's flags: no child pytest to check")
