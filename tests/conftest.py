@@ -79,8 +79,9 @@ os.environ.update({
 # of 4 s and runs 1.5-2x slower (the contributing guide has the measurements). The programs
 # are the same JAX programs, compiled with less optimisation; their float32 results differ in
 # the last bits (this tanh's largest error on [-10, 10] is 3.7e-7 against 2.6e-7 at XLA's
-# defaults, and tanh(9) is 0.99999982, not 1), which every tolerance here absorbs. A test that pins XLA's default rounding bit for bit is marked
-# `xla_defaults`: it runs in a child pytest compiled with XLA's own settings (below).
+# defaults, and tanh(9) is 0.99999982, not 1), which every tolerance here absorbs. A test that
+# pins XLA's default rounding bit for bit is marked `xla_defaults`: it runs in a child pytest
+# compiled with XLA's own settings (below).
 # JAXSEQ_TESTS_XLA_FLAGS="" tests everything with XLA's own settings (benchmarks/gpu/run.sh
 # does), or set it to other flags. Child processes inherit XLA_FLAGS, so the command lines and
 # notebook kernels the tests start compile the same way.
@@ -121,6 +122,14 @@ def users_xla_env(**extra: str) -> dict[str, str]:
     model's long segments run ~2x faster compiled as users do). `extra` is added."""
     return {**os.environ, "XLA_FLAGS": os.environ["JAXSEQ_TESTS_USER_XLA_FLAGS"], "JAXSEQ_TESTS_XLA_FLAGS": "",
             **extra}
+
+
+def command_env(argv) -> dict[str, str] | None:
+    """The environment for a `jaxseq argv` child: a language model's runs (`lm ...`) compile as
+    users do, since their long segments make their time execution (the resume tests' runs of
+    200-step segments: 39 -> 19 s and 44 -> 19 s); any other command line inherits the suite's
+    flags (None), its time being compilation."""
+    return users_xla_env() if argv[0] == "lm" else None
 
 
 @pytest.hookimpl(tryfirst=True)

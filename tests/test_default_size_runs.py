@@ -20,7 +20,7 @@ from jaxseq import cli
 from jaxseq.train.checkpoint import STATE_FILE, STATE_OVERHEAD_BYTES, latest_checkpoint, read_metadata
 from jaxseq.train.state_check import state_nbytes
 from tests.bracket_task import write_wide_tsv
-from tests.conftest import REPO_ROOT, users_xla_env
+from tests.conftest import REPO_ROOT, command_env
 
 INTERRUPT_SCRIPT = REPO_ROOT / "tests" / "scripts" / "interrupt_training.py"
 
@@ -85,7 +85,7 @@ def test_default_sizes_train_stop_resume_and_predict(name, tmp_path, capsys):
     argv, run, marker = build(tmp_path), tmp_path / "run", tmp_path / "signalled"
     stopped = subprocess.run([sys.executable, str(INTERRUPT_SCRIPT), str(marker), str(stop_at), "sigterm", *argv,
                               "--checkpoint-dir", str(run)], capture_output=True, text=True, cwd=REPO_ROOT,
-                             timeout=600, env=users_xla_env())  # what users run, compiled as they do
+                             timeout=600, env=command_env(argv))
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
     checkpoint = latest_checkpoint(run)
     assert read_metadata(checkpoint)["step"] == stop_at and read_metadata(checkpoint)["metric"] is None

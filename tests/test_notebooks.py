@@ -336,8 +336,8 @@ def check_transformer_notebook(notebook, builtin_mcc: float = 0.5) -> None:
 
 
 def test_transformer_classification_notebook(kernel_env, monkeypatch):
-    # Its real-CoLA training is execution-bound: compiled as users do (tests/conftest.py), not
-    # with the suite's lowered optimisation, it runs ~25% faster.
+    # Its real-CoLA training is execution-bound, so it compiles as users do (tests/conftest.py):
+    # 71 s with the suite's lowered optimisation, 54-66 s so (two runs).
     notebook, _ = execute("Transformer_Classification.ipynb", users_xla_env(**kernel_env), monkeypatch)
     check_transformer_notebook(notebook)
 

@@ -17,7 +17,7 @@ import pytest
 from jaxseq.train.checkpoint import TEMP_PREFIX, latest_checkpoint, list_checkpoints, read_metadata
 from tests.bracket_task import write_tsv
 from tests.checkpoints import assert_same_run
-from tests.conftest import REPO_ROOT, users_xla_env
+from tests.conftest import REPO_ROOT, command_env
 
 EPOCHS = 12
 INTERRUPT_SCRIPT = REPO_ROOT / "tests" / "scripts" / "interrupt_training.py"
@@ -77,15 +77,9 @@ def jaxseq(*argv) -> list[str]:
     return [sys.executable, "-m", "jaxseq.cli", *argv]
 
 
-def child_env(argv) -> dict[str, str] | None:
-    """The language model's runs (segments of 200 steps) compile as users do: their time is
-    execution, which the suite's lowered XLA optimisation doubles; the others inherit it."""
-    return users_xla_env() if argv[0] == "lm" else None
-
-
 def run_to_end(argv) -> None:
     result = subprocess.run(jaxseq(*argv), capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
-                            env=child_env(argv))
+                            env=command_env(argv))
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -103,7 +97,7 @@ def stall_and_kill(marker, n: int, where: str, argv) -> None:
     """Run `jaxseq argv` under tests/scripts/interrupt_training.py until it stalls at `where`
     of checkpoint `n`, then SIGKILL it."""
     process = subprocess.Popen([sys.executable, str(INTERRUPT_SCRIPT), str(marker), str(n), where, *argv],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT, env=child_env(argv))
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT, env=command_env(argv))
     deadline = time.monotonic() + 180
     while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -128,7 +122,7 @@ def test_sigkill_at_random_moments_and_resume(trainer, tmp_path):
     kills = 0
     for _ in range(3):
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT,
-                                   env=child_env(argv))
+                                   env=command_env(argv))
         before = latest_name(tmp_path)
         deadline = time.monotonic() + 120
         # Wait for this run to write a new checkpoint, then kill it at a random moment: epochs
@@ -173,7 +167,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume(trainer, tmp_path, step
     assert step % steps_per_epoch != 0  # SIGTERM in the middle of an epoch (the first one, or a later one)
     result = subprocess.run([sys.executable, str(INTERRUPT_SCRIPT), str(marker), str(step), "sigterm", *argv,
                              "--checkpoint-dir", str(folder)], capture_output=True, text=True, cwd=REPO_ROOT,
-                            timeout=300, env=child_env(argv))
+                            timeout=300, env=command_env(argv))
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
     assert marker.read_text() == str(step)
     stopped = latest_checkpoint(folder)
@@ -194,7 +188,7 @@ def test_a_second_ctrl_c_while_checkpointing_is_one_line_and_keeps_the_last_chec
     steps_per_epoch = epoch_steps(straight)
     result = subprocess.run([sys.executable, str(INTERRUPT_SCRIPT), str(marker), str(step), "sigint-twice", *argv,
                              "--checkpoint-dir", str(folder)], capture_output=True, text=True, cwd=REPO_ROOT,
-                            timeout=300, env=child_env(argv))
+                            timeout=300, env=command_env(argv))
     assert result.returncode == 128 + signal.SIGINT, result.stderr[-3000:]
     assert marker.read_text() == str(step)
     assert result.stderr == (f"jaxseq {argv[0]}: stopped at once by a second SIGINT; a checkpoint being written was "
