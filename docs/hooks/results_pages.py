@@ -49,6 +49,8 @@ QUALITY_RUNS = [
     ("lm_quality_seed2.json", "Language model: Tiny Shakespeare, seed 2, a quiet machine", "lm"),
     ("lm_quality_best-60min.json", "Language model: Tiny Shakespeare, the best recipe for 60 minutes", "lm"),
     ("lm_quality_best-dropout02.json", "Language model: Tiny Shakespeare, the best recipe with dropout 0.2, 60 minutes", "lm"),
+    ("lm_quality_ts512-seed0.json", "Language model: 10 minutes, 16-step segments (ts-lstm512), seed 0", "lm"),
+    ("lm_quality_ts512-seeds12.json", "Language model: 10 minutes, 16-step segments (ts-lstm512), seeds 1 and 2", "lm"),
     ("lm_quality_word.json", "Language model: word level, PyTorch's example recipe, 3 epochs", "lm"),
     ("lm_regularisers.json", "Language model regularisers, each alone: a short run", "regularisers"),
     ("lm_regularisers-overfit.json", "Language model regularisers, each alone: a run that overfits", "regularisers"),
