@@ -13,12 +13,14 @@ line shows them as option defaults): each a model and a training config for
   at a constant rate and a 128-wide embedding (the one-hot input times a learned matrix is an
   embedding). Character level.
 - "jaxseq": the best character recipe measured here: a 2-layer LSTM of 512 on 128-wide
-  embeddings, 64 streams, bptt 128, AdamW at 2e-3 with a 100-step warm-up and cosine decay
-  over 12 epochs, clipped to 1.0, variational dropout 0.1 between the layers. Character level.
-  On Tiny Shakespeare (nanoGPT's split) it reaches 1.431 validation nats per character in
-  55 minutes of training on 2 CPU cores (benchmarks/results/lm_quality_best-60min.md); 10
-  minutes hold only 2 of its epochs there (1.83 after them), where the smaller 2 x 256 model
-  of benchmarks/quality/lm_quality.py's `ts-lstm256` does better (1.59-1.69, three seeds).
+  embeddings, 64 streams of 16-character segments, AdamW at 2e-3 with a 240-step warm-up and
+  cosine decay over 16 epochs, clipped to 1.0, variational dropout 0.2 between the layers and
+  on the output. Character level. Short segments because an epoch costs the same at every
+  segment length while 16 characters give 8x the updates of 128, and at these budgets the
+  model is short of updates (benchmarks/quality/lm_quality.py says what the pilots measured).
+  On Tiny Shakespeare (nanoGPT's split): benchmarks/results/lm_quality_best-bptt16.md. Until 2026-12-07 it used 128-character
+  segments, 12 epochs and dropout 0.1 between the layers only: 1.431 after 55 minutes on a
+  2-core AMD EPYC (lm_quality_best-60min.md).
 """
 
 from __future__ import annotations
@@ -54,10 +56,10 @@ LM_RECIPES: dict[str, LMRecipe] = {
     "jaxseq": dict(
         level="char",
         model=dict(cell="lstm", embed_size=128, hidden_size=512, num_layers=2, tie_weights=False,
-                   input_dropout=0.0, hidden_dropout=0.1, output_dropout=0.0, locked_dropout=True,
+                   input_dropout=0.0, hidden_dropout=0.2, output_dropout=0.2, locked_dropout=True,
                    embedding_dropout=0.0, weight_drop=0.0),
-        train=dict(epochs=12, batch_size=64, bptt=128, optimizer="adamw", learning_rate=2e-3, schedule="cosine",
-                   plateau_factor=4.0, warmup_steps=100, clip_norm=1.0, weight_decay=0.0, eval_batch_size=10),
+        train=dict(epochs=16, batch_size=64, bptt=16, optimizer="adamw", learning_rate=2e-3, schedule="cosine",
+                   plateau_factor=4.0, warmup_steps=240, clip_norm=1.0, weight_decay=0.0, eval_batch_size=10),
     ),
 }
 DEFAULT_RECIPE = {"char": "char-rnn", "word": "pytorch-example"}  # by --level, when --recipe is not given
