@@ -50,3 +50,15 @@ def test_each_target_is_judged_only_by_the_runs_it_is_about():
     assert lm_quality.target_lines([run(1.45, 3500)], 3600)[1].endswith(": MISSED")
     assert lm_quality.target_lines([run(1.3, 7000)], 7200)[1] == (
         "- best recipe <= 1.4 in <= 60 min: not judged by this run (its budget is 7200 s)")
+
+
+def test_the_calibration_times_768_characters_of_each_stream_at_any_segment_length():
+    """Six segments were timed at every bptt; at bptt 16 (half a second) the twin's calibration
+    overestimated its step by 28% and its run used 471 of its 600 seconds."""
+    import argparse
+
+    import lm_quality
+
+    default = argparse.Namespace(calibration_segments=None)
+    assert [lm_quality.calibration_segments(default, bptt) for bptt in (128, 64, 16, 35, 1000)] == [6, 12, 48, 22, 6]
+    assert lm_quality.calibration_segments(argparse.Namespace(calibration_segments=3), 16) == 3
