@@ -279,8 +279,9 @@ def test_rnn_vmap_over_extra_batch_axis_equals_loop():
     h0, Wx, Wh, b = params["h0"], params["Wx"], params["Wh"], params["b"]
     batched = jax.vmap(lambda x: L.rnn(x, h0, Wx, Wh, b))(xs)
     np.testing.assert_allclose(batched, np.stack([L.rnn(x, h0, Wx, Wh, b) for x in xs]), rtol=1e-6, atol=1e-6)
-    g = jax.vmap(jax.grad(lambda x: jnp.sum(L.rnn(x, h0, Wx, Wh, b))))(xs)
-    one_grad = jax.jit(jax.grad(lambda x: jnp.sum(L.rnn(x, h0, Wx, Wh, b))))  # one program for the loop
+    grad_of_sum = jax.grad(lambda x: jnp.sum(L.rnn(x, h0, Wx, Wh, b)))
+    g = jax.vmap(grad_of_sum)(xs)
+    one_grad = jax.jit(grad_of_sum)  # one program for the loop
     g_loop = np.stack([one_grad(x) for x in xs])
     np.testing.assert_allclose(g, g_loop, rtol=1e-5, atol=1e-6)
 
