@@ -12,6 +12,7 @@ from typing import NamedTuple
 import jax
 
 from jaxseq.layers._validation import as_float_array, common_float_dtype, expect_shape
+from jaxseq.layers.varying import custom_vjp
 
 
 class TemporalAffineCache(NamedTuple):
@@ -61,7 +62,7 @@ def temporal_affine_backward(dout, cache: TemporalAffineCache):
     return dx, dw, db
 
 
-@jax.custom_vjp
+@custom_vjp
 def _temporal_affine(x, w, b):
     return _temporal_affine_forward(x, w, b)[0]
 

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseq.layers import affine, loss
+from jaxseq.layers.varying import custom_vjp
 
 
 class TemporalAffineSoftmaxLossCache(NamedTuple):
@@ -83,7 +84,7 @@ def temporal_affine_softmax_loss_backward(dloss, cache: TemporalAffineSoftmaxLos
     return dx, dw, db
 
 
-@jax.custom_vjp
+@custom_vjp
 def _temporal_affine_softmax_loss(x, w, b, y, mask):
     return _temporal_affine_softmax_loss_forward(x, w, b, y, mask)[0]
 

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseq.layers._validation import as_float_array, as_int_array
+from jaxseq.layers.varying import custom_vjp
 
 
 class WordEmbeddingCache(NamedTuple):
@@ -50,7 +51,7 @@ def word_embedding_backward(dout, cache: WordEmbeddingCache):
     return jnp.zeros_like(cache.W).at[cache.x.reshape(-1)].add(dout.reshape(-1, D))
 
 
-@jax.custom_vjp
+@custom_vjp
 def _word_embedding(x, W):
     return _word_embedding_forward(x, W)[0]
 

@@ -33,6 +33,7 @@ from jax import lax
 from jaxseq.layers import sequence as S
 from jaxseq.layers._validation import validate_recurrent_args
 from jaxseq.layers.activations import sigmoid
+from jaxseq.layers.varying import custom_vjp
 
 
 def gru_cell_forward(xw, hw, prev_h):
@@ -117,7 +118,7 @@ def gru_step_backward(dnext_h, cache: GRUStepCache):
     return dxw @ cache.Wx.T, dprev_h, cache.x.T @ dxw, cache.prev_h.T @ dhw, dxw.sum(axis=0), dhw.sum(axis=0)
 
 
-@jax.custom_vjp
+@custom_vjp
 def _gru_step(x, prev_h, Wx, Wh, b, bh):
     return _gru_step_forward(x, prev_h, Wx, Wh, b, bh)[0]
 
@@ -168,7 +169,7 @@ def _gru_forward(x, h0, Wx, Wh, b, bh, lengths, reverse):
         next_h = S.keep_valid(valid_t, next_h, prev_h)
         return next_h, (next_h, gates, _hidden_n(hw))
 
-    h_n, (h_tm, gates_tm, hw_n_tm) = lax.scan(step, h0, (S.time_major(x), valid_tm), reverse=reverse)
+    h_n, (h_tm, gates_tm, hw_n_tm) = S.scan(step, h0, (S.time_major(x), valid_tm), reverse=reverse)
     h = S.outputs_from_states(h_tm, valid_tm)
     return h, h_n, GRUCache(x, h0, Wx, Wh, h_tm, gates_tm, hw_n_tm, lengths, reverse)
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseq.layers._validation import as_float_array, as_int_array, expect_shape
+from jaxseq.layers.varying import custom_vjp
 
 
 class TemporalSoftmaxLossCache(NamedTuple):
@@ -74,7 +75,7 @@ def temporal_softmax_loss_backward(dloss, cache: TemporalSoftmaxLossCache):
     return (dloss / max(N, 1)) * cache.mask[..., None] * (cache.probs - onehot)
 
 
-@jax.custom_vjp
+@custom_vjp
 def _temporal_softmax_loss(x, y, mask):
     return _temporal_softmax_loss_forward(x, y, mask)[0]
 

@@ -47,6 +47,7 @@ from jaxseq.layers.activations import sigmoid
 from jaxseq.layers.lstm_fast import (
     initial_cell_state, lstm_fast_backward, lstm_fast_forward_parts, project, projection_gradient, validate_lstm_args,
 )
+from jaxseq.layers.varying import custom_vjp
 
 
 def lstm_cell_forward(a, prev_c):
@@ -126,7 +127,7 @@ def _lstm_step_fwd_rule(x, prev_h, prev_c, Wx, Wh, b):
     return (next_h, next_c), cache
 
 
-@jax.custom_vjp
+@custom_vjp
 def _lstm_step(x, prev_h, prev_c, Wx, Wh, b):
     return _lstm_step_fwd_rule(x, prev_h, prev_c, Wx, Wh, b)[0]
 
@@ -175,7 +176,7 @@ def _lstm_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse):
         next_h, next_c = S.keep_valid(valid_t, (project(m, Wr), next_c), carry)
         return (next_h, next_c), (next_h, next_c, gates)
 
-    (h_n, c_n), (h_tm, c_tm, gates_tm) = lax.scan(step, start, (S.time_major(x), valid_tm), reverse=reverse)
+    (h_n, c_n), (h_tm, c_tm, gates_tm) = S.scan(step, start, (S.time_major(x), valid_tm), reverse=reverse)
     h = S.outputs_from_states(h_tm, valid_tm)
     return h, h_n, c_n, LSTMCache(x, h0, c0, Wx, Wh, h_tm, c_tm, gates_tm, Wr, lengths, reverse)
 
@@ -219,7 +220,7 @@ def lstm_backward(dh, cache: LSTMCache, *, dh_n=None, dc_n=None):
     last = (jnp.zeros_like(cache.h0) if dh_n is None else dh_n, jnp.zeros_like(c_start) if dc_n is None else dc_n)
     c_prev_tm = S.previous_states_tm(c_start, cache.c_tm, cache.reverse)
     inputs = (S.time_major(dh), cache.gates_tm, c_prev_tm, cache.c_tm, valid_tm)
-    (dh0, dc0), (da_tm, dh_total_tm) = lax.scan(step, last, inputs, reverse=not cache.reverse)
+    (dh0, dc0), (da_tm, dh_total_tm) = S.scan(step, last, inputs, reverse=not cache.reverse)
     h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
     dx, dWx, dWh, db = S.sequence_gradients(cache.x, cache.Wx, h_prev_tm, da_tm)
     grads = (dx, dh0, dWx, dWh, db) if cache.c0 is None else (dx, dh0, dc0, dWx, dWh, db)

@@ -28,6 +28,7 @@ from jax import lax
 from jaxseq.layers import sequence as S
 from jaxseq.layers._validation import validate_recurrent_args
 from jaxseq.layers.activations import check_nonlinearity, hidden_activation, hidden_activation_derivative
+from jaxseq.layers.varying import custom_vjp
 
 # ----------------------------------------------------------------------------- one step
 
@@ -86,7 +87,7 @@ def _rnn_step_primal(nonlinearity, x, prev_h, Wx, Wh, b):
     return _rnn_step_forward(x, prev_h, Wx, Wh, b, nonlinearity)[0]
 
 
-_rnn_step = jax.custom_vjp(_rnn_step_primal, nondiff_argnums=(0,))
+_rnn_step = custom_vjp(_rnn_step_primal, nondiff_argnums=(0,))
 _rnn_step.defvjp(_rnn_step_fwd_rule, lambda nonlinearity, cache, dnext_h: rnn_step_backward(dnext_h, cache))
 
 
@@ -132,7 +133,7 @@ def _rnn_forward(x, h0, Wx, Wh, b, lengths, reverse, nonlinearity):
         next_h = S.keep_valid(valid_t, hidden_activation(nonlinearity, xw_t + prev_h @ Wh), prev_h)
         return next_h, next_h
 
-    h_n, h_tm = lax.scan(step, h0, (xw_tm, valid_tm), reverse=reverse)
+    h_n, h_tm = S.scan(step, h0, (xw_tm, valid_tm), reverse=reverse)
     h = S.outputs_from_states(h_tm, valid_tm)
     return h, h_n, RNNCache(x, h0, Wx, Wh, h_tm, lengths, reverse, nonlinearity)
 
@@ -168,7 +169,7 @@ def rnn_backward(dh, cache: RNNCache, *, dh_n=None):
 
     dh_last = jnp.zeros_like(cache.h0) if dh_n is None else dh_n
     inputs = (S.time_major(dh), cache.h_tm, valid_tm)
-    dh0, da_tm = lax.scan(step, dh_last, inputs, reverse=not cache.reverse)
+    dh0, da_tm = S.scan(step, dh_last, inputs, reverse=not cache.reverse)
     h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
     dx, dWx, dWh, db = S.sequence_gradients(cache.x, cache.Wx, h_prev_tm, da_tm)
     return dx, dh0, dWx, dWh, db

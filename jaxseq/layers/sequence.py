@@ -42,6 +42,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxseq.layers._validation import as_lengths, validate_recurrent_args
+from jaxseq.layers.varying import custom_vjp, match_varying, varying_axes
 
 
 STATIC_CACHE_FIELDS = ("reverse", "nonlinearity")
@@ -191,6 +192,12 @@ def sequence_gradients(x, Wx, h_prev_tm, da_tm, *, da_h_tm=None):
 # ----------------------------------------------------------------------------- loops
 
 
+def scan(step, carry, xs, *, reverse=False):
+    """`lax.scan(step, carry, xs, reverse=reverse)` whose initial carry (zeros, often) is made
+    varying along the mesh axes of its inputs inside `shard_map` (`jaxseq.layers.varying`)."""
+    return lax.scan(step, match_varying(carry, varying_axes(carry, xs)), xs, reverse=reverse)
+
+
 def scan_in_place(step, carry, buffer, xs=(), *, reverse=False):
     """`lax.scan(step, carry, (buffer, *xs), reverse=reverse)` for a step whose first output
     has the shape of `buffer[t]`: that output is written over `buffer[t]`, so XLA updates the
@@ -207,6 +214,7 @@ def scan_in_place(step, carry, buffer, xs=(), *, reverse=False):
     slices = tuple(jax.ShapeDtypeStruct(a.shape[1:], a.dtype) for a in (buffer, *xs))
     out_shapes = jax.eval_shape(lambda c, x: step(c, x)[1][1:], carry, slices)
     outs = tuple(jnp.zeros((T, *o.shape), o.dtype) for o in out_shapes)
+    carry, buffer, outs = match_varying((carry, buffer, outs), varying_axes(carry, buffer, xs))
     if T == 0:
         return carry, (buffer, *outs)
     first = T - 1 if reverse else 0
@@ -255,7 +263,7 @@ def custom_vjp_sequence_layer(primal, forward, backward, n_states: int):
         dh, *dstates = tuple(dout) if options[-1] else (dout, *([None] * n_states))
         return (*backward(dh, dstates, cache), None)
 
-    layer = jax.custom_vjp(lambda options, *args: outputs(primal(*args, *options[:-1]), options[-1]),
+    layer = custom_vjp(lambda options, *args: outputs(primal(*args, *options[:-1]), options[-1]),
                            nondiff_argnums=(0,))
     layer.defvjp(fwd_rule, bwd_rule)
     return layer
