@@ -62,3 +62,25 @@ def test_the_calibration_times_768_characters_of_each_stream_at_any_segment_leng
     default = argparse.Namespace(calibration_segments=None)
     assert [lm_quality.calibration_segments(default, bptt) for bptt in (128, 64, 16, 35, 1000)] == [6, 12, 48, 22, 6]
     assert lm_quality.calibration_segments(argparse.Namespace(calibration_segments=3), 16) == 3
+
+
+def test_set_changes_one_recipe_field_as_json_and_refuses_unknown_fields_in_one_line():
+    import argparse
+
+    import lm_quality
+
+    assert lm_quality.recipe_override("model.hidden_size=768") == ("model", "hidden_size", 768)
+    assert lm_quality.recipe_override("train.weight_decay=0.1") == ("train", "weight_decay", 0.1)
+    assert lm_quality.recipe_override("model.locked_dropout=true") == ("model", "locked_dropout", True)
+    assert lm_quality.recipe_override("model.cell=gru") == ("model", "cell", "gru")
+    for bad in ("model.hiden_size=768", "hidden_size=768", "model.hidden_size", "train.epochs=3",
+                "optimizer.lr=1", "model.hidden_size=[1]", "model.hidden_size="):
+        with pytest.raises(argparse.ArgumentTypeError) as error:
+            lm_quality.recipe_override(bad)
+        assert "\n" not in str(error.value) and ("expected" in str(error.value))
+    args = argparse.Namespace(smoke=False, set=[("model", "hidden_size", 768), ("train", "bptt", 8)])
+    model, train = lm_quality.recipe_parts(args, "jaxseq", 65)
+    assert (model["hidden_size"], train["bptt"], model["embed_size"]) == (768, 8, 128)
+    word_model, word_train = lm_quality.recipe_parts(args, "pytorch-example", 100, word=True)
+    assert (word_model["hidden_size"], word_train["bptt"]) == (200, 35)  # the word run keeps its recipe
+    assert lm_quality.LM_RECIPES["jaxseq"]["model"]["hidden_size"] == 512  # the recipe itself is untouched

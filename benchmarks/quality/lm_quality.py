@@ -27,7 +27,7 @@ Writes `results/lm_quality.md` and `.json` (machine, date, load averages, settin
 finals, published reference points); parts not run keep their previous results there.
 
     python benchmarks/quality/lm_quality.py [--parts char twin word] [--budget 600] [--seeds 0 1 2]
-        [--recipe ts-lstm512] [--word-epochs 1] [--data FILE] [--smoke]
+        [--recipe ts-lstm512] [--set model.hidden_size=768 ...] [--word-epochs 1] [--data FILE] [--smoke]
 
 Environment: OMP_WAIT_POLICY defaults to PASSIVE here (set before torch loads): on this
 shared 2-core machine, loaded to ~10, PyTorch's spinning OpenMP threads made its LSTM step
@@ -44,6 +44,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch (OpenMP) starts: see the docstring
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # before NumPy: jaxseq.timing.QUIET_ENV
@@ -134,12 +135,34 @@ def recipe_parts(args, name: str, vocab_size: int, *, word: bool = False):
     model = dict(recipe["model"], vocab_size=vocab_size)
     train = dict(recipe["train"])
     train.pop("epochs", None)
+    if not word:  # --set changes the character recipe of this run (both contenders), not the word one
+        for section, key, value in getattr(args, "set", None) or ():
+            (model if section == "model" else train)[key] = value
     if args.smoke:
         model.update(SMOKE_MODEL)
         train.update(SMOKE_TRAIN)
         if word:
             train.update(learning_rate=recipe["train"]["learning_rate"], warmup_steps=0)
     return model, train
+
+
+def recipe_override(text: str) -> tuple[str, str, Any]:
+    """`--set model.hidden_size=768` -> ("model", "hidden_size", 768): a field of the recipe's
+    model or training config (every recipe has the same fields), the value read as JSON
+    (numbers, true/false) or else kept as text ("gru"). A one-line error for anything else."""
+    fields = {section: set(RECIPES["jaxseq"][section]) - {"epochs"} for section in ("model", "train")}
+    name, sep, raw = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or section not in fields or key not in fields[section]:
+        known = ", ".join(f"{s}.{k}" for s in fields for k in sorted(fields[s]))
+        raise argparse.ArgumentTypeError(f"expected SECTION.FIELD=VALUE with one of {known}; got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw.strip()
+    if isinstance(value, (list, dict)) or value is None or value == "":
+        raise argparse.ArgumentTypeError(f"{name}: expected a number, true/false or a word; got {raw!r}")
+    return section, key, value
 
 
 def calibration_segments(args, bptt: int) -> int:
@@ -443,7 +466,9 @@ def markdown(results: dict) -> str:
         budget = results["settings"].get("budget")
         lines += [f"## Character level, {budget:.0f} s of training", ""]
         recipe = (char or twin)[0]["recipe"]
-        lines += [f"Recipe `{recipe}`: model {json.dumps((char or twin)[0]['model'])}; "
+        overrides = results["settings"].get("overrides") or {}
+        changed = f" with {', '.join(f'{k}={v}' for k, v in overrides.items())}" if overrides else ""
+        lines += [f"Recipe `{recipe}`{changed}: model {json.dumps((char or twin)[0]['model'])}; "
                   f"training {json.dumps({k: v for k, v in (char or twin)[0]['train'].items() if k != 'epochs'})}. "
                   "jaxseq's trainer stops only at an epoch's end, so it gets the whole epochs that fit the budget at "
                   "its calibrated speed (the cosine schedule over exactly those steps); the twin plans its schedule "
@@ -512,6 +537,9 @@ def main(argv=None) -> int:
     parser.add_argument("--parts", nargs="+", choices=("char", "twin", "word"), default=["char", "twin", "word"])
     parser.add_argument("--budget", type=float, default=600.0, help="training seconds per character-level run")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="ts-lstm512")
+    parser.add_argument("--set", action="append", type=recipe_override, default=[], metavar="SECTION.FIELD=VALUE",
+                        help="change one field of the character recipe (both contenders), e.g. "
+                             "model.hidden_size=768 or train.weight_decay=0.1; repeatable; the report shows the result")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--word-epochs", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=None,
@@ -549,7 +577,8 @@ def main(argv=None) -> int:
                        "load_at_start": load_now(), "references": REFERENCES,
                        "targets": {"10min": TARGET_10MIN, "best": TARGET_BEST, "word": WORD_TOLERANCE}}
     if "char" in args.parts or "twin" in args.parts:
-        results["settings"] = {"budget": args.budget, "recipe": args.recipe, "seeds": args.seeds}
+        results["settings"] = {"budget": args.budget, "recipe": args.recipe, "seeds": args.seeds,
+                               "overrides": {f"{section}.{key}": value for section, key, value in args.set}}
         say(f"{char_corpus.summary()}; budget {args.budget:.0f} s, recipe {args.recipe}")
     for part in ("char", "twin"):
         if part in args.parts:
