@@ -19,7 +19,8 @@ def test_lm_quality_smoke_runs_every_part_and_writes_the_report(tmp_path, capsys
     pytest.importorskip("torch")
     import lm_quality
 
-    assert lm_quality.main(["--smoke", "--budget", "1", "--out", str(tmp_path), "--note", "smoke"]) == 0
+    assert lm_quality.main(["--smoke", "--budget", "1", "--out", str(tmp_path), "--note", "smoke",
+                            "--set", "train.clip_norm=0.5"]) == 0
     results = json.loads((tmp_path / "lm_quality.json").read_text())
     report = (tmp_path / "lm_quality.md").read_text()
     (jaxseq,), (twin,) = results["char"], results["twin"]
@@ -27,6 +28,9 @@ def test_lm_quality_smoke_runs_every_part_and_writes_the_report(tmp_path, capsys
         assert run["curve"] and all(math.isfinite(point["val_loss"]) for point in run["curve"])
         assert run["final_val_loss"] == run["curve"][-1]["val_loss"]
     assert jaxseq["steps"] == jaxseq["steps_per_epoch"] == 8  # one epoch of the cut text
+    assert jaxseq["train"]["clip_norm"] == twin["train"]["clip_norm"] == 0.5  # --set reached both contenders
+    assert results["word"]["jaxseq"]["train"]["clip_norm"] == 0.25  # and not the word recipe
+    assert "with train.clip_norm=0.5:" in report
     assert twin["planning"]["planned_steps"] >= 1 and twin["train_seconds"] < 5  # the budget path ran
     assert math.isfinite(results["word"]["ratio"])
     assert results["meta"]["omp_wait_policy"] and results["meta"]["load_at_end"] >= 0
@@ -84,3 +88,13 @@ def test_set_changes_one_recipe_field_as_json_and_refuses_unknown_fields_in_one_
     word_model, word_train = lm_quality.recipe_parts(args, "pytorch-example", 100, word=True)
     assert (word_model["hidden_size"], word_train["bptt"]) == (200, 35)  # the word run keeps its recipe
     assert lm_quality.LM_RECIPES["jaxseq"]["model"]["hidden_size"] == 512  # the recipe itself is untouched
+
+
+def test_a_set_the_twin_cannot_follow_is_refused_before_any_training(capsys):
+    import lm_quality
+
+    with pytest.raises(SystemExit) as stop:
+        lm_quality.main(["--parts", "char", "twin", "--set", "model.embedding_dropout=0.1", "--out", "/nonexistent"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--set: the PyTorch twin has one standard dropout rate" in err and "--parts char" in err

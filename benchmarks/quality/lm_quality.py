@@ -563,6 +563,13 @@ def main(argv=None) -> int:
         write(results, json_path, md_path)
         say(md_path.read_text())
         return 0
+    if "twin" in args.parts and args.set:  # before any training: the twin would refuse it only after jaxseq's run
+        import torch_models
+
+        try:
+            torch_models.check_twin_config(recipe_parts(args, args.recipe, 1)[0])
+        except ValueError as error:
+            parser.error(f"--set: {error} (run --parts char for jaxseq alone)")
     if args.smoke and args.epochs is None:
         args.epochs = 1  # jaxseq's calibration costs a compilation; the twin still runs for the budget
     import jax

@@ -296,19 +296,27 @@ def detach_state(state):
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
+def check_twin_config(config: dict) -> float:
+    """The twin's one dropout rate for jaxseq's LanguageModel `config` (its fields, as
+    `language_model_config` or a recipe's model gives them); ValueError where the jaxseq model
+    has a regulariser the example does not (locked dropout, embedding dropout, weight drop,
+    different input / hidden / output rates)."""
+    rates = {config.get(name, 0.0) for name in ("input_dropout", "hidden_dropout", "output_dropout")}
+    if len(rates) > 1 or config.get("locked_dropout") or config.get("embedding_dropout") or config.get("weight_drop"):
+        raise ValueError("the PyTorch twin has one standard dropout rate: equal input, hidden and output dropout, "
+                         "no locked dropout, embedding dropout or weight drop")
+    return rates.pop()
+
+
 def language_model_from_jax(config: dict, state_dict: dict) -> LanguageModel:
     """The twin of jaxseq's `LanguageModel.from_config(config)` with its weights.
 
     config: `jaxseq.models.language_model_config(model)`; state_dict: PyTorch's names, as
     `jaxseq.models.lm_params_to_torch(model, variables)` returns them. ValueError where the
-    jaxseq model has a regulariser the example does not (locked dropout, embedding dropout,
-    weight drop, different input / hidden / output rates).
+    twin cannot have the model's regularisers (`check_twin_config`).
     """
-    rates = {config.get(name, 0.0) for name in ("input_dropout", "hidden_dropout", "output_dropout")}
-    if len(rates) > 1 or config.get("locked_dropout") or config.get("embedding_dropout") or config.get("weight_drop"):
-        raise ValueError("the PyTorch twin has one standard dropout rate: equal input, hidden and output dropout, "
-                         "no locked dropout, embedding dropout or weight drop")
+    dropout = check_twin_config(config)
     model = LanguageModel(config.get("cell", "lstm"), config["vocab_size"], config["embed_size"], config["hidden_size"],
-                          config["num_layers"], config.get("tie_weights", False), dropout=rates.pop())
+                          config["num_layers"], config.get("tie_weights", False), dropout=dropout)
     model.load_state_dict({name: _t(value) for name, value in state_dict.items()})
     return model
