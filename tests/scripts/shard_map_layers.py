@@ -88,33 +88,35 @@ def relative(a, b):
     return float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-12))
 
 
+def is_float(a) -> bool:
+    return jnp.issubdtype(a.dtype, jnp.floating)
+
+
+def float_part(batch):
+    """The batch's float arrays (what is differentiated); None in place of the integer ones."""
+    return jax.tree.map(lambda a: a if is_float(a) else None, batch)
+
+
+def with_integers(float_batch, batch):
+    """`float_batch` with `batch`'s integer arrays (ids, lengths, masks) put back."""
+    return jax.tree.map(lambda f, a: a if f is None else f, float_batch, batch, is_leaf=lambda a: a is None)
+
+
 def compare(loss, batch, params, mesh) -> float:
     """Largest relative difference of the value and every float gradient, mesh vs one device."""
-    differentiable = lambda tree: jax.tree.map(  # noqa: E731
-        lambda a: a if jnp.issubdtype(a.dtype, jnp.floating) else None, tree)
-    fixed = jax.tree.map(lambda a: None if jnp.issubdtype(a.dtype, jnp.floating) else a, batch)
-
-    def whole(float_batch, params):
-        merged = jax.tree.map(lambda f, i: i if f is None else f, float_batch, fixed, is_leaf=lambda a: a is None)
-        return loss(merged, params)
-
-    value, grads = jax.jit(jax.value_and_grad(whole, argnums=(0, 1)))(differentiable(batch), params)
-    split, replicated = NamedSharding(mesh, P("d")), NamedSharding(mesh, P())
+    whole = lambda floats, params: loss(with_integers(floats, batch), params)  # noqa: E731
+    value, grads = jax.jit(jax.value_and_grad(whole, argnums=(0, 1)))(float_part(batch), params)
 
     @jax.jit
     @partial(jax.shard_map, mesh=mesh, in_specs=(P("d"), P()), out_specs=(P(), (P("d"), P())))
-    def sharded(batch, params):
-        def local(float_batch, params):
-            merged = jax.tree.map(lambda f, i: i if f is None else f, float_batch,
-                                  jax.tree.map(lambda a: None if jnp.issubdtype(a.dtype, jnp.floating) else a, batch),
-                                  is_leaf=lambda a: a is None)
-            return lax.pmean(loss(merged, params), "d")
+    def sharded(batch, params):  # this device's rows of the batch
+        local = lambda floats, params: lax.pmean(loss(with_integers(floats, batch), params), "d")  # noqa: E731
+        return jax.value_and_grad(local, argnums=(0, 1))(float_part(batch), params)
 
-        return jax.value_and_grad(local, argnums=(0, 1))(differentiable(batch), params)
-
+    split, replicated = NamedSharding(mesh, P("d")), NamedSharding(mesh, P())
     value_m, grads_m = sharded(jax.device_put(batch, split), jax.device_put(params, replicated))
-    pairs = [(value_m, value)] + list(zip(jax.tree.leaves(grads_m), jax.tree.leaves(grads)))
     assert len(jax.tree.leaves(grads_m)) == len(jax.tree.leaves(grads)) > 0
+    pairs = [(value_m, value)] + list(zip(jax.tree.leaves(grads_m), jax.tree.leaves(grads)))
     return max(relative(a, b) for a, b in pairs)
 
 
