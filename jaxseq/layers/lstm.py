@@ -39,7 +39,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from jaxseq.layers import sequence as S
 from jaxseq.layers._validation import validate_recurrent_args

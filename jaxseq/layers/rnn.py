@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from jaxseq.layers import sequence as S
 from jaxseq.layers._validation import validate_recurrent_args

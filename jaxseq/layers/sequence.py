@@ -264,6 +264,6 @@ def custom_vjp_sequence_layer(primal, forward, backward, n_states: int):
         return (*backward(dh, dstates, cache), None)
 
     layer = custom_vjp(lambda options, *args: outputs(primal(*args, *options[:-1]), options[-1]),
-                           nondiff_argnums=(0,))
+                       nondiff_argnums=(0,))
     layer.defvjp(fwd_rule, bwd_rule)
     return layer
