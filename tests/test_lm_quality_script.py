@@ -98,3 +98,16 @@ def test_a_set_the_twin_cannot_follow_is_refused_before_any_training(capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--set: the PyTorch twin has one standard dropout rate" in err and "--parts char" in err
+
+
+@pytest.mark.parametrize("setting, message", [("model.hidden_size=-3", "hidden_size"),
+                                              ("train.learning_rate=fast", "learning_rate"),
+                                              ("model.cell=transformer", "cell")])
+def test_a_set_value_the_model_or_trainer_refuses_stops_before_any_training(setting, message, capsys):
+    import lm_quality
+
+    with pytest.raises(SystemExit) as stop:
+        lm_quality.main(["--parts", "char", "--set", setting, "--out", "/nonexistent"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error: --set: " in err and message in err, err

@@ -72,8 +72,8 @@ BUDGET_RECIPES = {
     # The 10-minute runs of 2026-12-07 (three seeds beside the twin): the `jaxseq` recipe as it
     # was then, without weight decay, whose 6 epochs of the 2 x 512 model on 16-step segments fit
     # 10 minutes on a 2-core Intel Xeon (the run is sized to the budget here, not to the
-    # recipe's epochs). The recipe has had weight decay 0.3 since (the default here). Pilots on Tiny Shakespeare (that
-    # machine; 3 epochs of ts-lstm256, the cosine over them, seed 0; validation nats per
+    # recipe's epochs). The recipe has had weight decay 0.3 since (the default here). Pilots on
+    # Tiny Shakespeare (that machine; 3 epochs of ts-lstm256, the cosine over them, seed 0; validation nats per
     # character): an epoch takes the same time at every segment length (24-28 s for bptt
     # 8..128), but shorter segments give more updates, and at these budgets updates are what the
     # model lacks: bptt 128 -> 2.097, 64 -> 1.833, 32 -> 1.652, 16 -> 1.552, 8 -> 1.517 (lr
@@ -164,6 +164,25 @@ def recipe_override(text: str) -> tuple[str, str, Any]:
     if isinstance(value, (list, dict)) or value is None or value == "":
         raise argparse.ArgumentTypeError(f"{name}: expected a number, true/false or a word; got {raw!r}")
     return section, key, value
+
+
+def check_overrides(parser: argparse.ArgumentParser, args) -> None:
+    """The recipe with `--set` must make a model and a training config (their own checks), and
+    one the PyTorch twin can follow when it runs; else a one-line usage error."""
+    import torch_models
+
+    from jaxseq.models import LanguageModel
+    from jaxseq.train.language_model import LMTrainConfig
+
+    model, train = recipe_parts(args, args.recipe, 2)
+    try:
+        LanguageModel(**model)
+        LMTrainConfig(**train)
+        if "twin" in args.parts:
+            torch_models.check_twin_config(model)
+    except (TypeError, ValueError) as error:
+        hint = " (run --parts char for jaxseq alone)" if "twin" in str(error) else ""
+        parser.error(f"--set: {error}{hint}")
 
 
 def calibration_segments(args, bptt: int) -> int:
@@ -564,13 +583,8 @@ def main(argv=None) -> int:
         write(results, json_path, md_path)
         say(md_path.read_text())
         return 0
-    if "twin" in args.parts and args.set:  # before any training: the twin would refuse it only after jaxseq's run
-        import torch_models
-
-        try:
-            torch_models.check_twin_config(recipe_parts(args, args.recipe, 1)[0])
-        except ValueError as error:
-            parser.error(f"--set: {error} (run --parts char for jaxseq alone)")
+    if args.set:  # checked before any training: a bad value would otherwise stop the run after its data loaded
+        check_overrides(parser, args)
     if args.smoke and args.epochs is None:
         args.epochs = 1  # jaxseq's calibration costs a compilation; the twin still runs for the budget
     import jax
