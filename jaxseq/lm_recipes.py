@@ -16,9 +16,9 @@ line shows them as option defaults): each a model and a training config for
   embeddings, 64 streams of 16-character segments, AdamW at 2e-3 with decoupled weight decay
   0.3, a 240-step warm-up and cosine decay over 9 epochs, clipped to 1.0, dropout 0.1 on the
   embeddings, between the layers and on the output (standard, as PyTorch's example has it).
-  Character level. On Tiny Shakespeare (nanoGPT's split) it reaches 1.3996 validation nats
-  per character in 833 s of training on 2 CPU cores (an Intel Xeon, seed 0;
-  benchmarks/results/lm_quality_best-wd03-9ep.md). Weight decay is what lowered the loss: the
+  Character level. On Tiny Shakespeare (nanoGPT's split) it reaches 1.3996 / 1.3968
+  validation nats per character (seeds 0, 1) in about 14 minutes of training on 2 CPU cores
+  (an Intel Xeon; benchmarks/results/lm_quality_best-wd03-9ep.md, -seed1.md). Weight decay is what lowered the loss: the
   same recipe without it over 6 epochs (the quality script's `ts-lstm512`, 10 minutes) gives
   1.421 / 1.433 / 1.435 (three seeds, lm_quality_ts512-seed0.md, -seeds12.md), with 0.1 1.406
   and with 0.3 1.408 (6 epochs, seed 0, lm_quality_best-wd01.md, -wd03.md). Short segments

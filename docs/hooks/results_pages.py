@@ -60,6 +60,7 @@ QUALITY_RUNS = [
     ("lm_quality_best-wd01.json", "Language model: weight decay 0.1, 6 epochs", "lm"),
     ("lm_quality_best-wd03.json", "Language model: weight decay 0.3, 6 epochs", "lm"),
     ("lm_quality_best-wd03-9ep.json", "Language model: the jaxseq recipe (weight decay 0.3, 9 epochs): the best for 60 minutes", "lm"),
+    ("lm_quality_best-wd03-9ep-seed1.json", "Language model: the jaxseq recipe (weight decay 0.3, 9 epochs), seed 1", "lm"),
     ("lm_quality_word.json", "Language model: word level, PyTorch's example recipe, 3 epochs", "lm"),
     ("lm_regularisers.json", "Language model regularisers, each alone: a short run", "regularisers"),
     ("lm_regularisers-overfit.json", "Language model regularisers, each alone: a run that overfits", "regularisers"),
