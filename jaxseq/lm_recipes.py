@@ -16,20 +16,20 @@ line shows them as option defaults): each a model and a training config for
   embeddings, 64 streams of 16-character segments, AdamW at 2e-3 with decoupled weight decay
   0.3, a 240-step warm-up and cosine decay over 9 epochs, clipped to 1.0, dropout 0.1 on the
   embeddings, between the layers and on the output (standard, as PyTorch's example has it).
-  Character level. On Tiny Shakespeare (nanoGPT's split) it reaches 1.3996 / 1.3968
-  validation nats per character (seeds 0, 1) in about 14 minutes of training on 2 CPU cores
-  (an Intel Xeon; benchmarks/results/lm_quality_best-wd03-9ep.md, -seed1.md). Weight decay is what lowered the loss: the
-  same recipe without it over 6 epochs (the quality script's `ts-lstm512`, 10 minutes) gives
-  1.421 / 1.433 / 1.435 (three seeds, lm_quality_ts512-seed0.md, -seeds12.md), with 0.1 1.406
-  and with 0.3 1.408 (6 epochs, seed 0, lm_quality_best-wd01.md, -wd03.md). Short segments
-  because an epoch costs the same at every segment length while 16 characters give 8x the
-  updates of 128, and at these budgets the model is short of updates (the pilots:
-  benchmarks/quality/lm_quality.py). What did not help without weight decay: dropout 0.25 over
-  10 epochs (1.427, lm_quality_best-bptt16.md), locked dropout 0.2 (overfit), embedding
-  dropout 0.1 (1.422 over 12 epochs), a third layer (1.445), a width of 768 (overfit):
-  lm_quality_best-embdrop12.md, -3layers.md. Until 2026-12-07 it used 128-character segments,
-  12 epochs and locked dropout 0.1 between the layers: 1.431 after 55 minutes on a 2-core AMD
-  EPYC (lm_quality_best-60min.md).
+  Character level. On Tiny Shakespeare (nanoGPT's split) it reaches 1.3996 / 1.3968 validation
+  nats per character (seeds 0, 1) in about 14 minutes of training on 2 CPU cores (an Intel
+  Xeon; benchmarks/results/lm_quality_best-wd03-9ep.md, -seed1.md). Weight decay is what
+  lowered the loss: the same recipe without it over 6 epochs (the quality script's
+  `ts-lstm512`, 10 minutes) gives 1.421 / 1.433 / 1.435 (three seeds,
+  lm_quality_ts512-seed0.md, -seeds12.md), with 0.1 1.406 and with 0.3 1.408 (6 epochs, seed
+  0, lm_quality_best-wd01.md, -wd03.md). Short segments because an epoch costs the same at
+  every segment length while 16 characters give 8x the updates of 128, and at these budgets
+  the model is short of updates (the pilots: benchmarks/quality/lm_quality.py). What did not
+  help without weight decay: dropout 0.25 over 10 epochs (1.427, lm_quality_best-bptt16.md),
+  locked dropout 0.2 (overfit), embedding dropout 0.1 (1.422 over 12 epochs), a third layer
+  (1.445), a width of 768 (overfit): lm_quality_best-embdrop12.md, -3layers.md. Until
+  2026-12-07 it used 128-character segments, 12 epochs and locked dropout 0.1 between the
+  layers: 1.431 after 55 minutes on a 2-core AMD EPYC (lm_quality_best-60min.md).
 """
 
 from __future__ import annotations

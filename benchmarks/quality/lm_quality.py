@@ -73,8 +73,8 @@ BUDGET_RECIPES = {
     # was then, without weight decay, whose 6 epochs of the 2 x 512 model on 16-step segments fit
     # 10 minutes on a 2-core Intel Xeon (the run is sized to the budget here, not to the
     # recipe's epochs). The recipe has had weight decay 0.3 since (the default here). Pilots on
-    # Tiny Shakespeare (that machine; 3 epochs of ts-lstm256, the cosine over them, seed 0; validation nats per
-    # character): an epoch takes the same time at every segment length (24-28 s for bptt
+    # Tiny Shakespeare (that machine; 3 epochs of ts-lstm256, the cosine over them, seed 0;
+    # validation nats per character): an epoch takes the same time at every segment length (24-28 s for bptt
     # 8..128), but shorter segments give more updates, and at these budgets updates are what the
     # model lacks: bptt 128 -> 2.097, 64 -> 1.833, 32 -> 1.652, 16 -> 1.552, 8 -> 1.517 (lr
     # 2e-3); lr 4e-3 at bptt 16 -> 1.497. The 2 x 512 model at bptt 16: 1.487 after 2 epochs.
@@ -178,11 +178,13 @@ def check_overrides(parser: argparse.ArgumentParser, args) -> None:
     try:
         LanguageModel(**model)
         LMTrainConfig(**train)
-        if "twin" in args.parts:
-            torch_models.check_twin_config(model)
     except (TypeError, ValueError) as error:
-        hint = " (run --parts char for jaxseq alone)" if "twin" in str(error) else ""
-        parser.error(f"--set: {error}{hint}")
+        parser.error(f"--set: {error}")
+    if "twin" in args.parts:
+        try:
+            torch_models.check_twin_config(model)
+        except ValueError as error:
+            parser.error(f"--set: {error} (run --parts char for jaxseq alone)")
 
 
 def calibration_segments(args, bptt: int) -> int:

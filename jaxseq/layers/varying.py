@@ -23,13 +23,15 @@ import jax
 from jax import lax
 
 
+_TYPEOF = getattr(jax, "typeof", None)  # JAX releases before `typeof` had no such types
+
+
 def _varying(leaf: Any) -> frozenset:
     """The mesh axes along which one array varies: its type's `manual_axis_type.varying`
     (JAX 0.10; earlier releases called it `vma`); nothing for what is not a JAX array."""
-    typeof = getattr(jax, "typeof", None)  # JAX releases before `typeof` had no such types
-    if typeof is None or not isinstance(leaf, jax.Array):
+    if _TYPEOF is None or not isinstance(leaf, jax.Array):
         return frozenset()
-    aval = typeof(leaf)
+    aval = _TYPEOF(leaf)
     manual = getattr(aval, "manual_axis_type", None)
     return frozenset(manual.varying if manual is not None else getattr(aval, "vma", ()))
 
