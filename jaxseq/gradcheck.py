@@ -299,6 +299,31 @@ def random_sequence_inputs(cell: str, rng, N: int, T: int, D: int, H: int, *, wi
     return {name: (scale.get(name, 1.0) * rng.standard_normal(shapes[name])).astype(dtype) for name in names}
 
 
+def _lstm_lookup_case(rng, N: int, T: int, V: int, H: int, lengths, with_projection: bool):
+    """`check_layer`'s arguments for `jaxseq.layers.lstm_lookup` with lengths, reverse=True, c0
+    and the final states (its tokens are inputs without a gradient); with_projection adds Wr
+    (H, P)."""
+    from jaxseq import layers as L
+
+    P = projection_size(H) if with_projection else H
+    inputs = {"tokens": rng.integers(0, V, size=(N, T)), "table": rng.standard_normal((V, 4 * H)),
+              "h0": rng.standard_normal((N, P)), "c0": rng.standard_normal((N, H)),
+              "Wh": 0.5 * rng.standard_normal((P, 4 * H))}
+    if with_projection:
+        inputs["Wr"] = 0.5 * rng.standard_normal((H, P))
+    options = dict(lengths=lengths, reverse=True, return_state=True)
+
+    def call(fn, tokens, table, h0, c0, Wh, Wr=None):
+        return fn(tokens, table, h0, Wh, c0=c0, Wr=Wr, **options)
+
+    def backward(dh, dh_n, dc_n, cache):
+        return L.lstm_lookup_backward(dh, cache, dh_n=dh_n, dc_n=dc_n)
+
+    name = "lstm_lookup_proj+len+rev" if with_projection else "lstm_lookup+len+rev"
+    return (name, lambda *v: call(L.lstm_lookup_forward, *v), backward, lambda *v: call(L.lstm_lookup, *v), inputs,
+            list(inputs)[1:])
+
+
 def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
     """`check_layer` for every jaxseq layer on small random float64 inputs.
 
@@ -349,6 +374,8 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
         forward, backward, differentiable, names = sequence_layer_case(cell, lengths=lengths, reverse=True)
         inputs = random_sequence_inputs(cell, rng, N, T, D, H)
         cases.append((f"{cell}+len+rev", forward, backward, differentiable, inputs, list(names)))
+    for with_projection in (False, True):
+        cases.append(_lstm_lookup_case(rng, N, T, V, H, lengths, with_projection))
     cases += [
         ("word_embedding", L.word_embedding_forward, L.word_embedding_backward, L.word_embedding, embedding, ["W"]),
         ("temporal_affine", L.temporal_affine_forward, L.temporal_affine_backward, L.temporal_affine, affine, list(affine)),

@@ -160,6 +160,38 @@ def sgd_losses(cell, num_layers, tie, steps=20, bptt=5, lr=2.0, clip=0.25, seed=
     return np.array(ours), np.array(theirs), np.array(norms)
 
 
+@pytest.fixture
+def projecting_first_layer(monkeypatch):
+    """The LSTM model with layer 0 projecting its embedded tokens (x_t Wx + b per token), as it
+    does when V > N T or under input dropout, instead of the table lookup it uses at this file's
+    V <= N T."""
+    monkeypatch.setattr(LanguageModel, "_looks_up_first_layer", lambda self, tokens, deterministic: False)
+
+
+@pytest.mark.parametrize("num_layers,tie", [(1, True), (2, False)])
+def test_the_lstm_with_a_projecting_first_layer_matches_pytorch_too(projecting_first_layer, num_layers, tie):
+    errors = segment_errors("lstm", num_layers, tie, seed=num_layers + 2 * tie)
+    worst = max(errors, key=errors.get)
+    print(f"lstm (projecting layer 0) layers={num_layers} tie={tie}: largest {worst} {errors[worst]:.1e}")
+    assert errors[worst] < SEGMENT_TOL, errors
+
+
+@pytest.mark.parametrize("fields,shape,deterministic,expected", [
+    ({}, (N, T), True, True),  # V = 13 <= N T = 18
+    ({}, (N, T), False, True),  # training with no input dropout
+    ({}, (2, 5), True, False),  # V = 13 > N T = 10: the table would cost more than the projection
+    ({"input_dropout": 0.2}, (N, T), True, True),  # evaluation: no dropout acts
+    ({"input_dropout": 0.2}, (N, T), False, False),  # training: the dropout sits between embedding and layer 0
+    ({"hidden_dropout": 0.2, "output_dropout": 0.2, "embedding_dropout": 0.1, "weight_drop": 0.2}, (N, T), False,
+     True),  # none of these sits between the embedding's rows and layer 0's input side
+    ({"cell": "gru"}, (N, T), True, False),  # only the LSTM has a lookup loop
+])
+def test_layer_0_looks_its_input_side_up_only_where_that_is_the_same_and_cheaper(fields, shape, deterministic,
+                                                                                 expected):
+    model = LanguageModel(vocab_size=V, embed_size=6, hidden_size=6, **fields)
+    assert model._looks_up_first_layer(jnp.zeros(shape, jnp.int32), deterministic) is expected
+
+
 @pytest.mark.parametrize("cell,num_layers,tie", [("lstm", 2, True)])
 def test_twenty_clipped_sgd_steps_with_the_carried_state_match_pytorch(cell, num_layers, tie):
     ours, theirs, norms = sgd_losses(cell, num_layers, tie)
@@ -243,7 +275,11 @@ def reference_loss(model, params, tokens, targets, state):
 # One model: the GRU's and RNN's loops climb this rung in test_nn_autodiff.py, tying in the parity tests;
 # what the model adds (lookup, layer-to-layer, decoder, loss) is the same for every cell. E != H.
 @pytest.mark.parametrize("cell,num_layers,tie,embed_size", [("lstm", 2, False, 4)])
-def test_jax_grad_runs_the_hand_written_backward_and_equals_autodiff(x64, cell, num_layers, tie, embed_size):
+@pytest.mark.parametrize("lookup", [True, False])
+def test_jax_grad_runs_the_hand_written_backward_and_equals_autodiff(x64, monkeypatch, cell, num_layers, tie,
+                                                                     embed_size, lookup):
+    if not lookup:
+        monkeypatch.setattr(LanguageModel, "_looks_up_first_layer", lambda self, tokens, deterministic: False)
     model, variables = build(cell, num_layers, tie, embed_size=embed_size, param_dtype=jnp.float64)
     rng = np.random.default_rng(11)
     tokens, targets = rng.integers(0, V, (2, N, T))
@@ -251,12 +287,15 @@ def test_jax_grad_runs_the_hand_written_backward_and_equals_autodiff(x64, cell, 
     ours_fn = lambda p, s: model.apply({"params": p}, tokens, targets, s, method="loss")  # noqa: E731
     theirs_fn = lambda p, s: reference_loss(model, p, tokens, targets, s)  # noqa: E731
     jaxpr = str(jax.make_jaxpr(ours_fn)(variables["params"], state))
-    # custom_vjp layers: the embedding, affine and loss, and the cell's loop (its jitted body is
-    # printed once and called once per layer)
-    assert {"_word_embedding_forward", "_temporal_affine_forward", "_temporal_softmax_loss_forward",
+    # custom_vjp layers: the embedding (or layer 0's table, an affine layer), affine and loss,
+    # and the cell's loops (each jitted body printed once and called once per layer)
+    first = "_temporal_affine_forward" if lookup else "_word_embedding_forward"
+    assert {first, "_temporal_affine_forward", "_temporal_softmax_loss_forward",
             "fwd_rule"} <= set(re.findall(r"fwd=(\w+)", jaxpr))
     assert jaxpr.count("custom_vjp_call[") >= 4
-    assert jaxpr.count(f"name=_run_{cell}") == num_layers
+    names = re.findall(r"name=(_run_\w+)", jaxpr)
+    assert names == [f"_run_{cell}_lookup"] + [f"_run_{cell}"] * (num_layers - 1) if lookup else \
+        names == [f"_run_{cell}"] * num_layers
     value_and_grad = lambda f: jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))  # noqa: E731
     (loss, final), grads = value_and_grad(ours_fn)(variables["params"], state)
     (ref, ref_final), ref_grads = value_and_grad(theirs_fn)(variables["params"], state)
@@ -329,7 +368,7 @@ def test_weight_drop_masks_weight_hh_only_with_a_new_mask_per_call_and_never_whe
     np.testing.assert_array_equal(dropped, build("gru", 2)[0].apply(variables, tokens)[0])
 
 
-def test_embedding_dropout_drops_whole_words_and_scales_the_rest(monkeypatch):
+def test_embedding_dropout_drops_whole_words_and_scales_the_rest(monkeypatch, projecting_first_layer):
     model, variables = build("lstm", 1, embedding_dropout=0.4)
     W = np.asarray(variables["params"]["encoder"]["weight"])
     looked_up = []
@@ -347,6 +386,25 @@ def test_embedding_dropout_drops_whole_words_and_scales_the_rest(monkeypatch):
         else:
             np.testing.assert_allclose(rows, np.broadcast_to(W[word] / 0.6, rows.shape), rtol=1e-6)
     assert 0 < len(dropped_words) < len(np.unique(tokens)), dropped_words
+
+
+def test_training_with_the_lookup_equals_training_with_the_projection(monkeypatch):
+    """Every regulariser but input dropout lets layer 0 look its input side up; the same key
+    then gives the same logits and state as projecting the dropped-out embedding rows."""
+    model, variables = build("lstm", 2, embedding_dropout=0.4, hidden_dropout=0.3, output_dropout=0.3,
+                             weight_drop=0.3, locked_dropout=True)
+    tokens = tokens_with_repeats()
+    assert model._looks_up_first_layer(jnp.asarray(tokens), deterministic=False)
+
+    def run():
+        return model.apply(variables, tokens, deterministic=False, rngs={"dropout": jax.random.key(5)})
+
+    logits, state = run()
+    monkeypatch.setattr(LanguageModel, "_looks_up_first_layer", lambda self, tokens, deterministic: False)
+    projected_logits, projected_state = run()
+    np.testing.assert_allclose(logits, projected_logits, rtol=1e-5, atol=1e-6)
+    for a, b in zip(state, projected_state):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_with_every_rate_zero_training_mode_equals_the_deterministic_model():

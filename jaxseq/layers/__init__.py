@@ -60,6 +60,7 @@ from jaxseq.layers.rnn import (
     rnn_step_forward,
 )
 from jaxseq.layers.lstm_fast import LSTMFastCache, lstm_fast_backward, lstm_fast_forward
+from jaxseq.layers.lstm_lookup import lstm_lookup, lstm_lookup_backward, lstm_lookup_forward
 
 __all__ = [
     "rnn_step", "rnn_step_forward", "rnn_step_backward", "RNNStepCache",
@@ -67,6 +68,7 @@ __all__ = [
     "lstm_step", "lstm_step_forward", "lstm_step_backward", "LSTMStepCache",
     "lstm", "lstm_forward", "lstm_backward", "LSTMCache",
     "lstm_fast_forward", "lstm_fast_backward", "LSTMFastCache",
+    "lstm_lookup", "lstm_lookup_forward", "lstm_lookup_backward",
     "gru_step", "gru_step_forward", "gru_step_backward", "GRUStepCache",
     "gru", "gru_forward", "gru_backward", "GRUCache",
     "word_embedding", "word_embedding_forward", "word_embedding_backward", "WordEmbeddingCache",

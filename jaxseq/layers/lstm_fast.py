@@ -52,9 +52,10 @@ def projection_gradient(m_tm, dh_tm):
     return m_tm.reshape(T * N, H).T @ dh_tm.reshape(T * N, dh_tm.shape[-1])
 
 
-def initial_cell_state(c0, h0, Wx):
-    """c0, or zeros (N, H) when it is not given (H from Wx (D, 4H): h0 is P wide with projections)."""
-    return jnp.zeros((h0.shape[0], Wx.shape[1] // 4), h0.dtype) if c0 is None else c0
+def initial_cell_state(c0, h0, W):
+    """c0, or zeros (N, H) when it is not given (H from W (., 4H), Wx or Wh: h0 is P wide with
+    projections)."""
+    return jnp.zeros((h0.shape[0], W.shape[1] // 4), h0.dtype) if c0 is None else c0
 
 
 def _gate_scale(H, dtype):
@@ -96,10 +97,10 @@ def lstm_cell_backward(dnext_h, dnext_c, P, q, f):
 class LSTMFastCache:
     """What `lstm_fast_backward` needs; per-step values time-major, in input order."""
 
-    x: jax.Array  # (N, T, D)
+    x: jax.Array  # (N, T, D); for `lstm_lookup`, the tokens (N, T) int
     h0: jax.Array  # (N, P)  (P = H without projection)
     c0: jax.Array | None  # (N, H), or None: not given (zeros, and no dc0 returned)
-    Wx: jax.Array  # (D, 4H)
+    Wx: jax.Array  # (D, 4H); for `lstm_lookup`, the table (V, 4H)
     Wh: jax.Array  # (P, 4H)
     h_tm: jax.Array  # (T, N, P) hidden states after each step
     P_tm: jax.Array  # (T, N, 4H)
@@ -111,15 +112,20 @@ class LSTMFastCache:
     reverse: bool = False
 
 
-def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse):
-    """The forward on checked arguments. Returns (h (N, T, P), h_n (N, P), c_n (N, H), cache)."""
-    valid_tm = S.valid_steps_tm(lengths, x.shape[1])
-    xw_tm = S.input_projection_tm(x, Wx)
-    start = (h0, initial_cell_state(c0, h0, Wx))
+def recurrence_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse, xw_tm):
+    """The loop from the input side of every step, xw_tm (T, N, 4H): x_t Wx, to which the step
+    adds b (None: it is in xw_tm already, as in a `jaxseq.layers.lstm_lookup` table's rows).
+    x and Wx are kept in the cache for the backward (for the lookup: the tokens and the table).
+
+    Returns: (h (N, T, P), h_n (N, P), c_n (N, H), cache).
+    """
+    valid_tm = S.valid_steps_tm(lengths, xw_tm.shape[0])
+    start = (h0, initial_cell_state(c0, h0, Wh))
 
     def step(carry, inputs):
         xw_t, *mask_t = inputs
-        m, next_c, P, q, f = lstm_cell(xw_t + b + carry[0] @ Wh, carry[1])
+        a = xw_t + carry[0] @ Wh if b is None else xw_t + b + carry[0] @ Wh
+        m, next_c, P, q, f = lstm_cell(a, carry[1])
         next_h, next_c = S.keep_valid(S.step_mask(mask_t), (project(m, Wr), next_c), carry)
         return (next_h, next_c), (P, next_h, q, f, *(() if Wr is None else (m,)))
 
@@ -128,6 +134,11 @@ def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse):
     h = S.outputs_from_states(h_tm, valid_tm)
     m_tm = m_tm[0] if m_tm else None
     return h, h_n, c_n, LSTMFastCache(x, h0, c0, Wx, Wh, h_tm, P_tm, q_tm, f_tm, Wr, m_tm, lengths, reverse)
+
+
+def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse):
+    """The forward on checked arguments. Returns (h (N, T, P), h_n (N, P), c_n (N, H), cache)."""
+    return recurrence_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse, S.input_projection_tm(x, Wx))
 
 
 def lstm_fast_forward(x, h0, Wx, Wh, b, *, c0=None, Wr=None, lengths=None, reverse=False, return_state=False):
@@ -141,16 +152,18 @@ def lstm_fast_forward(x, h0, Wx, Wh, b, *, c0=None, Wr=None, lengths=None, rever
     return S.forward_result(h, (h_n, c_n), cache, return_state)
 
 
-def lstm_fast_backward(dh, cache: LSTMFastCache, *, dh_n=None, dc_n=None):
-    """`jaxseq.layers.lstm_backward` from the fast cache.
+def recurrence_backward(dh, cache: LSTMFastCache, dh_n=None, dc_n=None):
+    """The backward loop of `recurrence_forward`: the gradients of the step inputs, before any
+    weight's.
 
-    Inputs: dh (N, T, P), the cache of `lstm_fast_forward`; dh_n (N, P), dc_n (N, H) or None.
-    Returns: (dx (N, T, D), dh0 (N, P), dWx (D, 4H), dWh (P, 4H), db (4H,)), with dc0 (N, H)
-      after dh0 when c0 was given to the forward, and dWr (H, P) last when Wr was.
+    Inputs: dh (N, T, P), the cache; dh_n (N, P), dc_n (N, H) or None.
+    Returns: (dh0 (N, P), dc0 (N, H), da_tm (T, N, 4H) the gradient of every step's
+      pre-activation (zero at steps past a length), h_prev_tm (T, N, P) the state entering
+      each step, dWr (H, P) or None without a projection).
     """
     WhT = cache.Wh.T
     WrT = None if cache.Wr is None else cache.Wr.T
-    valid_tm = S.valid_steps_tm(cache.lengths, cache.x.shape[1])
+    valid_tm = S.valid_steps_tm(cache.lengths, dh.shape[1])
 
     def step(carry, inputs):
         P, dh_t, q, f, *mask_t = inputs
@@ -162,12 +175,24 @@ def lstm_fast_backward(dh, cache: LSTMFastCache, *, dh_n=None, dc_n=None):
         projected = () if WrT is None else (S.zero_invalid(valid_t, dh_total),)
         return S.keep_valid(valid_t, (da @ WhT, dprev_c), carry), (da, *projected)
 
-    c_start = initial_cell_state(cache.c0, cache.h0, cache.Wx)
+    c_start = initial_cell_state(cache.c0, cache.h0, cache.Wh)
     last = (jnp.zeros_like(cache.h0) if dh_n is None else dh_n, jnp.zeros_like(c_start) if dc_n is None else dc_n)
     inputs = (S.time_major(dh), cache.q_tm, cache.f_tm, *S.mask_inputs(valid_tm))
     # da_t overwrites P_t, walking back over the forward's steps
     (dh0, dc0), (da_tm, *dh_total_tm) = S.scan_in_place(step, last, cache.P_tm, inputs, reverse=not cache.reverse)
     h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
+    dWr = None if cache.Wr is None else projection_gradient(cache.m_tm, dh_total_tm[0])
+    return dh0, dc0, da_tm, h_prev_tm, dWr
+
+
+def lstm_fast_backward(dh, cache: LSTMFastCache, *, dh_n=None, dc_n=None):
+    """`jaxseq.layers.lstm_backward` from the fast cache.
+
+    Inputs: dh (N, T, P), the cache of `lstm_fast_forward`; dh_n (N, P), dc_n (N, H) or None.
+    Returns: (dx (N, T, D), dh0 (N, P), dWx (D, 4H), dWh (P, 4H), db (4H,)), with dc0 (N, H)
+      after dh0 when c0 was given to the forward, and dWr (H, P) last when Wr was.
+    """
+    dh0, dc0, da_tm, h_prev_tm, dWr = recurrence_backward(dh, cache, dh_n, dc_n)
     dx, dWx, dWh, db = S.sequence_gradients(cache.x, cache.Wx, h_prev_tm, da_tm)
     grads = (dx, dh0, dWx, dWh, db) if cache.c0 is None else (dx, dh0, dc0, dWx, dWh, db)
-    return grads if cache.Wr is None else (*grads, projection_gradient(cache.m_tm, dh_total_tm[0]))
+    return grads if cache.Wr is None else (*grads, dWr)

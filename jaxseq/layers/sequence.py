@@ -179,14 +179,18 @@ def sequence_gradients(x, Wx, h_prev_tm, da_tm, *, da_h_tm=None):
       given.
     """
     T, N, G = da_tm.shape
-    h_rows = h_prev_tm.reshape(T * N, h_prev_tm.shape[-1])
     da = da_tm.reshape(T * N, G)
     dWx = time_major_rows(x).T @ da
     dx = input_gradient(da_tm, Wx)
     if da_h_tm is None:
-        return dx, dWx, h_rows.T @ da, da.sum(axis=0)
-    da_h = da_h_tm.reshape(T * N, G)
-    return dx, dWx, h_rows.T @ da_h, da.sum(axis=0), da_h.sum(axis=0)
+        return dx, dWx, hidden_weight_gradient(h_prev_tm, da_tm), da.sum(axis=0)
+    return dx, dWx, hidden_weight_gradient(h_prev_tm, da_h_tm), da.sum(axis=0), da_h_tm.reshape(T * N, G).sum(axis=0)
+
+
+def hidden_weight_gradient(h_prev_tm, da_tm):
+    """dWh = sum_t h_{t-1}^T da_t as one matmul: h_prev_tm (T, N, H), da_tm (T, N, G) -> (H, G)."""
+    T, N, G = da_tm.shape
+    return h_prev_tm.reshape(T * N, h_prev_tm.shape[-1]).T @ da_tm.reshape(T * N, G)
 
 
 # ----------------------------------------------------------------------------- loops

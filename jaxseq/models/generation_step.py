@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseq.models.language_model import STACK_CELLS
-from jaxseq.nn.cells import Cell, TorchWeights
+from jaxseq.nn.cells import Cell, TorchWeights, input_table
 from jaxseq.nn.parameters import parameter_name
 
 Array = jax.Array
@@ -98,7 +98,7 @@ def prepare_step(model, variables) -> StepWeights:
     cell = _cell(model)
     layers = [cell.layout(_torch_weights(params["rnn"], layer)) for layer in range(model.num_layers)]
     encoder = params["encoder"]["weight"]
-    table = encoder @ layers[0].Wx + layers[0].b  # every token's layer-0 input side, (V, G*H)
+    table = input_table(encoder, layers[0])  # every token's layer-0 input side, (V, G*H)
     layers[0] = layers[0]._replace(Wx=None, b=None)
     decoder = encoder if model.tie_weights else params["decoder"]["weight"]
     return StepWeights(table, tuple(layers), decoder.T, params["decoder"]["bias"])

@@ -12,6 +12,10 @@ Shapes: N streams, T steps, V vocabulary, E embedding size, H hidden size, S = n
     lm_loss(logits, targets)                       mean cross-entropy per token (nats),
                                                    jaxseq.layers.temporal_softmax_loss
 
+Where no input dropout acts and V <= N T (character models), the first LSTM layer looks its
+input side up instead, x_t Wx + b = (W_in Wx + b)[tokens_t] (`jaxseq.layers.lstm_lookup`, the
+table by `temporal_affine`): the same values and gradients, fewer operations.
+
 With `tie_weights` the decoder's weight is the encoder's (V, E) matrix (E must equal H).
 Every function on that path is a `jax.custom_vjp` layer, so `jax.grad` of the loss runs
 hand-written backward passes end to end; the regularisers are multiplications by masks.
@@ -42,7 +46,7 @@ bias 0, the recurrent weights as PyTorch draws them.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -72,6 +76,14 @@ CONFIG_FIELDS = ("vocab_size", "cell", "embed_size", "hidden_size", "num_layers"
 INIT_RANGE = 0.1  # PyTorch's example: encoder and decoder weights uniform(-0.1, 0.1)
 
 
+class TokenInputs(NamedTuple):
+    """A stack's input given as the tokens and the embedding they index, for a first layer
+    that looks its input side up (`Cell.run_lookup`): tokens (N, T) int, embedding (V, E)."""
+
+    tokens: Array
+    embedding: Array
+
+
 class _LayerByLayer(RecurrentStack):
     """A unidirectional `jaxseq.nn` stack (its parameters, names and cell) run one layer at a
     time, so that AWD-LSTM's regularisers can act between the layers and on weight_hh.
@@ -79,6 +91,8 @@ class _LayerByLayer(RecurrentStack):
     Fields beyond the stack's: hidden_dropout (between layers), locked_dropout, weight_drop.
     Call: (x (N, T, D), lengths None, initial_state, deterministic) -> (out (N, T, H), final
     state), the stack's layout; with every rate 0 it computes what the plain stack computes.
+    x may be `TokenInputs` instead, for a cell with `run_lookup`: layer 0 then reads
+    embedding[tokens] through its lookup loop (the same values).
     """
 
     hidden_dropout: float = 0.0
@@ -89,17 +103,23 @@ class _LayerByLayer(RecurrentStack):
     def __call__(self, x, lengths=None, initial_state=None, *, deterministic: bool = True):
         if lengths is not None:  # the stack's signature, so a stack's caller passes the same arguments
             raise ValueError("lengths: a language model's segments are all full length; pass None")
-        x = checked_input(x, self._input_size())
-        N, _, _ = x.shape
-        dtype = jnp.result_type(x.dtype, self.param_dtype)
+        lookup = isinstance(x, TokenInputs)
+        if not lookup:
+            x = checked_input(x, self._input_size())
+        N, D = (x.tokens.shape[0], x.embedding.shape[1]) if lookup else (x.shape[0], x.shape[-1])
+        dtype = jnp.result_type(x.embedding.dtype if lookup else x.dtype, self.param_dtype)
         initial = initial_states(initial_state, self.cell.state_names, (self.num_layers, N, self.hidden_size), dtype)
         layer_input, finals = x, []
         for layer in range(self.num_layers):
-            weights = self._direction_weights(layer, 0, layer_input.shape[-1])
+            weights = self._direction_weights(layer, 0, D if layer == 0 else layer_input.shape[-1])
             if self.weight_drop and not deterministic:
                 dropped = weight_drop(self.make_rng("dropout"), weights.weight_hh, self.weight_drop)
                 weights = weights._replace(weight_hh=dropped)
-            out, final = self.cell.run(layer_input, tuple(state[layer] for state in initial), weights, None, False)
+            states = tuple(state[layer] for state in initial)
+            if layer == 0 and lookup:
+                out, final = self.cell.run_lookup(x.tokens, x.embedding, states, weights)
+            else:
+                out, final = self.cell.run(layer_input, states, weights, None, False)
             finals.append(final)
             if layer < self.num_layers - 1 and self.hidden_dropout and not deterministic:
                 out = sequence_dropout(self.make_rng("dropout"), out, self.hidden_dropout, self.locked_dropout)
@@ -238,9 +258,22 @@ class LanguageModel(nn.Module):
         W_in = W
         if not deterministic and self.embedding_dropout:
             W_in = embedding_dropout(self.make_rng("dropout"), W, self.embedding_dropout)
-        x = self._dropout(layers.word_embedding(tokens, W_in), self.input_dropout, deterministic)
+        if self._looks_up_first_layer(tokens, deterministic):
+            x = TokenInputs(tokens, W_in)
+        else:
+            x = self._dropout(layers.word_embedding(tokens, W_in), self.input_dropout, deterministic)
         out, state = self.rnn(x, initial_state=state, deterministic=deterministic)
         return self._dropout(out, self.output_dropout, deterministic), state
+
+    def _looks_up_first_layer(self, tokens: Array, deterministic: bool) -> bool:
+        """Whether layer 0 looks its input side x_t Wx + b up in a (V, 4H) table of the
+        embedding (`jaxseq.layers.lstm_lookup`) instead of projecting every embedded token:
+        the same values, and fewer operations when V <= N T (V E 4H multiply-adds for the
+        table against N T E 4H, and no (N T, E) input gradient). Only for a cell with that
+        loop (the LSTM), and not while input dropout acts between the embedding and layer 0."""
+        N, T = tokens.shape
+        return (STACK_CELLS[self.cell].run_lookup is not None and (deterministic or not self.input_dropout)
+                and self.vocab_size <= N * T)
 
     def _decoder_weights(self) -> tuple[Array, Array]:
         """The decoder as the layers take it: (w (H, V), b (V,)); tied: w is the encoder's, transposed."""

@@ -70,7 +70,11 @@ class Cell(NamedTuple):
     update(xw, hw, states, weights: CellWeights) -> states: one step from xw = x_t Wx + b and
       hw = h_{t-1} Wh (+ bh), each (N, G*H), and the states before it; the math `run` loops
       over (with the LSTM's projection of h when weights.Wr is given);
-    projects: whether the cell takes a projection (weight_hr, PyTorch's proj_size).
+    projects: whether the cell takes a projection (weight_hr, PyTorch's proj_size);
+    run_lookup(tokens, embedding, states, weights) -> what `run` returns on x = embedding[tokens]
+      ((N, T) ids into (V, D)), with x_t Wx + b looked up in `input_table` instead of computed
+      per token (`jaxseq.layers.lstm_lookup`), forward only; None where the cell has no such
+      loop (the RNN and GRU).
     """
 
     name: str
@@ -80,6 +84,7 @@ class Cell(NamedTuple):
     layout: Callable
     update: Callable
     projects: bool = False
+    run_lookup: Callable | None = None
 
 
 def torch_lstm_gates_to_jaxseq(a, axis: int = 0):
@@ -124,6 +129,19 @@ def _run_lstm(x, states, w: TorchWeights, lengths, reverse):
     return h, (h_n, c_n)
 
 
+def input_table(embedding, w: CellWeights):
+    """Every token's x_t Wx + b: the (V, G*H) table of a layer reading rows of `embedding`
+    (V, D); the hand-written affine layer, so gradients flow to the embedding, Wx and b."""
+    return layers.temporal_affine(embedding[None], w.Wx, w.b)[0]
+
+
+def _run_lstm_lookup(tokens, embedding, states, w: TorchWeights):
+    h0, c0 = states
+    c = _lstm_layout(w)
+    h, h_n, c_n = layers.lstm_lookup(tokens, input_table(embedding, c), h0, c.Wh, c0=c0, Wr=c.Wr, return_state=True)
+    return h, (h_n, c_n)
+
+
 def _run_gru(x, states, w: TorchWeights, lengths, reverse):
     (h0,) = states
     c = _gru_layout(w)
@@ -158,7 +176,8 @@ RNN_CELLS = {nonlinearity: Cell("RNN", 1, ("h",), _compiled(_rnn_runner(nonlinea
                                 _rnn_updater(nonlinearity))
              for nonlinearity in NONLINEARITIES}
 RNN_CELL = RNN_CELLS["tanh"]
-LSTM_CELL = Cell("LSTM", 4, ("h", "c"), _compiled(_run_lstm), _lstm_layout, _update_lstm, projects=True)
+LSTM_CELL = Cell("LSTM", 4, ("h", "c"), _compiled(_run_lstm), _lstm_layout, _update_lstm, projects=True,
+                 run_lookup=jax.jit(_run_lstm_lookup))
 GRU_CELL = Cell("GRU", 3, ("h",), _compiled(_run_gru), _gru_layout, _update_gru)
 
 

@@ -1,0 +1,142 @@
+"""An LSTM over token ids whose input side is a table lookup.
+
+When an LSTM reads embedded tokens, x_t = E[tokens_t] with E (V, D), its input projection is
+a function of the token alone:
+
+    x_t Wx + b = (E Wx + b)[tokens_t] = table[tokens_t]        table (V, 4H)
+
+so it can be looked up instead of computed per step and per stream. The table costs
+V D 4H multiply-adds against N T D 4H for the projection, and its gradient is the scatter-add
+of the pre-activation gradients into the rows that were read (no dx, no N T-row dWx):
+
+    dtable[v] = sum over (n, t) with tokens[n, t] == v of da[n, t]       (V, 4H)
+
+A language model whose vocabulary is smaller than a batch's token count (characters:
+V = 65 against N T = 8,192) saves most of its first layer's input-side work that way
+(`jaxseq.models.LanguageModel` does, when no dropout sits between the embedding and the
+first layer). The recurrence, its cache and its backward loop are the fast LSTM's
+(`jaxseq.layers.lstm_fast`), with b inside the table.
+
+Shapes: N batch, T time, V vocabulary, H hidden, P = H, or the projection's width with Wr.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxseq.layers import sequence as S
+from jaxseq.layers._validation import as_float_array, as_int_array, as_lengths, common_float_dtype, expect_shape
+from jaxseq.layers.lstm_fast import LSTMFastCache, recurrence_backward, recurrence_forward
+
+
+def validate_lstm_lookup_args(tokens, table, h0, c0, Wh, Wr, lengths):
+    """Checked (tokens, h0, c0, table, Wh, Wr, lengths): tokens (N, T) int in [0, V); table
+    (V, 4H); h0 (N, P); c0 (N, H) or None; Wh (P, 4H); Wr (H, P) or None (then P = H);
+    lengths (N,) in [0, T] or None. Floats in one dtype; one-line ValueErrors naming the
+    argument otherwise."""
+    table = as_float_array("table", table, 2)
+    tokens = as_int_array("tokens", tokens, 2, size=table.shape[0], what="token id")
+    h0 = as_float_array("h0", h0, 2)
+    c0 = None if c0 is None else as_float_array("c0", c0, 2)
+    Wh = as_float_array("Wh", Wh, 2)
+    Wr = None if Wr is None else as_float_array("Wr", Wr, 2)
+    N, T = tokens.shape
+    H = h0.shape[-1] if Wr is None else Wr.shape[0]
+    P, P_label = (H, "H") if Wr is None else (Wr.shape[1], "P")
+    expect_shape("h0", h0, (N, P), f"(N, {P_label})")
+    if c0 is not None:
+        expect_shape("c0", c0, (N, H), "(N, H)")
+    expect_shape("table", table, (table.shape[0], 4 * H), "(V, 4H)")
+    expect_shape("Wh", Wh, (P, 4 * H), f"({P_label}, 4H)")
+    dtype = common_float_dtype(*(a for a in (table, h0, c0, Wh, Wr) if a is not None))
+    cast = lambda a: None if a is None else a.astype(dtype)  # noqa: E731
+    return tokens, cast(h0), cast(c0), cast(table), cast(Wh), cast(Wr), as_lengths(lengths, N, T)
+
+
+# The ids are range-checked where they are known (`validate_lstm_lookup_args`); "clip" is XLA's
+# own gather and scatter semantics, where the default "fill" / "drop" add a pass of masking
+# over the (T, N, 4H) array (64 MB for the char model: a tenth of its step).
+
+
+def lookup_tm(tokens, table):
+    """Every step's input side, time-major: table[tokens[n, t]] at [t, n]. (N, T) -> (T, N, 4H)."""
+    return jnp.take(table, tokens.T, axis=0, mode="clip")
+
+
+def lookup_gradient(tokens, da_tm, V: int):
+    """dtable (V, 4H): the scatter-add of da_tm (T, N, 4H) into the rows tokens (N, T) read."""
+    G = da_tm.shape[-1]
+    return jnp.zeros((V, G), da_tm.dtype).at[tokens.T.reshape(-1)].add(da_tm.reshape(-1, G), mode="clip")
+
+
+def lstm_lookup_forward_parts(tokens, h0, c0, table, Wh, Wr, lengths, reverse):
+    """The forward on checked arguments. Returns (h (N, T, P), h_n (N, P), c_n (N, H), cache)."""
+    return recurrence_forward(tokens, h0, c0, table, Wh, None, Wr, lengths, reverse, lookup_tm(tokens, table))
+
+
+def lstm_lookup_forward(tokens, table, h0, Wh, *, c0=None, Wr=None, lengths=None, reverse=False,
+                        return_state=False):
+    """The LSTM over `tokens` with x_t Wx + b = table[tokens_t] (module docstring).
+
+    Inputs: tokens (N, T) int ids in [0, V); table (V, 4H), gates i, f, o, g; h0 (N, P);
+      Wh (P, 4H); c0 (N, H) or None (zeros); Wr (H, P) or None; lengths (N,) or None;
+      reverse: as in `jaxseq.layers.lstm_forward`.
+    Returns: (h (N, T, P), cache), or (h, h_n (N, P), c_n (N, H), cache) with return_state.
+    """
+    h, h_n, c_n, cache = lstm_lookup_forward_parts(*validate_lstm_lookup_args(tokens, table, h0, c0, Wh, Wr, lengths),
+                                                   reverse)
+    return S.forward_result(h, (h_n, c_n), cache, return_state)
+
+
+def lstm_lookup_backward(dh, cache: LSTMFastCache, *, dh_n=None, dc_n=None):
+    """Backward of `lstm_lookup_forward`.
+
+    Inputs: dh (N, T, P), the cache; dh_n (N, P), dc_n (N, H) or None.
+    Returns: (dtable (V, 4H), dh0 (N, P), dWh (P, 4H)), with dc0 (N, H) after dh0 when c0
+      was given to the forward, and dWr (H, P) last when Wr was.
+    """
+    dh0, dc0, da_tm, h_prev_tm, dWr = recurrence_backward(dh, cache, dh_n, dc_n)
+    dtable = lookup_gradient(cache.x, da_tm, cache.Wx.shape[0])
+    dWh = S.hidden_weight_gradient(h_prev_tm, da_tm)
+    grads = (dtable, dh0, dWh) if cache.c0 is None else (dtable, dh0, dc0, dWh)
+    return grads if cache.Wr is None else (*grads, dWr)
+
+
+def _rule_backward(dh, dstates, cache):
+    """The gradients in argument order (tokens, h0, c0, table, Wh, Wr): None for the integer
+    tokens and for a c0 or Wr that was not given."""
+    grads = list(lstm_lookup_backward(dh, cache, dh_n=dstates[0], dc_n=dstates[1]))
+    if cache.c0 is None:
+        grads.insert(2, None)
+    if cache.Wr is None:
+        grads.append(None)
+    dtable, dh0, dc0, dWh, dWr = grads
+    return None, dh0, dc0, dtable, dWh, dWr
+
+
+_lstm_lookup = S.custom_vjp_sequence_layer(
+    primal=lambda *args: lstm_lookup_forward_parts(*args)[:-1],
+    forward=lstm_lookup_forward_parts,
+    backward=_rule_backward,
+    n_states=2,
+)
+
+
+def lstm_lookup(tokens, table, h0, Wh, *, c0=None, Wr=None, lengths=None, reverse=False, return_state=False):
+    """Differentiable `lstm_lookup_forward`; `jax.grad` runs `lstm_lookup_backward`'s math
+    (the gradients of table, h0, c0, Wh, Wr; none for the tokens).
+
+    Inputs: as `lstm_lookup_forward`.
+    Returns: h (N, T, P), or (h, h_n (N, P), c_n (N, H)) with return_state.
+
+    >>> import numpy as np
+    >>> N, T, V, H = 2, 5, 7, 4
+    >>> tokens = np.zeros((N, T), np.int32)
+    >>> h = lstm_lookup(tokens, np.zeros((V, 4 * H), np.float32), np.zeros((N, H), np.float32),
+    ...                 np.zeros((H, 4 * H), np.float32))
+    >>> h.shape
+    (2, 5, 4)
+    """
+    args = validate_lstm_lookup_args(tokens, table, h0, c0, Wh, Wr, lengths)
+    return _lstm_lookup((bool(reverse), bool(return_state)), *args)
+
