@@ -163,20 +163,33 @@ class LSTMCache:
     reverse: bool = False
 
 
-def _lstm_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse):
-    """Returns (h (N, T, P), h_n (N, P), c_n (N, H), cache); P = H without Wr."""
-    valid_tm = S.valid_steps_tm(lengths, x.shape[1])
-    start = (h0, initial_cell_state(c0, h0, Wx))
+def readable_recurrence(input_side, inputs_tm, h0, c0, Wh, Wr, lengths, reverse):
+    """The course's loop over time, each step's input pre-activation made inside the loop from
+    its own inputs: `input_side(inputs_tm[t])` (N, 4H), x_t Wx + b here (measured faster than
+    one matmul before the loop when nothing is differentiated: sequence.py), a table's rows in
+    `jaxseq.layers.lstm_lookup`.
+
+    Inputs: inputs_tm (T, N, ...); h0 (N, P), c0 (N, H) (not None); Wh (P, 4H); Wr, lengths,
+      reverse as in `lstm_forward`.
+    Returns: (h (N, T, P), h_n (N, P), c_n (N, H), (h_tm, c_tm, gates_tm)) (see `LSTMCache`).
+    """
+    valid_tm = S.valid_steps_tm(lengths, inputs_tm.shape[0])
 
     def step(carry, inputs):
-        x_t, valid_t = inputs  # projected here, inside the loop: measured faster (sequence.py)
+        in_t, valid_t = inputs
         prev_h, prev_c = carry
-        m, next_c, gates = lstm_cell_forward(x_t @ Wx + b + prev_h @ Wh, prev_c)
+        m, next_c, gates = lstm_cell_forward(input_side(in_t) + prev_h @ Wh, prev_c)
         next_h, next_c = S.keep_valid(valid_t, (project(m, Wr), next_c), carry)
         return (next_h, next_c), (next_h, next_c, gates)
 
-    (h_n, c_n), (h_tm, c_tm, gates_tm) = S.scan(step, start, (S.time_major(x), valid_tm), reverse=reverse)
-    h = S.outputs_from_states(h_tm, valid_tm)
+    (h_n, c_n), stacks = S.scan(step, (h0, c0), (inputs_tm, valid_tm), reverse=reverse)
+    return S.outputs_from_states(stacks[0], valid_tm), h_n, c_n, stacks
+
+
+def _lstm_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse):
+    """Returns (h (N, T, P), h_n (N, P), c_n (N, H), cache); P = H without Wr."""
+    h, h_n, c_n, (h_tm, c_tm, gates_tm) = readable_recurrence(
+        lambda x_t: x_t @ Wx + b, S.time_major(x), h0, initial_cell_state(c0, h0, Wx), Wh, Wr, lengths, reverse)
     return h, h_n, c_n, LSTMCache(x, h0, c0, Wx, Wh, h_tm, c_tm, gates_tm, Wr, lengths, reverse)
 
 

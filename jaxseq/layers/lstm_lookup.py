@@ -26,7 +26,8 @@ import jax.numpy as jnp
 
 from jaxseq.layers import sequence as S
 from jaxseq.layers._validation import as_float_array, as_int_array, as_lengths, common_float_dtype, expect_shape
-from jaxseq.layers.lstm_fast import LSTMFastCache, recurrence_backward, recurrence_forward
+from jaxseq.layers.lstm import readable_recurrence
+from jaxseq.layers.lstm_fast import LSTMFastCache, initial_cell_state, recurrence_backward, recurrence_forward
 
 
 def validate_lstm_lookup_args(tokens, table, h0, c0, Wh, Wr, lengths):
@@ -114,8 +115,17 @@ def _rule_backward(dh, dstates, cache):
     return None, dh0, dc0, dtable, dWh, dWr
 
 
+def _primal(tokens, h0, c0, table, Wh, Wr, lengths, reverse):
+    """What runs when nothing is differentiated (evaluation, generation's prompt): the readable
+    loop, each step's rows gathered inside it: no (T, N, 4H) buffer. The char model's
+    evaluation forward (N=64 T=128 H=512, 2 threads): 200 ms, 239 on the fast forward, 211 with
+    layer 0 projecting."""
+    return readable_recurrence(lambda tokens_t: jnp.take(table, tokens_t, axis=0, mode="clip"), tokens.T, h0,
+                               initial_cell_state(c0, h0, Wh), Wh, Wr, lengths, reverse)[:-1]
+
+
 _lstm_lookup = S.custom_vjp_sequence_layer(
-    primal=lambda *args: lstm_lookup_forward_parts(*args)[:-1],
+    primal=_primal,
     forward=lstm_lookup_forward_parts,
     backward=_rule_backward,
     n_states=2,
