@@ -192,6 +192,13 @@ def test_layer_0_looks_its_input_side_up_only_where_that_is_the_same_and_cheaper
     assert model._looks_up_first_layer(jnp.zeros(shape, jnp.int32), deterministic) is expected
 
 
+def test_a_stack_without_a_lookup_loop_refuses_token_inputs():
+    stack = lm_module._STACKS["gru"](hidden_size=4, num_layers=1)
+    inputs = lm_module.TokenInputs(jnp.zeros((2, 3), jnp.int32), jnp.zeros((5, 4)))
+    with pytest.raises(ValueError, match=r"a GRU stack has no lookup loop: pass its input x \(N, T, D\)"):
+        stack.init(jax.random.key(0), inputs)
+
+
 @pytest.mark.parametrize("cell,num_layers,tie", [("lstm", 2, True)])
 def test_twenty_clipped_sgd_steps_with_the_carried_state_match_pytorch(cell, num_layers, tie):
     ours, theirs, norms = sgd_losses(cell, num_layers, tie)

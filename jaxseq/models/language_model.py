@@ -103,11 +103,16 @@ class _LayerByLayer(RecurrentStack):
     def __call__(self, x, lengths=None, initial_state=None, *, deterministic: bool = True):
         if lengths is not None:  # the stack's signature, so a stack's caller passes the same arguments
             raise ValueError("lengths: a language model's segments are all full length; pass None")
-        lookup = isinstance(x, TokenInputs)
-        if not lookup:
+        lookup = x if isinstance(x, TokenInputs) else None
+        run_lookup = self.cell.run_lookup
+        if lookup is not None:
+            if run_lookup is None:
+                raise ValueError(f"a {self.cell.name} stack has no lookup loop: pass its input x (N, T, D)")
+            N, D, dtype = lookup.tokens.shape[0], lookup.embedding.shape[1], lookup.embedding.dtype
+        else:
             x = checked_input(x, self._input_size())
-        N, D = (x.tokens.shape[0], x.embedding.shape[1]) if lookup else (x.shape[0], x.shape[-1])
-        dtype = jnp.result_type(x.embedding.dtype if lookup else x.dtype, self.param_dtype)
+            N, D, dtype = x.shape[0], x.shape[-1], x.dtype
+        dtype = jnp.result_type(dtype, self.param_dtype)
         initial = initial_states(initial_state, self.cell.state_names, (self.num_layers, N, self.hidden_size), dtype)
         layer_input, finals = x, []
         for layer in range(self.num_layers):
@@ -116,8 +121,8 @@ class _LayerByLayer(RecurrentStack):
                 dropped = weight_drop(self.make_rng("dropout"), weights.weight_hh, self.weight_drop)
                 weights = weights._replace(weight_hh=dropped)
             states = tuple(state[layer] for state in initial)
-            if layer == 0 and lookup:
-                out, final = self.cell.run_lookup(x.tokens, x.embedding, states, weights)
+            if layer == 0 and lookup is not None and run_lookup is not None:
+                out, final = run_lookup(lookup.tokens, lookup.embedding, states, weights)
             else:
                 out, final = self.cell.run(layer_input, states, weights, None, False)
             finals.append(final)
@@ -258,6 +263,7 @@ class LanguageModel(nn.Module):
         W_in = W
         if not deterministic and self.embedding_dropout:
             W_in = embedding_dropout(self.make_rng("dropout"), W, self.embedding_dropout)
+        x: Array | TokenInputs
         if self._looks_up_first_layer(tokens, deterministic):
             x = TokenInputs(tokens, W_in)
         else:
