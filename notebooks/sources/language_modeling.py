@@ -178,15 +178,19 @@ print(f"truncated parameter gradient vs segment 2 alone from the carried state: 
 # %% [markdown]
 # ## The hand-written backward passes at work
 #
-# The model's loss is built from jaxseq's `custom_vjp` layers: `jaxseq.layers.word_embedding`,
-# each LSTM layer's loop, `temporal_affine` and `temporal_softmax_loss`. So `jax.grad` of the
-# loss runs their hand-derived backward passes, never autodiff of the forward; the traced
-# program names them:
+# The model's loss is built from jaxseq's `custom_vjp` layers: each LSTM layer's loop,
+# `temporal_affine` and `temporal_softmax_loss`. The first layer reads the tokens themselves:
+# its input side x_t Wx + b depends on the token alone, so with a vocabulary smaller than a
+# batch's token count (65 characters here) it is a row of a (V, 4H) table, the embedding times
+# Wx plus b made by `temporal_affine` (`jaxseq.layers.lstm_lookup`; with input dropout, or a word
+# vocabulary, the model runs `word_embedding` and projects instead). So `jax.grad` of the loss
+# runs their hand-derived backward passes, never autodiff of the forward; the traced program
+# names them:
 
 # %% tags=layers
 jaxpr = str(jax.make_jaxpr(lambda p: lm_loss(model.apply({"params": p}, x, state0)[0], y))(params))
 print("custom_vjp layers in jax.grad's program:", sorted(set(re.findall(r"fwd=(\w+)", jaxpr))))
-print("LSTM loops:", jaxpr.count("name=_run_lstm"), "(one per layer)")
+print("LSTM loops, one per layer:", re.findall(r"name=(_run_lstm\w*)", jaxpr))
 
 # %% [markdown]
 # The check: in float64, the gradient of the loss of one segment entered with a random
