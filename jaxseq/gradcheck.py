@@ -299,28 +299,41 @@ def random_sequence_inputs(cell: str, rng, N: int, T: int, D: int, H: int, *, wi
     return {name: (scale.get(name, 1.0) * rng.standard_normal(shapes[name])).astype(dtype) for name in names}
 
 
-def _lstm_lookup_case(rng, N: int, T: int, V: int, H: int, lengths, with_projection: bool):
-    """`check_layer`'s arguments for `jaxseq.layers.lstm_lookup` with lengths, reverse=True, c0
-    and the final states (its tokens are inputs without a gradient); with_projection adds Wr
-    (H, P)."""
+LOOKUP_CASES = ("lstm_lookup", "lstm_lookup_proj", "gru_lookup")
+"""The layers whose input side is a table lookup, checked as "<name>+len+rev"."""
+
+
+def _lookup_case(name: str, rng, N: int, T: int, V: int, H: int, lengths):
+    """`check_layer`'s arguments for `lstm_lookup` (with c0; "_proj": and Wr (H, P)) or
+    `gru_lookup`, with lengths, reverse=True and the final states (the tokens are inputs without
+    a gradient)."""
     from jaxseq import layers as L
 
-    P = projection_size(H) if with_projection else H
-    inputs = {"tokens": rng.integers(0, V, size=(N, T)), "table": rng.standard_normal((V, 4 * H)),
-              "h0": rng.standard_normal((N, P)), "c0": rng.standard_normal((N, H)),
-              "Wh": 0.5 * rng.standard_normal((P, 4 * H))}
-    if with_projection:
+    gru = name == "gru_lookup"
+    P = projection_size(H) if name.endswith("_proj") else H
+    inputs = {"tokens": rng.integers(0, V, size=(N, T)), "table": rng.standard_normal((V, (3 if gru else 4) * H)),
+              "h0": rng.standard_normal((N, P))}
+    inputs |= ({"Wh": 0.5 * rng.standard_normal((H, 3 * H)), "bh": rng.standard_normal(3 * H)} if gru else
+               {"c0": rng.standard_normal((N, H)), "Wh": 0.5 * rng.standard_normal((P, 4 * H))})
+    if P != H:
         inputs["Wr"] = 0.5 * rng.standard_normal((H, P))
     options = dict(lengths=lengths, reverse=True, return_state=True)
 
-    def call(fn, tokens, table, h0, c0, Wh, Wr=None):
-        return fn(tokens, table, h0, Wh, c0=c0, Wr=Wr, **options)
+    def call(fn, tokens, table, h0, *rest):
+        if gru:
+            return fn(tokens, table, h0, *rest, **options)
+        c0, Wh, *Wr = rest
+        return fn(tokens, table, h0, Wh, c0=c0, Wr=Wr[0] if Wr else None, **options)
 
-    def backward(dh, dh_n, dc_n, cache):
-        return L.lstm_lookup_backward(dh, cache, dh_n=dh_n, dc_n=dc_n)
+    def backward(dh, *rest):
+        *dstates, cache = rest
+        if gru:
+            return L.gru_lookup_backward(dh, cache, dh_n=dstates[0])
+        return L.lstm_lookup_backward(dh, cache, dh_n=dstates[0], dc_n=dstates[1])
 
-    name = "lstm_lookup_proj+len+rev" if with_projection else "lstm_lookup+len+rev"
-    return (name, lambda *v: call(L.lstm_lookup_forward, *v), backward, lambda *v: call(L.lstm_lookup, *v), inputs,
+    layer = L.gru_lookup if gru else L.lstm_lookup
+    forward = L.gru_lookup_forward if gru else L.lstm_lookup_forward
+    return (f"{name}+len+rev", lambda *v: call(forward, *v), backward, lambda *v: call(layer, *v), inputs,
             list(inputs)[1:])
 
 
@@ -374,8 +387,7 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
         forward, backward, differentiable, names = sequence_layer_case(cell, lengths=lengths, reverse=True)
         inputs = random_sequence_inputs(cell, rng, N, T, D, H)
         cases.append((f"{cell}+len+rev", forward, backward, differentiable, inputs, list(names)))
-    for with_projection in (False, True):
-        cases.append(_lstm_lookup_case(rng, N, T, V, H, lengths, with_projection))
+    cases += [_lookup_case(name, rng, N, T, V, H, lengths) for name in LOOKUP_CASES]
     cases += [
         ("word_embedding", L.word_embedding_forward, L.word_embedding_backward, L.word_embedding, embedding, ["W"]),
         ("temporal_affine", L.temporal_affine_forward, L.temporal_affine_backward, L.temporal_affine, affine, list(affine)),

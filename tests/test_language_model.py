@@ -162,17 +162,19 @@ def sgd_losses(cell, num_layers, tie, steps=20, bptt=5, lr=2.0, clip=0.25, seed=
 
 @pytest.fixture
 def projecting_first_layer(monkeypatch):
-    """The LSTM model with layer 0 projecting its embedded tokens (x_t Wx + b per token), as it
-    does when V > N T or under input dropout, instead of the table lookup it uses at this file's
+    """The model with layer 0 projecting its embedded tokens (x_t Wx + b per token), as it does
+    when V > N T or under input dropout, instead of the table lookup it uses at this file's
     V <= N T."""
     monkeypatch.setattr(LanguageModel, "_looks_up_first_layer", lambda self, tokens, deterministic: False)
 
 
+# (the GRU projects in these deterministic segments anyway: `Cell.lookup_in_evaluation`)
+@pytest.mark.parametrize("cell", ["lstm"])
 @pytest.mark.parametrize("num_layers,tie", [(1, True), (2, False)])
-def test_the_lstm_with_a_projecting_first_layer_matches_pytorch_too(projecting_first_layer, num_layers, tie):
-    errors = segment_errors("lstm", num_layers, tie, seed=num_layers + 2 * tie)
+def test_a_projecting_first_layer_matches_pytorch_too(projecting_first_layer, cell, num_layers, tie):
+    errors = segment_errors(cell, num_layers, tie, seed=num_layers + 2 * tie)
     worst = max(errors, key=errors.get)
-    print(f"lstm (projecting layer 0) layers={num_layers} tie={tie}: largest {worst} {errors[worst]:.1e}")
+    print(f"{cell} (projecting layer 0) layers={num_layers} tie={tie}: largest {worst} {errors[worst]:.1e}")
     assert errors[worst] < SEGMENT_TOL, errors
 
 
@@ -184,7 +186,9 @@ def test_the_lstm_with_a_projecting_first_layer_matches_pytorch_too(projecting_f
     ({"input_dropout": 0.2}, (N, T), False, False),  # training: the dropout sits between embedding and layer 0
     ({"hidden_dropout": 0.2, "output_dropout": 0.2, "embedding_dropout": 0.1, "weight_drop": 0.2}, (N, T), False,
      True),  # none of these sits between the embedding's rows and layer 0's input side
-    ({"cell": "gru"}, (N, T), True, False),  # only the LSTM has a lookup loop
+    ({"cell": "gru"}, (N, T), False, True),  # the GRU has one too, used in training
+    ({"cell": "gru"}, (N, T), True, False),  # but not in evaluation, where it does not pay
+    ({"cell": "rnn"}, (N, T), True, False),  # the RNN has none
 ])
 def test_layer_0_looks_its_input_side_up_only_where_that_is_the_same_and_cheaper(fields, shape, deterministic,
                                                                                  expected):
@@ -193,9 +197,9 @@ def test_layer_0_looks_its_input_side_up_only_where_that_is_the_same_and_cheaper
 
 
 def test_a_stack_without_a_lookup_loop_refuses_token_inputs():
-    stack = lm_module._STACKS["gru"](hidden_size=4, num_layers=1)
+    stack = lm_module._STACKS["rnn"](hidden_size=4, num_layers=1)
     inputs = lm_module.TokenInputs(jnp.zeros((2, 3), jnp.int32), jnp.zeros((5, 4)))
-    with pytest.raises(ValueError, match=r"a GRU stack has no lookup loop: pass its input x \(N, T, D\)"):
+    with pytest.raises(ValueError, match=r"the RNN cell has no lookup loop: pass the stack its input x \(N, T, D\)"):
         stack.init(jax.random.key(0), inputs)
 
 
@@ -395,23 +399,29 @@ def test_embedding_dropout_drops_whole_words_and_scales_the_rest(monkeypatch, pr
     assert 0 < len(dropped_words) < len(np.unique(tokens)), dropped_words
 
 
-def test_training_with_the_lookup_equals_training_with_the_projection(monkeypatch):
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_training_with_the_lookup_equals_training_with_the_projection(monkeypatch, cell):
     """Every regulariser but input dropout lets layer 0 look its input side up; the same key
-    then gives the same logits and state as projecting the dropped-out embedding rows."""
-    model, variables = build("lstm", 2, embedding_dropout=0.4, hidden_dropout=0.3, output_dropout=0.3,
+    then gives the same loss, state and gradients as projecting the dropped-out embedding rows."""
+    model, variables = build(cell, 2, embedding_dropout=0.4, hidden_dropout=0.3, output_dropout=0.3,
                              weight_drop=0.3, locked_dropout=True)
-    tokens = tokens_with_repeats()
+    tokens, targets = tokens_with_repeats(), tokens_with_repeats(seed=1)
     assert model._looks_up_first_layer(jnp.asarray(tokens), deterministic=False)
 
     def run():
-        return model.apply(variables, tokens, deterministic=False, rngs={"dropout": jax.random.key(5)})
+        def loss(params):
+            return model.apply({"params": params}, tokens, targets, deterministic=False, method="loss",
+                               rngs={"dropout": jax.random.key(5)})
+        return jax.value_and_grad(loss, has_aux=True)(variables["params"])
 
-    logits, state = run()
+    (value, state), grads = run()
     monkeypatch.setattr(LanguageModel, "_looks_up_first_layer", lambda self, tokens, deterministic: False)
-    projected_logits, projected_state = run()
-    np.testing.assert_allclose(logits, projected_logits, rtol=1e-5, atol=1e-6)
-    for a, b in zip(state, projected_state):
+    (projected_value, projected_state), projected_grads = run()
+    assert value == pytest.approx(float(projected_value), rel=1e-6)
+    for a, b in zip(as_tuple(state), as_tuple(projected_state)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    errors = jax.tree_util.tree_map(scaled_error, grads, projected_grads)
+    assert max(jax.tree_util.tree_leaves(errors)) < 1e-5, errors
 
 
 def test_with_every_rate_zero_training_mode_equals_the_deterministic_model():

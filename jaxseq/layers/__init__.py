@@ -61,6 +61,7 @@ from jaxseq.layers.rnn import (
 )
 from jaxseq.layers.lstm_fast import LSTMFastCache, lstm_fast_backward, lstm_fast_forward
 from jaxseq.layers.lstm_lookup import lstm_lookup, lstm_lookup_backward, lstm_lookup_forward
+from jaxseq.layers.gru_lookup import gru_lookup, gru_lookup_backward, gru_lookup_forward
 
 __all__ = [
     "rnn_step", "rnn_step_forward", "rnn_step_backward", "RNNStepCache",
@@ -71,6 +72,7 @@ __all__ = [
     "lstm_lookup", "lstm_lookup_forward", "lstm_lookup_backward",
     "gru_step", "gru_step_forward", "gru_step_backward", "GRUStepCache",
     "gru", "gru_forward", "gru_backward", "GRUCache",
+    "gru_lookup", "gru_lookup_forward", "gru_lookup_backward",
     "word_embedding", "word_embedding_forward", "word_embedding_backward", "WordEmbeddingCache",
     "temporal_affine", "temporal_affine_forward", "temporal_affine_backward", "TemporalAffineCache",
     "temporal_softmax_loss", "temporal_softmax_loss_forward", "temporal_softmax_loss_backward",

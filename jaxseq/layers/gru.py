@@ -141,9 +141,9 @@ def gru_step(x, prev_h, Wx, Wh, b, bh):
 class GRUCache:
     """What `gru_backward` needs; per-step values are time-major, in input order."""
 
-    x: jax.Array  # (N, T, D)
+    x: jax.Array  # (N, T, D); for `gru_lookup`, the tokens (N, T) int
     h0: jax.Array  # (N, H)
-    Wx: jax.Array  # (D, 3H)
+    Wx: jax.Array  # (D, 3H); for `gru_lookup`, the table (V, 3H)
     Wh: jax.Array  # (H, 3H)
     h_tm: jax.Array  # (T, N, H) the state after each step (held past a length)
     gates_tm: jax.Array  # (T, N, 3H) r, z, n
@@ -157,19 +157,32 @@ def _validate(x, h0, Wx, Wh, b, bh, lengths) -> tuple[jax.Array, jax.Array, jax.
     return S.validate_sequence_args(x, {"h0": h0}, Wx, Wh, {"b": b, "bh": bh}, gates=3, lengths=lengths)
 
 
-def _gru_forward(x, h0, Wx, Wh, b, bh, lengths, reverse):
-    """Returns (h (N, T, H), h_n (N, H), cache)."""
-    valid_tm = S.valid_steps_tm(lengths, x.shape[1])
+def gru_recurrence(input_side, inputs_tm, h0, Wh, bh, lengths, reverse):
+    """The loop over time, each step's input side made inside the loop from its own inputs:
+    `input_side(inputs_tm[t])` (N, 3H), x_t Wx + b here (measured faster than one matmul
+    before the loop: sequence.py), a table's rows in `jaxseq.layers.gru_lookup`.
+
+    Inputs: inputs_tm (T, N, ...); h0 (N, H); Wh (H, 3H); bh (3H,); lengths, reverse as in
+      `gru_forward`.
+    Returns: (h (N, T, H), h_n (N, H), (h_tm, gates_tm, hw_n_tm)) (see `GRUCache`).
+    """
+    valid_tm = S.valid_steps_tm(lengths, inputs_tm.shape[0])
 
     def step(prev_h, inputs):
-        x_t, valid_t = inputs  # projected here, inside the loop: measured faster (sequence.py)
+        in_t, valid_t = inputs
         hw = prev_h @ Wh + bh
-        next_h, gates = gru_cell_forward(x_t @ Wx + b, hw, prev_h)
+        next_h, gates = gru_cell_forward(input_side(in_t), hw, prev_h)
         next_h = S.keep_valid(valid_t, next_h, prev_h)
         return next_h, (next_h, gates, _hidden_n(hw))
 
-    h_n, (h_tm, gates_tm, hw_n_tm) = S.scan(step, h0, (S.time_major(x), valid_tm), reverse=reverse)
-    h = S.outputs_from_states(h_tm, valid_tm)
+    h_n, stacks = S.scan(step, h0, (inputs_tm, valid_tm), reverse=reverse)
+    return S.outputs_from_states(stacks[0], valid_tm), h_n, stacks
+
+
+def _gru_forward(x, h0, Wx, Wh, b, bh, lengths, reverse):
+    """Returns (h (N, T, H), h_n (N, H), cache)."""
+    h, h_n, (h_tm, gates_tm, hw_n_tm) = gru_recurrence(lambda x_t: x_t @ Wx + b, S.time_major(x), h0, Wh, bh,
+                                                        lengths, reverse)
     return h, h_n, GRUCache(x, h0, Wx, Wh, h_tm, gates_tm, hw_n_tm, lengths, reverse)
 
 
@@ -192,6 +205,20 @@ def gru_backward(dh, cache: GRUCache, *, dh_n=None):
       the gradient of the final state (with return_state), or None.
     Returns: (dx (N, T, D), dh0 (N, H), dWx (D, 3H), dWh (H, 3H), db (3H,), dbh (3H,)).
     """
+    dh0, dxw_tm, dhw_tm, h_prev_tm = gru_recurrence_backward(dh, cache, dh_n)
+    dx, dWx, dWh, db, dbh = S.sequence_gradients(cache.x, cache.Wx, h_prev_tm, dxw_tm, da_h_tm=dhw_tm)
+    return dx, dh0, dWx, dWh, db, dbh
+
+
+def gru_recurrence_backward(dh, cache: GRUCache, dh_n=None):
+    """The backward loop of `gru_recurrence`: the gradients of the step inputs, before any
+    weight's.
+
+    Inputs: dh (N, T, H), the cache; dh_n (N, H) or None.
+    Returns: (dh0 (N, H), dxw_tm (T, N, 3H) the gradient of every step's input side, dhw_tm
+      (T, N, 3H) of its hidden side (zero past a length), h_prev_tm (T, N, H) the state
+      entering each step).
+    """
     WhT = cache.Wh.T
     valid_tm = S.valid_steps_tm(cache.lengths, cache.x.shape[1])
     h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
@@ -211,8 +238,7 @@ def gru_backward(dh, cache: GRUCache, *, dh_n=None):
     # so the loop keeps that block alone, (T, N, H) instead of a second (T, N, 3H)
     dh0, (dxw_tm, dhw_n_tm) = S.scan_in_place(step, dh_last, cache.gates_tm, inputs, reverse=not cache.reverse)
     dhw_tm = jnp.concatenate([dxw_tm[..., : 2 * H], dhw_n_tm], axis=-1)
-    dx, dWx, dWh, db, dbh = S.sequence_gradients(cache.x, cache.Wx, h_prev_tm, dxw_tm, da_h_tm=dhw_tm)
-    return dx, dh0, dWx, dWh, db, dbh
+    return dh0, dxw_tm, dhw_tm, h_prev_tm
 
 
 _gru = S.custom_vjp_sequence_layer(

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxseq.layers._validation import as_lengths, validate_recurrent_args
+from jaxseq.layers._validation import as_float_array, as_int_array, as_lengths, validate_recurrent_args
 from jaxseq.layers.varying import custom_vjp, match_varying, varying_axes
 
 
@@ -101,6 +101,31 @@ def input_projection_tm(x, Wx, b=None):
     N, T, _ = x.shape
     xw = time_major_rows(x) @ Wx
     return (xw if b is None else xw + b).reshape(T, N, Wx.shape[1])
+
+
+def validate_lookup(tokens, table):
+    """The checked (tokens, table) of a layer whose input side is looked up (`lstm_lookup`,
+    `gru_lookup`): tokens (N, T) int ids in [0, V) (checked where known), table (V, G) float.
+    The layer checks G."""
+    table = as_float_array("table", table, 2)
+    return as_int_array("tokens", tokens, 2, size=table.shape[0], what="token id"), table
+
+
+# The ids are range-checked where they are known (`validate_lookup`); "clip" is XLA's own gather
+# and scatter semantics, where the default "fill" / "drop" add a pass of masking over the
+# gathered array (for the char LSTM's (T, N, 4H), 64 MB: 13.6 ms of its ~650 ms step).
+
+
+def lookup(table, tokens):
+    """table[tokens] along the rows: (V, G) and int (...) -> (..., G)."""
+    return jnp.take(table, tokens, axis=0, mode="clip")
+
+
+def lookup_gradient(tokens, d_tm, V: int):
+    """The gradient of the table rows every step read: the scatter-add of d_tm (T, N, G) into
+    the rows tokens (N, T) name. Returns (V, G)."""
+    G = d_tm.shape[-1]
+    return jnp.zeros((V, G), d_tm.dtype).at[tokens.T.reshape(-1)].add(d_tm.reshape(-1, G), mode="clip")
 
 
 def time_major(a):

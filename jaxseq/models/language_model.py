@@ -12,9 +12,9 @@ Shapes: N streams, T steps, V vocabulary, E embedding size, H hidden size, S = n
     lm_loss(logits, targets)                       mean cross-entropy per token (nats),
                                                    jaxseq.layers.temporal_softmax_loss
 
-Where no input dropout acts and V <= N T (character models), the first LSTM layer looks its
-input side up instead, x_t Wx + b = (W_in Wx + b)[tokens_t] (`jaxseq.layers.lstm_lookup`, the
-table by `temporal_affine`): the same values and gradients, fewer operations.
+Where no input dropout acts and V <= N T (character models), the first LSTM or GRU layer looks
+its input side up instead, x_t Wx + b = (W_in Wx + b)[tokens_t] (`jaxseq.layers.lstm_lookup`,
+`gru_lookup`; the table by `temporal_affine`): the same values and gradients, fewer operations.
 
 With `tie_weights` the decoder's weight is the encoder's (V, E) matrix (E must equal H).
 Every function on that path is a `jax.custom_vjp` layer, so `jax.grad` of the loss runs
@@ -107,7 +107,7 @@ class _LayerByLayer(RecurrentStack):
         run_lookup = self.cell.run_lookup
         if lookup is not None:
             if run_lookup is None:
-                raise ValueError(f"a {self.cell.name} stack has no lookup loop: pass its input x (N, T, D)")
+                raise ValueError(f"the {self.cell.name} cell has no lookup loop: pass the stack its input x (N, T, D)")
             N, D, dtype = lookup.tokens.shape[0], lookup.embedding.shape[1], lookup.embedding.dtype
         else:
             x = checked_input(x, self._input_size())
@@ -272,14 +272,18 @@ class LanguageModel(nn.Module):
         return self._dropout(out, self.output_dropout, deterministic), state
 
     def _looks_up_first_layer(self, tokens: Array, deterministic: bool) -> bool:
-        """Whether layer 0 looks its input side x_t Wx + b up in a (V, 4H) table of the
-        embedding (`jaxseq.layers.lstm_lookup`) instead of projecting every embedded token:
-        the same values, and fewer operations when V <= N T (V E 4H multiply-adds for the
-        table against N T E 4H, and no (N T, E) input gradient). Only for a cell with that
-        loop (the LSTM), and not while input dropout acts between the embedding and layer 0."""
+        """Whether layer 0 looks its input side x_t Wx + b up in a (V, G H) table of the
+        embedding (`jaxseq.layers.lstm_lookup`, `gru_lookup`) instead of projecting every
+        embedded token: the same values, and fewer operations when V <= N T (V E G H
+        multiply-adds for the table against N T E G H, and no (N T, E) input gradient). Only
+        for a cell with that loop (the LSTM and the GRU; the GRU only in training, where it
+        pays: `Cell.lookup_in_evaluation`), and not while input dropout acts between the
+        embedding and layer 0."""
         N, T = tokens.shape
-        return (STACK_CELLS[self.cell].run_lookup is not None and (deterministic or not self.input_dropout)
-                and self.vocab_size <= N * T)
+        cell = STACK_CELLS[self.cell]
+        if cell.run_lookup is None or self.vocab_size > N * T:
+            return False
+        return cell.lookup_in_evaluation if deterministic else not self.input_dropout
 
     def _decoder_weights(self) -> tuple[Array, Array]:
         """The decoder as the layers take it: (w (H, V), b (V,)); tied: w is the encoder's, transposed."""

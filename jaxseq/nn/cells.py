@@ -73,8 +73,13 @@ class Cell(NamedTuple):
     projects: whether the cell takes a projection (weight_hr, PyTorch's proj_size);
     run_lookup(tokens, embedding, states, weights) -> what `run` returns on x = embedding[tokens]
       ((N, T) ids into (V, D)), with x_t Wx + b looked up in `input_table` instead of computed
-      per token (`jaxseq.layers.lstm_lookup`), forward only; None where the cell has no such
-      loop (the RNN and GRU).
+      per token (`jaxseq.layers.lstm_lookup`, `gru_lookup`); None where the cell has no such
+      loop (the RNN);
+    lookup_in_evaluation: whether run_lookup also pays where nothing is differentiated. Measured
+      on the char model (N=64 T=128 E=128 H=512, 2 threads): the LSTM's evaluation forward
+      195-200 ms looked up against 206-211 projecting, the GRU's 173-191 against 166-168 (its
+      in-loop product x_t Wx is cheap; the gather, fused into the cell's elementwise kernel, is
+      not), while both training steps gain (LSTM 1.04x, GRU 1.08x).
     """
 
     name: str
@@ -85,6 +90,7 @@ class Cell(NamedTuple):
     update: Callable
     projects: bool = False
     run_lookup: Callable | None = None
+    lookup_in_evaluation: bool = True
 
 
 def torch_lstm_gates_to_jaxseq(a, axis: int = 0):
@@ -142,6 +148,13 @@ def _run_lstm_lookup(tokens, embedding, states, w: TorchWeights):
     return h, (h_n, c_n)
 
 
+def _run_gru_lookup(tokens, embedding, states, w: TorchWeights):
+    (h0,) = states
+    c = _gru_layout(w)
+    h, h_n = layers.gru_lookup(tokens, input_table(embedding, c), h0, c.Wh, c.bh, return_state=True)
+    return h, (h_n,)
+
+
 def _run_gru(x, states, w: TorchWeights, lengths, reverse):
     (h0,) = states
     c = _gru_layout(w)
@@ -178,7 +191,8 @@ RNN_CELLS = {nonlinearity: Cell("RNN", 1, ("h",), _compiled(_rnn_runner(nonlinea
 RNN_CELL = RNN_CELLS["tanh"]
 LSTM_CELL = Cell("LSTM", 4, ("h", "c"), _compiled(_run_lstm), _lstm_layout, _update_lstm, projects=True,
                  run_lookup=jax.jit(_run_lstm_lookup))
-GRU_CELL = Cell("GRU", 3, ("h",), _compiled(_run_gru), _gru_layout, _update_gru)
+GRU_CELL = Cell("GRU", 3, ("h",), _compiled(_run_gru), _gru_layout, _update_gru,
+                run_lookup=jax.jit(_run_gru_lookup), lookup_in_evaluation=False)
 
 
 def rnn_cell(nonlinearity: str) -> Cell:
