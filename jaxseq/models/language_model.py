@@ -12,9 +12,10 @@ Shapes: N streams, T steps, V vocabulary, E embedding size, H hidden size, S = n
     lm_loss(logits, targets)                       mean cross-entropy per token (nats),
                                                    jaxseq.layers.temporal_softmax_loss
 
-Where no input dropout acts and V <= N T (character models), the first LSTM or GRU layer looks
-its input side up instead, x_t Wx + b = (W_in Wx + b)[tokens_t] (`jaxseq.layers.lstm_lookup`,
-`gru_lookup`; the table by `temporal_affine`): the same values and gradients, fewer operations.
+Where no input dropout acts and V <= N T (character models), the first LSTM layer (a GRU's in
+training only) looks its input side up instead, x_t Wx + b = (W_in Wx + b)[tokens_t]
+(`jaxseq.layers.lstm_lookup`, `gru_lookup`; the table by `temporal_affine`): the same values
+and gradients, fewer operations.
 
 With `tie_weights` the decoder's weight is the encoder's (V, E) matrix (E must equal H).
 Every function on that path is a `jax.custom_vjp` layer, so `jax.grad` of the loss runs
