@@ -117,7 +117,7 @@ def as_lengths(lengths, N: int, T: int) -> jax.Array | None:
 
 
 def validate_recurrent_args(x, states: dict, Wx, Wh, biases: dict, *, gates: int, sequence: bool, Wr=None,
-                            with_projection: bool = False):
+                            with_projection: bool = False, lookup: bool = False):
     """Check the arguments of a recurrent layer with `gates` blocks of H columns.
 
     Shared by the RNN (gates=1), the GRU (gates=3) and the LSTM (gates=4), step and sequence.
@@ -125,17 +125,24 @@ def validate_recurrent_args(x, states: dict, Wx, Wh, biases: dict, *, gates: int
       None = not given, kept as None); Wx (D, gates*H), Wh (H, gates*H); biases
       {name: (gates*H,)} (b, and the GRU's bh). With `with_projection` (the LSTM with
       projections), Wr (H, P) or None: given, the hidden state h is P wide, so the first
-      state is (N, P) and Wh (P, gates*H); H is then read from Wr.
-    Returns: (x, *states, Wx, Wh, *biases) as arrays of one floating dtype (None kept), and
-      Wr (None kept) after them with `with_projection`.
+      state is (N, P) and Wh (P, gates*H); H is then read from Wr. With `lookup` (the layers
+      whose input side is looked up, `lstm_lookup` and `gru_lookup`; sequences only), x is the
+      tokens (N, T), int ids in [0, V), and Wx the table (V, gates*H) of every token's
+      x_t Wx + b, named so in the errors.
+    Returns: (x, *states, Wx, Wh, *biases) as arrays of one floating dtype (None kept; the
+      tokens stay integers), and Wr (None kept) after them with `with_projection`.
     """
-    x = as_float_array("x", x, 3 if sequence else 2)
+    if lookup:
+        Wx = as_float_array("table", Wx, 2)
+        x = as_int_array("tokens", x, 2, size=Wx.shape[0], what="token id")
+    else:
+        x = as_float_array("x", x, 3 if sequence else 2)
+        Wx = as_float_array("Wx", Wx, 2)
     states = {name: None if value is None else as_float_array(name, value, 2) for name, value in states.items()}
-    Wx = as_float_array("Wx", Wx, 2)
     Wh = as_float_array("Wh", Wh, 2)
     Wr = None if Wr is None else as_float_array("Wr", Wr, 2)
     biases = {name: as_float_array(name, value, 1) for name, value in biases.items()}
-    N, D = x.shape[0], x.shape[-1]
+    N = x.shape[0]
     first = next(iter(states))
     H = states[first].shape[-1] if Wr is None else Wr.shape[0]
     P, P_label = (H, "H") if Wr is None else (Wr.shape[1], "P")
@@ -143,12 +150,16 @@ def validate_recurrent_args(x, states: dict, Wx, Wh, biases: dict, *, gates: int
     for name, state in states.items():
         if state is not None:
             expect_shape(name, state, (N, P) if name == first else (N, H), f"(N, {P_label if name == first else 'H'})")
-    expect_shape("Wx", Wx, (D, cols), f"(D, {label})")
+    if lookup:
+        expect_shape("table", Wx, (Wx.shape[0], cols), f"(V, {label})")
+    else:
+        expect_shape("Wx", Wx, (x.shape[-1], cols), f"(D, {label})")
     expect_shape("Wh", Wh, (P, cols), f"({P_label}, {label})")
     for name, bias in biases.items():
         expect_shape(name, bias, (cols,), f"({label},)")
-    given = [a for a in (x, *states.values(), Wx, Wh, *biases.values(), Wr) if a is not None]
-    dtype = common_float_dtype(*given)
+    given = [a for a in (*states.values(), Wx, Wh, *biases.values(), Wr) if a is not None]
+    dtype = common_float_dtype(*given) if lookup else common_float_dtype(x, *given)
     cast = lambda a: None if a is None else a.astype(dtype)  # noqa: E731
-    checked = (cast(x), *map(cast, states.values()), cast(Wx), cast(Wh), *map(cast, biases.values()))
+    checked = (x if lookup else cast(x), *map(cast, states.values()), cast(Wx), cast(Wh),
+               *map(cast, biases.values()))
     return (*checked, cast(Wr)) if with_projection else checked

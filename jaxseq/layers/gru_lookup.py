@@ -21,7 +21,6 @@ from __future__ import annotations
 import jax
 
 from jaxseq.layers import sequence as S
-from jaxseq.layers._validation import as_float_array, as_lengths, common_float_dtype, expect_shape
 from jaxseq.layers.gru import GRUCache, gru_recurrence, gru_recurrence_backward
 
 
@@ -29,19 +28,8 @@ def validate_gru_lookup_args(tokens, table, h0, Wh, bh, lengths) -> tuple[
         jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array | None]:
     """Checked (tokens, h0, table, Wh, bh, lengths): tokens (N, T) int in [0, V); table (V, 3H);
     h0 (N, H); Wh (H, 3H); bh (3H,); lengths (N,) in [0, T] or None. Floats in one dtype;
-    one-line ValueErrors naming the argument otherwise."""
-    tokens, table = S.validate_lookup(tokens, table)
-    h0 = as_float_array("h0", h0, 2)
-    Wh = as_float_array("Wh", Wh, 2)
-    bh = as_float_array("bh", bh, 1)
-    N, T = tokens.shape
-    H = h0.shape[-1]
-    expect_shape("h0", h0, (N, H), "(N, H)")
-    expect_shape("table", table, (table.shape[0], 3 * H), "(V, 3H)")
-    expect_shape("Wh", Wh, (H, 3 * H), "(H, 3H)")
-    expect_shape("bh", bh, (3 * H,), "(3H,)")
-    dtype = common_float_dtype(table, h0, Wh, bh)
-    return tokens, h0.astype(dtype), table.astype(dtype), Wh.astype(dtype), bh.astype(dtype), as_lengths(lengths, N, T)
+    one-line ValueErrors naming the argument otherwise (`jaxseq.layers.sequence.validate_sequence_args`)."""
+    return S.validate_sequence_args(tokens, {"h0": h0}, table, Wh, {"bh": bh}, gates=3, lengths=lengths, lookup=True)
 
 
 def _gru_lookup_forward(tokens, h0, table, Wh, bh, lengths, reverse):

@@ -45,6 +45,7 @@ from jaxseq.layers._validation import validate_recurrent_args
 from jaxseq.layers.activations import sigmoid
 from jaxseq.layers.lstm_fast import (
     initial_cell_state, lstm_fast_backward, lstm_fast_forward_parts, project, projection_gradient, validate_lstm_args,
+    with_absent_gradients,
 )
 from jaxseq.layers.varying import custom_vjp
 
@@ -245,12 +246,7 @@ def lstm_backward(dh, cache: LSTMCache, *, dh_n=None, dc_n=None):
 def _lstm_rule_backward(dh, dstates, cache):
     """The fast backward's gradients in argument order (x, h0, c0, Wx, Wh, b, Wr), None for
     a c0 or Wr that was not given."""
-    grads = list(lstm_fast_backward(dh, cache, dh_n=dstates[0], dc_n=dstates[1]))
-    if cache.c0 is None:
-        grads.insert(2, None)
-    if cache.Wr is None:
-        grads.append(None)
-    return tuple(grads)
+    return with_absent_gradients(lstm_fast_backward(dh, cache, dh_n=dstates[0], dc_n=dstates[1]), cache)
 
 
 # The differentiable `lstm`: its primal is the readable forward above (nothing stored), its

@@ -185,6 +185,18 @@ def recurrence_backward(dh, cache: LSTMFastCache, dh_n=None, dc_n=None):
     return dh0, dc0, da_tm, h_prev_tm, dWr
 
 
+def with_absent_gradients(grads: tuple, cache: LSTMFastCache) -> tuple:
+    """A backward's gradients (`lstm_fast_backward`, `lstm_lookup_backward`: c0's third when
+    given, Wr's last when given) with None in those places where they were not: one per
+    argument of the differentiable layer's rule."""
+    placed = list(grads)
+    if cache.c0 is None:
+        placed.insert(2, None)
+    if cache.Wr is None:
+        placed.append(None)
+    return tuple(placed)
+
+
 def lstm_fast_backward(dh, cache: LSTMFastCache, *, dh_n=None, dc_n=None):
     """`jaxseq.layers.lstm_backward` from the fast cache.
 

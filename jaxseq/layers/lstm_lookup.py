@@ -26,9 +26,10 @@ from __future__ import annotations
 import jax
 
 from jaxseq.layers import sequence as S
-from jaxseq.layers._validation import as_float_array, as_lengths, common_float_dtype, expect_shape
 from jaxseq.layers.lstm import readable_recurrence
-from jaxseq.layers.lstm_fast import LSTMFastCache, initial_cell_state, recurrence_backward, recurrence_forward
+from jaxseq.layers.lstm_fast import (
+    LSTMFastCache, initial_cell_state, recurrence_backward, recurrence_forward, with_absent_gradients,
+)
 
 
 def validate_lstm_lookup_args(tokens, table, h0, c0, Wh, Wr, lengths) -> tuple[
@@ -36,24 +37,9 @@ def validate_lstm_lookup_args(tokens, table, h0, c0, Wh, Wr, lengths) -> tuple[
     """Checked (tokens, h0, c0, table, Wh, Wr, lengths): tokens (N, T) int in [0, V); table
     (V, 4H); h0 (N, P); c0 (N, H) or None; Wh (P, 4H); Wr (H, P) or None (then P = H);
     lengths (N,) in [0, T] or None. Floats in one dtype; one-line ValueErrors naming the
-    argument otherwise."""
-    tokens, table = S.validate_lookup(tokens, table)
-    h0 = as_float_array("h0", h0, 2)
-    c0 = None if c0 is None else as_float_array("c0", c0, 2)
-    Wh = as_float_array("Wh", Wh, 2)
-    Wr = None if Wr is None else as_float_array("Wr", Wr, 2)
-    N, T = tokens.shape
-    H = h0.shape[-1] if Wr is None else Wr.shape[0]
-    P, P_label = (H, "H") if Wr is None else (Wr.shape[1], "P")
-    expect_shape("h0", h0, (N, P), f"(N, {P_label})")
-    if c0 is not None:
-        expect_shape("c0", c0, (N, H), "(N, H)")
-    expect_shape("table", table, (table.shape[0], 4 * H), "(V, 4H)")
-    expect_shape("Wh", Wh, (P, 4 * H), f"({P_label}, 4H)")
-    dtype = common_float_dtype(*(a for a in (table, h0, c0, Wh, Wr) if a is not None))
-    c0 = None if c0 is None else c0.astype(dtype)
-    Wr = None if Wr is None else Wr.astype(dtype)
-    return tokens, h0.astype(dtype), c0, table.astype(dtype), Wh.astype(dtype), Wr, as_lengths(lengths, N, T)
+    argument otherwise (`jaxseq.layers.sequence.validate_sequence_args`)."""
+    return S.validate_sequence_args(tokens, {"h0": h0, "c0": c0}, table, Wh, {}, gates=4, lengths=lengths, Wr=Wr,
+                                    with_projection=True, lookup=True)
 
 
 def lstm_lookup_forward_parts(tokens, h0, c0, table, Wh, Wr, lengths, reverse):
@@ -93,12 +79,8 @@ def lstm_lookup_backward(dh, cache: LSTMFastCache, *, dh_n=None, dc_n=None):
 def _rule_backward(dh, dstates, cache):
     """The gradients in argument order (tokens, h0, c0, table, Wh, Wr): None for the integer
     tokens and for a c0 or Wr that was not given."""
-    grads = list(lstm_lookup_backward(dh, cache, dh_n=dstates[0], dc_n=dstates[1]))
-    if cache.c0 is None:
-        grads.insert(2, None)
-    if cache.Wr is None:
-        grads.append(None)
-    dtable, dh0, dc0, dWh, dWr = grads
+    dtable, dh0, dc0, dWh, dWr = with_absent_gradients(
+        lstm_lookup_backward(dh, cache, dh_n=dstates[0], dc_n=dstates[1]), cache)
     return None, dh0, dc0, dtable, dWh, dWr
 
 

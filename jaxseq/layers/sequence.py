@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxseq.layers._validation import as_float_array, as_int_array, as_lengths, validate_recurrent_args
+from jaxseq.layers._validation import as_lengths, validate_recurrent_args
 from jaxseq.layers.varying import custom_vjp, match_varying, varying_axes
 
 
@@ -69,14 +69,14 @@ def sequence_cache(cls: type[_Cache]) -> type[_Cache]:
 
 
 def validate_sequence_args(x, states: dict, Wx, Wh, biases: dict, *, gates: int, lengths, Wr=None,
-                           with_projection: bool = False):
+                           with_projection: bool = False, lookup: bool = False):
     """Check a sequence layer's arguments; see `validate_recurrent_args`.
 
     Returns: (x, *states, Wx, Wh, *biases, lengths) with one float dtype and lengths int32
     (N,) or None; with `with_projection`, (x, *states, Wx, Wh, *biases, Wr, lengths).
     """
     arrays = validate_recurrent_args(x, states, Wx, Wh, biases, gates=gates, sequence=True, Wr=Wr,
-                                     with_projection=with_projection)
+                                     with_projection=with_projection, lookup=lookup)
     N, T = arrays[0].shape[:2]
     return (*arrays, as_lengths(lengths, N, T))
 
@@ -103,15 +103,8 @@ def input_projection_tm(x, Wx, b=None):
     return (xw if b is None else xw + b).reshape(T, N, Wx.shape[1])
 
 
-def validate_lookup(tokens, table):
-    """The checked (tokens, table) of a layer whose input side is looked up (`lstm_lookup`,
-    `gru_lookup`): tokens (N, T) int ids in [0, V) (checked where known), table (V, G) float.
-    The layer checks G."""
-    table = as_float_array("table", table, 2)
-    return as_int_array("tokens", tokens, 2, size=table.shape[0], what="token id"), table
-
-
-# The ids are range-checked where they are known (`validate_lookup`); "clip" is XLA's own gather
+# The ids are range-checked where they are known (`validate_sequence_args(..., lookup=True)`); "clip"
+# is XLA's own gather
 # and scatter semantics, where the default "fill" / "drop" add a pass of masking over the
 # gathered array (for the char LSTM's (T, N, 4H), 64 MB: 13.6 ms of its ~650 ms step).
 
