@@ -160,12 +160,16 @@ def sgd_losses(cell, num_layers, tie, steps=20, bptt=5, lr=2.0, clip=0.25, seed=
     return np.array(ours), np.array(theirs), np.array(norms)
 
 
+def project_first_layer(monkeypatch):
+    """From here on the model's layer 0 projects its embedded tokens (x_t Wx + b per token), as
+    it does when V > N T or under input dropout, instead of the table lookup it uses at this
+    file's V <= N T."""
+    monkeypatch.setattr(LanguageModel, "_looks_up_first_layer", lambda self, tokens, deterministic: False)
+
+
 @pytest.fixture
 def projecting_first_layer(monkeypatch):
-    """The model with layer 0 projecting its embedded tokens (x_t Wx + b per token), as it does
-    when V > N T or under input dropout, instead of the table lookup it uses at this file's
-    V <= N T."""
-    monkeypatch.setattr(LanguageModel, "_looks_up_first_layer", lambda self, tokens, deterministic: False)
+    project_first_layer(monkeypatch)
 
 
 # (the GRU projects in these deterministic segments anyway: `Cell.lookup_in_evaluation`)
@@ -290,7 +294,7 @@ def reference_loss(model, params, tokens, targets, state):
 def test_jax_grad_runs_the_hand_written_backward_and_equals_autodiff(x64, monkeypatch, cell, num_layers, tie,
                                                                      embed_size, lookup):
     if not lookup:
-        monkeypatch.setattr(LanguageModel, "_looks_up_first_layer", lambda self, tokens, deterministic: False)
+        project_first_layer(monkeypatch)
     model, variables = build(cell, num_layers, tie, embed_size=embed_size, param_dtype=jnp.float64)
     rng = np.random.default_rng(11)
     tokens, targets = rng.integers(0, V, (2, N, T))
@@ -415,7 +419,7 @@ def test_training_with_the_lookup_equals_training_with_the_projection(monkeypatc
         return jax.value_and_grad(loss, has_aux=True)(variables["params"])
 
     (value, state), grads = run()
-    monkeypatch.setattr(LanguageModel, "_looks_up_first_layer", lambda self, tokens, deterministic: False)
+    project_first_layer(monkeypatch)
     (projected_value, projected_state), projected_grads = run()
     assert value == pytest.approx(float(projected_value), rel=1e-6)
     for a, b in zip(as_tuple(state), as_tuple(projected_state)):
