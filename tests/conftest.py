@@ -69,6 +69,8 @@ os.environ.update({
     "JAXSEQ_TESTS_JIT_CACHE": _JIT_CACHE,
     "JAX_COMPILATION_CACHE_DIR": _JIT_CACHE,
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    # the compiled CPU loops (jaxseq.kernels) are built once per session, here, not in ~/.cache
+    "JAXSEQ_KERNEL_CACHE": os.path.join(_JIT_CACHE, "kernels"),
     "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
                                              "ignore:Error reading persistent compilation cache entry"])),
 })

@@ -83,7 +83,7 @@ def test_builtin_checks_cover_every_layer_within_tolerance_and_jaxseq_check_prin
         "rnn_step", "rnn", "lstm_step", "lstm", "gru_step", "gru", "word_embedding", "temporal_affine",
         "temporal_softmax_loss", "temporal_affine_softmax_loss", "rnn+len+rev", "lstm+len+rev", "lstm_fast+len+rev",
         "gru+len+rev", "rnn_relu+len+rev", "lstm_proj+len+rev", "lstm_fast_proj+len+rev", "lstm_lookup+len+rev",
-        "lstm_lookup_proj+len+rev", "gru_lookup+len+rev",
+        "lstm_lookup_proj+len+rev", "gru_lookup+len+rev", "lstm_fast+rev",
     }
     assert max(r.hand_vs_autodiff for r in results) < gradcheck.AUTODIFF_TOL
     assert max(r.custom_vjp_vs_hand for r in results) < gradcheck.AUTODIFF_TOL

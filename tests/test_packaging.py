@@ -207,6 +207,14 @@ INSTALLED_CHECK = textwrap.dedent("""
     for auto, hand in zip(grads, layers.rnn_backward(dh, cache)):
         assert jnp.allclose(auto, hand, rtol=1e-5, atol=1e-6)
 
+    # the LSTM's compiled CPU loops, built from the source the wheel ships (jaxseq.kernels)
+    from jaxseq.kernels import lstm as compiled
+    assert importlib.resources.files("jaxseq").joinpath("kernels/lstm_cpu.cc").is_file()
+    Wx4, Wh4, b4 = (jnp.asarray(rng.standard_normal(shape), jnp.float32) for shape in ((D, 4 * H), (H, 4 * H), (4 * H,)))
+    lstm_grad = jax.jit(jax.grad(lambda Wh: jnp.sum(layers.lstm(args[0], args[1], Wx4, Wh, b4) ** 2)))
+    assert compiled.FORWARD_TARGET in lstm_grad.lower(Wh4).as_text()
+    assert bool(jnp.all(jnp.isfinite(lstm_grad(Wh4))))
+
     # a jaxseq.nn module
     lstm = LSTM(hidden_size=H)
     out, (h_n, c_n) = lstm.apply(lstm.init(jax.random.key(1), args[0]), args[0])

@@ -35,6 +35,8 @@ and the sequence. The sequence takes `c0` (default zeros, as the course), `lengt
 
 from __future__ import annotations
 
+import functools
+
 from typing import NamedTuple
 
 import jax
@@ -250,10 +252,10 @@ def _lstm_rule_backward(dh, dstates, cache):
 
 
 # The differentiable `lstm`: its primal is the readable forward above (nothing stored), its
-# rule the fast pair of `jaxseq.layers.lstm_fast`.
+# rule the fast pair of `jaxseq.layers.lstm_fast`, on the compiled CPU loops where they apply.
 _lstm = S.custom_vjp_sequence_layer(
     primal=lambda *args: _lstm_forward(*args)[:-1],
-    forward=lstm_fast_forward_parts,
+    forward=functools.partial(lstm_fast_forward_parts, compiled_loop=True),
     backward=_lstm_rule_backward,
     n_states=2,
 )

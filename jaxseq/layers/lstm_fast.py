@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
+from jaxseq.kernels import lstm as K
 from jaxseq.layers import sequence as S
 
 
@@ -112,33 +114,52 @@ class LSTMFastCache:
     reverse: bool = False
 
 
-def recurrence_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse, xw_tm):
+def recurrence_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse, xw_tm, *, compiled_loop: bool = False):
     """The loop from the input side of every step, xw_tm (T, N, 4H): x_t Wx, to which the step
     adds b (None: it is in xw_tm already, as in a `jaxseq.layers.lstm_lookup` table's rows).
     x and Wx are kept in the cache for the backward (for the lookup: the tokens and the table).
+
+    With `compiled_loop`, the loop is the compiled one where it applies (`jaxseq.kernels.lstm`:
+    the CPU, no lengths or projection), with the same results. Only the differentiable layers'
+    rules ask for it: a foreign call has no derivative, and `jax.grad` of this function (the
+    correctness ladder's autodiff rung) must still work.
 
     Returns: (h (N, T, P), h_n (N, P), c_n (N, H), cache).
     """
     valid_tm = S.valid_steps_tm(lengths, xw_tm.shape[0])
     start = (h0, initial_cell_state(c0, h0, Wh))
 
-    def step(carry, inputs):
-        xw_t, *mask_t = inputs
-        a = xw_t + carry[0] @ Wh if b is None else xw_t + b + carry[0] @ Wh
-        m, next_c, P, q, f = lstm_cell(a, carry[1])
-        next_h, next_c = S.keep_valid(S.step_mask(mask_t), (project(m, Wr), next_c), carry)
-        return (next_h, next_c), (P, next_h, q, f, *(() if Wr is None else (m,)))
+    def xla_loop(xw_tm, h0, c0, Wh):
+        def step(carry, inputs):
+            xw_t, *mask_t = inputs
+            a = xw_t + carry[0] @ Wh if b is None else xw_t + b + carry[0] @ Wh
+            m, next_c, P, q, f = lstm_cell(a, carry[1])
+            next_h, next_c = S.keep_valid(S.step_mask(mask_t), (project(m, Wr), next_c), carry)
+            return (next_h, next_c), (P, next_h, q, f, *(() if Wr is None else (m,)))
 
-    (h_n, c_n), (P_tm, h_tm, q_tm, f_tm, *m_tm) = S.scan_in_place(step, start, xw_tm, S.mask_inputs(valid_tm),
-                                                                  reverse=reverse)
+        (h_n, c_n), (P_tm, h_tm, q_tm, f_tm, *m_tm) = S.scan_in_place(step, (h0, c0), xw_tm,
+                                                                      S.mask_inputs(valid_tm), reverse=reverse)
+        return h_tm, P_tm, q_tm, f_tm, h_n, c_n, (m_tm[0] if m_tm else None)
+
+    if compiled_loop and K.applies(xw_tm, lengths, Wr):
+        def kernel_loop(xw_tm, h0, c0, Wh):
+            bias = jnp.zeros(xw_tm.shape[-1], xw_tm.dtype) if b is None else b
+            h_tm, P_tm, q_tm, f_tm, c_n = K.forward_loop(xw_tm, h0, c0, Wh, bias, reverse=reverse)
+            return h_tm, P_tm, q_tm, f_tm, h_tm[0 if reverse else -1], c_n, None
+
+        h_tm, P_tm, q_tm, f_tm, h_n, c_n, m_tm = lax.platform_dependent(xw_tm, *start, Wh, cpu=kernel_loop,
+                                                                         default=xla_loop)
+    else:
+        h_tm, P_tm, q_tm, f_tm, h_n, c_n, m_tm = xla_loop(xw_tm, *start, Wh)
     h = S.outputs_from_states(h_tm, valid_tm)
-    m_tm = m_tm[0] if m_tm else None
     return h, h_n, c_n, LSTMFastCache(x, h0, c0, Wx, Wh, h_tm, P_tm, q_tm, f_tm, Wr, m_tm, lengths, reverse)
 
 
-def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse):
-    """The forward on checked arguments. Returns (h (N, T, P), h_n (N, P), c_n (N, H), cache)."""
-    return recurrence_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse, S.input_projection_tm(x, Wx))
+def lstm_fast_forward_parts(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse, *, compiled_loop: bool = False):
+    """The forward on checked arguments (`compiled_loop`: `recurrence_forward`'s).
+    Returns (h (N, T, P), h_n (N, P), c_n (N, H), cache)."""
+    return recurrence_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse, S.input_projection_tm(x, Wx),
+                              compiled_loop=compiled_loop)
 
 
 def lstm_fast_forward(x, h0, Wx, Wh, b, *, c0=None, Wr=None, lengths=None, reverse=False, return_state=False):
@@ -161,27 +182,41 @@ def recurrence_backward(dh, cache: LSTMFastCache, dh_n=None, dc_n=None):
       pre-activation (zero at steps past a length), h_prev_tm (T, N, P) the state entering
       each step, dWr (H, P) or None without a projection).
     """
-    WhT = cache.Wh.T
     WrT = None if cache.Wr is None else cache.Wr.T
     valid_tm = S.valid_steps_tm(cache.lengths, dh.shape[1])
 
-    def step(carry, inputs):
-        P, dh_t, q, f, *mask_t = inputs
-        valid_t = S.step_mask(mask_t)
-        dh_total = dh_t + carry[0]
-        dm = dh_total if WrT is None else dh_total @ WrT
-        da, dprev_c = lstm_cell_backward(dm, carry[1], P, q, f)
-        da = S.zero_invalid(valid_t, da)
-        projected = () if WrT is None else (S.zero_invalid(valid_t, dh_total),)
-        return S.keep_valid(valid_t, (da @ WhT, dprev_c), carry), (da, *projected)
-
     c_start = initial_cell_state(cache.c0, cache.h0, cache.Wh)
     last = (jnp.zeros_like(cache.h0) if dh_n is None else dh_n, jnp.zeros_like(c_start) if dc_n is None else dc_n)
-    inputs = (S.time_major(dh), cache.q_tm, cache.f_tm, *S.mask_inputs(valid_tm))
-    # da_t overwrites P_t, walking back over the forward's steps
-    (dh0, dc0), (da_tm, *dh_total_tm) = S.scan_in_place(step, last, cache.P_tm, inputs, reverse=not cache.reverse)
+
+    def xla_loop(dh, P_tm, q_tm, f_tm, Wh, dh_last, dc_last):
+        WhT = Wh.T
+
+        def step(carry, inputs):
+            P, dh_t, q, f, *mask_t = inputs
+            valid_t = S.step_mask(mask_t)
+            dh_total = dh_t + carry[0]
+            dm = dh_total if WrT is None else dh_total @ WrT
+            da, dprev_c = lstm_cell_backward(dm, carry[1], P, q, f)
+            da = S.zero_invalid(valid_t, da)
+            projected = () if WrT is None else (S.zero_invalid(valid_t, dh_total),)
+            return S.keep_valid(valid_t, (da @ WhT, dprev_c), carry), (da, *projected)
+
+        inputs = (S.time_major(dh), q_tm, f_tm, *S.mask_inputs(valid_tm))
+        # da_t overwrites P_t, walking back over the forward's steps
+        (dh0, dc0), (da_tm, *dh_total_tm) = S.scan_in_place(step, (dh_last, dc_last), P_tm, inputs,
+                                                            reverse=not cache.reverse)
+        return da_tm, dh0, dc0, (dh_total_tm[0] if dh_total_tm else None)
+
+    loop_inputs = (dh, cache.P_tm, cache.q_tm, cache.f_tm, cache.Wh, *last)
+    if K.applies(cache.P_tm, cache.lengths, cache.Wr):
+        def kernel_loop(*args):
+            return (*K.backward_loop(*args, reverse=cache.reverse), None)
+
+        da_tm, dh0, dc0, dh_total_tm = lax.platform_dependent(*loop_inputs, cpu=kernel_loop, default=xla_loop)
+    else:
+        da_tm, dh0, dc0, dh_total_tm = xla_loop(*loop_inputs)
     h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
-    dWr = None if cache.Wr is None else projection_gradient(cache.m_tm, dh_total_tm[0])
+    dWr = None if cache.Wr is None else projection_gradient(cache.m_tm, dh_total_tm)
     return dh0, dc0, da_tm, h_prev_tm, dWr
 
 

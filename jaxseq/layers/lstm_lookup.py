@@ -23,6 +23,8 @@ Shapes: N batch, T time, V vocabulary, H hidden, P = H, or the projection's widt
 
 from __future__ import annotations
 
+import functools
+
 import jax
 
 from jaxseq.layers import sequence as S
@@ -42,10 +44,12 @@ def validate_lstm_lookup_args(tokens, table, h0, c0, Wh, Wr, lengths) -> tuple[
                                     with_projection=True, lookup=True)
 
 
-def lstm_lookup_forward_parts(tokens, h0, c0, table, Wh, Wr, lengths, reverse):
+def lstm_lookup_forward_parts(tokens, h0, c0, table, Wh, Wr, lengths, reverse, *, compiled_loop: bool = False):
     """The forward on checked arguments, each step's rows gathered time-major into one (T, N, 4H)
-    buffer that the in-place loop overwrites. Returns (h (N, T, P), h_n (N, P), c_n (N, H), cache)."""
-    return recurrence_forward(tokens, h0, c0, table, Wh, None, Wr, lengths, reverse, S.lookup(table, tokens.T))
+    buffer that the in-place loop overwrites (`compiled_loop`: `recurrence_forward`'s).
+    Returns (h (N, T, P), h_n (N, P), c_n (N, H), cache)."""
+    return recurrence_forward(tokens, h0, c0, table, Wh, None, Wr, lengths, reverse, S.lookup(table, tokens.T),
+                              compiled_loop=compiled_loop)
 
 
 def lstm_lookup_forward(tokens, table, h0, Wh, *, c0=None, Wr=None, lengths=None, reverse=False,
@@ -95,7 +99,7 @@ def _primal(tokens, h0, c0, table, Wh, Wr, lengths, reverse):
 
 _lstm_lookup = S.custom_vjp_sequence_layer(
     primal=_primal,
-    forward=lstm_lookup_forward_parts,
+    forward=functools.partial(lstm_lookup_forward_parts, compiled_loop=True),
     backward=_rule_backward,
     n_states=2,
 )

@@ -1,0 +1,168 @@
+"""Building and loading the compiled CPU loops: once per machine, on first use, cached.
+
+The C++ source ships in the package (`lstm_cpu.cc`). The first program that needs it compiles
+it with the machine's C++ compiler (`$CXX`, else `c++`; `-O3 -march=native`: the vector width
+of this CPU) against the XLA FFI headers that jaxlib ships (`jax.ffi.include_dir()`), into
+
+    $JAXSEQ_KERNEL_CACHE, else $XDG_CACHE_HOME/jaxseq/kernels, else ~/.cache/jaxseq/kernels
+
+as `<name>-<key>.so`, where the key hashes everything the binary depends on: the source, the
+compiler command and version, jaxlib's version and this CPU's instruction sets (a cache shared
+between machines never hands one a binary built for another's). The compiler writes to a
+temporary name that is renamed into place, so processes that build at once (pytest workers)
+each end with a complete file. Later processes only load it.
+
+When it cannot be built or loaded (no compiler, a read-only cache, another platform), the
+reason is kept (`unavailable_reason`), a one-line warning says so once, and the layers run
+their XLA loops, which compute the same values: nothing fails for want of a compiler.
+`JAXSEQ_KERNELS=off` skips the compiled loops altogether (`kernels_enabled`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import jax
+import jaxlib
+
+SOURCE_DIR = Path(__file__).resolve().parent
+COMPILE_TIMEOUT_S = 300
+
+_lock = threading.Lock()
+_loaded: dict[str, ctypes.CDLL] = {}
+_failures: dict[str, str] = {}
+_switched_off = 0  # depth of `xla_loops()` contexts
+
+
+def cache_dir() -> Path:
+    """Where built kernels are kept (module docstring)."""
+    if os.environ.get("JAXSEQ_KERNEL_CACHE"):
+        return Path(os.environ["JAXSEQ_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jaxseq" / "kernels"
+
+
+def compiler() -> str | None:
+    """The C++ compiler's path: $CXX, else c++ on the PATH; None when there is none."""
+    return shutil.which(os.environ.get("CXX", "c++"))
+
+
+def compile_command(cxx: str, source: Path, output: Path) -> list[str]:
+    """The command that builds `source` into the shared library `output`."""
+    return [cxx, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC",
+            "-isystem", jax.ffi.include_dir(), str(source), "-o", str(output), "-lpthread"]
+
+
+def cpu_features() -> str:
+    """This CPU's instruction-set flags (Linux: /proc/cpuinfo), else the platform's name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.machine() + platform.processor()
+
+
+def _compiler_version(cxx: str) -> str:
+    try:
+        return subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def build_key(source: Path, cxx: str) -> str:
+    """16 hex digits of a hash of what the built library depends on (module docstring)."""
+    parts = [source.read_bytes(), " ".join(compile_command(cxx, Path("src"), Path("out"))).encode(),
+             _compiler_version(cxx).encode(), jaxlib.__version__.encode(), cpu_features().encode()]
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+
+
+def build(name: str) -> Path:
+    """The path of `name`'s shared library, compiling `<name>.cc` first when it is not in the
+    cache. Raises RuntimeError (one line: what failed) when it cannot be built."""
+    source = SOURCE_DIR / f"{name}.cc"
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError(f"no C++ compiler ({os.environ.get('CXX', 'c++')} is not on the PATH)")
+    target = cache_dir() / f"{name}-{build_key(source, cxx)}.so"
+    if target.is_file():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=target.parent)
+        os.close(handle)
+    except OSError as e:
+        raise RuntimeError(f"cannot write to the kernel cache {target.parent}: {e.strerror or e}") from None
+    try:
+        done = subprocess.run(compile_command(cxx, source, Path(temporary)), capture_output=True, text=True,
+                              timeout=COMPILE_TIMEOUT_S)
+        if done.returncode != 0:
+            first_error = next((line for line in done.stderr.splitlines() if "error" in line), done.stderr.strip())
+            raise RuntimeError(f"{cxx} could not build {source.name}: {first_error[:300]}")
+        os.replace(temporary, target)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{cxx} took more than {COMPILE_TIMEOUT_S} s to build {source.name}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+    return target
+
+
+def kernels_enabled() -> bool:
+    """False under `JAXSEQ_KERNELS=off` (or 0, false, no) and inside `xla_loops()`."""
+    return _switched_off == 0 and os.environ.get("JAXSEQ_KERNELS", "on").lower() not in ("off", "0", "false", "no")
+
+
+@contextlib.contextmanager
+def xla_loops():
+    """Within this context, programs traced use the layers' XLA loops, not the compiled ones
+    (for comparisons). The choice is made when a function is traced, and JAX reuses traces of
+    the same function at the same shapes (a custom_vjp rule's, a scan body's), so the context
+    clears JAX's caches when it starts and when it ends: trace and compile inside it what
+    should run without the compiled loops."""
+    global _switched_off
+    jax.clear_caches()
+    _switched_off += 1
+    try:
+        yield
+    finally:
+        _switched_off -= 1
+        jax.clear_caches()
+
+
+def load(name: str) -> ctypes.CDLL | None:
+    """`name`'s library, built and loaded once per process; None when it cannot be (the reason:
+    `unavailable_reason(name)`, also warned once)."""
+    with _lock:
+        if name in _loaded:
+            return _loaded[name]
+        if name in _failures:
+            return None
+        if platform.system() != "Linux":
+            reason = f"compiled loops are built on Linux only, not {platform.system()}"
+        else:
+            try:
+                _loaded[name] = ctypes.CDLL(str(build(name)))
+                return _loaded[name]
+            except (RuntimeError, OSError) as e:
+                reason = str(e)
+        _failures[name] = reason
+        warnings.warn(f"jaxseq: the compiled CPU loops ({name}) are not available, the XLA loops run instead: "
+                      f"{reason}", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why `load(name)` gave None in this process, or None when it did not (or was not called)."""
+    return _failures.get(name)

@@ -1,0 +1,225 @@
+"""`jaxseq.kernels`: the LSTM's loops compiled for the CPU.
+
+- The compiled forward and backward loops give the XLA loops' arrays (outputs, final states,
+  the cache the backward reads, the backward's pre-activation and state gradients): float32
+  to 5e-6 and float64 to 1e-13 of each array's scale, both directions, over shapes that take
+  every tail of the kernel (N not a multiple of its row tile, H not a multiple of its vector
+  width, N = T = H = 1).
+- Through the differentiable layers (`lstm`, `lstm_lookup`), the gradients on the compiled
+  loops equal those on the XLA loops (float64, 1e-12), and the program really calls them.
+  (Hand vs jax.grad vs numerical gradients with the compiled loops: the built-in check
+  "lstm_fast+rev", test_gradcheck.py.)
+- One thread or two: the same bits. vmap runs (sequentially). A GPU's program has no
+  foreign call (lowered for CUDA here, without a GPU).
+- Where they apply: not with lengths, projections, other dtypes, several devices, or
+  JAXSEQ_KERNELS=off.
+- Building: one cached library per key (no temporary file left), a new key when the source
+  changes; a broken source, or no compiler, is a one-line reason, warned once, and the layers
+  still give the right values on their XLA loops.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxseq import kernels
+from jaxseq import layers as L
+from jaxseq.kernels import build
+from jaxseq.kernels import lstm as K
+from jaxseq.layers import lstm_fast as F
+from tests.helpers import scaled_error
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def loop_problem(N, T, H, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape, scale=1.0):
+        return jnp.asarray(scale * rng.standard_normal(shape), dtype)
+
+    return dict(xw=normal(T, N, 4 * H, scale=0.7), h0=normal(N, H, scale=0.5), c0=normal(N, H),
+                Wh=normal(H, 4 * H, scale=1 / np.sqrt(H)), b=normal(4 * H, scale=0.1), dh=normal(N, T, H),
+                dh_n=normal(N, H), dc_n=normal(N, H))
+
+
+def both_loops(p, reverse):
+    """Every array the forward and backward loops produce, (compiled, XLA)."""
+
+    def run(xw, h0, c0, Wh, b, dh, dh_n, dc_n):
+        h, h_n, c_n, cache = F.recurrence_forward(None, h0, c0, None, Wh, b, None, None, reverse, xw,
+                                                  compiled_loop=True)
+        dh0, dc0, da_tm, _, _ = F.recurrence_backward(dh, cache, dh_n, dc_n)
+        return dict(h=h, h_n=h_n, c_n=c_n, P_tm=cache.P_tm, q_tm=cache.q_tm, f_tm=cache.f_tm, dh0=dh0, dc0=dc0,
+                    da_tm=da_tm)
+
+    compiled = jax.jit(run)(**p)
+    with kernels.xla_loops():
+        xla = jax.jit(run)(**p)
+    return compiled, xla
+
+
+SHAPES = [(1, 1, 1), (3, 2, 5), (7, 5, 17), (13, 9, 64), (20, 6, 200), (64, 4, 512)]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("N,T,H", SHAPES)
+def test_compiled_loops_equal_the_xla_loops_in_float32(N, T, H, reverse):
+    compiled, xla = both_loops(loop_problem(N, T, H, jnp.float32), reverse)
+    for name in xla:
+        assert compiled[name].shape == xla[name].shape, name
+        assert scaled_error(compiled[name], xla[name]) < 5e-6, name
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("N,T,H", SHAPES[:4])
+def test_compiled_loops_equal_the_xla_loops_in_float64(x64, N, T, H, reverse):
+    compiled, xla = both_loops(loop_problem(N, T, H, jnp.float64), reverse)
+    for name in xla:
+        assert compiled[name].dtype == jnp.float64
+        assert scaled_error(compiled[name], xla[name]) < 1e-13, name
+
+
+def test_one_thread_or_two_give_the_same_bits(monkeypatch):
+    p = loop_problem(13, 7, 130, jnp.float32)
+    results = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("JAXSEQ_KERNEL_THREADS", threads)  # read by every call
+        results.append(jax.tree.map(np.asarray, both_loops(p, False)[0]))
+    for name in results[0]:
+        np.testing.assert_array_equal(results[0][name], results[1][name], err_msg=name)
+
+
+def _layer_loss(layer):
+    def loss(*args):
+        h, h_n, c_n = layer(*args)
+        return jnp.sum(jnp.sin(h)) + jnp.sum(h_n * c_n)
+
+    return loss
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_layer_gradients_on_the_compiled_loops_equal_the_xla_loops(x64, reverse):
+    rng = np.random.default_rng(1)
+    N, T, D, H, V = 5, 6, 4, 9, 11
+    x, h0, c0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    Wx, Wh, b = 0.5 * rng.standard_normal((D, 4 * H)), 0.5 * rng.standard_normal((H, 4 * H)), rng.standard_normal(4 * H)
+    tokens, table = rng.integers(0, V, (N, T)), rng.standard_normal((V, 4 * H))
+    cases = {
+        "lstm": (_layer_loss(lambda x, h0, c0, Wx, Wh, b: L.lstm(x, h0, Wx, Wh, b, c0=c0, reverse=reverse,
+                                                                  return_state=True)), (x, h0, c0, Wx, Wh, b)),
+        "lstm_lookup": (_layer_loss(lambda table, h0, c0, Wh: L.lstm_lookup(tokens, table, h0, Wh, c0=c0,
+                                                                            reverse=reverse, return_state=True)),
+                        (table, h0, c0, Wh)),
+    }
+    for name, (loss, args) in cases.items():
+        argnums = tuple(range(len(args)))
+        compiled_fn = jax.jit(jax.value_and_grad(loss, argnums=argnums))
+        hlo = compiled_fn.lower(*args).as_text()
+        assert K.FORWARD_TARGET in hlo and K.BACKWARD_TARGET in hlo, name
+        compiled = compiled_fn(*args)
+        with kernels.xla_loops():
+            xla_fn = jax.jit(jax.value_and_grad(loss, argnums=argnums))
+            assert K.FORWARD_TARGET not in xla_fn.lower(*args).as_text()
+            xla = xla_fn(*args)
+        for got, want in zip(jax.tree.leaves(compiled), jax.tree.leaves(xla)):
+            assert scaled_error(got, want) < 1e-12, name
+
+
+def test_vmap_of_the_layer_runs_the_compiled_loops_per_item():
+    rng = np.random.default_rng(2)
+    B, N, T, D, H = 3, 2, 4, 3, 5
+    x = jnp.asarray(rng.standard_normal((B, N, T, D)), jnp.float32)
+    h0 = jnp.zeros((N, H))
+    Wx, Wh = jnp.asarray(rng.standard_normal((D, 4 * H)), jnp.float32), jnp.asarray(rng.standard_normal((H, 4 * H)), jnp.float32)
+    b = jnp.zeros(4 * H)
+    grad = jax.grad(lambda Wh, x: jnp.sum(L.lstm(x, h0, Wx, Wh, b) ** 2))
+    batched = jax.vmap(grad, in_axes=(None, 0))(Wh, x)
+    for i in range(B):
+        assert scaled_error(batched[i], grad(Wh, x[i])) < 1e-6
+
+
+def test_a_gpu_program_runs_the_xla_loops():
+    x, h0 = jnp.ones((2, 3, 4)), jnp.zeros((2, 8))
+    Wx, Wh, b = jnp.full((4, 32), 0.1), jnp.full((8, 32), 0.1), jnp.zeros(32)
+    step = jax.jit(jax.grad(lambda Wh: jnp.sum(L.lstm(x, h0, Wx, Wh, b))))
+    foreign = [jax.export.DisabledSafetyCheck.custom_call(t) for t in (K.FORWARD_TARGET, K.BACKWARD_TARGET)]
+    cpu = jax.export.export(step, platforms=["cpu"], disabled_checks=foreign)(Wh).mlir_module()
+    cuda = jax.export.export(step, platforms=["cuda"], disabled_checks=foreign)(Wh).mlir_module()
+    assert K.FORWARD_TARGET in cpu and K.BACKWARD_TARGET in cpu
+    assert K.FORWARD_TARGET not in cuda and K.BACKWARD_TARGET not in cuda and "while" in cuda
+
+
+def test_where_the_compiled_loops_apply(monkeypatch):
+    xw = jnp.zeros((3, 2, 8))
+    assert K.applies(xw, None, None)
+    assert not K.applies(xw, jnp.array([3, 1]), None)  # lengths
+    assert not K.applies(xw, None, jnp.zeros((2, 1)))  # a projection
+    assert not K.applies(xw.astype(jnp.bfloat16), None, None)
+    assert not K.applies(jnp.zeros((0, 2, 8)), None, None)
+    with kernels.xla_loops():
+        assert not K.applies(xw, None, None) and not kernels.kernels_enabled()
+    assert kernels.kernels_enabled()
+    monkeypatch.setenv("JAXSEQ_KERNELS", "off")
+    assert not K.applies(xw, None, None)
+
+
+def test_the_library_is_built_once_per_key_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXSEQ_KERNEL_CACHE", str(tmp_path / "cache"))
+    built = build.build("lstm_cpu")
+    assert built.parent == tmp_path / "cache" and built.name.startswith("lstm_cpu-")
+    assert sorted(p.name for p in built.parent.iterdir()) == [built.name]  # no temporary file left
+    mtime = built.stat().st_mtime_ns
+    assert build.build("lstm_cpu") == built and built.stat().st_mtime_ns == mtime  # found, not rebuilt
+    source = tmp_path / "lstm_cpu.cc"
+    source.write_text(build.SOURCE_DIR.joinpath("lstm_cpu.cc").read_text() + "\n// changed\n")
+    cxx = build.compiler()
+    assert build.build_key(source, cxx) != build.build_key(build.SOURCE_DIR / "lstm_cpu.cc", cxx)
+
+
+def test_a_source_that_does_not_compile_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "broken.cc").write_text("this is not C++\n")
+    monkeypatch.setattr(build, "SOURCE_DIR", tmp_path)
+    monkeypatch.setenv("JAXSEQ_KERNEL_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError) as error:
+        build.build("broken")
+    message = str(error.value)
+    assert "\n" not in message and "could not build broken.cc" in message and "error" in message
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == []  # the failed output is removed
+
+
+def test_without_a_compiler_the_layers_warn_once_and_run_their_xla_loops(tmp_path):
+    script = textwrap.dedent("""
+        import warnings, jax, jax.numpy as jnp, numpy as np
+        from jaxseq import layers as L, kernels
+        rng = np.random.default_rng(0)
+        args = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((2, 3, 4), (2, 5), (4, 20), (5, 20), (20,))]
+        loss = lambda *a: jnp.sum(jnp.tanh(L.lstm(*a)))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = jax.grad(loss, argnums=(2, 3))(*args)
+            jax.grad(lambda *a: 2 * loss(*a), argnums=(2, 3))(*args)
+        print(repr([str(w.message) for w in caught if "compiled CPU loops" in str(w.message)]))
+        print(kernels.unavailable_reason("lstm_cpu"))
+        print(float(jnp.sum(first[0])), float(jnp.sum(first[1])))
+    """)
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "JAXSEQ_KERNEL_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": REPO_ROOT}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    warned, reason, sums = done.stdout.strip().splitlines()[-3:]
+    assert len(eval(warned)) == 1 and "no C++ compiler" in warned
+    assert reason.startswith("no C++ compiler") and str(tmp_path / "no-such-compiler") in reason
+    rng = np.random.default_rng(0)
+    args = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((2, 3, 4), (2, 5), (4, 20), (5, 20), (20,))]
+    want = jax.grad(lambda *a: jnp.sum(jnp.tanh(L.lstm(*a))), argnums=(2, 3))(*args)
+    got = [float(v) for v in sums.split()]
+    np.testing.assert_allclose(got, [float(jnp.sum(w)) for w in want], rtol=1e-5)
