@@ -445,7 +445,8 @@ def test_xla_flags_study_still_parses_its_command_line(capsys):
 
 
 def test_lm_benchmark_contenders_agree_and_run_quick():
-    """bench_lm's three training contenders (jaxseq's trainer step, Flax, the PyTorch twin)
+    """bench_lm's training contenders (jaxseq's trainer step, on the compiled LSTM loops and on
+    the XLA loops, Flax, the PyTorch twin)
     agree on loss, final state, every gradient and the first steps' losses before timing (the
     run asserts it), the generation loop's logits agree, and the tables carry tokens/s."""
     pytest.importorskip("torch")
@@ -454,7 +455,7 @@ def test_lm_benchmark_contenders_agree_and_run_quick():
     results = bench_lm.run(quick=True, cases=("word", "gen"))
     train = [r for r in results if r["case"] == "lm train"]
     gen = [r for r in results if r["case"] == "lm generate"]
-    assert [r["contender"] for r in train] == ["jaxseq", "flax", "torch"]
+    assert [r["contender"] for r in train] == ["jaxseq", "jaxseq-xla-loops", "flax", "torch"]
     assert [r["contender"] for r in gen] == ["jaxseq", "jaxseq-apply", "torch", "torch-no-onednn"]
     roofline = gen[0]["roofline"]
     assert roofline["jaxseq_bytes_per_token"] < roofline["torch_bytes_per_token"]  # the folded table row
@@ -465,7 +466,8 @@ def test_lm_benchmark_contenders_agree_and_run_quick():
         assert r["tokens_per_s"] == pytest.approx(c["N"] * c["T"] / (r["median_ms"] * 1e-3))
         assert "agree with jaxseq on loss, final state and every gradient, torch also on 3 steps" in r["notes"]
         assert "torch threads 2" in r["notes"] and "OMP_WAIT_POLICY" in r["notes"]
-        assert r["notes"].startswith("jaxseq speed-up: flax ") and "(target >= 1.3x:" in r["notes"]
+        assert r["notes"].startswith("jaxseq speed-up: jaxseq-xla-loops ") and "flax " in r["notes"]
+        assert "(target >= 1.3x:" in r["notes"]
     assert "torch's per-step logits agree with jaxseq's model" in gen[0]["notes"]
     assert gen[0]["steps"] == bench_lm.QUICK_GEN_LENGTH
     table = bench_lm.throughput_table(results)

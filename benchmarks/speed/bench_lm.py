@@ -12,7 +12,10 @@ Contenders (the same weights, ported by name; dropout off; float32):
 
 - jaxseq  the trainer's own step: `make_train_step(lm_training_loss(model), lm_optimizer(config),
           segment_sampler(T), has_aux=True)` on `SegmentData(streams, carry, start)` (what
-          `jaxseq lm train` runs), one jitted call
+          `jaxseq lm train` runs), one jitted call; on the CPU its LSTM loops are the compiled
+          ones (`jaxseq.kernels`)
+- jaxseq-xla-loops  the same step with the LSTM's XLA loops (`jaxseq.kernels.xla_loops()`):
+          what the compiled loops add
 - flax    `nn.RNN(nn.OptimizedLSTMCell(H), return_carry=True)` layers with the same embedding
           (a gather from a (V, E) matrix) and decoder (`nn.Dense`), optax's cross-entropy; the
           same step builder and optimizer (`make_train_step`, `lm_optimizer`), so that only the
@@ -48,7 +51,11 @@ PyTorch's OpenMP wait policy (OMP_WAIT_POLICY, read once when torch loads) is re
 case's notes: unset, libgomp's default spins a while after each parallel region (busy-wait),
 PASSIVE sleeps at once. Run the module under each to compare.
 
-    python benchmarks/speed/bench_lm.py [--quick] [--case gen] [--single-core] [--out benchmarks/results]
+    python benchmarks/speed/bench_lm.py [--quick] [--case gen] [--single-core] [--tune-malloc] [--out benchmarks/results]
+
+--tune-malloc tells glibc's malloc to keep freed memory (`harness.tune_malloc`, process-wide,
+so for every contender alike): without it each step page-faults its large buffers in again
+(XLA's temporary buffer, PyTorch's activations), which `page faults/call` in the tables counts.
 """
 
 from __future__ import annotations
@@ -63,6 +70,8 @@ import harness  # noqa: E402
 
 if __name__ == "__main__" and "--single-core" in sys.argv:  # before NumPy, JAX or PyTorch start threads
     harness.single_core_mode()
+if __name__ == "__main__" and "--tune-malloc" in sys.argv:  # before any thread has an arena of its own
+    harness.tune_malloc()
 
 import numpy as np  # noqa: E402
 
@@ -163,7 +172,9 @@ class Contender:
 
 def _jax_contender(loss_fn, params, p: dict, to_torch) -> Contender:
     """A JAX contender on the trainer's step builder: `loss_fn(params, (x, y, carry, key)) ->
-    (loss, carry after)` with the carry stream-major (N, S, H), as `lm_training_loss`'s."""
+    (loss, carry after)` with the carry stream-major (N, S, H), as `lm_training_loss`'s. Its
+    step and gradient function are compiled here (ahead of time), so that a contender made
+    inside `jaxseq.kernels.xla_loops()` keeps the XLA loops when it runs outside."""
     import jax
     import jax.numpy as jnp
 
@@ -177,6 +188,7 @@ def _jax_contender(loss_fn, params, p: dict, to_torch) -> Contender:
     start = jnp.int32(0)
     box = {"state": init_train_state(jax.device_put(params), optimizer, seed=0),
            "carry": to_streams(tuple(jnp.zeros_like(s) for s in p["state"]))}
+    step = step.lower(box["state"], SegmentData(streams, box["carry"], start)).compile()
 
     def run():
         box["state"], loss, box["carry"] = step(box["state"], SegmentData(streams, box["carry"], start))
@@ -185,10 +197,11 @@ def _jax_contender(loss_fn, params, p: dict, to_torch) -> Contender:
     def losses(k):
         return [float(run()[1]) for _ in range(k)]
 
-    grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+    x, y = p["streams"][:, :c["T"]], p["streams"][:, 1:c["T"] + 1]
+    grad_fn = jax.jit(jax.value_and_grad(loss_fn, has_aux=True)).lower(
+        params, (x, y, box["carry"], jax.random.key(1))).compile()
 
     def grads(state):
-        x, y = p["streams"][:, :c["T"]], p["streams"][:, 1:c["T"] + 1]
         (loss, carry), g = grad_fn(params, (x, y, to_streams(tuple(map(jnp.asarray, state))), jax.random.key(1)))
         return float(loss), tuple(np.asarray(s) for s in from_streams(carry)), to_torch(g)
 
@@ -202,6 +215,15 @@ def jaxseq_contender(p: dict) -> Contender:
     model = p["model"]
     params = lm_params_from_torch(model, p["state_dict"])["params"]
     return _jax_contender(lm_training_loss(model), params, p, lambda g: lm_params_to_torch(model, {"params": g}))
+
+
+def jaxseq_xla_loops_contender(p: dict) -> Contender:
+    """jaxseq's step with the LSTM's XLA loops instead of the compiled ones (`jaxseq.kernels`):
+    what the compiled loops add, measured in the same process."""
+    from jaxseq import kernels
+
+    with kernels.xla_loops():
+        return jaxseq_contender(p)
 
 
 # ----------------------------------------------------------------------------- Flax
@@ -335,7 +357,8 @@ def torch_contender(p: dict) -> Contender:
 
 
 def make_contenders(p: dict) -> dict[str, Contender]:
-    return {"jaxseq": jaxseq_contender(p), "flax": flax_contender(p), "torch": torch_contender(p)}
+    return {"jaxseq": jaxseq_contender(p), "jaxseq-xla-loops": jaxseq_xla_loops_contender(p), "flax": flax_contender(p),
+            "torch": torch_contender(p)}
 
 
 def check_agreement(contenders: dict[str, Contender], p: dict, rtol: float | None = None) -> dict:
@@ -671,8 +694,8 @@ def run(quick: bool = False, cases=("char", "word", "gen")) -> list[dict]:
 
 def throughput_table(results: list[dict]) -> str:
     """Markdown: one row per case, tokens/s of each contender and the speed-ups."""
-    lines = ["| case (shape) | jaxseq tokens/s | flax tokens/s | torch tokens/s | jaxseq / flax | jaxseq / torch |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| case (shape) | jaxseq tokens/s | jaxseq on XLA loops | flax tokens/s | torch tokens/s | jaxseq / "
+             "XLA loops | jaxseq / flax | jaxseq / torch |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     rows: dict[tuple, dict] = {}
     for r in results:
         if "tokens_per_s" in r:
@@ -680,8 +703,8 @@ def throughput_table(results: list[dict]) -> str:
     for (case, variant, shape), by in rows.items():
         rate = lambda k: f"{by[k]['tokens_per_s']:,.0f}" if k in by else ""  # noqa: E731
         up = lambda k: f"{by['jaxseq']['speedups'][k]:.2f}x" if k in by else ""  # noqa: E731
-        lines.append(f"| {case}, {variant} ({shape}) | {rate('jaxseq')} | {rate('flax')} | {rate('torch')} | "
-                     f"{up('flax')} | {up('torch')} |")
+        lines.append(f"| {case}, {variant} ({shape}) | {rate('jaxseq')} | {rate('jaxseq-xla-loops')} | {rate('flax')} | "
+                     f"{rate('torch')} | {up('jaxseq-xla-loops')} | {up('flax')} | {up('torch')} |")
     return "\n".join(lines)
 
 
@@ -716,6 +739,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stem", default="lm_speed")
     parser.add_argument("--single-core", action="store_true",
                         help="pinned to one CPU, one thread per library, timed by CPU time (harness.single_core_mode)")
+    parser.add_argument("--tune-malloc", action="store_true",
+                        help="glibc malloc keeps freed memory, for every contender (harness.tune_malloc)")
     args = parser.parse_args(argv)
     harness.setup()
     meta = harness.machine_info()

@@ -51,7 +51,7 @@ def projection_gradient(m_tm, dh_tm):
     """dWr = sum_t m_t^T dh_t (H, P) as one matmul: m_tm (T, N, H), dh_tm (T, N, P) the total
     gradients of the projected states (zero at steps past a length)."""
     T, N, H = m_tm.shape
-    return m_tm.reshape(T * N, H).T @ dh_tm.reshape(T * N, dh_tm.shape[-1])
+    return S.weight_gradient(m_tm.reshape(T * N, H), dh_tm.reshape(T * N, dh_tm.shape[-1]))
 
 
 def initial_cell_state(c0, h0, W):
