@@ -161,12 +161,21 @@ class StepBarrier {
   std::atomic<int> generation_{0};
 };
 
-// Runs body(thread, threads) on `threads` threads (the caller is thread 0). One call at a
-// time per process: two loops at once would only share the same cores.
+// One loop at a time per process: two at once would only share the same cores, and the one
+// workspace below is theirs while they hold this.
 std::mutex one_call_at_a_time;
 
+// The packed weight's memory, kept from call to call (grown when a call needs more): a fresh
+// allocation of megabytes would be mapped anew, and page-faulted in, on every call.
+template <typename T>
+T* packed_workspace(size_t count) {
+  static std::vector<unsigned char> bytes;
+  if (bytes.size() < count * sizeof(T)) bytes.resize(count * sizeof(T));
+  return reinterpret_cast<T*>(bytes.data());
+}
+
+// Runs body(thread) on `threads` threads, the caller's being thread 0.
 void run_parallel(int threads, const std::function<void(int)>& body) {
-  std::lock_guard<std::mutex> lock(one_call_at_a_time);
   std::vector<std::thread> helpers;
   helpers.reserve(threads - 1);
   for (int j = 1; j < threads; ++j) helpers.emplace_back(body, j);
@@ -305,8 +314,8 @@ template <typename T>
 void forward_loop(ForwardArgs<T> a, int threads) {
   constexpr int L = Simd<T>::L;
   const int64_t panels = ceil_div(a.H, L);
-  std::vector<T> packed(static_cast<size_t>(panels * a.H * 4 * L));
-  a.packed = packed.data();
+  std::lock_guard<std::mutex> lock(one_call_at_a_time);
+  a.packed = packed_workspace<T>(static_cast<size_t>(panels * a.H * 4 * L));
   std::memcpy(a.c, a.c0, sizeof(T) * a.N * a.H);
   threads = static_cast<int>(std::min<int64_t>(threads, panels));
   StepBarrier barrier(threads);
@@ -410,8 +419,8 @@ template <typename T>
 void backward_loop(BackwardArgs<T> a, int threads) {
   constexpr int L = Simd<T>::L;
   const int64_t panels = ceil_div(a.H, 4 * L);
-  std::vector<T> packed(static_cast<size_t>(panels * 4 * a.H * 4 * L));
-  a.packed = packed.data();
+  std::lock_guard<std::mutex> lock(one_call_at_a_time);
+  a.packed = packed_workspace<T>(static_cast<size_t>(panels * 4 * a.H * 4 * L));
   threads = static_cast<int>(std::min<int64_t>(threads, panels));
   StepBarrier barrier(threads);
   run_parallel(threads, [&](int j) { backward_thread<T>(a, j, threads, barrier); });
