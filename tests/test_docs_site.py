@@ -32,7 +32,7 @@ from urllib.parse import unquote, urljoin, urlparse
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["layers", "nn", "nnx", "models", "train", "inference", "data"]  # each with its __all__
+PACKAGES = ["layers", "kernels", "nn", "nnx", "models", "train", "inference", "data"]  # each with its __all__
 MODULES = ["metrics", "gradcheck", "theory"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}

@@ -223,3 +223,35 @@ def test_without_a_compiler_the_layers_warn_once_and_run_their_xla_loops(tmp_pat
     want = jax.grad(lambda *a: jnp.sum(jnp.tanh(L.lstm(*a))), argnums=(2, 3))(*args)
     got = [float(v) for v in sums.split()]
     np.testing.assert_allclose(got, [float(jnp.sum(w)) for w in want], rtol=1e-5)
+
+
+def test_inside_shard_map_the_compiled_loops_give_the_plain_gradients():
+    """A foreign call's results vary along no mesh axis; the layer gives them its inputs' (the
+    XLA loop's type), so the loops run inside `jax.shard_map` too (one device here: several
+    run the XLA loops)."""
+    from functools import partial
+
+    from jax import lax
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    rng = np.random.default_rng(3)
+    N, T, D, H = 4, 5, 3, 8
+    x, h0 = jnp.asarray(rng.standard_normal((N, T, D)), jnp.float32), jnp.asarray(rng.standard_normal((N, H)), jnp.float32)
+    params = tuple(jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((D, 4 * H), (H, 4 * H), (4 * H,)))
+    mesh = jax.make_mesh((1,), ("d",))
+
+    def loss(p, x, h0):
+        return jnp.mean(L.lstm(x, h0, *p) ** 2)
+
+    @jax.jit
+    @partial(jax.shard_map, mesh=mesh, in_specs=(P(), P("d"), P("d")), out_specs=(P(), P()))
+    def sharded(p, x, h0):
+        return jax.value_and_grad(lambda p: lax.pmean(loss(p, x, h0), "d"))(p)
+
+    split = NamedSharding(mesh, P("d"))
+    xs, h0s = jax.device_put(x, split), jax.device_put(h0, split)
+    assert K.FORWARD_TARGET in sharded.lower(params, xs, h0s).as_text()
+    got = sharded(params, xs, h0s)
+    want = jax.jit(jax.value_and_grad(loss))(params, x, h0)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert scaled_error(a, b) < 1e-6

@@ -28,6 +28,13 @@ SPEED_RUNS = [
     ("latest.json", "Layers, captioning and the classifier: two cores (wall clock)"),
     ("recurrent/latest-1core.json", "GRU, lengths, stacked modules and the T sweep: one core (CPU time)"),
     ("recurrent/stacked-2cores.json", "Stacked bidirectional LSTM and GRU: two cores (wall clock)"),
+    ("lm_speed-xeon-kernels.json",
+     "Language model training step, a quiet Intel Xeon, the LSTM loops compiled: PyTorch busy-wait"),
+    ("lm_speed-xeon-kernels-passive.json",
+     "Language model training step, a quiet Intel Xeon, the LSTM loops compiled: PyTorch passive"),
+    ("lm_speed-xeon-kernels-malloc.json",
+     "Language model training step, a quiet Intel Xeon, the LSTM loops compiled: malloc keeping freed memory, "
+     "every contender"),
     ("lm_speed-xeon-lookup.json",
      "Language model training step, a quiet Intel Xeon, the char model's first layer a lookup: PyTorch busy-wait"),
     ("lm_speed-xeon-lookup-passive.json",

@@ -24,9 +24,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <string>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -428,59 +428,53 @@ void backward_loop(BackwardArgs<T> a, int threads) {
 
 // ---------------------------------------------------------------- the FFI handlers
 
-ffi::Error check_shapes(int64_t steps, int64_t N, int64_t H) {
-  if (steps < 1 || N < 1 || H < 1)
-    return ffi::Error::InvalidArgument("jaxseq LSTM kernel: T, N and H must be positive");
-  return ffi::Error::Success();
+// Checks that `gates` is (T, N, 4H) with T, N, H positive, then calls run(T{}, steps, N, H) for
+// its dtype (float32 or float64; the other buffers share it: jaxseq.kernels.lstm makes them).
+template <typename Run>
+ffi::Error on_gate_buffer(const ffi::AnyBuffer& gates, const char* name, Run run) {
+  auto dims = gates.dimensions();
+  if (dims.size() != 3 || dims[0] < 1 || dims[1] < 1 || dims[2] < 4 || dims[2] % 4 != 0)
+    return ffi::Error::InvalidArgument(std::string("jaxseq LSTM kernel: ") + name +
+                                       " must be (T, N, 4H) with T, N and H positive");
+  switch (gates.element_type()) {
+    case ffi::DataType::F32:
+      run(float{}, dims[0], dims[1], dims[2] / 4);
+      return ffi::Error::Success();
+    case ffi::DataType::F64:
+      run(double{}, dims[0], dims[1], dims[2] / 4);
+      return ffi::Error::Success();
+    default:
+      return ffi::Error::InvalidArgument("jaxseq LSTM kernel: float32 or float64 only");
+  }
 }
 
 ffi::Error LstmForwardImpl(ffi::AnyBuffer xw, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::AnyBuffer Wh,
                            ffi::AnyBuffer b, bool reverse, ffi::Result<ffi::AnyBuffer> h_tm,
                            ffi::Result<ffi::AnyBuffer> P_tm, ffi::Result<ffi::AnyBuffer> q_tm,
                            ffi::Result<ffi::AnyBuffer> f_tm, ffi::Result<ffi::AnyBuffer> c_n) {
-  auto dims = xw.dimensions();
-  if (dims.size() != 3) return ffi::Error::InvalidArgument("jaxseq LSTM kernel: xw must be (T, N, 4H)");
-  const int64_t steps = dims[0], N = dims[1], H = dims[2] / 4;
-  auto run = [&](auto zero) -> ffi::Error {
+  return on_gate_buffer(xw, "xw", [&](auto zero, int64_t steps, int64_t N, int64_t H) {
     using T = decltype(zero);
-    if (ffi::Error e = check_shapes(steps, N, H); e.failure()) return e;
     ForwardArgs<T> a{xw.reinterpret_data<T>(), h0.reinterpret_data<T>(), c0.reinterpret_data<T>(),
                      b.reinterpret_data<T>(),  h_tm->reinterpret_data<T>(), P_tm->reinterpret_data<T>(),
                      q_tm->reinterpret_data<T>(), f_tm->reinterpret_data<T>(), c_n->reinterpret_data<T>(),
                      Wh.reinterpret_data<T>(), nullptr, steps, N, H, reverse};
     forward_loop<T>(a, usable_cores());
-    return ffi::Error::Success();
-  };
-  switch (xw.element_type()) {
-    case ffi::DataType::F32: return run(float{});
-    case ffi::DataType::F64: return run(double{});
-    default: return ffi::Error::InvalidArgument("jaxseq LSTM kernel: float32 or float64 only");
-  }
+  });
 }
 
 ffi::Error LstmBackwardImpl(ffi::AnyBuffer dh, ffi::AnyBuffer P_tm, ffi::AnyBuffer q_tm, ffi::AnyBuffer f_tm,
                             ffi::AnyBuffer Wh, ffi::AnyBuffer dh_n, ffi::AnyBuffer dc_n, bool reverse,
                             ffi::Result<ffi::AnyBuffer> da_tm, ffi::Result<ffi::AnyBuffer> dh0,
                             ffi::Result<ffi::AnyBuffer> dc0) {
-  auto dims = P_tm.dimensions();
-  if (dims.size() != 3) return ffi::Error::InvalidArgument("jaxseq LSTM kernel: P_tm must be (T, N, 4H)");
-  const int64_t steps = dims[0], N = dims[1], H = dims[2] / 4;
-  auto run = [&](auto zero) -> ffi::Error {
+  return on_gate_buffer(P_tm, "P_tm", [&](auto zero, int64_t steps, int64_t N, int64_t H) {
     using T = decltype(zero);
-    if (ffi::Error e = check_shapes(steps, N, H); e.failure()) return e;
     std::memcpy(dh0->untyped_data(), dh_n.untyped_data(), sizeof(T) * N * H);
     std::memcpy(dc0->untyped_data(), dc_n.untyped_data(), sizeof(T) * N * H);
     BackwardArgs<T> a{dh.reinterpret_data<T>(), P_tm.reinterpret_data<T>(), q_tm.reinterpret_data<T>(),
                       f_tm.reinterpret_data<T>(), Wh.reinterpret_data<T>(), da_tm->reinterpret_data<T>(),
                       dh0->reinterpret_data<T>(), dc0->reinterpret_data<T>(), nullptr, steps, N, H, reverse};
     backward_loop<T>(a, usable_cores());
-    return ffi::Error::Success();
-  };
-  switch (P_tm.element_type()) {
-    case ffi::DataType::F32: return run(float{});
-    case ffi::DataType::F64: return run(double{});
-    default: return ffi::Error::InvalidArgument("jaxseq LSTM kernel: float32 or float64 only");
-  }
+  });
 }
 
 }  // namespace

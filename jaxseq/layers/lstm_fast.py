@@ -32,6 +32,7 @@ from jax import lax
 
 from jaxseq.kernels import lstm as K
 from jaxseq.layers import sequence as S
+from jaxseq.layers.varying import match_varying, varying_axes
 
 
 def validate_lstm_args(x, h0, c0, Wx, Wh, b, lengths, Wr=None) -> tuple[
@@ -144,7 +145,10 @@ def recurrence_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse, xw_tm, *, com
     if compiled_loop and K.applies(xw_tm, lengths, Wr):
         def kernel_loop(xw_tm, h0, c0, Wh):
             bias = jnp.zeros(xw_tm.shape[-1], xw_tm.dtype) if b is None else b
-            h_tm, P_tm, q_tm, f_tm, c_n = K.forward_loop(xw_tm, h0, c0, Wh, bias, reverse=reverse)
+            # a foreign call's results vary along no mesh axis: inside `shard_map` they take the
+            # inputs' (jaxseq.layers.varying), as the XLA loop's do
+            h_tm, P_tm, q_tm, f_tm, c_n = match_varying(K.forward_loop(xw_tm, h0, c0, Wh, bias, reverse=reverse),
+                                                        varying_axes(xw_tm, h0, c0, Wh, bias))
             return h_tm, P_tm, q_tm, f_tm, h_tm[0 if reverse else -1], c_n, None
 
         h_tm, P_tm, q_tm, f_tm, h_n, c_n, m_tm = lax.platform_dependent(xw_tm, *start, Wh, cpu=kernel_loop,
@@ -210,7 +214,7 @@ def recurrence_backward(dh, cache: LSTMFastCache, dh_n=None, dc_n=None):
     loop_inputs = (dh, cache.P_tm, cache.q_tm, cache.f_tm, cache.Wh, *last)
     if K.applies(cache.P_tm, cache.lengths, cache.Wr):
         def kernel_loop(*args):
-            return (*K.backward_loop(*args, reverse=cache.reverse), None)
+            return (*match_varying(K.backward_loop(*args, reverse=cache.reverse), varying_axes(*args)), None)
 
         da_tm, dh0, dc0, dh_total_tm = lax.platform_dependent(*loop_inputs, cpu=kernel_loop, default=xla_loop)
     else:
