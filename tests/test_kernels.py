@@ -14,8 +14,9 @@
 - Where they apply: not with lengths, projections, other dtypes, several devices, or
   JAXSEQ_KERNELS=off.
 - Building: one cached library per key (no temporary file left), a new key when the source
-  changes; a broken source, or no compiler, is a one-line reason, warned once, and the layers
-  still give the right values on their XLA loops.
+  changes; a broken source, no compiler, or a cached file that lies (not a library, or one
+  without the handlers) is a one-line reason, warned once, and the layers still give the
+  right values on their XLA loops.
 """
 
 from __future__ import annotations
@@ -196,33 +197,63 @@ def test_a_source_that_does_not_compile_is_one_line(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []  # the failed output is removed
 
 
-def test_without_a_compiler_the_layers_warn_once_and_run_their_xla_loops(tmp_path):
-    script = textwrap.dedent("""
-        import warnings, jax, jax.numpy as jnp, numpy as np
-        from jaxseq import layers as L, kernels
-        rng = np.random.default_rng(0)
-        args = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((2, 3, 4), (2, 5), (4, 20), (5, 20), (20,))]
-        loss = lambda *a: jnp.sum(jnp.tanh(L.lstm(*a)))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            first = jax.grad(loss, argnums=(2, 3))(*args)
-            jax.grad(lambda *a: 2 * loss(*a), argnums=(2, 3))(*args)
-        print(repr([str(w.message) for w in caught if "compiled CPU loops" in str(w.message)]))
-        print(kernels.unavailable_reason("lstm_cpu"))
-        print(float(jnp.sum(first[0])), float(jnp.sum(first[1])))
-    """)
-    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "JAXSEQ_KERNEL_CACHE": str(tmp_path / "cache"),
-           "PYTHONPATH": REPO_ROOT}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+CHILD = textwrap.dedent("""
+    import warnings, jax, jax.numpy as jnp, numpy as np
+    from jaxseq import layers as L, kernels
+    from jaxseq.kernels import build
+    {prelude}
+    rng = np.random.default_rng(0)
+    args = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((2, 3, 4), (2, 5), (4, 20), (5, 20), (20,))]
+    loss = lambda *a: jnp.sum(jnp.tanh(L.lstm(*a)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = jax.grad(loss, argnums=(2, 3))(*args)
+        jax.grad(lambda *a: 2 * loss(*a), argnums=(2, 3))(*args)
+    print(repr([str(w.message) for w in caught if "compiled CPU loops" in str(w.message)]))
+    print(kernels.unavailable_reason("lstm_cpu"))
+    print(float(jnp.sum(first[0])), float(jnp.sum(first[1])))
+""")
+
+
+def _child_without_kernels(tmp_path, prelude="", **env):
+    """In a child process with its own kernel cache: (the loop warnings, the reason given, the
+    gradient sums), after asserting that the sums are the right ones (the XLA loops')."""
+    env = {**os.environ, "JAXSEQ_KERNEL_CACHE": str(tmp_path / "cache"), "PYTHONPATH": REPO_ROOT, **env}
+    done = subprocess.run([sys.executable, "-c", CHILD.replace("{prelude}", prelude)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
     warned, reason, sums = done.stdout.strip().splitlines()[-3:]
-    assert len(eval(warned)) == 1 and "no C++ compiler" in warned
-    assert reason.startswith("no C++ compiler") and str(tmp_path / "no-such-compiler") in reason
     rng = np.random.default_rng(0)
     args = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((2, 3, 4), (2, 5), (4, 20), (5, 20), (20,))]
     want = jax.grad(lambda *a: jnp.sum(jnp.tanh(L.lstm(*a))), argnums=(2, 3))(*args)
-    got = [float(v) for v in sums.split()]
-    np.testing.assert_allclose(got, [float(jnp.sum(w)) for w in want], rtol=1e-5)
+    np.testing.assert_allclose([float(v) for v in sums.split()], [float(jnp.sum(w)) for w in want], rtol=1e-5)
+    return eval(warned), reason
+
+
+def test_without_a_compiler_the_layers_warn_once_and_run_their_xla_loops(tmp_path):
+    warned, reason = _child_without_kernels(tmp_path, CXX=str(tmp_path / "no-such-compiler"))
+    assert len(warned) == 1 and "no C++ compiler" in warned[0]
+    assert reason.startswith("no C++ compiler") and str(tmp_path / "no-such-compiler") in reason
+
+
+# a cached file that lies: not a library at all, or a library without the handlers
+CORRUPT_CACHE = {
+    "not a library": "target.write_bytes(b'not an ELF file, whatever its name says')",
+    "no handlers": ("import subprocess; src = target.with_suffix('.c'); src.write_text('int other(void) { return 1; }');"
+                    " subprocess.run([build.compiler(), '-shared', '-fPIC', '-x', 'c', str(src), '-o', str(target)],"
+                    " check=True)"),
+}
+
+
+@pytest.mark.parametrize("lie", sorted(CORRUPT_CACHE))
+def test_a_corrupt_cached_library_is_one_line_and_the_xla_loops_run(tmp_path, lie):
+    prelude = ("source = build.SOURCE_DIR / 'lstm_cpu.cc'\n"
+               "target = build.cache_dir() / f'lstm_cpu-{build.build_key(source, build.compiler())}.so'\n"
+               "target.parent.mkdir(parents=True)\n" + CORRUPT_CACHE[lie])
+    warned, reason = _child_without_kernels(tmp_path, prelude=prelude)
+    assert len(warned) == 1 and "\n" not in warned[0]
+    assert ("lacks JaxseqLstmForward, JaxseqLstmBackward (delete it to rebuild)" in reason if lie == "no handlers"
+            else "lstm_cpu-" in reason)
 
 
 def test_inside_shard_map_the_compiled_loops_give_the_plain_gradients():

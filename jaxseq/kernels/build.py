@@ -141,22 +141,28 @@ def xla_loops():
         jax.clear_caches()
 
 
-def load(name: str) -> ctypes.CDLL | None:
-    """`name`'s library, built and loaded once per process; None when it cannot be (the reason:
-    `unavailable_reason(name)`, also warned once)."""
+def load(name: str, symbols: tuple[str, ...]) -> ctypes.CDLL | None:
+    """`name`'s library, built and loaded once per process, with `symbols` checked; None when
+    it cannot be (the reason: `unavailable_reason(name)`; warned once, except on a system other
+    than Linux, where the loops are not built at all)."""
     with _lock:
         if name in _loaded:
             return _loaded[name]
         if name in _failures:
             return None
         if platform.system() != "Linux":
-            reason = f"compiled loops are built on Linux only, not {platform.system()}"
-        else:
-            try:
-                _loaded[name] = ctypes.CDLL(str(build(name)))
-                return _loaded[name]
-            except (RuntimeError, OSError) as e:
-                reason = str(e)
+            _failures[name] = f"compiled loops are built on Linux only, not {platform.system()}"
+            return None
+        try:
+            path = build(name)
+            library = ctypes.CDLL(str(path))
+            missing = [symbol for symbol in symbols if not hasattr(library, symbol)]
+            if missing:
+                raise RuntimeError(f"{path} lacks {', '.join(missing)} (delete it to rebuild)")
+            _loaded[name] = library
+            return library
+        except (RuntimeError, OSError) as e:
+            reason = " ".join(str(e).split())  # one line: a loader's message may hold newlines
         _failures[name] = reason
         warnings.warn(f"jaxseq: the compiled CPU loops ({name}) are not available, the XLA loops run instead: "
                       f"{reason}", RuntimeWarning, stacklevel=3)

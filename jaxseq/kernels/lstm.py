@@ -34,7 +34,7 @@ FORWARD_TARGET, BACKWARD_TARGET = "jaxseq_lstm_forward", "jaxseq_lstm_backward"
 @functools.cache
 def _library():
     """The loaded library with its two FFI targets registered (once per process), or None."""
-    library = build.load(LIBRARY)
+    library = build.load(LIBRARY, ("JaxseqLstmForward", "JaxseqLstmBackward"))
     if library is not None:
         jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(library.JaxseqLstmForward), platform="cpu")
         jax.ffi.register_ffi_target(BACKWARD_TARGET, jax.ffi.pycapsule(library.JaxseqLstmBackward), platform="cpu")
