@@ -27,6 +27,8 @@ SPEED_RUNS = [
     ("latest-1core.json", "Layers, captioning and the classifier: one core (CPU time)"),
     ("latest.json", "Layers, captioning and the classifier: two cores (wall clock)"),
     ("recurrent/latest-1core.json", "GRU, lengths, stacked modules and the T sweep: one core (CPU time)"),
+    ("xeon-kernels/latest-1core.json",
+     "Layers, an Intel Xeon, the LSTM's loops compiled: one core (CPU time)"),
     ("recurrent/stacked-2cores.json", "Stacked bidirectional LSTM and GRU: two cores (wall clock)"),
     ("lm_speed-xeon-kernels.json",
      "Language model training step, a quiet Intel Xeon, the LSTM loops compiled: PyTorch busy-wait"),
