@@ -36,7 +36,6 @@ and the sequence. The sequence takes `c0` (default zeros, as the course), `lengt
 from __future__ import annotations
 
 import functools
-
 from typing import NamedTuple
 
 import jax

@@ -19,6 +19,10 @@ course's equations; this module changes only how they are computed:
   da_t overwrites P_t in the backward, so no zero-filled (T, N, 4H) buffer is made; b is
   added inside the step, in its elementwise pass.
 
+On the CPU, without lengths or projections, the differentiable layers' rules run these two
+loops compiled (`jaxseq.kernels.lstm`: the same arrays, in the same layout; see
+`recurrence_forward`).
+
 With projections (`Wr` (H, P), PyTorch's `proj_size`, `lstm.py`'s docstring) the cell's
 output m_t = o tanh(c_t) (N, H) is stored too, the step's hidden gradient is
 dm_t = dh_t Wr^T, and dWr = sum_t m_t^T dh_t is one matmul after the loop.
