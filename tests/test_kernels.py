@@ -9,7 +9,8 @@
   loops equal those on the XLA loops (float64, 1e-12), and the program really calls them.
   (Hand vs jax.grad vs numerical gradients with the compiled loops: the built-in check
   "lstm_fast+rev", test_gradcheck.py.)
-- One thread or two: the same bits. vmap runs (sequentially). A GPU's program has no
+- One thread or two: the same bits; a packed weight above the 64 MB kept between calls gets
+  memory of its own (H = 2,100). vmap runs (sequentially). A GPU's program has no
   foreign call (lowered for CUDA here, without a GPU).
 - Where they apply: not with lengths, projections, other dtypes, several devices, or
   JAXSEQ_KERNELS=off.
@@ -87,6 +88,14 @@ def test_compiled_loops_equal_the_xla_loops_in_float64(x64, N, T, H, reverse):
     for name in xla:
         assert compiled[name].dtype == jnp.float64
         assert scaled_error(compiled[name], xla[name]) < 1e-13, name
+
+
+def test_a_weight_beyond_the_kept_workspace_gets_memory_of_its_own():
+    """H = 2,100 in float32: the packed weight (about 71 MB) is above the 64 MB the kernel keeps
+    between calls, so the call allocates its own; the results are the same."""
+    compiled, xla = both_loops(loop_problem(2, 2, 2100, jnp.float32), False)
+    for name in xla:
+        assert scaled_error(compiled[name], xla[name]) < 5e-6, name
 
 
 def test_one_thread_or_two_give_the_same_bits(monkeypatch):

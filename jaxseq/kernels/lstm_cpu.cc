@@ -174,18 +174,33 @@ class StepBarrier {
   static_assert(sizeof(std::atomic<int>) == sizeof(int), "the futex waits on the atomic's own int");
 };
 
-// One loop at a time per process: two at once would only share the same cores, and the one
-// workspace below is theirs while they hold this.
+// One loop at a time per process: two at once would only share the same cores, and the
+// workspace kept below is theirs while they hold this.
 std::mutex one_call_at_a_time;
 
-// The packed weight's memory, kept from call to call (grown when a call needs more): a fresh
-// allocation of megabytes would be mapped anew, and page-faulted in, on every call.
-template <typename T>
-T* packed_workspace(size_t count) {
-  static std::vector<unsigned char> bytes;
-  if (bytes.size() < count * sizeof(T)) bytes.resize(count * sizeof(T));
-  return reinterpret_cast<T*>(bytes.data());
-}
+// The packed weight's memory. Up to kKeptWorkspaceBytes it is kept from call to call (a fresh
+// allocation of megabytes would be mapped anew, and page-faulted in, on every call); a larger
+// weight (H above about 2,000 in float32) gets memory of its own for the call, freed after it,
+// so that one large model does not hold it for the rest of the process.
+constexpr size_t kKeptWorkspaceBytes = size_t(64) << 20;
+
+class PackedWorkspace {
+ public:
+  template <typename T>
+  T* get(size_t count) {
+    const size_t bytes = count * sizeof(T);
+    std::vector<unsigned char>& memory = bytes <= kKeptWorkspaceBytes ? kept() : own_;
+    if (memory.size() < bytes) memory.resize(bytes);
+    return reinterpret_cast<T*>(memory.data());
+  }
+
+ private:
+  static std::vector<unsigned char>& kept() {
+    static std::vector<unsigned char> memory;  // used under one_call_at_a_time only
+    return memory;
+  }
+  std::vector<unsigned char> own_;
+};
 
 // Runs body() on `threads` threads, the caller's among them.
 void run_parallel(int threads, const std::function<void()>& body) {
@@ -337,7 +352,8 @@ void forward_loop(ForwardArgs<T> a, int threads) {
   constexpr int L = Simd<T>::L;
   const int64_t panels = ceil_div(a.H, L);
   std::lock_guard<std::mutex> lock(one_call_at_a_time);
-  a.packed = packed_workspace<T>(static_cast<size_t>(panels * a.H * 4 * L));
+  PackedWorkspace workspace;
+  a.packed = workspace.get<T>(static_cast<size_t>(panels * a.H * 4 * L));
   std::memcpy(a.c, a.c0, sizeof(T) * a.N * a.H);
   threads = static_cast<int>(std::min<int64_t>(threads, panels));
   WorkQueue work(a.steps + 1);
@@ -448,7 +464,8 @@ void backward_loop(BackwardArgs<T> a, int threads) {
   constexpr int L = Simd<T>::L;
   const int64_t panels = ceil_div(a.H, 4 * L);
   std::lock_guard<std::mutex> lock(one_call_at_a_time);
-  a.packed = packed_workspace<T>(static_cast<size_t>(panels * 4 * a.H * 4 * L));
+  PackedWorkspace workspace;
+  a.packed = workspace.get<T>(static_cast<size_t>(panels * 4 * a.H * 4 * L));
   threads = static_cast<int>(std::min<int64_t>(threads, 2 * panels));
   WorkQueue work(a.steps + 1);
   StepBarrier barrier(threads);
