@@ -15,9 +15,9 @@
 - Where they apply: not with lengths, projections, other dtypes, several devices, or
   JAXSEQ_KERNELS=off.
 - Building: one cached library per key (no temporary file left), a new key when the source
-  changes; a broken source, no compiler, or a cached file that lies (not a library, or one
-  without the handlers) is a one-line reason, warned once, and the layers still give the
-  right values on their XLA loops.
+  changes; a broken source, no compiler, or a cached file that lies (not a library, one
+  without the handlers, one that others could have written) is a one-line reason, warned
+  once, and the layers still give the right values on their XLA loops.
 """
 
 from __future__ import annotations
@@ -184,8 +184,13 @@ def test_where_the_compiled_loops_apply(monkeypatch):
 
 def test_the_library_is_built_once_per_key_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXSEQ_KERNEL_CACHE", str(tmp_path / "cache"))
-    built = build.build("lstm_cpu")
+    umask = os.umask(0o002)  # a group-writable default (user private groups) still gives this user's own files
+    try:
+        built = build.build("lstm_cpu")
+    finally:
+        os.umask(umask)
     assert built.parent == tmp_path / "cache" and built.name.startswith("lstm_cpu-")
+    assert built.stat().st_mode & 0o777 == 0o700 and built.parent.stat().st_mode & 0o777 == 0o700
     assert sorted(p.name for p in built.parent.iterdir()) == [built.name]  # no temporary file left
     mtime = built.stat().st_mtime_ns
     assert build.build("lstm_cpu") == built and built.stat().st_mtime_ns == mtime  # found, not rebuilt
@@ -245,8 +250,10 @@ def test_without_a_compiler_the_layers_warn_once_and_run_their_xla_loops(tmp_pat
     assert reason.startswith("no C++ compiler") and str(tmp_path / "no-such-compiler") in reason
 
 
-# a cached file that lies: not a library at all, or a library without the handlers
+# a cached file that lies: not a library at all, a library without the handlers, or one that
+# others could have written
 CORRUPT_CACHE = {
+    "writable by others": "built = build.build('lstm_cpu'); assert built == target; target.chmod(0o777)",
     "not a library": "target.write_bytes(b'not an ELF file, whatever its name says')",
     "no handlers": ("import subprocess; src = target.with_suffix('.c'); src.write_text('int other(void) { return 1; }');"
                     " subprocess.run([build.compiler(), '-shared', '-fPIC', '-x', 'c', str(src), '-o', str(target)],"
@@ -258,11 +265,12 @@ CORRUPT_CACHE = {
 def test_a_corrupt_cached_library_is_one_line_and_the_xla_loops_run(tmp_path, lie):
     prelude = ("source = build.SOURCE_DIR / 'lstm_cpu.cc'\n"
                "target = build.cache_dir() / f'lstm_cpu-{build.build_key(source, build.compiler())}.so'\n"
-               "target.parent.mkdir(parents=True)\n" + CORRUPT_CACHE[lie])
+               "target.parent.mkdir(parents=True, mode=0o700)\n" + CORRUPT_CACHE[lie])
     warned, reason = _child_without_kernels(tmp_path, prelude=prelude)
     assert len(warned) == 1 and "\n" not in warned[0]
-    assert ("lacks JaxseqLstmForward, JaxseqLstmBackward (delete it to rebuild)" in reason if lie == "no handlers"
-            else "lstm_cpu-" in reason)
+    expected = {"no handlers": "lacks JaxseqLstmForward, JaxseqLstmBackward (delete it to rebuild)",
+                "writable by others": "mode 777); not loading the library from it", "not a library": "lstm_cpu-"}
+    assert expected[lie] in reason, reason
 
 
 def test_inside_shard_map_the_compiled_loops_give_the_plain_gradients():

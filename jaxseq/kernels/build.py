@@ -8,7 +8,8 @@ of this CPU) against the XLA FFI headers that jaxlib ships (`jax.ffi.include_dir
 
 as `<name>-<key>.so`, where the key hashes everything the binary depends on: the source, the
 compiler command and version, jaxlib's version and this CPU's instruction sets (a cache shared
-between machines never hands one a binary built for another's). The compiler writes to a
+between machines never hands one a binary built for another's). A cached library is loaded only
+when it and its folder belong to this user and nobody else can write them (`check_trusted`). The compiler writes to a
 temporary name that is renamed into place, so processes that build at once (pytest workers)
 each end with a complete file. Later processes only load it.
 
@@ -88,6 +89,19 @@ def build_key(source: Path, cxx: str) -> str:
     return hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
 
 
+def check_trusted(path: Path) -> None:
+    """Raises RuntimeError unless `path` and its folder belong to this user and no one else can
+    write them: loading a library runs its code, and a cache that others can write (a shared
+    `$JAXSEQ_KERNEL_CACHE`) could hold theirs under the expected name."""
+    if not hasattr(os, "getuid"):
+        return
+    for checked in (path.parent, path):
+        info = checked.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            raise RuntimeError(f"{checked} is not this user's alone (owner uid {info.st_uid}, mode "
+                               f"{info.st_mode & 0o777:o}); not loading the library from it")
+
+
 def build(name: str) -> Path:
     """The path of `name`'s shared library, compiling `<name>.cc` first when it is not in the
     cache. Raises RuntimeError (one line: what failed) when it cannot be built."""
@@ -97,9 +111,10 @@ def build(name: str) -> Path:
         raise RuntimeError(f"no C++ compiler ({os.environ.get('CXX', 'c++')} is not on the PATH)")
     target = cache_dir() / f"{name}-{build_key(source, cxx)}.so"
     if target.is_file():
+        check_trusted(target)
         return target
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         handle, temporary = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=target.parent)
         os.close(handle)
     except OSError as e:
@@ -110,6 +125,7 @@ def build(name: str) -> Path:
         if done.returncode != 0:
             first_error = next((line for line in done.stderr.splitlines() if "error" in line), done.stderr.strip())
             raise RuntimeError(f"{cxx} could not build {source.name}: {first_error[:300]}")
+        os.chmod(temporary, 0o700)  # this user's alone, whatever the umask (check_trusted)
         os.replace(temporary, target)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"{cxx} took more than {COMPILE_TIMEOUT_S} s to build {source.name}") from None
