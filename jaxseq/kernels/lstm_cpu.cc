@@ -135,10 +135,11 @@ int usable_cores() {
 }
 
 // Threads meet here once per step. A waiter spins briefly (the threads of a step usually
-// arrive within microseconds of each other), then sleeps on a futex, so that a machine busy
-// with other threads (another library's spinning pool, say) can run the one it waits for on
-// its core; the last to arrive wakes the sleepers. (Spinning and yielding instead made an LSTM
-// layer's fwd+bwd 2x slower beside NumPy's just-used OpenBLAS threads.)
+// arrive within microseconds of each other), then sleeps on a futex, which frees its core for
+// whatever else is runnable; the last to arrive wakes the sleepers. Every step still needs
+// every thread: beside another library's spinning threads (NumPy's OpenBLAS just after a
+// call) a layer's loops ran 2x slower, with this barrier as with one that spun and yielded
+// (benchmarks/results/lm_speed.md).
 class StepBarrier {
  public:
   explicit StepBarrier(int threads) : threads_(threads) {}
