@@ -211,36 +211,41 @@ def test_a_source_that_does_not_compile_is_one_line(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "cache").iterdir()] == []  # the failed output is removed
 
 
-CHILD = textwrap.dedent("""
-    import warnings, jax, jax.numpy as jnp, numpy as np
-    from jaxseq import layers as L, kernels
-    from jaxseq.kernels import build
-    {prelude}
+def lstm_gradient_sums(scale: float = 1.0) -> list[float]:
+    """The sums of dWx and dWh of scale * sum(tanh(lstm(...))) on fixed float32 inputs: what a
+    child process computes on the XLA loops and this one checks it against (each call traces
+    anew: a fresh loss function)."""
     rng = np.random.default_rng(0)
     args = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((2, 3, 4), (2, 5), (4, 20), (5, 20), (20,))]
-    loss = lambda *a: jnp.sum(jnp.tanh(L.lstm(*a)))
+    grads = jax.grad(lambda *a: scale * jnp.sum(jnp.tanh(L.lstm(*a))), argnums=(2, 3))(*args)
+    return [float(jnp.sum(g)) for g in grads]
+
+
+CHILD = textwrap.dedent("""
+    import warnings
+    from jaxseq import kernels
+    from jaxseq.kernels import build
+    from tests.test_kernels import lstm_gradient_sums
+    {prelude}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        first = jax.grad(loss, argnums=(2, 3))(*args)
-        jax.grad(lambda *a: 2 * loss(*a), argnums=(2, 3))(*args)
+        sums = lstm_gradient_sums()
+        lstm_gradient_sums(scale=2.0)  # traced again: no second warning
     print(repr([str(w.message) for w in caught if "compiled CPU loops" in str(w.message)]))
     print(kernels.unavailable_reason("lstm_cpu"))
-    print(float(jnp.sum(first[0])), float(jnp.sum(first[1])))
+    print(*sums)
 """)
 
 
 def _child_without_kernels(tmp_path, prelude="", **env):
     """In a child process with its own kernel cache: (the loop warnings, the reason given, the
-    gradient sums), after asserting that the sums are the right ones (the XLA loops')."""
+    gradient sums), after asserting that the sums are the right ones (this process's)."""
     env = {**os.environ, "JAXSEQ_KERNEL_CACHE": str(tmp_path / "cache"), "PYTHONPATH": REPO_ROOT, **env}
     done = subprocess.run([sys.executable, "-c", CHILD.replace("{prelude}", prelude)], capture_output=True,
-                          text=True, env=env, timeout=300)
+                          text=True, env=env, timeout=300, cwd=REPO_ROOT)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
     warned, reason, sums = done.stdout.strip().splitlines()[-3:]
-    rng = np.random.default_rng(0)
-    args = [jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((2, 3, 4), (2, 5), (4, 20), (5, 20), (20,))]
-    want = jax.grad(lambda *a: jnp.sum(jnp.tanh(L.lstm(*a))), argnums=(2, 3))(*args)
-    np.testing.assert_allclose([float(v) for v in sums.split()], [float(jnp.sum(w)) for w in want], rtol=1e-5)
+    np.testing.assert_allclose([float(v) for v in sums.split()], lstm_gradient_sums(), rtol=1e-5)
     return eval(warned), reason
 
 
