@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from jaxseq import timing
+from jaxseq import process_memory, timing
 
 STATE = {"malloc_tuned": False}
 
@@ -34,23 +34,11 @@ def single_core_mode() -> int:
 
 
 def tune_malloc() -> bool:
-    """Make glibc malloc keep freed memory instead of returning it to the OS (process-wide).
-
-    XLA:CPU allocates its temporary buffer (and outputs) afresh on every call; large blocks
-    come from mmap and go back with munmap, so every call page-faults all of its memory in
-    again (about 9,300 minor faults per LSTM fwd+bwd at shape (a), 39,000 at (c)). One arena,
-    no mmap and no trimming turn that into heap reuse. Costs: the process keeps its peak heap.
-    Returns False where glibc's mallopt is not available. Call it before the work starts.
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
-    ok = libc.mallopt(M_ARENA_MAX, 1) == 1  # large blocks from worker threads otherwise fall back to mmap
-    ok &= libc.mallopt(M_MMAP_MAX, 0) == 1
-    ok &= libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
-    STATE["malloc_tuned"] = bool(ok)
+    """Make glibc malloc keep freed memory instead of returning it to the OS, for every contender
+    in this process (`jaxseq.process_memory.keep_freed_memory`, which the `jaxseq` command applies
+    to its own process): XLA:CPU and PyTorch allocate their temporaries afresh on every call, and
+    large blocks from mmap are page-faulted in again each time (about 9,300 minor faults per LSTM
+    fwd+bwd at shape (a), 39,000 at (c)). Returns False where glibc's mallopt is not available.
+    Call it before the work starts."""
+    STATE["malloc_tuned"] = process_memory.keep_freed_memory()
     return STATE["malloc_tuned"]
