@@ -344,8 +344,9 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
     sequence of length 0, one of 1, one full), reverse=True, initial states and their final
     states as outputs (names ending in "+len+rev"); SEQUENCE_VARIANTS, PyTorch's other options
     of them (the relu RNN, the LSTM with projections on both its paths), are checked that way too.
-    "lstm_fast+rev" has no lengths: there the LSTM's hand backward and its differentiable rule
-    run the compiled CPU loops (`jaxseq.kernels`), which are checked so.
+    The LSTM's hand backward and its differentiable rule run the compiled CPU loops
+    (`jaxseq.kernels`) where they apply: "lstm_fast+len+rev" checks them with lengths,
+    "lstm_fast+rev" without (each row then runs every step).
     """
     from jaxseq import layers as L
 
@@ -389,7 +390,7 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
         forward, backward, differentiable, names = sequence_layer_case(cell, lengths=lengths, reverse=True)
         inputs = random_sequence_inputs(cell, rng, N, T, D, H)
         cases.append((f"{cell}+len+rev", forward, backward, differentiable, inputs, list(names)))
-    # without lengths the LSTM's hand backward and its rule run the compiled CPU loops (jaxseq.kernels)
+    # the compiled CPU loops (jaxseq.kernels) without lengths as well
     forward, backward, differentiable, names = sequence_layer_case("lstm_fast", reverse=True)
     cases.append(("lstm_fast+rev", forward, backward, differentiable, random_sequence_inputs("lstm_fast", rng, N, T, D, H),
                   list(names)))

@@ -53,11 +53,11 @@ def loop_problem(N, T, H, dtype, seed=0):
                 dh_n=normal(N, H), dc_n=normal(N, H))
 
 
-def both_loops(p, reverse):
+def both_loops(p, reverse, lengths=None):
     """Every array the forward and backward loops produce, (compiled, XLA)."""
 
     def run(xw, h0, c0, Wh, b, dh, dh_n, dc_n):
-        h, h_n, c_n, cache = F.recurrence_forward(None, h0, c0, None, Wh, b, None, None, reverse, xw,
+        h, h_n, c_n, cache = F.recurrence_forward(None, h0, c0, None, Wh, b, None, lengths, reverse, xw,
                                                   compiled_loop=True)
         dh0, dc0, da_tm, _, _ = F.recurrence_backward(dh, cache, dh_n, dc_n)
         return dict(h=h, h_n=h_n, c_n=c_n, P_tm=cache.P_tm, q_tm=cache.q_tm, f_tm=cache.f_tm, dh0=dh0, dc0=dc0,
@@ -90,6 +90,31 @@ def test_compiled_loops_equal_the_xla_loops_in_float64(x64, N, T, H, reverse):
         assert scaled_error(compiled[name], xla[name]) < 1e-13, name
 
 
+def some_lengths(N, T, seed=0):
+    """(N,) lengths from 0 to T, both ends included when N allows."""
+    counts = np.random.default_rng(seed).integers(0, T + 1, N)
+    counts[: min(N, 2)] = [0, T][: min(N, 2)]
+    return jnp.asarray(counts, jnp.int32)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("N,T,H", [(1, 1, 1), (3, 2, 5), (7, 5, 17), (13, 9, 64), (64, 6, 200)])
+def test_with_lengths_the_compiled_loops_equal_the_xla_loops(N, T, H, reverse):
+    """Rows outside their sequence carry their state and gradients (the header of
+    lstm_cpu.cc), as the XLA loops' masks do: every array agrees, zero and full lengths among
+    them."""
+    compiled, xla = both_loops(loop_problem(N, T, H, jnp.float32), reverse, some_lengths(N, T))
+    for name in xla:
+        assert scaled_error(compiled[name], xla[name]) < 5e-6, name
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_with_lengths_the_compiled_loops_equal_the_xla_loops_in_float64(x64, reverse):
+    compiled, xla = both_loops(loop_problem(13, 9, 64, jnp.float64), reverse, some_lengths(13, 9, seed=1))
+    for name in xla:
+        assert scaled_error(compiled[name], xla[name]) < 1e-13, name
+
+
 def test_a_weight_beyond_the_kept_workspace_gets_memory_of_its_own():
     """H = 2,100 in float32: the packed weight (about 71 MB) is above the 64 MB the kernel keeps
     between calls, so the call allocates its own; the results are the same."""
@@ -116,18 +141,22 @@ def _layer_loss(layer):
     return loss
 
 
+@pytest.mark.parametrize("with_lengths", [False, True])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_layer_gradients_on_the_compiled_loops_equal_the_xla_loops(x64, reverse):
+def test_layer_gradients_on_the_compiled_loops_equal_the_xla_loops(x64, reverse, with_lengths):
     rng = np.random.default_rng(1)
     N, T, D, H, V = 5, 6, 4, 9, 11
+    lengths = jnp.array([6, 0, 3, 1, 5]) if with_lengths else None
     x, h0, c0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H)), rng.standard_normal((N, H))
     Wx, Wh, b = 0.5 * rng.standard_normal((D, 4 * H)), 0.5 * rng.standard_normal((H, 4 * H)), rng.standard_normal(4 * H)
     tokens, table = rng.integers(0, V, (N, T)), rng.standard_normal((V, 4 * H))
     cases = {
-        "lstm": (_layer_loss(lambda x, h0, c0, Wx, Wh, b: L.lstm(x, h0, Wx, Wh, b, c0=c0, reverse=reverse,
-                                                                  return_state=True)), (x, h0, c0, Wx, Wh, b)),
+        "lstm": (_layer_loss(lambda x, h0, c0, Wx, Wh, b: L.lstm(x, h0, Wx, Wh, b, c0=c0, lengths=lengths,
+                                                                  reverse=reverse, return_state=True)),
+                 (x, h0, c0, Wx, Wh, b)),
         "lstm_lookup": (_layer_loss(lambda table, h0, c0, Wh: L.lstm_lookup(tokens, table, h0, Wh, c0=c0,
-                                                                            reverse=reverse, return_state=True)),
+                                                                            lengths=lengths, reverse=reverse,
+                                                                            return_state=True)),
                         (table, h0, c0, Wh)),
     }
     for name, (loss, args) in cases.items():
@@ -170,16 +199,15 @@ def test_a_gpu_program_runs_the_xla_loops():
 
 def test_where_the_compiled_loops_apply(monkeypatch):
     xw = jnp.zeros((3, 2, 8))
-    assert K.applies(xw, None, None)
-    assert not K.applies(xw, jnp.array([3, 1]), None)  # lengths
-    assert not K.applies(xw, None, jnp.zeros((2, 1)))  # a projection
-    assert not K.applies(xw.astype(jnp.bfloat16), None, None)
-    assert not K.applies(jnp.zeros((0, 2, 8)), None, None)
+    assert K.applies(xw, None)
+    assert not K.applies(xw, jnp.zeros((2, 1)))  # a projection
+    assert not K.applies(xw.astype(jnp.bfloat16), None)
+    assert not K.applies(jnp.zeros((0, 2, 8)), None)
     with kernels.xla_loops():
-        assert not K.applies(xw, None, None) and not kernels.kernels_enabled()
+        assert not K.applies(xw, None) and not kernels.kernels_enabled()
     assert kernels.kernels_enabled()
     monkeypatch.setenv("JAXSEQ_KERNELS", "off")
-    assert not K.applies(xw, None, None)
+    assert not K.applies(xw, None)
 
 
 def test_the_library_is_built_once_per_key_into_the_cache(tmp_path, monkeypatch):

@@ -8,8 +8,11 @@ gradient checks run through them. What differs is only how a step runs (`lstm_cp
 the recurrent weight packed once per call instead of once per step, the cell's elementwise
 work done on the product's registers, the hidden units split between the cores.
 
+With lengths, a row's steps t >= lengths[n] carry its state and its gradients through, as
+the XLA loops' masks do (`jaxseq.layers.sequence.valid_steps_tm`).
+
 They apply on the CPU only (`jax.lax.platform_dependent`: a GPU runs the XLA loops), to
-float32 and float64, without lengths or projections, in a process with one device (XLA's
+float32 and float64, without projections, in a process with one device (XLA's
 partitioner cannot split a foreign call: with several devices it would run whole on each),
 and when the library could be built (`build.py`).
 
@@ -41,38 +44,45 @@ def _library():
     return library
 
 
-def applies(xw_tm, lengths, Wr) -> bool:
+def applies(xw_tm, Wr) -> bool:
     """Whether the compiled loops run for an LSTM whose steps' input sides are xw_tm
-    (T, N, 4H) (module docstring). Decided when the function is traced."""
-    if lengths is not None or Wr is not None or not build.kernels_enabled() or jax.device_count() != 1:
+    (T, N, 4H) and whose projection is Wr (module docstring). Decided when the function is
+    traced."""
+    if Wr is not None or not build.kernels_enabled() or jax.device_count() != 1:
         return False
     if jnp.dtype(xw_tm.dtype) not in (jnp.float32, jnp.float64) or min(xw_tm.shape) == 0:
         return False
     return _library() is not None
 
 
-def forward_loop(xw_tm, h0, c0, Wh, b, *, reverse: bool):
+def step_counts(lengths, T: int, N: int):
+    """The loops' lengths argument: (N,) int32, T for every row without lengths."""
+    return jnp.full((N,), T, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
+
+
+def forward_loop(xw_tm, h0, c0, Wh, b, lengths=None, *, reverse: bool):
     """The forward loop from every step's input side.
 
     Inputs: xw_tm (T, N, 4H) x_t Wx (consumed: P_t takes its place), h0, c0 (N, H), Wh (H, 4H),
-      b (4H,) added at every step.
+      b (4H,) added at every step, lengths (N,) or None.
     Returns: (h_tm (T, N, H), P_tm (T, N, 4H), q_tm, f_tm (T, N, H), c_n (N, H)).
     """
     T, N, G = xw_tm.shape
     shapes = [jax.ShapeDtypeStruct(s, xw_tm.dtype) for s in ((T, N, G // 4), (T, N, G), (T, N, G // 4),
                                                              (T, N, G // 4), (N, G // 4))]
     call = jax.ffi.ffi_call(FORWARD_TARGET, shapes, input_output_aliases={0: 1}, vmap_method="sequential")
-    return tuple(call(xw_tm, h0, c0, Wh, b, reverse=bool(reverse)))
+    return tuple(call(xw_tm, h0, c0, Wh, b, step_counts(lengths, T, N), reverse=bool(reverse)))
 
 
-def backward_loop(dh, P_tm, q_tm, f_tm, Wh, dh_n, dc_n, *, reverse: bool):
+def backward_loop(dh, P_tm, q_tm, f_tm, Wh, dh_n, dc_n, lengths=None, *, reverse: bool):
     """The backward loop.
 
     Inputs: dh (N, T, H) the gradients of the outputs; P_tm (T, N, 4H) (consumed: da_t takes
-      its place), q_tm, f_tm (T, N, H) from the forward; Wh (H, 4H); dh_n, dc_n (N, H).
+      its place), q_tm, f_tm (T, N, H) from the forward; Wh (H, 4H); dh_n, dc_n (N, H);
+      lengths (N,) or None.
     Returns: (da_tm (T, N, 4H), dh0 (N, H), dc0 (N, H)).
     """
     T, N, G = P_tm.shape
     shapes = [jax.ShapeDtypeStruct(s, P_tm.dtype) for s in ((T, N, G), (N, G // 4), (N, G // 4))]
     call = jax.ffi.ffi_call(BACKWARD_TARGET, shapes, input_output_aliases={1: 0}, vmap_method="sequential")
-    return tuple(call(dh, P_tm, q_tm, f_tm, Wh, dh_n, dc_n, reverse=bool(reverse)))
+    return tuple(call(dh, P_tm, q_tm, f_tm, Wh, dh_n, dc_n, step_counts(lengths, T, N), reverse=bool(reverse)))

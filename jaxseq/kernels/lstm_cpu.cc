@@ -16,6 +16,11 @@
 // - the hidden units (and the backward's rows) are shared out between threads (one per core
 //   this process may run on) item by item, each step; the threads meet once per step.
 //
+// Lengths: row n's steps t >= lengths[n] are outside its sequence (both directions, as
+// jaxseq.layers.sequence.valid_steps_tm says). There the forward carries the row's state (h_t =
+// h_{t-1}, c_t = c_{t-1}; P, q, f are still those of the cell on the carried state, as the XLA
+// loop stores them) and the backward's da_t is zero, its carried gradients passing through.
+//
 // Shapes: T steps, N rows, H hidden units, G = 4H (gates i, f, o, g, each H wide).
 
 #include <algorithm>
@@ -268,6 +273,7 @@ struct ForwardArgs {
   const T* Wh;  // (H, 4H)
   T* packed;    // (ceil(H / L) panels, H, 4 L): panel p, row k: [Wh[k, g H + p L + l] for g < 4,
                 // l < L], 0 past H
+  const int32_t* lengths;  // (N,) row n's steps (the header comment)
   int64_t steps, N, H;
   bool reverse;
 };
@@ -294,8 +300,12 @@ inline void forward_tile(const ForwardArgs<T>& a, const T* h_prev, int64_t t, in
     V c_prev = S::load(c, lanes);
     V c_next = f * c_prev + i * g;
     V tc = vtanh<T>(c_next);
-    S::store(c, c_next, lanes);
-    S::store(a.h_tm + row * H + u, o * tc, lanes);
+    if (t < a.lengths[n]) {
+      S::store(c, c_next, lanes);
+      S::store(a.h_tm + row * H + u, o * tc, lanes);
+    } else {  // outside the sequence: the state carried
+      S::store(a.h_tm + row * H + u, S::load(h_prev + n * H + u, lanes), lanes);
+    }
     T* P = a.P_tm + row * G + u;
     S::store(P, g * (quarter * (one - ti * ti)), lanes);
     S::store(P + H, c_prev * (quarter * (one - tf * tf)), lanes);
@@ -376,6 +386,7 @@ struct BackwardArgs {
   T* dc_carry;    // (N, H): dc_n, then the gradient reaching c_{t-1} (dc0 at the end)
   T* packed;      // (ceil(H / 4L) panels, 4H, 4 L): panel p, row k: [Wh[p 4L + l, k] for l < 4L],
                   // 0 past H
+  const int32_t* lengths;  // (N,) row n's steps (the header comment)
   int64_t steps, N, H;
   bool reverse;
 };
@@ -389,11 +400,16 @@ inline void backward_cell(const BackwardArgs<T>& a, int64_t t, int64_t n, int64_
   using S = Simd<T>;
   using V = typename S::V;
   const int64_t H = a.H, row = t * a.N + n;
+  T* da = a.da_tm + row * 4 * H + u;
+  if (t >= a.lengths[n]) {  // outside the sequence: da_t = 0, the carried gradients pass through
+    for (int g = 0; g < 4; ++g) S::store(da + g * H, V{}, lanes);
+    S::store(a.dh_carry + n * H + u, dh_carry, lanes);  // for the product of step t (da_t = 0)
+    return;
+  }
   V dh_total = dh_carry + S::load(a.dh + (n * a.steps + t) * H + u, lanes);
   T* dcp = a.dc_carry + n * H + u;
   V dc = S::load(dcp, lanes) + dh_total * S::load(a.q_tm + row * H + u, lanes);
   const T* P = a.P_tm + row * 4 * H + u;
-  T* da = a.da_tm + row * 4 * H + u;
   V P0 = S::load(P, lanes), P1 = S::load(P + H, lanes), P2 = S::load(P + 2 * H, lanes), P3 = S::load(P + 3 * H, lanes);
   S::store(da, dc * P0, lanes);
   S::store(da + H, dc * P1, lanes);
@@ -404,7 +420,8 @@ inline void backward_cell(const BackwardArgs<T>& a, int64_t t, int64_t n, int64_
 
 // One register tile: the gradient reaching h_{t-1}, da_t[rows] Wh^T, for rows n0 .. n0 + R
 // and units p 4L .., then (t_next >= 0) step t_next's elementwise part for those rows and
-// units, or (t_next < 0: t was the first step) dh0.
+// units, or (t_next < 0: t was the first step) dh0. For a row outside its sequence at step t,
+// the gradient reaching h_{t-1} is the one that reached h_t, kept in dh_carry by backward_cell.
 template <typename T, int R>
 inline void backward_tile(const BackwardArgs<T>& a, int64_t t, int64_t t_next, int64_t n0, int64_t p) {
   using S = Simd<T>;
@@ -418,10 +435,12 @@ inline void backward_tile(const BackwardArgs<T>& a, int64_t t, int64_t t_next, i
     if (u >= H) break;
     const int lanes = static_cast<int>(std::min<int64_t>(L, H - u));
     for (int r = 0; r < R; ++r) {
+      const int64_t n = n0 + r;
+      const bool inside = t < a.lengths[n];
       if (t_next >= 0)
-        backward_cell<T>(a, t_next, n0 + r, u, lanes, acc[r][v]);
-      else
-        S::store(a.dh_carry + (n0 + r) * H + u, acc[r][v], lanes);
+        backward_cell<T>(a, t_next, n, u, lanes, inside ? acc[r][v] : S::load(a.dh_carry + n * H + u, lanes));
+      else if (inside)
+        S::store(a.dh_carry + n * H + u, acc[r][v], lanes);
     }
   }
 }
@@ -475,14 +494,17 @@ void backward_loop(BackwardArgs<T> a, int threads) {
 
 // ---------------------------------------------------------------- the FFI handlers
 
-// Checks that `gates` is (T, N, 4H) with T, N, H positive, then calls run(T{}, steps, N, H) for
-// its dtype (float32 or float64; the other buffers share it: jaxseq.kernels.lstm makes them).
+// Checks that `gates` is (T, N, 4H) with T, N, H positive and `lengths` (N,), then calls
+// run(T{}, steps, N, H) for its dtype (float32 or float64; the other buffers share it:
+// jaxseq.kernels.lstm makes them).
 template <typename Run>
-ffi::Error on_gate_buffer(const ffi::AnyBuffer& gates, const char* name, Run run) {
+ffi::Error on_gate_buffer(const ffi::AnyBuffer& gates, const char* name, const ffi::Buffer<ffi::S32>& lengths, Run run) {
   auto dims = gates.dimensions();
   if (dims.size() != 3 || dims[0] < 1 || dims[1] < 1 || dims[2] < 4 || dims[2] % 4 != 0)
     return ffi::Error::InvalidArgument(std::string("jaxseq LSTM kernel: ") + name +
                                        " must be (T, N, 4H) with T, N and H positive");
+  if (lengths.dimensions().size() != 1 || lengths.dimensions()[0] != dims[1])
+    return ffi::Error::InvalidArgument("jaxseq LSTM kernel: lengths must be (N,)");
   switch (gates.element_type()) {
     case ffi::DataType::F32:
       run(float{}, dims[0], dims[1], dims[2] / 4);
@@ -496,30 +518,32 @@ ffi::Error on_gate_buffer(const ffi::AnyBuffer& gates, const char* name, Run run
 }
 
 ffi::Error LstmForwardImpl(ffi::AnyBuffer xw, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::AnyBuffer Wh,
-                           ffi::AnyBuffer b, bool reverse, ffi::Result<ffi::AnyBuffer> h_tm,
+                           ffi::AnyBuffer b, ffi::Buffer<ffi::S32> lengths, bool reverse, ffi::Result<ffi::AnyBuffer> h_tm,
                            ffi::Result<ffi::AnyBuffer> P_tm, ffi::Result<ffi::AnyBuffer> q_tm,
                            ffi::Result<ffi::AnyBuffer> f_tm, ffi::Result<ffi::AnyBuffer> c_n) {
-  return on_gate_buffer(xw, "xw", [&](auto zero, int64_t steps, int64_t N, int64_t H) {
+  return on_gate_buffer(xw, "xw", lengths, [&](auto zero, int64_t steps, int64_t N, int64_t H) {
     using T = decltype(zero);
     ForwardArgs<T> a{xw.reinterpret_data<T>(), h0.reinterpret_data<T>(), c0.reinterpret_data<T>(),
                      b.reinterpret_data<T>(),  h_tm->reinterpret_data<T>(), P_tm->reinterpret_data<T>(),
                      q_tm->reinterpret_data<T>(), f_tm->reinterpret_data<T>(), c_n->reinterpret_data<T>(),
-                     Wh.reinterpret_data<T>(), nullptr, steps, N, H, reverse};
+                     Wh.reinterpret_data<T>(), nullptr, lengths.typed_data(), steps, N, H, reverse};
     forward_loop<T>(a, usable_cores());
   });
 }
 
 ffi::Error LstmBackwardImpl(ffi::AnyBuffer dh, ffi::AnyBuffer P_tm, ffi::AnyBuffer q_tm, ffi::AnyBuffer f_tm,
-                            ffi::AnyBuffer Wh, ffi::AnyBuffer dh_n, ffi::AnyBuffer dc_n, bool reverse,
+                            ffi::AnyBuffer Wh, ffi::AnyBuffer dh_n, ffi::AnyBuffer dc_n,
+                            ffi::Buffer<ffi::S32> lengths, bool reverse,
                             ffi::Result<ffi::AnyBuffer> da_tm, ffi::Result<ffi::AnyBuffer> dh0,
                             ffi::Result<ffi::AnyBuffer> dc0) {
-  return on_gate_buffer(P_tm, "P_tm", [&](auto zero, int64_t steps, int64_t N, int64_t H) {
+  return on_gate_buffer(P_tm, "P_tm", lengths, [&](auto zero, int64_t steps, int64_t N, int64_t H) {
     using T = decltype(zero);
     std::memcpy(dh0->untyped_data(), dh_n.untyped_data(), sizeof(T) * N * H);
     std::memcpy(dc0->untyped_data(), dc_n.untyped_data(), sizeof(T) * N * H);
     BackwardArgs<T> a{dh.reinterpret_data<T>(), P_tm.reinterpret_data<T>(), q_tm.reinterpret_data<T>(),
                       f_tm.reinterpret_data<T>(), Wh.reinterpret_data<T>(), da_tm->reinterpret_data<T>(),
-                      dh0->reinterpret_data<T>(), dc0->reinterpret_data<T>(), nullptr, steps, N, H, reverse};
+                      dh0->reinterpret_data<T>(), dc0->reinterpret_data<T>(), nullptr, lengths.typed_data(), steps,
+                      N, H, reverse};
     backward_loop<T>(a, usable_cores());
   });
 }
@@ -533,6 +557,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxseqLstmForward, LstmForwardImpl,
                                   .Arg<ffi::AnyBuffer>()  // c0
                                   .Arg<ffi::AnyBuffer>()  // Wh
                                   .Arg<ffi::AnyBuffer>()  // b
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // lengths (N,)
                                   .Attr<bool>("reverse")
                                   .Ret<ffi::AnyBuffer>()   // h_tm
                                   .Ret<ffi::AnyBuffer>()   // P_tm
@@ -549,6 +574,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxseqLstmBackward, LstmBackwardImpl,
                                   .Arg<ffi::AnyBuffer>()  // Wh
                                   .Arg<ffi::AnyBuffer>()  // dh_n
                                   .Arg<ffi::AnyBuffer>()  // dc_n
+                                  .Arg<ffi::Buffer<ffi::S32>>()  // lengths (N,)
                                   .Attr<bool>("reverse")
                                   .Ret<ffi::AnyBuffer>()   // da_tm
                                   .Ret<ffi::AnyBuffer>()   // dh0

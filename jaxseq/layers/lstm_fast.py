@@ -125,7 +125,7 @@ def recurrence_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse, xw_tm, *, com
     x and Wx are kept in the cache for the backward (for the lookup: the tokens and the table).
 
     With `compiled_loop`, the loop is the compiled one where it applies (`jaxseq.kernels.lstm`:
-    the CPU, no lengths or projection), with the same results. Only the differentiable layers'
+    the CPU, no projection), with the same results. Only the differentiable layers'
     rules ask for it: a foreign call has no derivative, and `jax.grad` of this function (the
     correctness ladder's autodiff rung) must still work.
 
@@ -146,12 +146,12 @@ def recurrence_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse, xw_tm, *, com
                                                                       S.mask_inputs(valid_tm), reverse=reverse)
         return h_tm, P_tm, q_tm, f_tm, h_n, c_n, (m_tm[0] if m_tm else None)
 
-    if compiled_loop and K.applies(xw_tm, lengths, Wr):
+    if compiled_loop and K.applies(xw_tm, Wr):
         def kernel_loop(xw_tm, h0, c0, Wh):
             bias = jnp.zeros(xw_tm.shape[-1], xw_tm.dtype) if b is None else b
             # a foreign call's results vary along no mesh axis: inside `shard_map` they take the
             # inputs' (jaxseq.layers.varying), as the XLA loop's do
-            h_tm, P_tm, q_tm, f_tm, c_n = match_varying(K.forward_loop(xw_tm, h0, c0, Wh, bias, reverse=reverse),
+            h_tm, P_tm, q_tm, f_tm, c_n = match_varying(K.forward_loop(xw_tm, h0, c0, Wh, bias, lengths, reverse=reverse),
                                                         varying_axes(xw_tm, h0, c0, Wh, bias))
             return h_tm, P_tm, q_tm, f_tm, h_tm[0 if reverse else -1], c_n, None
 
@@ -216,9 +216,10 @@ def recurrence_backward(dh, cache: LSTMFastCache, dh_n=None, dc_n=None):
         return da_tm, dh0, dc0, (dh_total_tm[0] if dh_total_tm else None)
 
     loop_inputs = (dh, cache.P_tm, cache.q_tm, cache.f_tm, cache.Wh, *last)
-    if K.applies(cache.P_tm, cache.lengths, cache.Wr):
+    if K.applies(cache.P_tm, cache.Wr):
         def kernel_loop(*args):
-            return (*match_varying(K.backward_loop(*args, reverse=cache.reverse), varying_axes(*args)), None)
+            return (*match_varying(K.backward_loop(*args, cache.lengths, reverse=cache.reverse), varying_axes(*args)),
+                    None)
 
         da_tm, dh0, dc0, dh_total_tm = lax.platform_dependent(*loop_inputs, cpu=kernel_loop, default=xla_loop)
     else:
