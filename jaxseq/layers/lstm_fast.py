@@ -217,9 +217,10 @@ def recurrence_backward(dh, cache: LSTMFastCache, dh_n=None, dc_n=None):
 
     loop_inputs = (dh, cache.P_tm, cache.q_tm, cache.f_tm, cache.Wh, *last)
     if K.applies(cache.P_tm, cache.Wr):
-        def kernel_loop(*args):
-            return (*match_varying(K.backward_loop(*args, cache.lengths, reverse=cache.reverse), varying_axes(*args)),
-                    None)
+        def kernel_loop(dh, P_tm, q_tm, f_tm, Wh, dh_last, dc_last):
+            args = (dh, P_tm, q_tm, f_tm, Wh, dh_last, dc_last)
+            return (*match_varying(K.backward_loop(*args, lengths=cache.lengths, reverse=cache.reverse),
+                                   varying_axes(*args)), None)
 
         da_tm, dh0, dc0, dh_total_tm = lax.platform_dependent(*loop_inputs, cpu=kernel_loop, default=xla_loop)
     else:
