@@ -344,9 +344,10 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
     sequence of length 0, one of 1, one full), reverse=True, initial states and their final
     states as outputs (names ending in "+len+rev"); SEQUENCE_VARIANTS, PyTorch's other options
     of them (the relu RNN, the LSTM with projections on both its paths), are checked that way too.
-    The LSTM's hand backward and its differentiable rule run the compiled CPU loops
-    (`jaxseq.kernels`) where they apply: "lstm_fast+len+rev" checks them with lengths,
-    "lstm_fast+rev" without (each row then runs every step).
+    The LSTM's and the GRU's hand backward passes and differentiable rules run the compiled CPU
+    loops (`jaxseq.kernels`) where they apply: "lstm_fast+len+rev", "gru+len+rev" and the
+    lookups' cases check them with lengths, "lstm_fast+rev" without (each row then runs every
+    step).
     """
     from jaxseq import layers as L
 

@@ -1,4 +1,5 @@
-"""`jaxseq.kernels`: the LSTM's loops compiled for the CPU.
+"""`jaxseq.kernels`: the LSTM's loops compiled for the CPU, and what the GRU's share with them
+(building, shard_map; the GRU's loops themselves: test_kernels_gru.py).
 
 - The compiled forward and backward loops give the XLA loops' arrays (outputs, final states,
   the cache the backward reads, the backward's pre-activation and state gradients): float32
@@ -12,8 +13,8 @@
 - One thread or two: the same bits; a packed weight above the 64 MB kept between calls gets
   memory of its own (H = 2,100). vmap runs (sequentially). A GPU's program has no
   foreign call (lowered for CUDA here, without a GPU).
-- Where they apply: not with lengths, projections, other dtypes, several devices, or
-  JAXSEQ_KERNELS=off.
+- With lengths (0 and T among them) the same arrays and gradients.
+- Where they apply: not with projections, other dtypes, several devices, or JAXSEQ_KERNELS=off.
 - Building: one cached library per key (no temporary file left), a new key when the source
   changes; a broken source, no compiler, or a cached file that lies (not a library, one
   without the handlers, one that others could have written) is a one-line reason, warned
@@ -35,6 +36,7 @@ import pytest
 from jaxseq import kernels
 from jaxseq import layers as L
 from jaxseq.kernels import build
+from jaxseq.kernels import gru as KG
 from jaxseq.kernels import lstm as K
 from jaxseq.layers import lstm_fast as F
 from tests.helpers import scaled_error
@@ -225,7 +227,13 @@ def test_the_library_is_built_once_per_key_into_the_cache(tmp_path, monkeypatch)
     source = tmp_path / "lstm_cpu.cc"
     source.write_text(build.SOURCE_DIR.joinpath("lstm_cpu.cc").read_text() + "\n// changed\n")
     cxx = build.compiler()
-    assert build.build_key(source, cxx) != build.build_key(build.SOURCE_DIR / "lstm_cpu.cc", cxx)
+    original = build.build_key(build.SOURCE_DIR / "lstm_cpu.cc", cxx)
+    assert build.build_key(source, cxx) != original
+    # the shared header is part of the key: the same source next to a changed header is another
+    (tmp_path / "cpu_loops.h").write_text(build.SOURCE_DIR.joinpath("cpu_loops.h").read_text() + "\n// changed\n")
+    source.write_text(build.SOURCE_DIR.joinpath("lstm_cpu.cc").read_text())
+    assert build.headers(source) == [tmp_path / "cpu_loops.h"]
+    assert build.build_key(source, cxx) != original
 
 
 def test_a_source_that_does_not_compile_is_one_line(tmp_path, monkeypatch):
@@ -306,10 +314,18 @@ def test_a_corrupt_cached_library_is_one_line_and_the_xla_loops_run(tmp_path, li
     assert expected[lie] in reason, reason
 
 
-def test_inside_shard_map_the_compiled_loops_give_the_plain_gradients():
+SHARD_MAP_CELLS = {  # layer (x, h0, Wx, Wh, b), gates, its compiled forward's FFI target
+    "lstm": (L.lstm, 4, K.FORWARD_TARGET),
+    "gru": (lambda x, h0, Wx, Wh, b: L.gru(x, h0, Wx, Wh, b, b), 3, KG.FORWARD_TARGET),
+}
+
+
+@pytest.mark.parametrize("cell", sorted(SHARD_MAP_CELLS))
+def test_inside_shard_map_the_compiled_loops_give_the_plain_gradients(cell):
     """A foreign call's results vary along no mesh axis; the layer gives them its inputs' (the
     XLA loop's type), so the loops run inside `jax.shard_map` too (one device here: several
     run the XLA loops)."""
+    layer, gates, target = SHARD_MAP_CELLS[cell]
     from functools import partial
 
     from jax import lax
@@ -318,11 +334,11 @@ def test_inside_shard_map_the_compiled_loops_give_the_plain_gradients():
     rng = np.random.default_rng(3)
     N, T, D, H = 4, 5, 3, 8
     x, h0 = jnp.asarray(rng.standard_normal((N, T, D)), jnp.float32), jnp.asarray(rng.standard_normal((N, H)), jnp.float32)
-    params = tuple(jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((D, 4 * H), (H, 4 * H), (4 * H,)))
+    params = tuple(jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((D, gates * H), (H, gates * H), (gates * H,)))
     mesh = jax.make_mesh((1,), ("d",))
 
     def loss(p, x, h0):
-        return jnp.mean(L.lstm(x, h0, *p) ** 2)
+        return jnp.mean(layer(x, h0, *p) ** 2)
 
     @jax.jit
     @partial(jax.shard_map, mesh=mesh, in_specs=(P(), P("d"), P("d")), out_specs=(P(), P()))
@@ -331,7 +347,7 @@ def test_inside_shard_map_the_compiled_loops_give_the_plain_gradients():
 
     split = NamedSharding(mesh, P("d"))
     xs, h0s = jax.device_put(x, split), jax.device_put(h0, split)
-    assert K.FORWARD_TARGET in sharded.lower(params, xs, h0s).as_text()
+    assert target in sharded.lower(params, xs, h0s).as_text()
     got = sharded(params, xs, h0s)
     want = jax.jit(jax.value_and_grad(loss))(params, x, h0)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):

@@ -1,8 +1,10 @@
 """Compiled CPU loops for the recurrences XLA runs as many small operations per step.
 
-The layers stay pure JAX: where a compiled loop applies (`jaxseq.kernels.lstm.applies`), a
-layer's fast path calls it through XLA's foreign-function interface instead of its `lax.scan`,
-for the same arrays. The source ships in the package and is built on first use (`build`);
+The layers stay pure JAX: where a compiled loop applies (`jaxseq.kernels.lstm.applies`,
+`jaxseq.kernels.gru.applies`), a layer's differentiable rule calls it through XLA's
+foreign-function interface instead of its `lax.scan`, for the same arrays: the LSTM's
+(`lstm`, `lstm_lookup`) and the GRU's (`gru`, `gru_lookup`), with or without lengths. The
+sources ship in the package and are built on first use (`build`);
 without a C++ compiler, or with `JAXSEQ_KERNELS=off`, or inside `xla_loops()`, the XLA loops run.
 """
 

@@ -1,17 +1,19 @@
 """Building and loading the compiled CPU loops: once per machine, on first use, cached.
 
-The C++ source ships in the package (`lstm_cpu.cc`). The first program that needs it compiles
-it with the machine's C++ compiler (`$CXX`, else `c++`; `-O3 -march=native`: the vector width
-of this CPU) against the XLA FFI headers that jaxlib ships (`jax.ffi.include_dir()`), into
+The C++ sources ship in the package (`lstm_cpu.cc`, `gru_cpu.cc`, and the `cpu_loops.h` they
+share). The first program that needs one compiles it with the machine's C++ compiler (`$CXX`,
+else `c++`; `-O3 -march=native`: the vector width of this CPU) against the XLA FFI headers that
+jaxlib ships (`jax.ffi.include_dir()`), into
 
     $JAXSEQ_KERNEL_CACHE, else $XDG_CACHE_HOME/jaxseq/kernels, else ~/.cache/jaxseq/kernels
 
-as `<name>-<key>.so`, where the key hashes everything the binary depends on: the source, the
-compiler command and version, jaxlib's version and this CPU's instruction sets (a cache shared
-between machines never hands one a binary built for another's). A cached library is loaded only
-when it and its folder belong to this user and nobody else can write them (`check_trusted`). The compiler writes to a
-temporary name that is renamed into place, so processes that build at once (pytest workers)
-each end with a complete file. Later processes only load it.
+as `<name>-<key>.so`, where the key hashes everything the binary depends on: the source and
+the headers next to it, the compiler command and version, jaxlib's version and this CPU's
+instruction sets (a cache shared between machines never hands one a binary built for
+another's). A cached library is loaded only when it and its folder belong to this user and
+nobody else can write them (`check_trusted`). The compiler writes to a temporary name that is
+renamed into place, so processes that build at once (pytest workers) each end with a complete
+file. Later processes only load it.
 
 When it cannot be built or loaded (no compiler, a read-only cache, another platform), the
 reason is kept (`unavailable_reason`), a one-line warning says so once, and the layers run
@@ -82,9 +84,15 @@ def _compiler_version(cxx: str) -> str:
         return ""
 
 
+def headers(source: Path) -> list[Path]:
+    """The headers next to `source` (`cpu_loops.h`), which it may include."""
+    return sorted(source.parent.glob("*.h"))
+
+
 def build_key(source: Path, cxx: str) -> str:
     """16 hex digits of a hash of what the built library depends on (module docstring)."""
-    parts = [source.read_bytes(), " ".join(compile_command(cxx, Path("src"), Path("out"))).encode(),
+    parts = [source.read_bytes(), *(header.read_bytes() for header in headers(source)),
+             " ".join(compile_command(cxx, Path("src"), Path("out"))).encode(),
              _compiler_version(cxx).encode(), jaxlib.__version__.encode(), cpu_features().encode()]
     return hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
 
@@ -188,3 +196,38 @@ def load(name: str, symbols: tuple[str, ...]) -> ctypes.CDLL | None:
 def unavailable_reason(name: str) -> str | None:
     """Why `load(name)` gave None in this process, or None when it did not (or was not called)."""
     return _failures.get(name)
+
+
+_registered: dict[str, bool] = {}
+
+
+def loops_available(name: str, targets: dict[str, str]) -> bool:
+    """Whether `name`'s library is loaded (`load`) with its FFI handlers registered with JAX for
+    the CPU, `targets` mapping each target name to its handler's symbol; once per process."""
+    with _lock:
+        if name in _registered:
+            return _registered[name]
+    library = load(name, tuple(targets.values()))
+    if library is not None:
+        for target, symbol in targets.items():
+            jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+    with _lock:
+        _registered[name] = library is not None
+    return library is not None
+
+
+def loops_apply(gates_buffer, name: str, targets: dict[str, str]) -> bool:
+    """The conditions every compiled loop shares, decided when a function is traced: switched on
+    (`kernels_enabled`), one device (XLA's partitioner cannot split a foreign call: with several
+    devices it would run whole on each), float32 or float64, no empty axis, and the library
+    available (`loops_available`)."""
+    if not kernels_enabled() or jax.device_count() != 1:
+        return False
+    if jax.numpy.dtype(gates_buffer.dtype) not in (jax.numpy.float32, jax.numpy.float64) or min(gates_buffer.shape) == 0:
+        return False
+    return loops_available(name, targets)
+
+
+def step_counts(lengths, T: int, N: int):
+    """The loops' lengths argument: (N,) int32, T for every row without lengths."""
+    return jax.numpy.full((N,), T, jax.numpy.int32) if lengths is None else lengths.astype(jax.numpy.int32)

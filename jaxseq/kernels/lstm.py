@@ -23,41 +23,20 @@ training step (2 x 512, `benchmarks/speed/bench_lm.py`) 1.10-1.16x.
 
 from __future__ import annotations
 
-import functools
-
 import jax
-import jax.numpy as jnp
 
 from jaxseq.kernels import build
 
 LIBRARY = "lstm_cpu"
 FORWARD_TARGET, BACKWARD_TARGET = "jaxseq_lstm_forward", "jaxseq_lstm_backward"
-
-
-@functools.cache
-def _library():
-    """The loaded library with its two FFI targets registered (once per process), or None."""
-    library = build.load(LIBRARY, ("JaxseqLstmForward", "JaxseqLstmBackward"))
-    if library is not None:
-        jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(library.JaxseqLstmForward), platform="cpu")
-        jax.ffi.register_ffi_target(BACKWARD_TARGET, jax.ffi.pycapsule(library.JaxseqLstmBackward), platform="cpu")
-    return library
+TARGETS = {FORWARD_TARGET: "JaxseqLstmForward", BACKWARD_TARGET: "JaxseqLstmBackward"}
 
 
 def applies(xw_tm, Wr) -> bool:
     """Whether the compiled loops run for an LSTM whose steps' input sides are xw_tm
     (T, N, 4H) and whose projection is Wr (module docstring). Decided when the function is
     traced."""
-    if Wr is not None or not build.kernels_enabled() or jax.device_count() != 1:
-        return False
-    if jnp.dtype(xw_tm.dtype) not in (jnp.float32, jnp.float64) or min(xw_tm.shape) == 0:
-        return False
-    return _library() is not None
-
-
-def step_counts(lengths, T: int, N: int):
-    """The loops' lengths argument: (N,) int32, T for every row without lengths."""
-    return jnp.full((N,), T, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
+    return Wr is None and build.loops_apply(xw_tm, LIBRARY, TARGETS)
 
 
 def forward_loop(xw_tm, h0, c0, Wh, b, lengths=None, *, reverse: bool):
@@ -71,7 +50,7 @@ def forward_loop(xw_tm, h0, c0, Wh, b, lengths=None, *, reverse: bool):
     shapes = [jax.ShapeDtypeStruct(s, xw_tm.dtype) for s in ((T, N, G // 4), (T, N, G), (T, N, G // 4),
                                                              (T, N, G // 4), (N, G // 4))]
     call = jax.ffi.ffi_call(FORWARD_TARGET, shapes, input_output_aliases={0: 1}, vmap_method="sequential")
-    return tuple(call(xw_tm, h0, c0, Wh, b, step_counts(lengths, T, N), reverse=bool(reverse)))
+    return tuple(call(xw_tm, h0, c0, Wh, b, build.step_counts(lengths, T, N), reverse=bool(reverse)))
 
 
 def backward_loop(dh, P_tm, q_tm, f_tm, Wh, dh_n, dc_n, lengths=None, *, reverse: bool):
@@ -85,4 +64,4 @@ def backward_loop(dh, P_tm, q_tm, f_tm, Wh, dh_n, dc_n, lengths=None, *, reverse
     T, N, G = P_tm.shape
     shapes = [jax.ShapeDtypeStruct(s, P_tm.dtype) for s in ((T, N, G), (N, G // 4), (N, G // 4))]
     call = jax.ffi.ffi_call(BACKWARD_TARGET, shapes, input_output_aliases={1: 0}, vmap_method="sequential")
-    return tuple(call(dh, P_tm, q_tm, f_tm, Wh, dh_n, dc_n, step_counts(lengths, T, N), reverse=bool(reverse)))
+    return tuple(call(dh, P_tm, q_tm, f_tm, Wh, dh_n, dc_n, build.step_counts(lengths, T, N), reverse=bool(reverse)))

@@ -3,7 +3,7 @@
 //
 // They compute exactly what jaxseq.layers.lstm_fast's `recurrence_forward` and
 // `recurrence_backward` loops compute (same equations, same cache layout; read that module's
-// docstring first) for the case without lengths or projection, and differ only in how:
+// docstring first) for the case without a projection, and differ only in how:
 //
 // - the recurrent weight is packed once per call (not once per step, as a library matrix
 //   multiply must), into panels the register-blocked product below streams through;
@@ -23,238 +23,9 @@
 //
 // Shapes: T steps, N rows, H hidden units, G = 4H (gates i, f, o, g, each H wide).
 
-#include <algorithm>
-#include <atomic>
-#include <cmath>
-#include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <functional>
-#include <mutex>
-#include <string>
-#include <thread>
-#include <vector>
-
-#include <linux/futex.h>
-#include <sched.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include "xla/ffi/api/ffi.h"
-
-namespace ffi = xla::ffi;
+#include "cpu_loops.h"
 
 namespace {
-
-#if defined(__AVX512F__)
-constexpr int kVectorBytes = 64;
-constexpr int kRegisters = 32;
-#elif defined(__AVX__)
-constexpr int kVectorBytes = 32;
-constexpr int kRegisters = 16;
-#elif defined(__aarch64__)
-constexpr int kVectorBytes = 16;
-constexpr int kRegisters = 32;
-#else
-constexpr int kVectorBytes = 16;
-constexpr int kRegisters = 16;
-#endif
-
-// Rows per register tile: 4 accumulator vectors per row, plus 4 weight vectors and one
-// broadcast value held while they are multiplied.
-constexpr int kRows = (kRegisters - 5) / 4 > 0 ? (kRegisters - 5) / 4 : 1;
-
-template <typename T>
-struct Simd {
-  static constexpr int L = kVectorBytes / sizeof(T);
-  typedef T V __attribute__((vector_size(kVectorBytes)));
-  static V load(const T* p) {
-    V v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-  }
-  static void store(T* p, V v) { std::memcpy(p, &v, sizeof v); }
-  // the first `lanes` values (the others 0), for the last units when L does not divide H
-  static V load(const T* p, int lanes) {
-    if (lanes == L) return load(p);
-    V v{};
-    std::memcpy(&v, p, sizeof(T) * lanes);
-    return v;
-  }
-  static void store(T* p, V v, int lanes) {
-    if (lanes == L) return store(p, v);
-    std::memcpy(p, &v, sizeof(T) * lanes);
-  }
-  // s - 0 is s for every s (s + 0 is not: -0.0 + 0.0 is 0.0), so this is a plain broadcast
-  static V splat(T s) { return s - V{}; }
-};
-
-// tanh of a vector. float: Cephes' tanhf (a polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1)
-// above it, exp by range reduction and a polynomial), about 2 ulp; double: std::tanh per lane.
-template <typename T>
-typename Simd<T>::V vtanh(typename Simd<T>::V x);
-
-template <>
-inline __attribute__((always_inline)) Simd<float>::V vtanh<float>(Simd<float>::V x) {
-  using S = Simd<float>;
-  using V = S::V;
-  typedef int32_t I __attribute__((vector_size(kVectorBytes)));
-  V ax = x < 0 ? -x : x;
-  // exp(2|x|), clamped where tanh is 1 in float anyway
-  V e = 2.0f * ax;
-  e = e > 88.0f ? S::splat(88.0f) : e;
-  V fx = e * 1.44269504088896341f + 0.5f;
-  I fi = __builtin_convertvector(fx, I);
-  V ft = __builtin_convertvector(fi, V);
-  ft = ft > fx ? ft - 1.0f : ft;  // floor
-  fi = __builtin_convertvector(ft, I);
-  V r = e - ft * 0.693359375f - ft * -2.12194440e-4f;
-  V z = r * r;
-  V p = ((((1.9875691500E-4f * r + 1.3981999507E-3f) * r + 8.3334519073E-3f) * r + 4.1665795894E-2f) * r +
-         1.6666665459E-1f) * r + 5.0000001201E-1f;
-  p = p * z + r + 1.0f;
-  V pow2;
-  I bits = (fi + 127) << 23;
-  std::memcpy(&pow2, &bits, sizeof pow2);
-  V big = 1.0f - 2.0f / (p * pow2 + 1.0f);
-  big = x < 0 ? -big : big;
-  V x2 = x * x;
-  V small = ((((-5.70498872745E-3f * x2 + 2.06390887954E-2f) * x2 - 5.37397155531E-2f) * x2 +
-              1.33314422036E-1f) * x2 - 3.33332819422E-1f) * x2 * x + x;
-  return ax < 0.625f ? small : big;
-}
-
-template <>
-inline __attribute__((always_inline)) Simd<double>::V vtanh<double>(Simd<double>::V x) {
-  for (int l = 0; l < Simd<double>::L; ++l) x[l] = std::tanh(x[l]);
-  return x;
-}
-
-// The cores this process may run on (its affinity mask), at least 1; JAXSEQ_KERNEL_THREADS=k
-// asks for k threads instead (the tests compare 1 with 2: the results are the same bits).
-int usable_cores() {
-  if (const char* forced = std::getenv("JAXSEQ_KERNEL_THREADS")) return std::max(1, std::atoi(forced));
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
-// Threads meet here once per step. A waiter spins briefly (the threads of a step usually
-// arrive within microseconds of each other), then sleeps on a futex, which frees its core for
-// whatever else is runnable; the last to arrive wakes the sleepers. Every step still needs
-// every thread: beside another library's spinning threads (NumPy's OpenBLAS just after a
-// call) a layer's loops ran 2x slower, with this barrier as with one that spun and yielded
-// (benchmarks/results/lm_speed.md).
-class StepBarrier {
- public:
-  explicit StepBarrier(int threads) : threads_(threads) {}
-  void wait() {
-    if (threads_ == 1) return;
-    const int generation = generation_.load();
-    if (arrived_.fetch_add(1) == threads_ - 1) {
-      arrived_.store(0);
-      generation_.fetch_add(1);  // sequentially consistent with the sleepers' count below:
-      if (sleepers_.load() > 0) futex(FUTEX_WAKE_PRIVATE, INT32_MAX);  // a sleeper is seen or sees this
-      return;
-    }
-    for (int spins = 0; spins < kSpins; ++spins) {
-      if (generation_.load(std::memory_order_acquire) != generation) return;
-#if defined(__x86_64__)
-      __builtin_ia32_pause();
-#endif
-    }
-    sleepers_.fetch_add(1);
-    while (generation_.load() == generation) futex(FUTEX_WAIT_PRIVATE, generation);
-    sleepers_.fetch_sub(1);
-  }
-
- private:
-  static constexpr int kSpins = 2000;
-  void futex(int op, int value) {
-    syscall(SYS_futex, reinterpret_cast<int*>(&generation_), op, value, nullptr, nullptr, 0);
-  }
-  const int threads_;
-  std::atomic<int> arrived_{0};
-  std::atomic<int> generation_{0};
-  std::atomic<int> sleepers_{0};
-  static_assert(sizeof(std::atomic<int>) == sizeof(int), "the futex waits on the atomic's own int");
-};
-
-// One loop at a time per process: two at once would only share the same cores, and the
-// workspace kept below is theirs while they hold this.
-std::mutex one_call_at_a_time;
-
-// The packed weight's memory. Up to kKeptWorkspaceBytes it is kept from call to call (a fresh
-// allocation of megabytes would be mapped anew, and page-faulted in, on every call); a larger
-// weight (H above about 2,000 in float32) gets memory of its own for the call, freed after it,
-// so that one large model does not hold it for the rest of the process.
-constexpr size_t kKeptWorkspaceBytes = size_t(64) << 20;
-
-class PackedWorkspace {
- public:
-  template <typename T>
-  T* get(size_t count) {
-    const size_t bytes = count * sizeof(T);
-    std::vector<unsigned char>& memory = bytes <= kKeptWorkspaceBytes ? kept() : own_;
-    if (memory.size() < bytes) memory.resize(bytes);
-    return reinterpret_cast<T*>(memory.data());
-  }
-
- private:
-  static std::vector<unsigned char>& kept() {
-    static std::vector<unsigned char> memory;  // used under one_call_at_a_time only
-    return memory;
-  }
-  std::vector<unsigned char> own_;
-};
-
-// Runs body() on `threads` threads, the caller's among them.
-void run_parallel(int threads, const std::function<void()>& body) {
-  std::vector<std::thread> helpers;
-  helpers.reserve(threads - 1);
-  for (int j = 1; j < threads; ++j) helpers.emplace_back(body);
-  body();
-  for (auto& helper : helpers) helper.join();
-}
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// The work of a call, handed out item by item: each phase (packing, then every step) has its
-// own counter, and a thread takes the next item of the phase until there is none left, so a
-// thread that the machine runs slower (another process, another library's spinning threads)
-// takes fewer. Which thread computes an item does not change its result.
-class WorkQueue {
- public:
-  explicit WorkQueue(int64_t phases) : next_(static_cast<size_t>(phases)) {}
-  template <typename Item>
-  void run(int64_t phase, int64_t items, Item&& item) {
-    for (int64_t i; (i = next_[static_cast<size_t>(phase)].fetch_add(1, std::memory_order_relaxed)) < items;) item(i);
-  }
-
- private:
-  std::vector<std::atomic<int64_t>> next_;
-};
-
-// acc[r][v] = sum_k A[r][k] * B[k][v L .. (v + 1) L) for R rows of A (row stride lda) and one
-// packed panel B (K rows of 4 L values).
-template <typename T, int R>
-inline void panel_product(const T* A, int64_t lda, const T* B, int64_t K, typename Simd<T>::V acc[R][4]) {
-  using S = Simd<T>;
-  constexpr int L = S::L;
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < 4; ++v) acc[r][v] = typename S::V{};
-  for (int64_t k = 0; k < K; ++k) {
-    const T* b = B + k * 4 * L;
-    typename S::V b0 = S::load(b), b1 = S::load(b + L), b2 = S::load(b + 2 * L), b3 = S::load(b + 3 * L);
-    for (int r = 0; r < R; ++r) {
-      typename S::V a = S::splat(A[r * lda + k]);
-      acc[r][0] += a * b0;
-      acc[r][1] += a * b1;
-      acc[r][2] += a * b2;
-      acc[r][3] += a * b3;
-    }
-  }
-}
 
 // ---------------------------------------------------------------- forward
 
@@ -313,24 +84,6 @@ inline void forward_tile(const ForwardArgs<T>& a, const T* h_prev, int64_t t, in
     S::store(P + 3 * H, i * (one - g * g), lanes);
     S::store(a.q_tm + row * H + u, o * (one - tc * tc), lanes);
     S::store(a.f_tm + row * H + u, f, lanes);
-  }
-}
-
-// Calls tile<R'>(n0) for every row tile: R rows at a time, then the remaining fewer than R.
-template <int R, typename Tile>
-inline void for_each_row_tile(int64_t N, Tile&& tile) {
-  int64_t n0 = 0;
-  for (; n0 + R <= N; n0 += R) tile(std::integral_constant<int, R>{}, n0);
-  switch (N - n0) {
-#define JAXSEQ_ROW_TAIL(k) \
-  case k:                  \
-    if constexpr (k < R) tile(std::integral_constant<int, k>{}, n0); \
-    break;
-    JAXSEQ_ROW_TAIL(1) JAXSEQ_ROW_TAIL(2) JAXSEQ_ROW_TAIL(3) JAXSEQ_ROW_TAIL(4) JAXSEQ_ROW_TAIL(5)
-    JAXSEQ_ROW_TAIL(6) JAXSEQ_ROW_TAIL(7)
-#undef JAXSEQ_ROW_TAIL
-    default:
-      break;
   }
 }
 
@@ -494,34 +247,11 @@ void backward_loop(BackwardArgs<T> a, int threads) {
 
 // ---------------------------------------------------------------- the FFI handlers
 
-// Checks that `gates` is (T, N, 4H) with T, N, H positive and `lengths` (N,), then calls
-// run(T{}, steps, N, H) for its dtype (float32 or float64; the other buffers share it:
-// jaxseq.kernels.lstm makes them).
-template <typename Run>
-ffi::Error on_gate_buffer(const ffi::AnyBuffer& gates, const char* name, const ffi::Buffer<ffi::S32>& lengths, Run run) {
-  auto dims = gates.dimensions();
-  if (dims.size() != 3 || dims[0] < 1 || dims[1] < 1 || dims[2] < 4 || dims[2] % 4 != 0)
-    return ffi::Error::InvalidArgument(std::string("jaxseq LSTM kernel: ") + name +
-                                       " must be (T, N, 4H) with T, N and H positive");
-  if (lengths.dimensions().size() != 1 || lengths.dimensions()[0] != dims[1])
-    return ffi::Error::InvalidArgument("jaxseq LSTM kernel: lengths must be (N,)");
-  switch (gates.element_type()) {
-    case ffi::DataType::F32:
-      run(float{}, dims[0], dims[1], dims[2] / 4);
-      return ffi::Error::Success();
-    case ffi::DataType::F64:
-      run(double{}, dims[0], dims[1], dims[2] / 4);
-      return ffi::Error::Success();
-    default:
-      return ffi::Error::InvalidArgument("jaxseq LSTM kernel: float32 or float64 only");
-  }
-}
-
 ffi::Error LstmForwardImpl(ffi::AnyBuffer xw, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::AnyBuffer Wh,
                            ffi::AnyBuffer b, ffi::Buffer<ffi::S32> lengths, bool reverse, ffi::Result<ffi::AnyBuffer> h_tm,
                            ffi::Result<ffi::AnyBuffer> P_tm, ffi::Result<ffi::AnyBuffer> q_tm,
                            ffi::Result<ffi::AnyBuffer> f_tm, ffi::Result<ffi::AnyBuffer> c_n) {
-  return on_gate_buffer(xw, "xw", lengths, [&](auto zero, int64_t steps, int64_t N, int64_t H) {
+  return on_gate_buffer("LSTM", 4, xw, "xw", lengths, [&](auto zero, int64_t steps, int64_t N, int64_t H) {
     using T = decltype(zero);
     ForwardArgs<T> a{xw.reinterpret_data<T>(), h0.reinterpret_data<T>(), c0.reinterpret_data<T>(),
                      b.reinterpret_data<T>(),  h_tm->reinterpret_data<T>(), P_tm->reinterpret_data<T>(),
@@ -536,7 +266,7 @@ ffi::Error LstmBackwardImpl(ffi::AnyBuffer dh, ffi::AnyBuffer P_tm, ffi::AnyBuff
                             ffi::Buffer<ffi::S32> lengths, bool reverse,
                             ffi::Result<ffi::AnyBuffer> da_tm, ffi::Result<ffi::AnyBuffer> dh0,
                             ffi::Result<ffi::AnyBuffer> dc0) {
-  return on_gate_buffer(P_tm, "P_tm", lengths, [&](auto zero, int64_t steps, int64_t N, int64_t H) {
+  return on_gate_buffer("LSTM", 4, P_tm, "P_tm", lengths, [&](auto zero, int64_t steps, int64_t N, int64_t H) {
     using T = decltype(zero);
     std::memcpy(dh0->untyped_data(), dh_n.untyped_data(), sizeof(T) * N * H);
     std::memcpy(dc0->untyped_data(), dc_n.untyped_data(), sizeof(T) * N * H);

@@ -24,15 +24,18 @@ machinery of `jaxseq.layers.sequence` shared with the RNN and the LSTM.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
+from jaxseq.kernels import gru as K
 from jaxseq.layers import sequence as S
 from jaxseq.layers._validation import validate_recurrent_args
 from jaxseq.layers.activations import sigmoid
-from jaxseq.layers.varying import custom_vjp
+from jaxseq.layers.varying import custom_vjp, match_varying, varying_axes
 
 
 def gru_cell_forward(xw, hw, prev_h):
@@ -157,16 +160,25 @@ def _validate(x, h0, Wx, Wh, b, bh, lengths) -> tuple[jax.Array, jax.Array, jax.
     return S.validate_sequence_args(x, {"h0": h0}, Wx, Wh, {"b": b, "bh": bh}, gates=3, lengths=lengths)
 
 
-def gru_recurrence(input_side, inputs_tm, h0, Wh, bh, lengths, reverse):
+def gru_recurrence(input_side, inputs_tm, h0, Wh, bh, lengths, reverse, *, input_sides=None):
     """The loop over time, each step's input side made inside the loop from its own inputs:
     `input_side(inputs_tm[t])` (N, 3H), x_t Wx + b here (measured faster than one matmul
     before the loop: sequence.py), a table's rows in `jaxseq.layers.gru_lookup`.
+
+    With `input_sides` (a function giving every step's at once, (T, N, 3H)), the loop is the
+    compiled one where it applies (`jaxseq.kernels.gru`: the CPU), with the same results. Only
+    the differentiable layers' rules pass it: a foreign call has no derivative, and `jax.grad`
+    of `gru_forward` (the correctness ladder's autodiff rung) must still work.
 
     Inputs: inputs_tm (T, N, ...); h0 (N, H); Wh (H, 3H); bh (3H,); lengths, reverse as in
       `gru_forward`.
     Returns: (h (N, T, H), h_n (N, H), (h_tm, gates_tm, hw_n_tm)) (see `GRUCache`).
     """
     valid_tm = S.valid_steps_tm(lengths, inputs_tm.shape[0])
+    if input_sides is not None:
+        xw_tm = input_sides()
+        if K.applies(xw_tm):
+            return _compiled_recurrence(xw_tm, h0, Wh, bh, lengths, reverse, valid_tm)
 
     def step(prev_h, inputs):
         in_t, valid_t = inputs
@@ -179,10 +191,30 @@ def gru_recurrence(input_side, inputs_tm, h0, Wh, bh, lengths, reverse):
     return S.outputs_from_states(stacks[0], valid_tm), h_n, stacks
 
 
-def _gru_forward(x, h0, Wx, Wh, b, bh, lengths, reverse):
-    """Returns (h (N, T, H), h_n (N, H), cache)."""
+def _compiled_recurrence(xw_tm, h0, Wh, bh, lengths, reverse, valid_tm):
+    """`gru_recurrence` on the CPU's compiled loop (`jaxseq.kernels.gru`), elsewhere on the XLA
+    loop over the given input sides."""
+
+    def kernel_loop(xw_tm, h0, Wh, bh):
+        # a foreign call's results vary along no mesh axis: inside `shard_map` they take the inputs'
+        return match_varying(K.forward_loop(xw_tm, h0, Wh, bh, lengths, reverse=reverse),
+                             varying_axes(xw_tm, h0, Wh, bh))
+
+    def xla_loop(xw_tm, h0, Wh, bh):
+        return gru_recurrence(lambda xw_t: xw_t, xw_tm, h0, Wh, bh, lengths, reverse)[2]
+
+    stacks = lax.platform_dependent(xw_tm, h0, Wh, bh, cpu=kernel_loop, default=xla_loop)
+    h_tm = stacks[0]
+    return S.outputs_from_states(h_tm, valid_tm), h_tm[0 if reverse else -1], tuple(stacks)
+
+
+def _gru_forward(x, h0, Wx, Wh, b, bh, lengths, reverse, *, compiled_loop: bool = False):
+    """Returns (h (N, T, H), h_n (N, H), cache); `compiled_loop`: the loop `jaxseq.kernels.gru`
+    compiles where it applies, from x_t Wx + b made for every step by one product."""
+    T, N = x.shape[1], x.shape[0]
+    input_sides = (lambda: (S.time_major_rows(x) @ Wx + b).reshape(T, N, Wx.shape[-1])) if compiled_loop else None
     h, h_n, (h_tm, gates_tm, hw_n_tm) = gru_recurrence(lambda x_t: x_t @ Wx + b, S.time_major(x), h0, Wh, bh,
-                                                        lengths, reverse)
+                                                        lengths, reverse, input_sides=input_sides)
     return h, h_n, GRUCache(x, h0, Wx, Wh, h_tm, gates_tm, hw_n_tm, lengths, reverse)
 
 
@@ -232,18 +264,31 @@ def gru_recurrence_backward(dh, cache: GRUCache, dh_n=None):
         dxw, dhw = S.zero_invalid(valid_t, dxw), S.zero_invalid(valid_t, dhw)
         return S.keep_valid(valid_t, dprev_h + dhw @ WhT, dnext_h), (dxw, dhw[:, 2 * H:])
 
+    def xla_loop(dh, gates_tm, hw_n_tm, h_tm, h0, Wh, dh_last):
+        inputs = (S.time_major(dh), hw_n_tm, h_prev_tm, *S.mask_inputs(valid_tm))
+        # dxw_t overwrites the gates of step t; dhw differs from dxw only in its n block (da_n r),
+        # so the loop keeps that block alone, (T, N, H) instead of a second (T, N, 3H)
+        dh0, (dxw_tm, dhw_n_tm) = S.scan_in_place(step, dh_last, gates_tm, inputs, reverse=not cache.reverse)
+        return dxw_tm, dhw_n_tm, dh0
+
+    def kernel_loop(dh, gates_tm, hw_n_tm, h_tm, h0, Wh, dh_last):
+        args = (dh, gates_tm, hw_n_tm, h_tm, h0, Wh, dh_last)
+        return match_varying(K.backward_loop(*args, lengths=cache.lengths, reverse=cache.reverse),
+                             varying_axes(*args))
+
     dh_last = jnp.zeros_like(cache.h0) if dh_n is None else dh_n
-    inputs = (S.time_major(dh), cache.hw_n_tm, h_prev_tm, *S.mask_inputs(valid_tm))
-    # dxw_t overwrites the gates of step t; dhw differs from dxw only in its n block (da_n r),
-    # so the loop keeps that block alone, (T, N, H) instead of a second (T, N, 3H)
-    dh0, (dxw_tm, dhw_n_tm) = S.scan_in_place(step, dh_last, cache.gates_tm, inputs, reverse=not cache.reverse)
+    loop_inputs = (dh, cache.gates_tm, cache.hw_n_tm, cache.h_tm, cache.h0, cache.Wh, dh_last)
+    if K.applies(cache.gates_tm):
+        dxw_tm, dhw_n_tm, dh0 = lax.platform_dependent(*loop_inputs, cpu=kernel_loop, default=xla_loop)
+    else:
+        dxw_tm, dhw_n_tm, dh0 = xla_loop(*loop_inputs)
     dhw_tm = jnp.concatenate([dxw_tm[..., : 2 * H], dhw_n_tm], axis=-1)
     return dh0, dxw_tm, dhw_tm, h_prev_tm
 
 
 _gru = S.custom_vjp_sequence_layer(
     primal=lambda *args: _gru_forward(*args)[:-1],
-    forward=_gru_forward,
+    forward=functools.partial(_gru_forward, compiled_loop=True),
     backward=lambda dh, dstates, cache: gru_backward(dh, cache, dh_n=dstates[0]),
     n_states=1,
 )

@@ -18,6 +18,8 @@ Shapes: N batch, T time, V vocabulary, H hidden.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 
 from jaxseq.layers import sequence as S
@@ -32,10 +34,13 @@ def validate_gru_lookup_args(tokens, table, h0, Wh, bh, lengths) -> tuple[
     return S.validate_sequence_args(tokens, {"h0": h0}, table, Wh, {"bh": bh}, gates=3, lengths=lengths, lookup=True)
 
 
-def _gru_lookup_forward(tokens, h0, table, Wh, bh, lengths, reverse):
-    """The forward on checked arguments. Returns (h (N, T, H), h_n (N, H), cache)."""
+def _gru_lookup_forward(tokens, h0, table, Wh, bh, lengths, reverse, *, compiled_loop: bool = False):
+    """The forward on checked arguments. Returns (h (N, T, H), h_n (N, H), cache);
+    `compiled_loop`: the loop `jaxseq.kernels.gru` compiles where it applies, from every step's
+    rows gathered before it."""
+    input_sides = (lambda: S.lookup(table, tokens.T)) if compiled_loop else None
     h, h_n, (h_tm, gates_tm, hw_n_tm) = gru_recurrence(lambda tokens_t: S.lookup(table, tokens_t), tokens.T, h0, Wh,
-                                                        bh, lengths, reverse)
+                                                        bh, lengths, reverse, input_sides=input_sides)
     return h, h_n, GRUCache(tokens, h0, table, Wh, h_tm, gates_tm, hw_n_tm, lengths, reverse)
 
 
@@ -70,7 +75,7 @@ def _rule_backward(dh, dstates, cache):
 
 _gru_lookup = S.custom_vjp_sequence_layer(
     primal=lambda *args: _gru_lookup_forward(*args)[:-1],
-    forward=_gru_lookup_forward,
+    forward=functools.partial(_gru_lookup_forward, compiled_loop=True),
     backward=_rule_backward,
     n_states=1,
 )

@@ -1,0 +1,289 @@
+// What the compiled CPU loops share (lstm_cpu.cc, gru_cpu.cc include it; each is one
+// translation unit, so everything here is in an anonymous namespace): vectors of T and their
+// tanh, the threads of a call and their per-step barrier, the work queue, the kept workspace
+// for packed weights, and the register-tiled product of rows with a packed weight panel.
+//
+// jaxseq/kernels/build.py hashes this header with each source, so a change rebuilds both.
+
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+constexpr int kRegisters = 32;
+#elif defined(__AVX__)
+constexpr int kVectorBytes = 32;
+constexpr int kRegisters = 16;
+#elif defined(__aarch64__)
+constexpr int kVectorBytes = 16;
+constexpr int kRegisters = 32;
+#else
+constexpr int kVectorBytes = 16;
+constexpr int kRegisters = 16;
+#endif
+
+// Rows per register tile: NV accumulator vectors per row, plus NV weight vectors and one
+// broadcast value held while they are multiplied (the LSTM's forward tiles 4 gates, its
+// backward 4 L units; the GRU's forward 3 gates).
+constexpr int rows_per_tile(int NV) { return (kRegisters - NV - 1) / NV > 0 ? (kRegisters - NV - 1) / NV : 1; }
+constexpr int kRows = rows_per_tile(4);
+
+template <typename T>
+struct Simd {
+  static constexpr int L = kVectorBytes / sizeof(T);
+  typedef T V __attribute__((vector_size(kVectorBytes)));
+  static V load(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(T* p, V v) { std::memcpy(p, &v, sizeof v); }
+  // the first `lanes` values (the others 0), for the last units when L does not divide H
+  static V load(const T* p, int lanes) {
+    if (lanes == L) return load(p);
+    V v{};
+    std::memcpy(&v, p, sizeof(T) * lanes);
+    return v;
+  }
+  static void store(T* p, V v, int lanes) {
+    if (lanes == L) return store(p, v);
+    std::memcpy(p, &v, sizeof(T) * lanes);
+  }
+  // s - 0 is s for every s (s + 0 is not: -0.0 + 0.0 is 0.0), so this is a plain broadcast
+  static V splat(T s) { return s - V{}; }
+};
+
+// tanh of a vector. float: Cephes' tanhf (a polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1)
+// above it, exp by range reduction and a polynomial), about 2 ulp; double: std::tanh per lane.
+template <typename T>
+typename Simd<T>::V vtanh(typename Simd<T>::V x);
+
+template <>
+inline __attribute__((always_inline)) Simd<float>::V vtanh<float>(Simd<float>::V x) {
+  using S = Simd<float>;
+  using V = S::V;
+  typedef int32_t I __attribute__((vector_size(kVectorBytes)));
+  V ax = x < 0 ? -x : x;
+  // exp(2|x|), clamped where tanh is 1 in float anyway
+  V e = 2.0f * ax;
+  e = e > 88.0f ? S::splat(88.0f) : e;
+  V fx = e * 1.44269504088896341f + 0.5f;
+  I fi = __builtin_convertvector(fx, I);
+  V ft = __builtin_convertvector(fi, V);
+  ft = ft > fx ? ft - 1.0f : ft;  // floor
+  fi = __builtin_convertvector(ft, I);
+  V r = e - ft * 0.693359375f - ft * -2.12194440e-4f;
+  V z = r * r;
+  V p = ((((1.9875691500E-4f * r + 1.3981999507E-3f) * r + 8.3334519073E-3f) * r + 4.1665795894E-2f) * r +
+         1.6666665459E-1f) * r + 5.0000001201E-1f;
+  p = p * z + r + 1.0f;
+  V pow2;
+  I bits = (fi + 127) << 23;
+  std::memcpy(&pow2, &bits, sizeof pow2);
+  V big = 1.0f - 2.0f / (p * pow2 + 1.0f);
+  big = x < 0 ? -big : big;
+  V x2 = x * x;
+  V small = ((((-5.70498872745E-3f * x2 + 2.06390887954E-2f) * x2 - 5.37397155531E-2f) * x2 +
+              1.33314422036E-1f) * x2 - 3.33332819422E-1f) * x2 * x + x;
+  return ax < 0.625f ? small : big;
+}
+
+template <>
+inline __attribute__((always_inline)) Simd<double>::V vtanh<double>(Simd<double>::V x) {
+  for (int l = 0; l < Simd<double>::L; ++l) x[l] = std::tanh(x[l]);
+  return x;
+}
+
+// The cores this process may run on (its affinity mask), at least 1; JAXSEQ_KERNEL_THREADS=k
+// asks for k threads instead (the tests compare 1 with 2: the results are the same bits).
+int usable_cores() {
+  if (const char* forced = std::getenv("JAXSEQ_KERNEL_THREADS")) return std::max(1, std::atoi(forced));
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// Threads meet here once per step. A waiter spins briefly (the threads of a step usually
+// arrive within microseconds of each other), then sleeps on a futex, which frees its core for
+// whatever else is runnable; the last to arrive wakes the sleepers. Every step still needs
+// every thread: beside another library's spinning threads (NumPy's OpenBLAS just after a
+// call) a layer's loops ran 2x slower, with this barrier as with one that spun and yielded
+// (benchmarks/results/lm_speed.md).
+class StepBarrier {
+ public:
+  explicit StepBarrier(int threads) : threads_(threads) {}
+  void wait() {
+    if (threads_ == 1) return;
+    const int generation = generation_.load();
+    if (arrived_.fetch_add(1) == threads_ - 1) {
+      arrived_.store(0);
+      generation_.fetch_add(1);  // sequentially consistent with the sleepers' count below:
+      if (sleepers_.load() > 0) futex(FUTEX_WAKE_PRIVATE, INT32_MAX);  // a sleeper is seen or sees this
+      return;
+    }
+    for (int spins = 0; spins < kSpins; ++spins) {
+      if (generation_.load(std::memory_order_acquire) != generation) return;
+#if defined(__x86_64__)
+      __builtin_ia32_pause();
+#endif
+    }
+    sleepers_.fetch_add(1);
+    while (generation_.load() == generation) futex(FUTEX_WAIT_PRIVATE, generation);
+    sleepers_.fetch_sub(1);
+  }
+
+ private:
+  static constexpr int kSpins = 2000;
+  void futex(int op, int value) {
+    syscall(SYS_futex, reinterpret_cast<int*>(&generation_), op, value, nullptr, nullptr, 0);
+  }
+  const int threads_;
+  std::atomic<int> arrived_{0};
+  std::atomic<int> generation_{0};
+  std::atomic<int> sleepers_{0};
+  static_assert(sizeof(std::atomic<int>) == sizeof(int), "the futex waits on the atomic's own int");
+};
+
+// One loop at a time per process: two at once would only share the same cores, and the
+// workspace kept below is theirs while they hold this.
+std::mutex one_call_at_a_time;
+
+// The packed weight's memory. Up to kKeptWorkspaceBytes it is kept from call to call (a fresh
+// allocation of megabytes would be mapped anew, and page-faulted in, on every call); a larger
+// weight (H above about 2,000 in float32) gets memory of its own for the call, freed after it,
+// so that one large model does not hold it for the rest of the process.
+constexpr size_t kKeptWorkspaceBytes = size_t(64) << 20;
+
+class PackedWorkspace {
+ public:
+  template <typename T>
+  T* get(size_t count) {
+    const size_t bytes = count * sizeof(T);
+    std::vector<unsigned char>& memory = bytes <= kKeptWorkspaceBytes ? kept() : own_;
+    if (memory.size() < bytes) memory.resize(bytes);
+    return reinterpret_cast<T*>(memory.data());
+  }
+
+ private:
+  static std::vector<unsigned char>& kept() {
+    static std::vector<unsigned char> memory;  // used under one_call_at_a_time only
+    return memory;
+  }
+  std::vector<unsigned char> own_;
+};
+
+// Runs body() on `threads` threads, the caller's among them.
+void run_parallel(int threads, const std::function<void()>& body) {
+  std::vector<std::thread> helpers;
+  helpers.reserve(threads - 1);
+  for (int j = 1; j < threads; ++j) helpers.emplace_back(body);
+  body();
+  for (auto& helper : helpers) helper.join();
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The work of a call, handed out item by item: each phase (packing, then every step) has its
+// own counter, and a thread takes the next item of the phase until there is none left, so a
+// thread that the machine runs slower (another process, another library's spinning threads)
+// takes fewer. Which thread computes an item does not change its result.
+class WorkQueue {
+ public:
+  explicit WorkQueue(int64_t phases) : next_(static_cast<size_t>(phases)) {}
+  template <typename Item>
+  void run(int64_t phase, int64_t items, Item&& item) {
+    for (int64_t i; (i = next_[static_cast<size_t>(phase)].fetch_add(1, std::memory_order_relaxed)) < items;) item(i);
+  }
+
+ private:
+  std::vector<std::atomic<int64_t>> next_;
+};
+
+// acc[r][v] (+)= sum_k A[r][k] * B[k][v L .. (v + 1) L) for R rows of A (row stride lda) and
+// one packed panel B (K rows of NV L values): acc is set, or added to with `accumulate`.
+template <typename T, int R, int NV = 4>
+inline void panel_product(const T* A, int64_t lda, const T* B, int64_t K, typename Simd<T>::V acc[R][NV],
+                          bool accumulate = false) {
+  using S = Simd<T>;
+  constexpr int L = S::L;
+  if (!accumulate)
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = typename S::V{};
+  for (int64_t k = 0; k < K; ++k) {
+    const T* b = B + k * NV * L;
+    typename S::V bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = S::load(b + v * L);
+    for (int r = 0; r < R; ++r) {
+      typename S::V a = S::splat(A[r * lda + k]);
+      for (int v = 0; v < NV; ++v) acc[r][v] += a * bv[v];
+    }
+  }
+}
+
+// Calls tile<R'>(n0) for every row tile: R rows at a time, then the remaining fewer than R.
+template <int R, typename Tile>
+inline void for_each_row_tile(int64_t N, Tile&& tile) {
+  static_assert(R <= 11, "the tails below go up to 10 rows");
+  int64_t n0 = 0;
+  for (; n0 + R <= N; n0 += R) tile(std::integral_constant<int, R>{}, n0);
+  switch (N - n0) {
+#define JAXSEQ_ROW_TAIL(k) \
+  case k:                  \
+    if constexpr (k < R) tile(std::integral_constant<int, k>{}, n0); \
+    break;
+    JAXSEQ_ROW_TAIL(1) JAXSEQ_ROW_TAIL(2) JAXSEQ_ROW_TAIL(3) JAXSEQ_ROW_TAIL(4) JAXSEQ_ROW_TAIL(5)
+    JAXSEQ_ROW_TAIL(6) JAXSEQ_ROW_TAIL(7) JAXSEQ_ROW_TAIL(8) JAXSEQ_ROW_TAIL(9) JAXSEQ_ROW_TAIL(10)
+#undef JAXSEQ_ROW_TAIL
+    default:
+      break;
+  }
+}
+
+// An FFI handler's checks: `buffer` is (T, N, gates H) with T, N, H positive and `lengths`
+// (N,); then run(T{}, steps, N, H) for its dtype, float32 or float64 (the other buffers share
+// it: jaxseq.kernels.lstm / gru make them).
+template <typename Run>
+ffi::Error on_gate_buffer(const char* kernel, int gates, const ffi::AnyBuffer& buffer, const char* name,
+                          const ffi::Buffer<ffi::S32>& lengths, Run run) {
+  const std::string prefix = std::string("jaxseq ") + kernel + " kernel: ";
+  auto dims = buffer.dimensions();
+  if (dims.size() != 3 || dims[0] < 1 || dims[1] < 1 || dims[2] < gates || dims[2] % gates != 0)
+    return ffi::Error::InvalidArgument(prefix + name + " must be (T, N, " + std::to_string(gates) +
+                                       "H) with T, N and H positive");
+  if (lengths.dimensions().size() != 1 || lengths.dimensions()[0] != dims[1])
+    return ffi::Error::InvalidArgument(prefix + "lengths must be (N,)");
+  switch (buffer.element_type()) {
+    case ffi::DataType::F32:
+      run(float{}, dims[0], dims[1], dims[2] / gates);
+      return ffi::Error::Success();
+    case ffi::DataType::F64:
+      run(double{}, dims[0], dims[1], dims[2] / gates);
+      return ffi::Error::Success();
+    default:
+      return ffi::Error::InvalidArgument(prefix + "float32 or float64 only");
+  }
+}
+
+}  // namespace
