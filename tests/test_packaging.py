@@ -214,6 +214,13 @@ INSTALLED_CHECK = textwrap.dedent("""
     lstm_grad = jax.jit(jax.grad(lambda Wh: jnp.sum(layers.lstm(args[0], args[1], Wx4, Wh, b4) ** 2)))
     assert compiled.FORWARD_TARGET in lstm_grad.lower(Wh4).as_text()
     assert bool(jnp.all(jnp.isfinite(lstm_grad(Wh4))))
+    # and the GRU's, from its source and the header both include
+    from jaxseq.kernels import gru as compiled_gru
+    assert importlib.resources.files("jaxseq").joinpath("kernels/cpu_loops.h").is_file()
+    Wx3, Wh3, b3 = (jnp.asarray(rng.standard_normal(shape), jnp.float32) for shape in ((D, 3 * H), (H, 3 * H), (3 * H,)))
+    gru_grad = jax.jit(jax.grad(lambda Wh: jnp.sum(layers.gru(args[0], args[1], Wx3, Wh, b3, b3) ** 2)))
+    assert compiled_gru.FORWARD_TARGET in gru_grad.lower(Wh3).as_text()
+    assert bool(jnp.all(jnp.isfinite(gru_grad(Wh3))))
 
     # a jaxseq.nn module
     lstm = LSTM(hidden_size=H)
