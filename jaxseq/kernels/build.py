@@ -199,21 +199,20 @@ def unavailable_reason(name: str) -> str | None:
 
 
 _registered: dict[str, bool] = {}
+_register_lock = threading.Lock()  # held around `load`, which takes `_lock` itself
 
 
 def loops_available(name: str, targets: dict[str, str]) -> bool:
     """Whether `name`'s library is loaded (`load`) with its FFI handlers registered with JAX for
     the CPU, `targets` mapping each target name to its handler's symbol; once per process."""
-    with _lock:
-        if name in _registered:
-            return _registered[name]
-    library = load(name, tuple(targets.values()))
-    if library is not None:
-        for target, symbol in targets.items():
-            jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
-    with _lock:
-        _registered[name] = library is not None
-    return library is not None
+    with _register_lock:
+        if name not in _registered:
+            library = load(name, tuple(targets.values()))
+            if library is not None:
+                for target, symbol in targets.items():
+                    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+            _registered[name] = library is not None
+        return _registered[name]
 
 
 def loops_apply(gates_buffer, name: str, targets: dict[str, str]) -> bool:
