@@ -261,6 +261,81 @@ inline void for_each_row_tile(int64_t N, Tile&& tile) {
   }
 }
 
+// ---------------------------------------------------------------- a call's loop
+
+// A loop's call: under the one-call lock, the packed weight's memory (`packed_count` values of T
+// from the workspace) in `packed`, then up to `threads` threads (at most `max_threads`): they
+// share out pack(item) for the `pack_items` items of the packing phase, then, at every step s,
+// once all of them are done with what came before, step(s, item) for its `step_items` items.
+template <typename T, typename Pack, typename Step>
+void run_loop(T*& packed, int64_t packed_count, int threads, int64_t max_threads, int64_t steps,
+              int64_t pack_items, Pack&& pack, int64_t step_items, Step&& step) {
+  std::lock_guard<std::mutex> lock(one_call_at_a_time);
+  PackedWorkspace workspace;
+  packed = workspace.get<T>(static_cast<size_t>(packed_count));
+  threads = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, max_threads)));
+  WorkQueue work(steps + 1);
+  StepBarrier barrier(threads);
+  run_parallel(threads, [&] {
+    work.run(0, pack_items, pack);
+    for (int64_t s = 0; s < steps; ++s) {
+      barrier.wait();  // the packing (s = 0), the step before (s > 0) are complete
+      work.run(s + 1, step_items, [&](int64_t item) { step(s, item); });
+    }
+  });
+}
+
+// The time of the forward's step s: t = s, or T - 1 - s in reverse. The backward's step s is the
+// forward's step T - 1 - s.
+inline int64_t forward_time(int64_t s, int64_t steps, bool reverse) { return reverse ? steps - 1 - s : s; }
+
+// The forward's panel p of a weight W (H, gates H) with the gates of L units interleaved:
+// packed + p H gates L, row k: [W[k, g H + p L + l] for g < gates, l < L], 0 past H.
+template <typename T>
+void pack_gate_panel(const T* W, int64_t H, int gates, T* packed, int64_t p) {
+  constexpr int L = Simd<T>::L;
+  const int64_t lanes = std::min<int64_t>(L, H - p * L);
+  for (int64_t k = 0; k < H; ++k)
+    for (int g = 0; g < gates; ++g) {
+      T* panel_row = packed + (p * H + k) * gates * L + g * L;
+      std::memcpy(panel_row, W + k * gates * H + g * H + p * L, sizeof(T) * lanes);
+      std::fill(panel_row + lanes, panel_row + L, T(0));
+    }
+}
+
+// The backward's panel p of W^T for W (H, G): packed + p G 4L, row k: [W[p 4L + l, k] for
+// l < 4L], 0 past H. Then unit_vector(u, lanes) for each vector of the panel's units.
+template <typename T, typename UnitVector>
+void pack_transposed_panel(const T* W, int64_t H, int64_t G, T* packed, int64_t p, UnitVector&& unit_vector) {
+  constexpr int L = Simd<T>::L;
+  for (int64_t k = 0; k < G; ++k)
+    for (int64_t l = 0; l < 4 * L; ++l) {
+      const int64_t unit = p * 4 * L + l;
+      packed[(p * G + k) * 4 * L + l] = unit < H ? W[unit * G + k] : T(0);
+    }
+  for (int64_t u = p * 4 * L; u < std::min(H, (p + 1) * 4 * L); u += L)
+    unit_vector(u, static_cast<int>(std::min<int64_t>(L, H - u)));
+}
+
+// The backward's items of a step: (panel of 4 L units, one of two parts of the rows, split at a
+// multiple of the row tile; one part when there are few rows), finer than the forward's panels.
+class RowHalves {
+ public:
+  explicit RowHalves(int64_t N) : N_(N), split_(std::min(N, kRows * ceil_div(ceil_div(N, kRows), 2))) {}
+  int64_t items(int64_t panels) const { return panels * parts(); }
+  // tile(rows, n0, p) for each register tile of `item` (rows: std::integral_constant)
+  template <typename Tile>
+  void for_item(int64_t item, Tile&& tile) const {
+    const int64_t p = item / parts(), first = item % parts() == 0 ? 0 : split_;
+    const int64_t rows = item % parts() == 0 ? split_ : N_ - split_;
+    for_each_row_tile<kRows>(rows, [&](auto r, int64_t n0) { tile(r, first + n0, p); });
+  }
+
+ private:
+  int64_t parts() const { return split_ < N_ ? 2 : 1; }
+  const int64_t N_, split_;
+};
+
 // An FFI handler's checks: `buffer` is (T, N, gates H) with T, N, H positive and `lengths`
 // (N,); then run(T{}, steps, N, H) for its dtype, float32 or float64 (the other buffers share
 // it: jaxseq.kernels.lstm / gru make them).

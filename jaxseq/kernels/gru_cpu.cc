@@ -74,43 +74,20 @@ inline void gru_forward_tile(const GruForwardArgs<T>& a, const T* h_prev, int64_
   }
 }
 
-// A thread's part of the forward: panels of Wh to pack, then at every step panels of units.
-template <typename T>
-void gru_forward_thread(const GruForwardArgs<T>& a, WorkQueue& work, StepBarrier& barrier) {
-  constexpr int L = Simd<T>::L;
-  const int64_t H = a.H, G = 3 * H, panels = ceil_div(H, L);
-  work.run(0, panels, [&](int64_t p) {
-    const int64_t lanes = std::min<int64_t>(L, H - p * L);
-    for (int64_t k = 0; k < H; ++k)
-      for (int g = 0; g < 3; ++g) {
-        T* panel_row = a.packed + (p * H + k) * 3 * L + g * L;
-        std::memcpy(panel_row, a.Wh + k * G + g * H + p * L, sizeof(T) * lanes);
-        std::fill(panel_row + lanes, panel_row + L, T(0));
-      }
-  });
-  for (int64_t s = 0; s < a.steps; ++s) {
-    const int64_t t = a.reverse ? a.steps - 1 - s : s;
-    const T* h_prev = s == 0 ? a.h0 : a.h_tm + (a.reverse ? t + 1 : t - 1) * a.N * H;
-    barrier.wait();  // the packed panels (s = 0), h_prev (s > 0) are complete
-    work.run(s + 1, panels, [&](int64_t p) {
-      for_each_row_tile<kRows3>(a.N, [&](auto rows, int64_t n0) {
-        gru_forward_tile<T, decltype(rows)::value>(a, h_prev, t, n0, p);
-      });
-    });
-  }
-}
-
+// The forward: panels of Wh to pack, then at every step panels of units.
 template <typename T>
 void gru_forward_loop(GruForwardArgs<T> a, int threads) {
   constexpr int L = Simd<T>::L;
-  const int64_t panels = ceil_div(a.H, L);
-  std::lock_guard<std::mutex> lock(one_call_at_a_time);
-  PackedWorkspace workspace;
-  a.packed = workspace.get<T>(static_cast<size_t>(panels * a.H * 3 * L));
-  threads = static_cast<int>(std::min<int64_t>(threads, panels));
-  WorkQueue work(a.steps + 1);
-  StepBarrier barrier(threads);
-  run_parallel(threads, [&] { gru_forward_thread<T>(a, work, barrier); });
+  const int64_t H = a.H, panels = ceil_div(H, L);
+  run_loop(a.packed, panels * H * 3 * L, threads, panels, a.steps,
+           panels, [&](int64_t p) { pack_gate_panel<T>(a.Wh, H, 3, a.packed, p); },
+           panels, [&](int64_t s, int64_t p) {
+             const int64_t t = forward_time(s, a.steps, a.reverse);
+             const T* h_prev = s == 0 ? a.h0 : a.h_tm + forward_time(s - 1, a.steps, a.reverse) * a.N * H;
+             for_each_row_tile<kRows3>(a.N, [&](auto rows, int64_t n0) {
+               gru_forward_tile<T, decltype(rows)::value>(a, h_prev, t, n0, p);
+             });
+           });
 }
 
 // ---------------------------------------------------------------- backward
@@ -196,50 +173,28 @@ inline void gru_backward_tile(const GruBackwardArgs<T>& a, int64_t t, int64_t t_
   }
 }
 
-// A thread's part of the backward: panels of Wh^T to pack (with the last step's elementwise part
-// for their units, where the carried gradient is dh_n), then at every step items of (panel of
-// units, half of the rows), as the LSTM's.
-template <typename T>
-void gru_backward_thread(const GruBackwardArgs<T>& a, WorkQueue& work, StepBarrier& barrier) {
-  using S = Simd<T>;
-  constexpr int L = S::L;
-  const int64_t H = a.H, G = 3 * H, panels = ceil_div(H, 4 * L), t_last = a.reverse ? 0 : a.steps - 1;
-  work.run(0, panels, [&](int64_t p) {
-    for (int64_t k = 0; k < G; ++k)
-      for (int64_t l = 0; l < 4 * L; ++l) {
-        const int64_t unit = p * 4 * L + l;
-        a.packed[(p * G + k) * 4 * L + l] = unit < H ? a.Wh[unit * G + k] : T(0);
-      }
-    for (int64_t u = p * 4 * L; u < std::min(H, (p + 1) * 4 * L); u += L) {
-      const int lanes = static_cast<int>(std::min<int64_t>(L, H - u));
-      for (int64_t n = 0; n < a.N; ++n) gru_backward_cell<T>(a, t_last, n, u, lanes, S::load(a.direct + n * H + u, lanes));
-    }
-  });
-  const int64_t split = std::min(a.N, kRows * ceil_div(ceil_div(a.N, kRows), 2)), parts = split < a.N ? 2 : 1;
-  for (int64_t s = 0; s < a.steps; ++s) {
-    const int64_t t = a.reverse ? s : a.steps - 1 - s;
-    const int64_t t_next = s == a.steps - 1 ? -1 : (a.reverse ? t + 1 : t - 1);
-    barrier.wait();  // the packed panels (s = 0), dxw_t and dhw_n_t are complete
-    work.run(s + 1, panels * parts, [&](int64_t item) {
-      const int64_t p = item / parts, first = item % parts == 0 ? 0 : split, rows = item % parts == 0 ? split : a.N - split;
-      for_each_row_tile<kRows>(rows, [&](auto tile, int64_t n0) {
-        gru_backward_tile<T, decltype(tile)::value>(a, t, t_next, first + n0, p);
-      });
-    });
-  }
-}
-
+// The backward: panels of Wh^T to pack (with the last step's elementwise part for their units,
+// where the carried gradient is dh_n), then at every step items of (panel of units, half of the
+// rows), as the LSTM's.
 template <typename T>
 void gru_backward_loop(GruBackwardArgs<T> a, int threads) {
-  constexpr int L = Simd<T>::L;
-  const int64_t panels = ceil_div(a.H, 4 * L);
-  std::lock_guard<std::mutex> lock(one_call_at_a_time);
-  PackedWorkspace workspace;
-  a.packed = workspace.get<T>(static_cast<size_t>(panels * 3 * a.H * 4 * L));
-  threads = static_cast<int>(std::min<int64_t>(threads, 2 * panels));
-  WorkQueue work(a.steps + 1);
-  StepBarrier barrier(threads);
-  run_parallel(threads, [&] { gru_backward_thread<T>(a, work, barrier); });
+  using S = Simd<T>;
+  constexpr int L = S::L;
+  const int64_t H = a.H, G = 3 * H, panels = ceil_div(H, 4 * L), t_last = forward_time(a.steps - 1, a.steps, a.reverse);
+  const RowHalves halves(a.N);
+  run_loop(a.packed, panels * G * 4 * L, threads, halves.items(panels), a.steps,
+           panels, [&](int64_t p) {
+             pack_transposed_panel<T>(a.Wh, H, G, a.packed, p, [&](int64_t u, int lanes) {
+               for (int64_t n = 0; n < a.N; ++n) gru_backward_cell<T>(a, t_last, n, u, lanes, S::load(a.direct + n * H + u, lanes));
+             });
+           },
+           halves.items(panels), [&](int64_t s, int64_t item) {
+             const int64_t t = forward_time(a.steps - 1 - s, a.steps, a.reverse);
+             const int64_t t_next = s == a.steps - 1 ? -1 : forward_time(a.steps - 2 - s, a.steps, a.reverse);
+             halves.for_item(item, [&](auto rows, int64_t n0, int64_t p) {
+               gru_backward_tile<T, decltype(rows)::value>(a, t, t_next, n0, p);
+             });
+           });
 }
 
 // ---------------------------------------------------------------- the FFI handlers

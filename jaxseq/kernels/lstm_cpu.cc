@@ -87,42 +87,21 @@ inline void forward_tile(const ForwardArgs<T>& a, const T* h_prev, int64_t t, in
   }
 }
 
-// A thread's part of the forward: panels of Wh to pack, then at every step panels of units.
-template <typename T>
-void forward_thread(const ForwardArgs<T>& a, WorkQueue& work, StepBarrier& barrier) {
-  constexpr int L = Simd<T>::L;
-  const int64_t H = a.H, G = 4 * H, panels = ceil_div(H, L);
-  work.run(0, panels, [&](int64_t p) {
-    const int64_t lanes = std::min<int64_t>(L, H - p * L);
-    for (int64_t k = 0; k < H; ++k)
-      for (int g = 0; g < 4; ++g) {
-        T* panel_row = a.packed + (p * H + k) * 4 * L + g * L;
-        std::memcpy(panel_row, a.Wh + k * G + g * H + p * L, sizeof(T) * lanes);
-        std::fill(panel_row + lanes, panel_row + L, T(0));
-      }
-  });
-  for (int64_t s = 0; s < a.steps; ++s) {
-    const int64_t t = a.reverse ? a.steps - 1 - s : s;
-    const T* h_prev = s == 0 ? a.h0 : a.h_tm + (a.reverse ? t + 1 : t - 1) * a.N * H;
-    barrier.wait();  // the packed panels (s = 0), h_prev (s > 0) are complete
-    work.run(s + 1, panels, [&](int64_t p) {
-      for_each_row_tile<kRows>(a.N, [&](auto rows, int64_t n0) { forward_tile<T, decltype(rows)::value>(a, h_prev, t, n0, p); });
-    });
-  }
-}
-
+// The forward: panels of Wh to pack, then at every step panels of units.
 template <typename T>
 void forward_loop(ForwardArgs<T> a, int threads) {
   constexpr int L = Simd<T>::L;
-  const int64_t panels = ceil_div(a.H, L);
-  std::lock_guard<std::mutex> lock(one_call_at_a_time);
-  PackedWorkspace workspace;
-  a.packed = workspace.get<T>(static_cast<size_t>(panels * a.H * 4 * L));
-  std::memcpy(a.c, a.c0, sizeof(T) * a.N * a.H);
-  threads = static_cast<int>(std::min<int64_t>(threads, panels));
-  WorkQueue work(a.steps + 1);
-  StepBarrier barrier(threads);
-  run_parallel(threads, [&] { forward_thread<T>(a, work, barrier); });
+  const int64_t H = a.H, panels = ceil_div(H, L);
+  std::memcpy(a.c, a.c0, sizeof(T) * a.N * H);
+  run_loop(a.packed, panels * H * 4 * L, threads, panels, a.steps,
+           panels, [&](int64_t p) { pack_gate_panel<T>(a.Wh, H, 4, a.packed, p); },
+           panels, [&](int64_t s, int64_t p) {
+             const int64_t t = forward_time(s, a.steps, a.reverse);
+             const T* h_prev = s == 0 ? a.h0 : a.h_tm + forward_time(s - 1, a.steps, a.reverse) * a.N * H;
+             for_each_row_tile<kRows>(a.N, [&](auto rows, int64_t n0) {
+               forward_tile<T, decltype(rows)::value>(a, h_prev, t, n0, p);
+             });
+           });
 }
 
 // ---------------------------------------------------------------- backward
@@ -198,51 +177,27 @@ inline void backward_tile(const BackwardArgs<T>& a, int64_t t, int64_t t_next, i
   }
 }
 
-// A thread's part of the backward: panels of Wh^T to pack (with the last step's elementwise
-// part for their units, where the carried dh is dh_n), then at every step items of (panel of
-// units, half of the rows), finer than the forward's: a backward panel is 4 L units wide.
-template <typename T>
-void backward_thread(const BackwardArgs<T>& a, WorkQueue& work, StepBarrier& barrier) {
-  using S = Simd<T>;
-  constexpr int L = S::L;
-  const int64_t H = a.H, G = 4 * H, panels = ceil_div(H, 4 * L), t_last = a.reverse ? 0 : a.steps - 1;
-  work.run(0, panels, [&](int64_t p) {
-    for (int64_t k = 0; k < G; ++k)
-      for (int64_t l = 0; l < 4 * L; ++l) {
-        const int64_t unit = p * 4 * L + l;
-        a.packed[(p * G + k) * 4 * L + l] = unit < H ? a.Wh[unit * G + k] : T(0);
-      }
-    for (int64_t u = p * 4 * L; u < std::min(H, (p + 1) * 4 * L); u += L) {
-      const int lanes = static_cast<int>(std::min<int64_t>(L, H - u));
-      for (int64_t n = 0; n < a.N; ++n) backward_cell<T>(a, t_last, n, u, lanes, S::load(a.dh_carry + n * H + u, lanes));
-    }
-  });
-  // the rows in two parts at a multiple of the row tile (one part when there are few rows)
-  const int64_t split = std::min(a.N, kRows * ceil_div(ceil_div(a.N, kRows), 2)), parts = split < a.N ? 2 : 1;
-  for (int64_t s = 0; s < a.steps; ++s) {
-    const int64_t t = a.reverse ? s : a.steps - 1 - s;
-    const int64_t t_next = s == a.steps - 1 ? -1 : (a.reverse ? t + 1 : t - 1);
-    barrier.wait();  // the packed panels (s = 0), da_t are complete
-    work.run(s + 1, panels * parts, [&](int64_t item) {
-      const int64_t p = item / parts, first = item % parts == 0 ? 0 : split, rows = item % parts == 0 ? split : a.N - split;
-      for_each_row_tile<kRows>(rows, [&](auto tile, int64_t n0) {
-        backward_tile<T, decltype(tile)::value>(a, t, t_next, first + n0, p);
-      });
-    });
-  }
-}
-
+// The backward: panels of Wh^T to pack (with the last step's elementwise part for their units,
+// where the carried dh is dh_n), then at every step items of (panel of units, half of the rows).
 template <typename T>
 void backward_loop(BackwardArgs<T> a, int threads) {
-  constexpr int L = Simd<T>::L;
-  const int64_t panels = ceil_div(a.H, 4 * L);
-  std::lock_guard<std::mutex> lock(one_call_at_a_time);
-  PackedWorkspace workspace;
-  a.packed = workspace.get<T>(static_cast<size_t>(panels * 4 * a.H * 4 * L));
-  threads = static_cast<int>(std::min<int64_t>(threads, 2 * panels));
-  WorkQueue work(a.steps + 1);
-  StepBarrier barrier(threads);
-  run_parallel(threads, [&] { backward_thread<T>(a, work, barrier); });
+  using S = Simd<T>;
+  constexpr int L = S::L;
+  const int64_t H = a.H, G = 4 * H, panels = ceil_div(H, 4 * L), t_last = forward_time(a.steps - 1, a.steps, a.reverse);
+  const RowHalves halves(a.N);
+  run_loop(a.packed, panels * G * 4 * L, threads, halves.items(panels), a.steps,
+           panels, [&](int64_t p) {
+             pack_transposed_panel<T>(a.Wh, H, G, a.packed, p, [&](int64_t u, int lanes) {
+               for (int64_t n = 0; n < a.N; ++n) backward_cell<T>(a, t_last, n, u, lanes, S::load(a.dh_carry + n * H + u, lanes));
+             });
+           },
+           halves.items(panels), [&](int64_t s, int64_t item) {
+             const int64_t t = forward_time(a.steps - 1 - s, a.steps, a.reverse);
+             const int64_t t_next = s == a.steps - 1 ? -1 : forward_time(a.steps - 2 - s, a.steps, a.reverse);
+             halves.for_item(item, [&](auto rows, int64_t n0, int64_t p) {
+               backward_tile<T, decltype(rows)::value>(a, t, t_next, n0, p);
+             });
+           });
 }
 
 // ---------------------------------------------------------------- the FFI handlers
