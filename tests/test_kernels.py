@@ -40,6 +40,8 @@ from jaxseq.kernels import gru as KG
 from jaxseq.kernels import lstm as K
 from jaxseq.layers import lstm_fast as F
 from tests.helpers import scaled_error
+from tests.kernel_checks import (assert_layer_gradients_match_the_xla_loops, assert_same_bits_on_one_and_two_threads,
+                                 compiled_and_xla, layer_loss, some_lengths)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,10 +67,7 @@ def both_loops(p, reverse, lengths=None):
         return dict(h=h, h_n=h_n, c_n=c_n, P_tm=cache.P_tm, q_tm=cache.q_tm, f_tm=cache.f_tm, dh0=dh0, dc0=dc0,
                     da_tm=da_tm)
 
-    compiled = jax.jit(run)(**p)
-    with kernels.xla_loops():
-        xla = jax.jit(run)(**p)
-    return compiled, xla
+    return compiled_and_xla(run, p)
 
 
 SHAPES = [(1, 1, 1), (3, 2, 5), (7, 5, 17), (13, 9, 64), (20, 6, 200), (64, 4, 512)]
@@ -90,13 +89,6 @@ def test_compiled_loops_equal_the_xla_loops_in_float64(x64, N, T, H, reverse):
     for name in xla:
         assert compiled[name].dtype == jnp.float64
         assert scaled_error(compiled[name], xla[name]) < 1e-13, name
-
-
-def some_lengths(N, T, seed=0):
-    """(N,) lengths from 0 to T, both ends included when N allows."""
-    counts = np.random.default_rng(seed).integers(0, T + 1, N)
-    counts[: min(N, 2)] = [0, T][: min(N, 2)]
-    return jnp.asarray(counts, jnp.int32)
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -127,20 +119,7 @@ def test_a_weight_beyond_the_kept_workspace_gets_memory_of_its_own():
 
 def test_one_thread_or_two_give_the_same_bits(monkeypatch):
     p = loop_problem(13, 7, 130, jnp.float32)
-    results = []
-    for threads in ("1", "2"):
-        monkeypatch.setenv("JAXSEQ_KERNEL_THREADS", threads)  # read by every call
-        results.append(jax.tree.map(np.asarray, both_loops(p, False)[0]))
-    for name in results[0]:
-        np.testing.assert_array_equal(results[0][name], results[1][name], err_msg=name)
-
-
-def _layer_loss(layer):
-    def loss(*args):
-        h, h_n, c_n = layer(*args)
-        return jnp.sum(jnp.sin(h)) + jnp.sum(h_n * c_n)
-
-    return loss
+    assert_same_bits_on_one_and_two_threads(monkeypatch, lambda: both_loops(p, False)[0])
 
 
 @pytest.mark.parametrize("with_lengths", [False, True])
@@ -153,50 +132,50 @@ def test_layer_gradients_on_the_compiled_loops_equal_the_xla_loops(x64, reverse,
     Wx, Wh, b = 0.5 * rng.standard_normal((D, 4 * H)), 0.5 * rng.standard_normal((H, 4 * H)), rng.standard_normal(4 * H)
     tokens, table = rng.integers(0, V, (N, T)), rng.standard_normal((V, 4 * H))
     cases = {
-        "lstm": (_layer_loss(lambda x, h0, c0, Wx, Wh, b: L.lstm(x, h0, Wx, Wh, b, c0=c0, lengths=lengths,
+        "lstm": (layer_loss(lambda x, h0, c0, Wx, Wh, b: L.lstm(x, h0, Wx, Wh, b, c0=c0, lengths=lengths,
                                                                   reverse=reverse, return_state=True)),
                  (x, h0, c0, Wx, Wh, b)),
-        "lstm_lookup": (_layer_loss(lambda table, h0, c0, Wh: L.lstm_lookup(tokens, table, h0, Wh, c0=c0,
+        "lstm_lookup": (layer_loss(lambda table, h0, c0, Wh: L.lstm_lookup(tokens, table, h0, Wh, c0=c0,
                                                                             lengths=lengths, reverse=reverse,
                                                                             return_state=True)),
                         (table, h0, c0, Wh)),
     }
-    for name, (loss, args) in cases.items():
-        argnums = tuple(range(len(args)))
-        compiled_fn = jax.jit(jax.value_and_grad(loss, argnums=argnums))
-        hlo = compiled_fn.lower(*args).as_text()
-        assert K.FORWARD_TARGET in hlo and K.BACKWARD_TARGET in hlo, name
-        compiled = compiled_fn(*args)
-        with kernels.xla_loops():
-            xla_fn = jax.jit(jax.value_and_grad(loss, argnums=argnums))
-            assert K.FORWARD_TARGET not in xla_fn.lower(*args).as_text()
-            xla = xla_fn(*args)
-        for got, want in zip(jax.tree.leaves(compiled), jax.tree.leaves(xla)):
-            assert scaled_error(got, want) < 1e-12, name
+    assert_layer_gradients_match_the_xla_loops(cases, (K.FORWARD_TARGET, K.BACKWARD_TARGET))
 
 
-def test_vmap_of_the_layer_runs_the_compiled_loops_per_item():
+CELLS = {  # layer (x, h0, Wx, Wh, b), gates, its compiled loops' FFI targets
+    "lstm": (L.lstm, 4, (K.FORWARD_TARGET, K.BACKWARD_TARGET)),
+    "gru": (lambda x, h0, Wx, Wh, b: L.gru(x, h0, Wx, Wh, b, b), 3, (KG.FORWARD_TARGET, KG.BACKWARD_TARGET)),
+}
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_vmap_of_the_layer_runs_the_compiled_loops_per_item(cell):
+    layer, gates, _ = CELLS[cell]
     rng = np.random.default_rng(2)
     B, N, T, D, H = 3, 2, 4, 3, 5
     x = jnp.asarray(rng.standard_normal((B, N, T, D)), jnp.float32)
     h0 = jnp.zeros((N, H))
-    Wx, Wh = jnp.asarray(rng.standard_normal((D, 4 * H)), jnp.float32), jnp.asarray(rng.standard_normal((H, 4 * H)), jnp.float32)
-    b = jnp.zeros(4 * H)
-    grad = jax.grad(lambda Wh, x: jnp.sum(L.lstm(x, h0, Wx, Wh, b) ** 2))
+    Wx = jnp.asarray(rng.standard_normal((D, gates * H)), jnp.float32)
+    Wh = jnp.asarray(rng.standard_normal((H, gates * H)), jnp.float32)
+    b = jnp.zeros(gates * H)
+    grad = jax.grad(lambda Wh, x: jnp.sum(layer(x, h0, Wx, Wh, b) ** 2))
     batched = jax.vmap(grad, in_axes=(None, 0))(Wh, x)
     for i in range(B):
         assert scaled_error(batched[i], grad(Wh, x[i])) < 1e-6
 
 
-def test_a_gpu_program_runs_the_xla_loops():
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_a_gpu_program_runs_the_xla_loops(cell):
+    layer, gates, targets = CELLS[cell]
     x, h0 = jnp.ones((2, 3, 4)), jnp.zeros((2, 8))
-    Wx, Wh, b = jnp.full((4, 32), 0.1), jnp.full((8, 32), 0.1), jnp.zeros(32)
-    step = jax.jit(jax.grad(lambda Wh: jnp.sum(L.lstm(x, h0, Wx, Wh, b))))
-    foreign = [jax.export.DisabledSafetyCheck.custom_call(t) for t in (K.FORWARD_TARGET, K.BACKWARD_TARGET)]
+    Wx, Wh, b = jnp.full((4, 8 * gates), 0.1), jnp.full((8, 8 * gates), 0.1), jnp.zeros(8 * gates)
+    step = jax.jit(jax.grad(lambda Wh: jnp.sum(layer(x, h0, Wx, Wh, b))))
+    foreign = [jax.export.DisabledSafetyCheck.custom_call(t) for t in targets]
     cpu = jax.export.export(step, platforms=["cpu"], disabled_checks=foreign)(Wh).mlir_module()
     cuda = jax.export.export(step, platforms=["cuda"], disabled_checks=foreign)(Wh).mlir_module()
-    assert K.FORWARD_TARGET in cpu and K.BACKWARD_TARGET in cpu
-    assert K.FORWARD_TARGET not in cuda and K.BACKWARD_TARGET not in cuda and "while" in cuda
+    assert all(t in cpu for t in targets)
+    assert not any(t in cuda for t in targets) and "while" in cuda
 
 
 def test_where_the_compiled_loops_apply(monkeypatch):
@@ -314,18 +293,12 @@ def test_a_corrupt_cached_library_is_one_line_and_the_xla_loops_run(tmp_path, li
     assert expected[lie] in reason, reason
 
 
-SHARD_MAP_CELLS = {  # layer (x, h0, Wx, Wh, b), gates, its compiled forward's FFI target
-    "lstm": (L.lstm, 4, K.FORWARD_TARGET),
-    "gru": (lambda x, h0, Wx, Wh, b: L.gru(x, h0, Wx, Wh, b, b), 3, KG.FORWARD_TARGET),
-}
-
-
-@pytest.mark.parametrize("cell", sorted(SHARD_MAP_CELLS))
+@pytest.mark.parametrize("cell", sorted(CELLS))
 def test_inside_shard_map_the_compiled_loops_give_the_plain_gradients(cell):
     """A foreign call's results vary along no mesh axis; the layer gives them its inputs' (the
     XLA loop's type), so the loops run inside `jax.shard_map` too (one device here: several
     run the XLA loops)."""
-    layer, gates, target = SHARD_MAP_CELLS[cell]
+    layer, gates, (target, _) = CELLS[cell]
     from functools import partial
 
     from jax import lax

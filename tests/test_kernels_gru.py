@@ -9,8 +9,8 @@
   equal those on the XLA loops (float64, 1e-12), and the program really calls them. (Hand vs
   jax.grad vs numerical gradients through them: the built-in checks "gru+len+rev" and
   "gru_lookup+len+rev", test_gradcheck.py.)
-- One thread or two: the same bits. A GPU's program has no foreign call. vmap runs; so does
-  shard_map (test_kernels.py, for both cells).
+- One thread or two: the same bits. vmap, shard_map and a GPU's program without a foreign call:
+  test_kernels.py, for both cells.
 - The plain `gru_forward` stays differentiable by autodiff (it keeps the XLA loop).
 """
 
@@ -26,6 +26,8 @@ from jaxseq import layers as L
 from jaxseq.kernels import gru as K
 from jaxseq.layers.gru import GRUCache, gru_recurrence, gru_recurrence_backward
 from tests.helpers import scaled_error
+from tests.kernel_checks import (assert_layer_gradients_match_the_xla_loops, assert_same_bits_on_one_and_two_threads,
+                                 compiled_and_xla, layer_loss, some_lengths)
 
 
 def gru_problem(N, T, H, dtype, seed=0):
@@ -50,16 +52,7 @@ def both_loops(p, reverse, lengths=None):
         dh0, dxw_tm, dhw_tm, _ = gru_recurrence_backward(dh, cache, dh_n)
         return dict(h=h, h_n=h_n, gates_tm=gates_tm, hw_n_tm=hw_n_tm, dh0=dh0, dxw_tm=dxw_tm, dhw_tm=dhw_tm)
 
-    compiled = jax.jit(run)(**p)
-    with kernels.xla_loops():
-        xla = jax.jit(run)(**p)
-    return compiled, xla
-
-
-def some_lengths(N, T, seed=0):
-    counts = np.random.default_rng(seed).integers(0, T + 1, N)
-    counts[: min(N, 2)] = [0, T][: min(N, 2)]
-    return jnp.asarray(counts, jnp.int32)
+    return compiled_and_xla(run, p)
 
 
 SHAPES = [(1, 1, 1), (3, 2, 5), (11, 5, 17), (13, 9, 64), (20, 6, 200), (64, 4, 512)]
@@ -89,20 +82,7 @@ def test_compiled_loops_equal_the_xla_loops_in_float64(x64, N, T, H, reverse, wi
 
 def test_one_thread_or_two_give_the_same_bits(monkeypatch):
     p = gru_problem(13, 7, 130, jnp.float32)
-    results = []
-    for threads in ("1", "2"):
-        monkeypatch.setenv("JAXSEQ_KERNEL_THREADS", threads)  # read by every call
-        results.append(jax.tree.map(np.asarray, both_loops(p, False, some_lengths(13, 7))[0]))
-    for name in results[0]:
-        np.testing.assert_array_equal(results[0][name], results[1][name], err_msg=name)
-
-
-def _layer_loss(layer):
-    def loss(*args):
-        h, h_n = layer(*args)
-        return jnp.sum(jnp.sin(h)) + jnp.sum(h_n * h_n)
-
-    return loss
+    assert_same_bits_on_one_and_two_threads(monkeypatch, lambda: both_loops(p, False, some_lengths(13, 7))[0])
 
 
 @pytest.mark.parametrize("with_lengths", [False, True])
@@ -117,22 +97,11 @@ def test_layer_gradients_on_the_compiled_loops_equal_the_xla_loops(x64, reverse,
     tokens, table = rng.integers(0, V, (N, T)), rng.standard_normal((V, 3 * H))
     options = dict(lengths=lengths, reverse=reverse, return_state=True)
     cases = {
-        "gru": (_layer_loss(lambda x, h0, Wx, Wh, b, bh: L.gru(x, h0, Wx, Wh, b, bh, **options)), (x, h0, Wx, Wh, b, bh)),
-        "gru_lookup": (_layer_loss(lambda table, h0, Wh, bh: L.gru_lookup(tokens, table, h0, Wh, bh, **options)),
+        "gru": (layer_loss(lambda x, h0, Wx, Wh, b, bh: L.gru(x, h0, Wx, Wh, b, bh, **options)), (x, h0, Wx, Wh, b, bh)),
+        "gru_lookup": (layer_loss(lambda table, h0, Wh, bh: L.gru_lookup(tokens, table, h0, Wh, bh, **options)),
                        (table, h0, Wh, bh)),
     }
-    for name, (loss, args) in cases.items():
-        argnums = tuple(range(len(args)))
-        compiled_fn = jax.jit(jax.value_and_grad(loss, argnums=argnums))
-        hlo = compiled_fn.lower(*args).as_text()
-        assert K.FORWARD_TARGET in hlo and K.BACKWARD_TARGET in hlo, name
-        compiled = compiled_fn(*args)
-        with kernels.xla_loops():
-            xla_fn = jax.jit(jax.value_and_grad(loss, argnums=argnums))
-            assert K.FORWARD_TARGET not in xla_fn.lower(*args).as_text()
-            xla = xla_fn(*args)
-        for got, want in zip(jax.tree.leaves(compiled), jax.tree.leaves(xla)):
-            assert scaled_error(got, want) < 1e-12, name
+    assert_layer_gradients_match_the_xla_loops(cases, (K.FORWARD_TARGET, K.BACKWARD_TARGET))
 
 
 def test_the_plain_forward_stays_differentiable_by_autodiff():
@@ -143,31 +112,6 @@ def test_the_plain_forward_stays_differentiable_by_autodiff():
     grad = jax.jit(jax.grad(lambda Wh: jnp.sum(L.gru_forward(x, h0, Wx, Wh, b, bh)[0])))
     assert K.FORWARD_TARGET not in grad.lower(Wh).as_text()
     assert np.isfinite(np.asarray(grad(Wh))).all()
-
-
-def test_vmap_of_the_layer_runs_the_compiled_loops_per_item():
-    rng = np.random.default_rng(2)
-    B, N, T, D, H = 3, 2, 4, 3, 5
-    x = jnp.asarray(rng.standard_normal((B, N, T, D)), jnp.float32)
-    h0 = jnp.zeros((N, H))
-    Wx = jnp.asarray(rng.standard_normal((D, 3 * H)), jnp.float32)
-    Wh = jnp.asarray(rng.standard_normal((H, 3 * H)), jnp.float32)
-    b = bh = jnp.zeros(3 * H)
-    grad = jax.grad(lambda Wh, x: jnp.sum(L.gru(x, h0, Wx, Wh, b, bh) ** 2))
-    batched = jax.vmap(grad, in_axes=(None, 0))(Wh, x)
-    for i in range(B):
-        assert scaled_error(batched[i], grad(Wh, x[i])) < 1e-6
-
-
-def test_a_gpu_program_runs_the_xla_loops():
-    x, h0 = jnp.ones((2, 3, 4)), jnp.zeros((2, 8))
-    Wx, Wh, b = jnp.full((4, 24), 0.1), jnp.full((8, 24), 0.1), jnp.zeros(24)
-    step = jax.jit(jax.grad(lambda Wh: jnp.sum(L.gru(x, h0, Wx, Wh, b, b))))
-    foreign = [jax.export.DisabledSafetyCheck.custom_call(t) for t in (K.FORWARD_TARGET, K.BACKWARD_TARGET)]
-    cpu = jax.export.export(step, platforms=["cpu"], disabled_checks=foreign)(Wh).mlir_module()
-    cuda = jax.export.export(step, platforms=["cuda"], disabled_checks=foreign)(Wh).mlir_module()
-    assert K.FORWARD_TARGET in cpu and K.BACKWARD_TARGET in cpu
-    assert K.FORWARD_TARGET not in cuda and K.BACKWARD_TARGET not in cuda and "while" in cuda
 
 
 def test_where_the_compiled_loops_apply(monkeypatch):

@@ -336,6 +336,47 @@ class RowHalves {
   const int64_t N_, split_;
 };
 
+// A cell's forward loop, for loop arguments `a` with Wh (H, gates H), h0, h_tm, packed, steps,
+// N, H, reverse: Wh packed by panels of L units with their `gates` gates interleaved, then at
+// every step, for each panel and register tile of Rows rows, tile(rows, h_prev, t, n0, p)
+// (rows: std::integral_constant).
+template <int Rows, typename T, typename Args, typename Tile>
+void run_forward(Args& a, int threads, int gates, Tile&& tile) {
+  constexpr int L = Simd<T>::L;
+  const int64_t H = a.H, panels = ceil_div(H, L);
+  run_loop(a.packed, panels * H * gates * L, threads, panels, a.steps,
+           panels, [&](int64_t p) { pack_gate_panel<T>(a.Wh, H, gates, a.packed, p); },
+           panels, [&](int64_t s, int64_t p) {
+             const int64_t t = forward_time(s, a.steps, a.reverse);
+             const T* h_prev = s == 0 ? a.h0 : a.h_tm + forward_time(s - 1, a.steps, a.reverse) * a.N * H;
+             for_each_row_tile<Rows>(a.N, [&](auto rows, int64_t n0) { tile(rows, h_prev, t, n0, p); });
+           });
+}
+
+// A cell's backward loop, for loop arguments `a` with Wh (H, G), packed, steps, N, H, reverse:
+// Wh^T packed by panels of 4 L units, each panel followed by the last step's elementwise part
+// for its units, cell(t_last, n, u, lanes, the carried gradient from `carry` (N, H)); then at
+// every step t, for each (panel, half of the rows) and register tile, tile(rows, t, t_next, n0,
+// p), t_next -1 after the first step.
+template <typename T, typename Args, typename Cell, typename Tile>
+void run_backward(Args& a, int threads, int64_t G, const T* carry, Cell&& cell, Tile&& tile) {
+  using S = Simd<T>;
+  constexpr int L = S::L;
+  const int64_t H = a.H, panels = ceil_div(H, 4 * L), t_last = forward_time(a.steps - 1, a.steps, a.reverse);
+  const RowHalves halves(a.N);
+  run_loop(a.packed, panels * G * 4 * L, threads, halves.items(panels), a.steps,
+           panels, [&](int64_t p) {
+             pack_transposed_panel<T>(a.Wh, H, G, a.packed, p, [&](int64_t u, int lanes) {
+               for (int64_t n = 0; n < a.N; ++n) cell(t_last, n, u, lanes, S::load(carry + n * H + u, lanes));
+             });
+           },
+           halves.items(panels), [&](int64_t s, int64_t item) {
+             const int64_t t = forward_time(a.steps - 1 - s, a.steps, a.reverse);
+             const int64_t t_next = s == a.steps - 1 ? -1 : forward_time(a.steps - 2 - s, a.steps, a.reverse);
+             halves.for_item(item, [&](auto rows, int64_t n0, int64_t p) { tile(rows, t, t_next, n0, p); });
+           });
+}
+
 // An FFI handler's checks: `buffer` is (T, N, gates H) with T, N, H positive and `lengths`
 // (N,); then run(T{}, steps, N, H) for its dtype, float32 or float64 (the other buffers share
 // it: jaxseq.kernels.lstm / gru make them).

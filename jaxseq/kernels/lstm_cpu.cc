@@ -90,18 +90,10 @@ inline void forward_tile(const ForwardArgs<T>& a, const T* h_prev, int64_t t, in
 // The forward: panels of Wh to pack, then at every step panels of units.
 template <typename T>
 void forward_loop(ForwardArgs<T> a, int threads) {
-  constexpr int L = Simd<T>::L;
-  const int64_t H = a.H, panels = ceil_div(H, L);
-  std::memcpy(a.c, a.c0, sizeof(T) * a.N * H);
-  run_loop(a.packed, panels * H * 4 * L, threads, panels, a.steps,
-           panels, [&](int64_t p) { pack_gate_panel<T>(a.Wh, H, 4, a.packed, p); },
-           panels, [&](int64_t s, int64_t p) {
-             const int64_t t = forward_time(s, a.steps, a.reverse);
-             const T* h_prev = s == 0 ? a.h0 : a.h_tm + forward_time(s - 1, a.steps, a.reverse) * a.N * H;
-             for_each_row_tile<kRows>(a.N, [&](auto rows, int64_t n0) {
-               forward_tile<T, decltype(rows)::value>(a, h_prev, t, n0, p);
-             });
-           });
+  std::memcpy(a.c, a.c0, sizeof(T) * a.N * a.H);
+  run_forward<kRows, T>(a, threads, 4, [&](auto rows, const T* h_prev, int64_t t, int64_t n0, int64_t p) {
+    forward_tile<T, decltype(rows)::value>(a, h_prev, t, n0, p);
+  });
 }
 
 // ---------------------------------------------------------------- backward
@@ -181,23 +173,12 @@ inline void backward_tile(const BackwardArgs<T>& a, int64_t t, int64_t t_next, i
 // where the carried dh is dh_n), then at every step items of (panel of units, half of the rows).
 template <typename T>
 void backward_loop(BackwardArgs<T> a, int threads) {
-  using S = Simd<T>;
-  constexpr int L = S::L;
-  const int64_t H = a.H, G = 4 * H, panels = ceil_div(H, 4 * L), t_last = forward_time(a.steps - 1, a.steps, a.reverse);
-  const RowHalves halves(a.N);
-  run_loop(a.packed, panels * G * 4 * L, threads, halves.items(panels), a.steps,
-           panels, [&](int64_t p) {
-             pack_transposed_panel<T>(a.Wh, H, G, a.packed, p, [&](int64_t u, int lanes) {
-               for (int64_t n = 0; n < a.N; ++n) backward_cell<T>(a, t_last, n, u, lanes, S::load(a.dh_carry + n * H + u, lanes));
-             });
-           },
-           halves.items(panels), [&](int64_t s, int64_t item) {
-             const int64_t t = forward_time(a.steps - 1 - s, a.steps, a.reverse);
-             const int64_t t_next = s == a.steps - 1 ? -1 : forward_time(a.steps - 2 - s, a.steps, a.reverse);
-             halves.for_item(item, [&](auto rows, int64_t n0, int64_t p) {
-               backward_tile<T, decltype(rows)::value>(a, t, t_next, n0, p);
-             });
-           });
+  run_backward<T>(
+      a, threads, 4 * a.H, a.dh_carry,
+      [&](int64_t t, int64_t n, int64_t u, int lanes, typename Simd<T>::V carry) { backward_cell<T>(a, t, n, u, lanes, carry); },
+      [&](auto rows, int64_t t, int64_t t_next, int64_t n0, int64_t p) {
+        backward_tile<T, decltype(rows)::value>(a, t, t_next, n0, p);
+      });
 }
 
 // ---------------------------------------------------------------- the FFI handlers
