@@ -151,8 +151,8 @@ def recurrence_forward(x, h0, c0, Wx, Wh, b, Wr, lengths, reverse, xw_tm, *, com
             bias = jnp.zeros(xw_tm.shape[-1], xw_tm.dtype) if b is None else b
             # a foreign call's results vary along no mesh axis: inside `shard_map` they take the
             # inputs' (jaxseq.layers.varying), as the XLA loop's do
-            h_tm, P_tm, q_tm, f_tm, c_n = match_varying(K.forward_loop(xw_tm, h0, c0, Wh, bias, lengths, reverse=reverse),
-                                                        varying_axes(xw_tm, h0, c0, Wh, bias))
+            loops = K.forward_loop(xw_tm, h0, c0, Wh, bias, lengths, reverse=reverse)
+            h_tm, P_tm, q_tm, f_tm, c_n = match_varying(loops, varying_axes(xw_tm, h0, c0, Wh, bias))
             return h_tm, P_tm, q_tm, f_tm, h_tm[0 if reverse else -1], c_n, None
 
         h_tm, P_tm, q_tm, f_tm, h_n, c_n, m_tm = lax.platform_dependent(xw_tm, *start, Wh, cpu=kernel_loop,
