@@ -1,7 +1,9 @@
 // What the compiled CPU loops share (lstm_cpu.cc, gru_cpu.cc include it; each is one
 // translation unit, so everything here is in an anonymous namespace): vectors of T and their
 // tanh, the threads of a call and their per-step barrier, the work queue, the kept workspace
-// for packed weights, and the register-tiled product of rows with a packed weight panel.
+// for packed weights, the register-tiled product of rows with a packed weight panel, the
+// packings, the forward and backward loop drivers (run_forward, run_backward: a cell supplies
+// its register tile and its backward's elementwise step), and the FFI handlers' checks.
 //
 // jaxseq/kernels/build.py hashes this header with each source, so a change rebuilds both.
 

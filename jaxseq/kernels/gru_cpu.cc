@@ -124,8 +124,7 @@ inline void gru_backward_cell(const GruBackwardArgs<T>& a, int64_t t, int64_t n,
   const T* gates = a.gates_tm + row * 3 * H + u;
   const V r = S::load(gates, lanes), z = S::load(gates + H, lanes), n_gate = S::load(gates + 2 * H, lanes);
   const V hw_n = S::load(a.hw_n_tm + row * H + u, lanes);
-  const int64_t t_first = a.reverse ? a.steps - 1 : 0;
-  const T* h_prev = t == t_first ? a.h0 : a.h_tm + (a.reverse ? t + 1 : t - 1) * a.N * H;
+  const T* h_prev = t == forward_time(0, a.steps, a.reverse) ? a.h0 : a.h_tm + (a.reverse ? t + 1 : t - 1) * a.N * H;
   const V one = S::splat(T(1));
   const V dh_total = dh_carry + S::load(a.dh + (n * a.steps + t) * H + u, lanes);
   const V dn = dh_total * (one - z), dz = dh_total * (S::load(h_prev + n * H + u, lanes) - n_gate);
