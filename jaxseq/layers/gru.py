@@ -251,20 +251,22 @@ def gru_recurrence_backward(dh, cache: GRUCache, dh_n=None):
       (T, N, 3H) of its hidden side (zero past a length), h_prev_tm (T, N, H) the state
       entering each step).
     """
-    WhT = cache.Wh.T
     valid_tm = S.valid_steps_tm(cache.lengths, cache.x.shape[1])
     h_prev_tm = S.previous_states_tm(cache.h0, cache.h_tm, cache.reverse)
 
     H = cache.h0.shape[-1]
 
-    def step(dnext_h, inputs):
-        gates_t, dh_t, hw_n_t, prev_h_t, *mask_t = inputs
-        valid_t = S.step_mask(mask_t)
-        dxw, dhw, dprev_h = gru_cell_backward(dh_t + dnext_h, gates_t, hw_n_t, prev_h_t)
-        dxw, dhw = S.zero_invalid(valid_t, dxw), S.zero_invalid(valid_t, dhw)
-        return S.keep_valid(valid_t, dprev_h + dhw @ WhT, dnext_h), (dxw, dhw[:, 2 * H:])
-
     def xla_loop(dh, gates_tm, hw_n_tm, h_tm, h0, Wh, dh_last):
+        WhT = Wh.T
+
+        def step(dnext_h, inputs):
+            gates_t, dh_t, hw_n_t, prev_h_t, *mask_t = inputs
+            valid_t = S.step_mask(mask_t)
+            dxw, dhw, dprev_h = gru_cell_backward(dh_t + dnext_h, gates_t, hw_n_t, prev_h_t)
+            dxw, dhw = S.zero_invalid(valid_t, dxw), S.zero_invalid(valid_t, dhw)
+            return S.keep_valid(valid_t, dprev_h + dhw @ WhT, dnext_h), (dxw, dhw[:, 2 * H:])
+
+        # the states entering each step, made outside (the caller returns them too)
         inputs = (S.time_major(dh), hw_n_tm, h_prev_tm, *S.mask_inputs(valid_tm))
         # dxw_t overwrites the gates of step t; dhw differs from dxw only in its n block (da_n r),
         # so the loop keeps that block alone, (T, N, H) instead of a second (T, N, 3H)

@@ -19,7 +19,7 @@ course's equations; this module changes only how they are computed:
   da_t overwrites P_t in the backward, so no zero-filled (T, N, 4H) buffer is made; b is
   added inside the step, in its elementwise pass.
 
-On the CPU, without lengths or projections, the differentiable layers' rules run these two
+On the CPU, without projections, the differentiable layers' rules run these two
 loops compiled (`jaxseq.kernels.lstm`: the same arrays, in the same layout; see
 `recurrence_forward`).
 
