@@ -224,10 +224,12 @@ class WorkQueue {
 };
 
 // acc[r][v] (+)= sum_k A[r][k] * B[k][v L .. (v + 1) L) for R rows of A (row stride lda) and
-// one packed panel B (K rows of NV L values): acc is set, or added to with `accumulate`.
-template <typename T, int R, int NV = 4>
-inline void panel_product(const T* A, int64_t lda, const T* B, int64_t K, typename Simd<T>::V acc[R][NV],
+// one packed panel B (K rows of NV L values), v < NV: acc is set, or added to with
+// `accumulate`. acc holds NA >= NV vectors a row (a caller's tile for its widest panel).
+template <typename T, int R, int NV = 4, int NA = NV>
+inline void panel_product(const T* A, int64_t lda, const T* B, int64_t K, typename Simd<T>::V acc[R][NA],
                           bool accumulate = false) {
+  static_assert(NV <= NA, "acc must hold the panel's vectors");
   using S = Simd<T>;
   constexpr int L = S::L;
   if (!accumulate)
@@ -241,6 +243,35 @@ inline void panel_product(const T* A, int64_t lda, const T* B, int64_t K, typena
       typename S::V a = S::splat(A[r * lda + k]);
       for (int v = 0; v < NV; ++v) acc[r][v] += a * bv[v];
     }
+  }
+}
+
+// The backward's panels of W^T (pack_transposed_panel): panel p holds the units [p 4L,
+// min(H, (p + 1) 4L)) as panel_vectors(H, p) vectors of L, four but in the last panel, which
+// has only as many as its units need (H = 200 in float32: 13 vectors a row of the packed weight,
+// not 16). Each panel starts at p G 4L of the packed weight (G its rows).
+template <typename T>
+inline int panel_vectors(int64_t H, int64_t p) {
+  constexpr int L = Simd<T>::L;
+  return static_cast<int>(std::min<int64_t>(4, (H - p * 4 * L + L - 1) / L));
+}
+
+// panel_product of a backward panel of nv = panel_vectors(...) vectors (1 to 4), into acc[R][4].
+template <typename T, int R>
+inline void transposed_panel_product(int nv, const T* A, int64_t lda, const T* B, int64_t K,
+                                     typename Simd<T>::V acc[R][4], bool accumulate = false) {
+  switch (nv) {
+    case 1:
+      panel_product<T, R, 1, 4>(A, lda, B, K, acc, accumulate);
+      break;
+    case 2:
+      panel_product<T, R, 2, 4>(A, lda, B, K, acc, accumulate);
+      break;
+    case 3:
+      panel_product<T, R, 3, 4>(A, lda, B, K, acc, accumulate);
+      break;
+    default:
+      panel_product<T, R, 4, 4>(A, lda, B, K, acc, accumulate);
   }
 }
 
@@ -305,15 +336,18 @@ void pack_gate_panel(const T* W, int64_t H, int gates, T* packed, int64_t p) {
     }
 }
 
-// The backward's panel p of W^T for W (H, G): packed + p G 4L, row k: [W[p 4L + l, k] for
-// l < 4L], 0 past H. Then unit_vector(u, lanes) for each vector of the panel's units.
+// The backward's panel p of W^T for W (H, G): packed + p G 4L, row k (of G): [W[p 4L + l, k]
+// for l < panel_vectors(H, p) L], 0 past H. Then unit_vector(u, lanes) for each vector of the
+// panel's units.
 template <typename T, typename UnitVector>
 void pack_transposed_panel(const T* W, int64_t H, int64_t G, T* packed, int64_t p, UnitVector&& unit_vector) {
   constexpr int L = Simd<T>::L;
+  const int64_t width = panel_vectors<T>(H, p) * L;
+  T* panel = packed + p * G * 4 * L;
   for (int64_t k = 0; k < G; ++k)
-    for (int64_t l = 0; l < 4 * L; ++l) {
+    for (int64_t l = 0; l < width; ++l) {
       const int64_t unit = p * 4 * L + l;
-      packed[(p * G + k) * 4 * L + l] = unit < H ? W[unit * G + k] : T(0);
+      panel[k * width + l] = unit < H ? W[unit * G + k] : T(0);
     }
   for (int64_t u = p * 4 * L; u < std::min(H, (p + 1) * 4 * L); u += L)
     unit_vector(u, static_cast<int>(std::min<int64_t>(L, H - u)));
@@ -356,7 +390,7 @@ void run_forward(Args& a, int threads, int gates, Tile&& tile) {
 }
 
 // A cell's backward loop, for loop arguments `a` with Wh (H, G), packed, steps, N, H, reverse:
-// Wh^T packed by panels of 4 L units, each panel followed by the last step's elementwise part
+// Wh^T packed by panels of 4 L units (pack_transposed_panel), each panel followed by the last step's elementwise part
 // for its units, cell(t_last, n, u, lanes, the carried gradient from `carry` (N, H)); then at
 // every step t, for each (panel, half of the rows) and register tile, tile(rows, t, t_next, n0,
 // p), t_next -1 after the first step.

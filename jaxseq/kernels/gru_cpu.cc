@@ -99,7 +99,7 @@ struct GruBackwardArgs {
                            // that does not pass through Wh (dh_total z; outside a sequence, all
                            // of the carried gradient); dh0 at the end
   T* packed;               // (ceil(H / 4L) panels, 3H, 4 L): panel p, row k: [Wh[p 4L + l, k] for
-                           // l < 4L], 0 past H
+                           // l < 4L] (fewer in the last panel: pack_transposed_panel), 0 past H
   int64_t steps, N, H;
   bool reverse;
 };
@@ -146,9 +146,11 @@ inline void gru_backward_tile(const GruBackwardArgs<T>& a, int64_t t, int64_t t_
   constexpr int L = S::L;
   const int64_t H = a.H, G = 3 * H;
   const T* panel = a.packed + p * G * 4 * L;
+  const int vectors = panel_vectors<T>(H, p);
   V acc[R][4];
-  panel_product<T, R>(a.dxw_tm + (t * a.N + n0) * G, G, panel, 2 * H, acc);  // the r and z blocks
-  panel_product<T, R>(a.dhw_n_tm + (t * a.N + n0) * H, H, panel + 2 * H * 4 * L, H, acc, true);  // n
+  transposed_panel_product<T, R>(vectors, a.dxw_tm + (t * a.N + n0) * G, G, panel, 2 * H, acc);  // r and z
+  transposed_panel_product<T, R>(vectors, a.dhw_n_tm + (t * a.N + n0) * H, H, panel + 2 * H * vectors * L, H, acc,
+                                 true);  // n
   for (int v = 0; v < 4; ++v) {
     const int64_t u = p * 4 * L + v * L;
     if (u >= H) break;

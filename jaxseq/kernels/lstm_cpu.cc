@@ -108,8 +108,8 @@ struct BackwardArgs {
   T* da_tm;       // (T, N, 4H) the pre-activation gradients
   T* dh_carry;    // (N, H): dh_n, then dh0 at the end
   T* dc_carry;    // (N, H): dc_n, then the gradient reaching c_{t-1} (dc0 at the end)
-  T* packed;      // (ceil(H / 4L) panels, 4H, 4 L): panel p, row k: [Wh[p 4L + l, k] for l < 4L],
-                  // 0 past H
+  T* packed;      // (ceil(H / 4L) panels, 4H, 4 L): panel p, row k: [Wh[p 4L + l, k] for l < 4L]
+                  // (fewer in the last panel: pack_transposed_panel), 0 past H
   const int32_t* lengths;  // (N,) row n's steps (the header comment)
   int64_t steps, N, H;
   bool reverse;
@@ -153,7 +153,8 @@ inline void backward_tile(const BackwardArgs<T>& a, int64_t t, int64_t t_next, i
   constexpr int L = S::L;
   const int64_t H = a.H, G = 4 * H;
   V acc[R][4];
-  panel_product<T, R>(a.da_tm + (t * a.N + n0) * G, G, a.packed + p * G * 4 * L, G, acc);
+  transposed_panel_product<T, R>(panel_vectors<T>(H, p), a.da_tm + (t * a.N + n0) * G, G, a.packed + p * G * 4 * L, G,
+                                 acc);
   for (int v = 0; v < 4; ++v) {
     const int64_t u = p * 4 * L + v * L;
     if (u >= H) break;
