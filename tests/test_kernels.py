@@ -191,6 +191,32 @@ def test_where_the_compiled_loops_apply(monkeypatch):
     assert not K.applies(xw, None)
 
 
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_by_default_small_steps_run_the_xla_loops(cell, monkeypatch):
+    """Below MIN_STEP_STATE values in a step's state (N H) the layers trace the XLA loops (as fast
+    there, build.py), at and above it the compiled ones; the variable moves the bound, and a bad
+    value is a one-line error naming it."""
+    layer, gates, targets = CELLS[cell]
+
+    def calls_the_loops(N: int, H: int) -> bool:
+        x, h0 = jnp.ones((N, 2, 3)), jnp.zeros((N, H))
+        Wx, Wh, b = jnp.full((3, gates * H), 0.1), jnp.full((H, gates * H), 0.01), jnp.zeros(gates * H)
+        text = jax.jit(jax.grad(lambda Wh: jnp.sum(layer(x, h0, Wx, Wh, b)))).lower(Wh).as_text()
+        return all(t in text for t in targets)
+
+    monkeypatch.delenv(build.MIN_STEP_STATE_VARIABLE)
+    assert build.min_step_state() == build.MIN_STEP_STATE == 6144
+    assert not calls_the_loops(20, 200)  # PyTorch's word-level example: N H = 4,000
+    assert not calls_the_loops(47, 130)  # 6,110
+    assert calls_the_loops(48, 128)  # 6,144
+    monkeypatch.setenv(build.MIN_STEP_STATE_VARIABLE, "4000")
+    assert calls_the_loops(20, 200) and not calls_the_loops(20, 199)
+    for bad in ("-1", "many", "1e4"):
+        monkeypatch.setenv(build.MIN_STEP_STATE_VARIABLE, bad)
+        with pytest.raises(ValueError, match=f"^JAXSEQ_KERNEL_MIN_STATE must be a non-negative integer .*{bad!r}$"):
+            build.min_step_state()
+
+
 def test_the_library_is_built_once_per_key_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXSEQ_KERNEL_CACHE", str(tmp_path / "cache"))
     umask = os.umask(0o002)  # a group-writable default (user private groups) still gives this user's own files

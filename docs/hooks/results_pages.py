@@ -30,6 +30,11 @@ SPEED_RUNS = [
     ("xeon-kernels/latest-1core.json",
      "Layers, an Intel Xeon, the LSTM's loops compiled: one core (CPU time)"),
     ("recurrent/stacked-2cores.json", "Stacked bidirectional LSTM and GRU: two cores (wall clock)"),
+    ("lm_speed-xeon-small-steps.json",
+     "Language model training step, a quiet Intel Xeon, the word step on the XLA loops: PyTorch busy-wait"),
+    ("lm_speed-xeon-small-steps-malloc.json",
+     "Language model training step, a quiet Intel Xeon, the word step on the XLA loops: malloc keeping freed "
+     "memory, every contender"),
     ("lm_speed-xeon-final.json",
      "Language model training step, a quiet Intel Xeon, one product for dWx and dWh: PyTorch busy-wait"),
     ("lm_speed-xeon-final-passive.json",

@@ -5,7 +5,8 @@ The layers stay pure JAX: where a compiled loop applies (`jaxseq.kernels.lstm.ap
 foreign-function interface instead of its `lax.scan`, for the same arrays: the LSTM's
 (`lstm`, `lstm_lookup`) and the GRU's (`gru`, `gru_lookup`), with or without lengths. The
 sources ship in the package and are built on first use (`build`);
-without a C++ compiler, or with `JAXSEQ_KERNELS=off`, or inside `xla_loops()`, the XLA loops run.
+without a C++ compiler, or with `JAXSEQ_KERNELS=off`, or inside `xla_loops()`, the XLA loops run;
+so do steps with a state of fewer than `build.MIN_STEP_STATE` values (N H), where they are as fast.
 """
 
 from jaxseq.kernels.build import kernels_enabled, unavailable_reason, xla_loops

@@ -18,7 +18,9 @@ file. Later processes only load it.
 When it cannot be built or loaded (no compiler, a read-only cache, another platform), the
 reason is kept (`unavailable_reason`), a one-line warning says so once, and the layers run
 their XLA loops, which compute the same values: nothing fails for want of a compiler.
-`JAXSEQ_KERNELS=off` skips the compiled loops altogether (`kernels_enabled`).
+`JAXSEQ_KERNELS=off` skips the compiled loops altogether (`kernels_enabled`); below a step's
+state of `MIN_STEP_STATE` values (N H; `$JAXSEQ_KERNEL_MIN_STATE` sets another) the layers run
+their XLA loops too, which are as fast there (`loops_apply`).
 """
 
 from __future__ import annotations
@@ -215,14 +217,46 @@ def loops_available(name: str, targets: dict[str, str]) -> bool:
         return _registered[name]
 
 
-def loops_apply(gates_buffer, name: str, targets: dict[str, str]) -> bool:
-    """The conditions every compiled loop shares, decided when a function is traced: switched on
+# Below this many values in a step's state (N H), the XLA loops were as fast or faster: a step's
+# product is then too small for what the compiled loops add to it (the threads' hand-off at every
+# step) to pay. One layer's forward and backward, N rows, H units, T = 35, 2-core Xeon, compiled
+# against XLA loops: LSTM N H = 2,560-5,120 (N = 20, 32; H = 128-256) 0.86-0.99x; 6,144 (64 x
+# 96) 1.06x; 8,192 (five shapes) 1.01-1.22x; 10,240 (20 x 512) 1.05x; 12,800 (64 x 200)
+# 0.96-0.99x; 32,768 (64 x 512) 1.01x (the loops alone at T = 128: 1.25x). GRU: 4,000 (20 x 200)
+# 0.96x, 4,096 0.99x, 6,144 1.08x, 8,192 1.01x, 10,240 1.18x (benchmarks/results/lm_speed.md).
+MIN_STEP_STATE = 6144
+MIN_STEP_STATE_VARIABLE = "JAXSEQ_KERNEL_MIN_STATE"
+
+
+def min_step_state() -> int:
+    """The smallest N H for which the compiled loops run: $JAXSEQ_KERNEL_MIN_STATE (a
+    non-negative integer; 0 runs them at every size), else MIN_STEP_STATE. A one-line
+    ValueError naming the variable for anything else."""
+    value = os.environ.get(MIN_STEP_STATE_VARIABLE)
+    if value is None or value.strip() == "":
+        return MIN_STEP_STATE
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(f"{MIN_STEP_STATE_VARIABLE} must be a non-negative integer (the smallest N*H for the "
+                         f"compiled loops), got {value!r}")
+    return count
+
+
+def loops_apply(gates_buffer, name: str, targets: dict[str, str], gates: int) -> bool:
+    """The conditions every compiled loop shares, decided when a function is traced, for a cell
+    of `gates` gates whose steps' gate buffer is (T, N, gates H): switched on
     (`kernels_enabled`), one device (XLA's partitioner cannot split a foreign call: with several
-    devices it would run whole on each), float32 or float64, no empty axis, and the library
-    available (`loops_available`)."""
+    devices it would run whole on each), float32 or float64, no empty axis, a step's state N H
+    of at least `min_step_state()`, and the library available (`loops_available`)."""
     if not kernels_enabled() or jax.device_count() != 1:
         return False
     if jax.numpy.dtype(gates_buffer.dtype) not in (jax.numpy.float32, jax.numpy.float64) or min(gates_buffer.shape) == 0:
+        return False
+    _, N, G = gates_buffer.shape
+    if N * (G // gates) < min_step_state():
         return False
     return loops_available(name, targets)
 

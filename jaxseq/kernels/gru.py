@@ -11,7 +11,8 @@ LSTM (`jaxseq.kernels.lstm`): the recurrent weight packed once per call, the cel
 work on the product's registers, the hidden units split between the cores.
 
 They apply where the LSTM's do (`build.loops_apply`: the CPU through
-`jax.lax.platform_dependent`, float32 and float64, one device, the library built).
+`jax.lax.platform_dependent`, float32 and float64, one device, a step's state of at least
+`build.MIN_STEP_STATE` values, the library built).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ TARGETS = {FORWARD_TARGET: "JaxseqGruForward", BACKWARD_TARGET: "JaxseqGruBackwa
 def applies(xw_tm) -> bool:
     """Whether the compiled loops run for a GRU whose steps' input sides are xw_tm (T, N, 3H)
     (module docstring). Decided when the function is traced."""
-    return build.loops_apply(xw_tm, LIBRARY, TARGETS)
+    return build.loops_apply(xw_tm, LIBRARY, TARGETS, gates=3)
 
 
 def forward_loop(xw_tm, h0, Wh, bh, lengths=None, *, reverse: bool):

@@ -14,7 +14,8 @@ the XLA loops' masks do (`jaxseq.layers.sequence.valid_steps_tm`).
 They apply on the CPU only (`jax.lax.platform_dependent`: a GPU runs the XLA loops), to
 float32 and float64, without projections, in a process with one device (XLA's
 partitioner cannot split a foreign call: with several devices it would run whole on each),
-and when the library could be built (`build.py`).
+to steps whose state N H has at least `build.MIN_STEP_STATE` values (below, the XLA loops are
+as fast), and when the library could be built (`build.py`).
 
 Measured (2-core Xeon, float32, medians of interleaved runs): one layer's forward and backward
 loops at N=64 T=128 H=512, 158 ms against the XLA loops' 197 ms; the char language model's
@@ -36,7 +37,7 @@ def applies(xw_tm, Wr) -> bool:
     """Whether the compiled loops run for an LSTM whose steps' input sides are xw_tm
     (T, N, 4H) and whose projection is Wr (module docstring). Decided when the function is
     traced."""
-    return Wr is None and build.loops_apply(xw_tm, LIBRARY, TARGETS)
+    return Wr is None and build.loops_apply(xw_tm, LIBRARY, TARGETS, gates=4)
 
 
 def forward_loop(xw_tm, h0, c0, Wh, b, lengths=None, *, reverse: bool):
