@@ -205,10 +205,10 @@ def test_by_default_small_steps_run_the_xla_loops(cell, monkeypatch):
         return all(t in text for t in targets)
 
     monkeypatch.delenv(build.MIN_STEP_STATE_VARIABLE)
-    assert build.min_step_state() == build.MIN_STEP_STATE == 6144
+    assert build.min_step_state() == build.MIN_STEP_STATE == 5000
     assert not calls_the_loops(20, 200)  # PyTorch's word-level example: N H = 4,000
-    assert not calls_the_loops(47, 130)  # 6,110
-    assert calls_the_loops(48, 128)  # 6,144
+    assert not calls_the_loops(20, 249)  # 4,980
+    assert calls_the_loops(20, 250)  # 5,000
     monkeypatch.setenv(build.MIN_STEP_STATE_VARIABLE, "4000")
     assert calls_the_loops(20, 200) and not calls_the_loops(20, 199)
     for bad in ("-1", "many", "1e4"):

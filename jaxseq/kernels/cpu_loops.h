@@ -353,18 +353,20 @@ void pack_transposed_panel(const T* W, int64_t H, int64_t G, T* packed, int64_t 
     unit_vector(u, static_cast<int>(std::min<int64_t>(L, H - u)));
 }
 
-// The backward's items of a step: (panel of 4 L units, one of two parts of the rows, split at a
-// multiple of the row tile; one part when there are few rows), finer than the forward's panels.
-class RowHalves {
+// A step's items: (panel of units, part of the rows). The rows are one part, or two split at a
+// multiple of the row tile (`split`, when there are enough rows): the backward's items always,
+// the forward's where its panels do not share out evenly between the threads (run_forward).
+template <int Rows>
+class RowParts {
  public:
-  explicit RowHalves(int64_t N) : N_(N), split_(std::min(N, kRows * ceil_div(ceil_div(N, kRows), 2))) {}
+  RowParts(int64_t N, bool split) : N_(N), split_(split ? std::min(N, Rows * ceil_div(ceil_div(N, Rows), 2)) : N) {}
   int64_t items(int64_t panels) const { return panels * parts(); }
   // tile(rows, n0, p) for each register tile of `item` (rows: std::integral_constant)
   template <typename Tile>
   void for_item(int64_t item, Tile&& tile) const {
     const int64_t p = item / parts(), first = item % parts() == 0 ? 0 : split_;
     const int64_t rows = item % parts() == 0 ? split_ : N_ - split_;
-    for_each_row_tile<kRows>(rows, [&](auto r, int64_t n0) { tile(r, first + n0, p); });
+    for_each_row_tile<Rows>(rows, [&](auto r, int64_t n0) { tile(r, first + n0, p); });
   }
 
  private:
@@ -374,18 +376,22 @@ class RowHalves {
 
 // A cell's forward loop, for loop arguments `a` with Wh (H, gates H), h0, h_tm, packed, steps,
 // N, H, reverse: Wh packed by panels of L units with their `gates` gates interleaved, then at
-// every step, for each panel and register tile of Rows rows, tile(rows, h_prev, t, n0, p)
-// (rows: std::integral_constant).
+// every step, for each item (panel; or panel and half of the rows where the panels do not share
+// out evenly between the threads) and register tile of Rows rows, tile(rows, h_prev, t, n0, p)
+// (rows: std::integral_constant). Splitting the rows reads each panel of the weight twice per
+// step: at N=64 H=512 (32 panels, 2 threads) the loop took 71-77 ms against 66-70; at H=200 (13
+// panels) 15.1-15.3 ms against 17.0-18.3 (T=128, 2-core Xeon).
 template <int Rows, typename T, typename Args, typename Tile>
 void run_forward(Args& a, int threads, int gates, Tile&& tile) {
   constexpr int L = Simd<T>::L;
   const int64_t H = a.H, panels = ceil_div(H, L);
-  run_loop(a.packed, panels * H * gates * L, threads, panels, a.steps,
+  const RowParts<Rows> parts(a.N, panels % threads != 0);
+  run_loop(a.packed, panels * H * gates * L, threads, parts.items(panels), a.steps,
            panels, [&](int64_t p) { pack_gate_panel<T>(a.Wh, H, gates, a.packed, p); },
-           panels, [&](int64_t s, int64_t p) {
+           parts.items(panels), [&](int64_t s, int64_t item) {
              const int64_t t = forward_time(s, a.steps, a.reverse);
              const T* h_prev = s == 0 ? a.h0 : a.h_tm + forward_time(s - 1, a.steps, a.reverse) * a.N * H;
-             for_each_row_tile<Rows>(a.N, [&](auto rows, int64_t n0) { tile(rows, h_prev, t, n0, p); });
+             parts.for_item(item, [&](auto rows, int64_t n0, int64_t p) { tile(rows, h_prev, t, n0, p); });
            });
 }
 
@@ -399,7 +405,7 @@ void run_backward(Args& a, int threads, int64_t G, const T* carry, Cell&& cell, 
   using S = Simd<T>;
   constexpr int L = S::L;
   const int64_t H = a.H, panels = ceil_div(H, 4 * L), t_last = forward_time(a.steps - 1, a.steps, a.reverse);
-  const RowHalves halves(a.N);
+  const RowParts<kRows> halves(a.N, true);
   run_loop(a.packed, panels * G * 4 * L, threads, halves.items(panels), a.steps,
            panels, [&](int64_t p) {
              pack_transposed_panel<T>(a.Wh, H, G, a.packed, p, [&](int64_t u, int lanes) {
