@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxseq import kernels
+
 # The tolerances of the correctness ladder (DESIGN.md), defined once: the tests, `jaxseq check`,
 # the notebooks' checks and the benchmarks' agreement checks import them from here.
 AUTODIFF_TOL = 1e-9
@@ -345,9 +347,9 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
     states as outputs (names ending in "+len+rev"); SEQUENCE_VARIANTS, PyTorch's other options
     of them (the relu RNN, the LSTM with projections on both its paths), are checked that way too.
     The LSTM's and the GRU's hand backward passes and differentiable rules run the compiled CPU
-    loops (`jaxseq.kernels`) where they apply: "lstm_fast+len+rev", "gru+len+rev" and the
-    lookups' cases check them with lengths, "lstm_fast+rev" without (each row then runs every
-    step).
+    loops (`jaxseq.kernels`) where they apply, here at every size (`kernels.at_every_size()`):
+    "lstm_fast+len+rev", "gru+len+rev" and the lookups' cases check them with lengths,
+    "lstm_fast+rev" without (each row then runs every step).
     """
     from jaxseq import layers as L
 
@@ -417,10 +419,11 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
         ),
     ]
     results = []
-    for name, forward, backward, differentiable, inputs, wrt in cases:
-        results.extend(
-            check_layer(name, forward, backward, inputs, wrt, differentiable=differentiable, seed=seed)
-        )
+    with kernels.at_every_size():  # these small layers check the compiled loops, which larger ones run
+        for name, forward, backward, differentiable, inputs, wrt in cases:
+            results.extend(
+                check_layer(name, forward, backward, inputs, wrt, differentiable=differentiable, seed=seed)
+            )
     return results
 
 

@@ -1,5 +1,6 @@
 """`jaxseq.kernels`: the LSTM's loops compiled for the CPU, and what the GRU's share with them
-(building, shard_map; the GRU's loops themselves: test_kernels_gru.py).
+(building, vmap, shard_map, a GPU's program, where they apply by default; the GRU's loops
+themselves: test_kernels_gru.py).
 
 - The compiled forward and backward loops give the XLA loops' arrays (outputs, final states,
   the cache the backward reads, the backward's pre-activation and state gradients): float32
@@ -209,6 +210,9 @@ def test_by_default_small_steps_run_the_xla_loops(cell, monkeypatch):
     assert not calls_the_loops(20, 200)  # PyTorch's word-level example: N H = 4,000
     assert not calls_the_loops(20, 249)  # 4,980
     assert calls_the_loops(20, 250)  # 5,000
+    with kernels.at_every_size():  # the correctness checks' setting
+        assert build.min_step_state() == 0 and calls_the_loops(20, 200)
+    assert not calls_the_loops(20, 200)
     monkeypatch.setenv(build.MIN_STEP_STATE_VARIABLE, "4000")
     assert calls_the_loops(20, 200) and not calls_the_loops(20, 199)
     for bad in ("-1", "many", "1e4"):

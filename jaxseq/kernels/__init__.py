@@ -9,6 +9,6 @@ without a C++ compiler, or with `JAXSEQ_KERNELS=off`, or inside `xla_loops()`, t
 so do steps with a state of fewer than `build.MIN_STEP_STATE` values (N H), where they are as fast.
 """
 
-from jaxseq.kernels.build import kernels_enabled, unavailable_reason, xla_loops
+from jaxseq.kernels.build import at_every_size, kernels_enabled, unavailable_reason, xla_loops
 
-__all__ = ["kernels_enabled", "unavailable_reason", "xla_loops"]
+__all__ = ["at_every_size", "kernels_enabled", "unavailable_reason", "xla_loops"]

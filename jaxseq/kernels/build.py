@@ -229,10 +229,31 @@ MIN_STEP_STATE = 5000
 MIN_STEP_STATE_VARIABLE = "JAXSEQ_KERNEL_MIN_STATE"
 
 
+_every_size = 0  # depth of `at_every_size()` contexts
+
+
+@contextlib.contextmanager
+def at_every_size():
+    """Within this context, programs traced run the compiled loops at every size (no
+    `min_step_state()`): what the correctness checks want, whose small layers then check the
+    compiled loops (`jaxseq.gradcheck.builtin_layer_checks`, `jaxseq check`). JAX's caches are
+    cleared when it starts and ends, as `xla_loops()` does."""
+    global _every_size
+    jax.clear_caches()
+    _every_size += 1
+    try:
+        yield
+    finally:
+        _every_size -= 1
+        jax.clear_caches()
+
+
 def min_step_state() -> int:
-    """The smallest N H for which the compiled loops run: $JAXSEQ_KERNEL_MIN_STATE (a
-    non-negative integer; 0 runs them at every size), else MIN_STEP_STATE. A one-line
-    ValueError naming the variable for anything else."""
+    """The smallest N H for which the compiled loops run: 0 inside `at_every_size()`, else
+    $JAXSEQ_KERNEL_MIN_STATE (a non-negative integer; 0 runs them at every size), else
+    MIN_STEP_STATE. A one-line ValueError naming the variable for anything else."""
+    if _every_size:
+        return 0
     value = os.environ.get(MIN_STEP_STATE_VARIABLE)
     if value is None or value.strip() == "":
         return MIN_STEP_STATE
