@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_environment()
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as error:
         # Documented input errors: one clear line, no traceback.
@@ -60,6 +61,15 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         raise
+
+
+def check_environment() -> None:
+    """The environment variables the layers read when a function is traced, checked before a
+    command does anything (a bad value would otherwise stop a run midway, its folder made):
+    $JAXSEQ_KERNEL_MIN_STATE. Raises the one-line ValueError naming the variable."""
+    from jaxseq.kernels.build import min_step_state
+
+    min_step_state()
 
 
 def out_of_memory(error: BaseException) -> bool:

@@ -221,6 +221,16 @@ def test_by_default_small_steps_run_the_xla_loops(cell, monkeypatch):
             build.min_step_state()
 
 
+def test_a_bad_bound_stops_a_command_before_it_does_anything(tmp_path, monkeypatch, capsys):
+    from jaxseq import cli
+
+    monkeypatch.setenv(build.MIN_STEP_STATE_VARIABLE, "a lot")
+    assert cli.main(["lm", "train", "--epochs", "1", "--checkpoint-dir", str(tmp_path / "run"), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("jaxseq lm: error: JAXSEQ_KERNEL_MIN_STATE must be")
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_library_is_built_once_per_key_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXSEQ_KERNEL_CACHE", str(tmp_path / "cache"))
     umask = os.umask(0o002)  # a group-writable default (user private groups) still gives this user's own files
