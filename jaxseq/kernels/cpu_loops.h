@@ -396,10 +396,10 @@ void run_forward(Args& a, int threads, int gates, Tile&& tile) {
 }
 
 // A cell's backward loop, for loop arguments `a` with Wh (H, G), packed, steps, N, H, reverse:
-// Wh^T packed by panels of 4 L units (pack_transposed_panel), each panel followed by the last step's elementwise part
-// for its units, cell(t_last, n, u, lanes, the carried gradient from `carry` (N, H)); then at
-// every step t, for each (panel, half of the rows) and register tile, tile(rows, t, t_next, n0,
-// p), t_next -1 after the first step.
+// Wh^T packed by panels of 4 L units (pack_transposed_panel), each panel followed by the last
+// step's elementwise part for its units, cell(t_last, n, u, lanes, the carried gradient from
+// `carry` (N, H)); then at every step t, for each (panel, half of the rows) and register tile,
+// tile(rows, t, t_next, n0, p), t_next -1 after the first step.
 template <typename T, typename Args, typename Cell, typename Tile>
 void run_backward(Args& a, int threads, int64_t G, const T* carry, Cell&& cell, Tile&& tile) {
   using S = Simd<T>;
