@@ -220,8 +220,8 @@ def loops_available(name: str, targets: dict[str, str]) -> bool:
 # Below this many values in a step's state (N H), the XLA loops were as fast or faster: a step's
 # product is then too small for what the compiled loops add to it (the threads' hand-off at every
 # step) to pay. One layer's forward and backward, N rows, H units, T = 35, 2-core Xeon, compiled
-# against XLA loops: LSTM N H = 2,560 (20 x 128) 0.85x, 4,000 (20 x 200) 0.88-0.99x, 4,096 (32 x 128)
-# 0.94x; 5,120 (20 x 256) 1.04-1.13x, 6,144 (64 x 96) 1.06x, 8,192 (five shapes) 1.01-1.22x,
+# against XLA loops: LSTM N H = 2,560 (20 x 128) 0.85x, 4,000 (20 x 200) 0.88-0.99x, 4,096
+# (32 x 128) 0.94x; 5,120 (20 x 256) 1.04-1.13x, 6,144 (64 x 96) 1.06x, 8,192 (five shapes) 1.01-1.22x,
 # 10,240 (20 x 512) 1.05x, 12,800 (64 x 200) 1.02x, 32,768 (64 x 512) 1.01x (the loops alone
 # at T = 128: 1.25x). GRU: 4,000 0.96x, 4,096 0.99x, 6,144 1.08x, 8,192 1.01x, 10,240 1.18x
 # (benchmarks/results/lm_speed.md).
