@@ -46,7 +46,7 @@ COMPILE_TIMEOUT_S = 300
 _lock = threading.Lock()
 _loaded: dict[str, ctypes.CDLL] = {}
 _failures: dict[str, str] = {}
-_switched_off = 0  # depth of `xla_loops()` contexts
+_trace_settings = {"xla_loops": 0, "at_every_size": 0}  # depth of each context of that name
 
 
 def cache_dir() -> Path:
@@ -147,24 +147,28 @@ def build(name: str) -> Path:
 
 def kernels_enabled() -> bool:
     """False under `JAXSEQ_KERNELS=off` (or 0, false, no) and inside `xla_loops()`."""
-    return _switched_off == 0 and os.environ.get("JAXSEQ_KERNELS", "on").lower() not in ("off", "0", "false", "no")
+    return _trace_settings["xla_loops"] == 0 and os.environ.get("JAXSEQ_KERNELS", "on").lower() not in ("off", "0", "false", "no")
 
 
 @contextlib.contextmanager
-def xla_loops():
-    """Within this context, programs traced use the layers' XLA loops, not the compiled ones
-    (for comparisons). The choice is made when a function is traced, and JAX reuses traces of
-    the same function at the same shapes (a custom_vjp rule's, a scan body's), so the context
-    clears JAX's caches when it starts and when it ends: trace and compile inside it what
-    should run without the compiled loops."""
-    global _switched_off
+def _trace_setting(name: str):
+    """A setting of `_trace_settings` for the programs traced within. The choice of loop is made
+    when a function is traced, and JAX reuses traces of the same function at the same shapes (a
+    custom_vjp rule's, a scan body's), so JAX's caches are cleared when it starts and ends."""
     jax.clear_caches()
-    _switched_off += 1
+    _trace_settings[name] += 1
     try:
         yield
     finally:
-        _switched_off -= 1
+        _trace_settings[name] -= 1
         jax.clear_caches()
+
+
+def xla_loops():
+    """Within this context, programs traced use the layers' XLA loops, not the compiled ones
+    (for comparisons): trace and compile inside it what should run without the compiled loops
+    (`_trace_setting`)."""
+    return _trace_setting("xla_loops")
 
 
 def load(name: str, symbols: tuple[str, ...]) -> ctypes.CDLL | None:
@@ -229,30 +233,18 @@ MIN_STEP_STATE = 5000
 MIN_STEP_STATE_VARIABLE = "JAXSEQ_KERNEL_MIN_STATE"
 
 
-_every_size = 0  # depth of `at_every_size()` contexts
-
-
-@contextlib.contextmanager
 def at_every_size():
     """Within this context, programs traced run the compiled loops at every size (no
     `min_step_state()`): what the correctness checks want, whose small layers then check the
-    compiled loops (`jaxseq.gradcheck.builtin_layer_checks`, `jaxseq check`). JAX's caches are
-    cleared when it starts and ends, as `xla_loops()` does."""
-    global _every_size
-    jax.clear_caches()
-    _every_size += 1
-    try:
-        yield
-    finally:
-        _every_size -= 1
-        jax.clear_caches()
+    compiled loops (`jaxseq.gradcheck.builtin_layer_checks`, `jaxseq check`; `_trace_setting`)."""
+    return _trace_setting("at_every_size")
 
 
 def min_step_state() -> int:
     """The smallest N H for which the compiled loops run: 0 inside `at_every_size()`, else
     $JAXSEQ_KERNEL_MIN_STATE (a non-negative integer; 0 runs them at every size), else
     MIN_STEP_STATE. A one-line ValueError naming the variable for anything else."""
-    if _every_size:
+    if _trace_settings["at_every_size"]:
         return 0
     value = os.environ.get(MIN_STEP_STATE_VARIABLE)
     if value is None or value.strip() == "":
