@@ -349,7 +349,9 @@ def builtin_layer_checks(seed: int = 0) -> list[GradCheckResult]:
     The LSTM's and the GRU's hand backward passes and differentiable rules run the compiled CPU
     loops (`jaxseq.kernels`) where they apply, here at every size (`kernels.at_every_size()`):
     "lstm_fast+len+rev", "gru+len+rev" and the lookups' cases check them with lengths,
-    "lstm_fast+rev" without (each row then runs every step).
+    "lstm_fast+rev" without (each row then runs every step). So does the decoder's compiled
+    kernel (`jaxseq.kernels.decoder_loss`): "temporal_affine_softmax_loss"'s differentiable rule
+    runs it, its gradients held to the hand backward's and the numerical ones.
     """
     from jaxseq import layers as L
 

@@ -259,20 +259,32 @@ def min_step_state() -> int:
     return count
 
 
-def loops_apply(gates_buffer, name: str, targets: dict[str, str], gates: int) -> bool:
-    """The conditions every compiled loop shares, decided when a function is traced, for a cell
-    of `gates` gates whose steps' gate buffer is (T, N, gates H): switched on
-    (`kernels_enabled`), one device (XLA's partitioner cannot split a foreign call: with several
-    devices it would run whole on each), float32 or float64, no empty axis, a step's state N H
-    of at least `min_step_state()`, and the library available (`loops_available`)."""
+def kernel_applies(array, name: str, targets: dict[str, str]) -> bool:
+    """The conditions every compiled kernel shares, decided when a function is traced, for a
+    call whose main operand is `array`: switched on (`kernels_enabled`), one device (XLA's
+    partitioner cannot split a foreign call: with several devices it would run whole on each),
+    float32 or float64, no empty axis, and the library available (`loops_available`)."""
     if not kernels_enabled() or jax.device_count() != 1:
         return False
-    if jax.numpy.dtype(gates_buffer.dtype) not in (jax.numpy.float32, jax.numpy.float64) or min(gates_buffer.shape) == 0:
+    if jax.numpy.dtype(array.dtype) not in (jax.numpy.float32, jax.numpy.float64) or min(array.shape) == 0:
         return False
+    return loops_available(name, targets)
+
+
+def every_size() -> bool:
+    """Whether the compiled kernels run at every size: `min_step_state()` is 0 (inside
+    `at_every_size()`, or $JAXSEQ_KERNEL_MIN_STATE=0), which lifts the decoder's vocabulary bound
+    (`jaxseq.kernels.decoder_loss.MIN_VOCABULARY`) too."""
+    return min_step_state() == 0
+
+
+def loops_apply(gates_buffer, name: str, targets: dict[str, str], gates: int) -> bool:
+    """Whether a compiled loop runs for a cell of `gates` gates whose steps' gate buffer is
+    (T, N, gates H): `kernel_applies`, and a step's state N H of at least `min_step_state()`."""
     _, N, G = gates_buffer.shape
     if N * (G // gates) < min_step_state():
         return False
-    return loops_available(name, targets)
+    return kernel_applies(gates_buffer, name, targets)
 
 
 def step_counts(lengths, T: int, N: int):

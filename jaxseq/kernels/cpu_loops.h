@@ -1,11 +1,12 @@
-// What the compiled CPU loops share (lstm_cpu.cc, gru_cpu.cc include it; each is one
-// translation unit, so everything here is in an anonymous namespace): vectors of T and their
-// tanh, the threads of a call and their per-step barrier, the work queue, the kept workspace
-// for packed weights, the register-tiled product of rows with a packed weight panel, the
-// packings, the forward and backward loop drivers (run_forward, run_backward: a cell supplies
-// its register tile and its backward's elementwise step), and the FFI handlers' checks.
+// What the compiled CPU kernels share (lstm_cpu.cc, gru_cpu.cc, decoder_loss_cpu.cc include it;
+// each is one translation unit, so everything here is in an anonymous namespace): vectors of T
+// and their exp and tanh, the threads of a call and their barrier, the work queue, the kept
+// workspace, the register tile of a product (tile_product, and panel_product for rows with a
+// packed weight panel), the packings, the forward and backward loop drivers (run_forward,
+// run_backward: a cell supplies its register tile and its backward's elementwise step), and
+// the loops' FFI handlers' checks.
 //
-// jaxseq/kernels/build.py hashes this header with each source, so a change rebuilds both.
+// jaxseq/kernels/build.py hashes this header with each source, so a change rebuilds them all.
 
 #pragma once
 
@@ -77,26 +78,18 @@ struct Simd {
   static V splat(T s) { return s - V{}; }
 };
 
-// tanh of a vector. float: Cephes' tanhf (a polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1)
-// above it, exp by range reduction and a polynomial), about 2 ulp; double: std::tanh per lane.
-template <typename T>
-typename Simd<T>::V vtanh(typename Simd<T>::V x);
-
-template <>
-inline __attribute__((always_inline)) Simd<float>::V vtanh<float>(Simd<float>::V x) {
+// exp of a float vector whose values are in [-88, 88] (Cephes' expf: range reduction by
+// ln 2, a polynomial, the power of two put into the exponent's bits), about 1 ulp.
+inline __attribute__((always_inline)) Simd<float>::V vexp_in_range(Simd<float>::V x) {
   using S = Simd<float>;
   using V = S::V;
   typedef int32_t I __attribute__((vector_size(kVectorBytes)));
-  V ax = x < 0 ? -x : x;
-  // exp(2|x|), clamped where tanh is 1 in float anyway
-  V e = 2.0f * ax;
-  e = e > 88.0f ? S::splat(88.0f) : e;
-  V fx = e * 1.44269504088896341f + 0.5f;
+  V fx = x * 1.44269504088896341f + 0.5f;
   I fi = __builtin_convertvector(fx, I);
   V ft = __builtin_convertvector(fi, V);
   ft = ft > fx ? ft - 1.0f : ft;  // floor
   fi = __builtin_convertvector(ft, I);
-  V r = e - ft * 0.693359375f - ft * -2.12194440e-4f;
+  V r = x - ft * 0.693359375f - ft * -2.12194440e-4f;
   V z = r * r;
   V p = ((((1.9875691500E-4f * r + 1.3981999507E-3f) * r + 8.3334519073E-3f) * r + 4.1665795894E-2f) * r +
          1.6666665459E-1f) * r + 5.0000001201E-1f;
@@ -104,7 +97,43 @@ inline __attribute__((always_inline)) Simd<float>::V vtanh<float>(Simd<float>::V
   V pow2;
   I bits = (fi + 127) << 23;
   std::memcpy(&pow2, &bits, sizeof pow2);
-  V big = 1.0f - 2.0f / (p * pow2 + 1.0f);
+  return p * pow2;
+}
+
+// exp of a vector: float by vexp_in_range, 0 below -87 (where it is below float's normal range)
+// and at most exp(88); double: std::exp per lane.
+template <typename T>
+typename Simd<T>::V vexp(typename Simd<T>::V x);
+
+template <>
+inline __attribute__((always_inline)) Simd<float>::V vexp<float>(Simd<float>::V x) {
+  using S = Simd<float>;
+  S::V clamped = x > 88.0f ? S::splat(88.0f) : x;
+  clamped = clamped < -87.0f ? S::splat(-87.0f) : clamped;
+  const S::V e = vexp_in_range(clamped);
+  return x < -87.0f ? S::V{} : e;
+}
+
+template <>
+inline __attribute__((always_inline)) Simd<double>::V vexp<double>(Simd<double>::V x) {
+  for (int l = 0; l < Simd<double>::L; ++l) x[l] = std::exp(x[l]);
+  return x;
+}
+
+// tanh of a vector. float: Cephes' tanhf (a polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1)
+// above it, exp by vexp_in_range), about 2 ulp; double: std::tanh per lane.
+template <typename T>
+typename Simd<T>::V vtanh(typename Simd<T>::V x);
+
+template <>
+inline __attribute__((always_inline)) Simd<float>::V vtanh<float>(Simd<float>::V x) {
+  using S = Simd<float>;
+  using V = S::V;
+  V ax = x < 0 ? -x : x;
+  // exp(2|x|), clamped where tanh is 1 in float anyway
+  V e = 2.0f * ax;
+  e = e > 88.0f ? S::splat(88.0f) : e;
+  V big = 1.0f - 2.0f / (vexp_in_range(e) + 1.0f);
   big = x < 0 ? -big : big;
   V x2 = x * x;
   V small = ((((-5.70498872745E-3f * x2 + 2.06390887954E-2f) * x2 - 5.37397155531E-2f) * x2 +
@@ -223,27 +252,56 @@ class WorkQueue {
   std::vector<std::atomic<int64_t>> next_;
 };
 
-// acc[r][v] (+)= sum_k A[r][k] * B[k][v L .. (v + 1) L) for R rows of A (row stride lda) and
-// one packed panel B (K rows of NV L values), v < NV: acc is set, or added to with
-// `accumulate`. acc holds NA >= NV vectors a row (a caller's tile for its widest panel).
-template <typename T, int R, int NV = 4, int NA = NV>
-inline void panel_product(const T* A, int64_t lda, const T* B, int64_t K, typename Simd<T>::V acc[R][NA],
-                          bool accumulate = false) {
+// acc[r][v] += sum_k A[r a_row + k a_k] * B[k ldb + v L .. + L) for R rows and NV vectors of
+// L values (acc holds NA >= NV vectors a row: a caller's tile for its widest case): one
+// register tile of a product, the NV L values of B's row k and one broadcast value of A held
+// while they are multiplied.
+template <typename T, int R, int NV, int NA>
+inline __attribute__((always_inline)) void tile_product(const T* A, int64_t a_row, int64_t a_k, const T* B,
+                                                        int64_t ldb, int64_t K, typename Simd<T>::V acc[R][NA]) {
   static_assert(NV <= NA, "acc must hold the panel's vectors");
   using S = Simd<T>;
   constexpr int L = S::L;
-  if (!accumulate)
-    for (int r = 0; r < R; ++r)
-      for (int v = 0; v < NV; ++v) acc[r][v] = typename S::V{};
   for (int64_t k = 0; k < K; ++k) {
-    const T* b = B + k * NV * L;
+    const T* b = B + k * ldb;
     typename S::V bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = S::load(b + v * L);
     for (int r = 0; r < R; ++r) {
-      typename S::V a = S::splat(A[r * lda + k]);
+      typename S::V a = S::splat(A[r * a_row + k * a_k]);
       for (int v = 0; v < NV; ++v) acc[r][v] += a * bv[v];
     }
   }
+}
+
+// tile_product of nv (1 to 4) vectors, into acc[R][4].
+template <typename T, int R>
+inline void tile_product_of(int nv, const T* A, int64_t a_row, int64_t a_k, const T* B, int64_t ldb, int64_t K,
+                            typename Simd<T>::V acc[R][4]) {
+  switch (nv) {
+    case 1:
+      tile_product<T, R, 1, 4>(A, a_row, a_k, B, ldb, K, acc);
+      break;
+    case 2:
+      tile_product<T, R, 2, 4>(A, a_row, a_k, B, ldb, K, acc);
+      break;
+    case 3:
+      tile_product<T, R, 3, 4>(A, a_row, a_k, B, ldb, K, acc);
+      break;
+    default:
+      tile_product<T, R, 4, 4>(A, a_row, a_k, B, ldb, K, acc);
+  }
+}
+
+// acc[r][v] (+)= sum_k A[r][k] * B[k][v L .. (v + 1) L) for R rows of A (row stride lda) and
+// one packed panel B (K rows of NV L values), v < NV: acc is set, or added to with
+// `accumulate`. acc holds NA >= NV vectors a row.
+template <typename T, int R, int NV = 4, int NA = NV>
+inline void panel_product(const T* A, int64_t lda, const T* B, int64_t K, typename Simd<T>::V acc[R][NA],
+                          bool accumulate = false) {
+  if (!accumulate)
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = typename Simd<T>::V{};
+  tile_product<T, R, NV, NA>(A, lda, 1, B, NV * Simd<T>::L, K, acc);
 }
 
 // The backward's panels of W^T (pack_transposed_panel): panel p holds the units [p 4L,
@@ -260,19 +318,10 @@ inline int panel_vectors(int64_t H, int64_t p) {
 template <typename T, int R>
 inline void transposed_panel_product(int nv, const T* A, int64_t lda, const T* B, int64_t K,
                                      typename Simd<T>::V acc[R][4], bool accumulate = false) {
-  switch (nv) {
-    case 1:
-      panel_product<T, R, 1, 4>(A, lda, B, K, acc, accumulate);
-      break;
-    case 2:
-      panel_product<T, R, 2, 4>(A, lda, B, K, acc, accumulate);
-      break;
-    case 3:
-      panel_product<T, R, 3, 4>(A, lda, B, K, acc, accumulate);
-      break;
-    default:
-      panel_product<T, R, 4, 4>(A, lda, B, K, acc, accumulate);
-  }
+  if (!accumulate)
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < nv; ++v) acc[r][v] = typename Simd<T>::V{};
+  tile_product_of<T, R>(nv, A, lda, 1, B, nv * Simd<T>::L, K, acc);
 }
 
 // Calls tile<R'>(n0) for every row tile: R rows at a time, then the remaining fewer than R.

@@ -15,6 +15,13 @@ the forward keeps the scores and their log-sum-exp, and the backward makes ds on
 (N*T, V) rows, and reads it in three matmuls only: db is `ones (1, N*T) @ ds`. For a
 language model's word-level vocabulary (V = 10,000) those passes are most of a training step
 after the matmuls themselves (benchmarks/results/lm_speed.md).
+
+On the CPU, where `jaxseq.kernels.decoder_loss.applies` (one device, float32 or float64, a
+vocabulary of at least 512 entries), one compiled kernel computes the loss and, in the forward
+of a differentiated call, the gradients too, without the (N*T, V) scores ever in XLA's memory;
+the backward then only scales them by dloss (`TemporalAffineSoftmaxLossGradients`). The same
+values (tests/test_kernels_decoder.py); `jaxseq.kernels.xla_loops()` or `JAXSEQ_KERNELS=off`
+keep the XLA version.
 """
 
 from __future__ import annotations
@@ -24,8 +31,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jax import lax
+
+from jaxseq.kernels import decoder_loss as K
 from jaxseq.layers import affine, loss
-from jaxseq.layers.varying import custom_vjp
+from jaxseq.layers.varying import custom_vjp, match_varying, varying_axes
 
 
 class TemporalAffineSoftmaxLossCache(NamedTuple):
@@ -37,6 +47,15 @@ class TemporalAffineSoftmaxLossCache(NamedTuple):
     lse: jax.Array  # (N*T,) log-sum-exp of each row
     y: jax.Array  # (N*T,) int targets
     mask: jax.Array  # (N*T,) in the scores' dtype
+
+
+class TemporalAffineSoftmaxLossGradients(NamedTuple):
+    """The forward's cache where the compiled kernel runs (`jaxseq.kernels.decoder_loss`): the
+    gradients of the loss itself (dloss = 1), which the backward scales."""
+
+    dx: jax.Array  # (N, T, D)
+    dw: jax.Array  # (D, V)
+    db: jax.Array  # (V,)
 
 
 def _validate(x, w, b, y, mask):
@@ -84,16 +103,62 @@ def temporal_affine_softmax_loss_backward(dloss, cache: TemporalAffineSoftmaxLos
     return dx, dw, db
 
 
+def _compiled(x, w) -> bool:
+    """Whether the compiled kernel computes the layer (`jaxseq.kernels.decoder_loss.applies`)."""
+    return K.applies(x.reshape(-1, x.shape[-1]), w.T)
+
+
+def _kernel_arguments(x, w, b, y, mask):
+    """The kernel's (rows (N*T, D), weight (V, D), b, y (N*T,), row weights mask / N)."""
+    N, T, D = x.shape
+    return x.reshape(N * T, D), w.T, b, y.reshape(N * T), mask.reshape(N * T).astype(x.dtype) / max(N, 1)
+
+
+def _on_cpu_compiled(x, w, b, y, mask, kernel, xla):
+    """kernel(...) on the CPU, xla(...) elsewhere, its outputs made varying as the inputs are
+    (`jaxseq.layers.varying`)."""
+    def compiled(*args):
+        return match_varying(kernel(*args), varying_axes(*args[:3]))
+    return lax.platform_dependent(x, w, b, y, mask, cpu=compiled, default=xla)
+
+
+def _value(x, w, b, y, mask):
+    if not _compiled(x, w):
+        return _temporal_affine_softmax_loss_forward(x, w, b, y, mask)[0]
+    return _on_cpu_compiled(x, w, b, y, mask, lambda *args: jnp.sum(K.losses(*_kernel_arguments(*args))),
+                            lambda *args: _temporal_affine_softmax_loss_forward(*args)[0])
+
+
+def _temporal_affine_softmax_loss_forward_rule(x, w, b, y, mask):
+    if not _compiled(x, w):
+        return _temporal_affine_softmax_loss_forward(x, w, b, y, mask)
+
+    def kernel(x, w, b, y, mask):
+        losses, dx, dw, db = K.losses_and_gradients(*_kernel_arguments(x, w, b, y, mask))
+        return jnp.sum(losses), dx.reshape(x.shape), dw.T, db
+
+    def xla(x, w, b, y, mask):
+        value, cache = _temporal_affine_softmax_loss_forward(x, w, b, y, mask)
+        return value, *temporal_affine_softmax_loss_backward(jnp.ones((), value.dtype), cache)
+
+    value, dx, dw, db = _on_cpu_compiled(x, w, b, y, mask, kernel, xla)
+    return value, TemporalAffineSoftmaxLossGradients(dx, dw, db)
+
+
+def _temporal_affine_softmax_loss_backward_rule(cache, dloss):
+    if isinstance(cache, TemporalAffineSoftmaxLossGradients):
+        return dloss * cache.dx, dloss * cache.dw, dloss * cache.db, None, None
+    return (*temporal_affine_softmax_loss_backward(dloss, cache), None, None)
+
+
 @custom_vjp
 def _temporal_affine_softmax_loss(x, w, b, y, mask):
-    return _temporal_affine_softmax_loss_forward(x, w, b, y, mask)[0]
+    return _value(x, w, b, y, mask)
 
 
 # Targets and mask are not differentiable: None gives them zero cotangents.
-_temporal_affine_softmax_loss.defvjp(
-    _temporal_affine_softmax_loss_forward,
-    lambda cache, dloss: (*temporal_affine_softmax_loss_backward(dloss, cache), None, None),
-)
+_temporal_affine_softmax_loss.defvjp(_temporal_affine_softmax_loss_forward_rule,
+                                     _temporal_affine_softmax_loss_backward_rule)
 
 
 def temporal_affine_softmax_loss(x, w, b, y, mask):
