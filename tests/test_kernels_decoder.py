@@ -12,9 +12,10 @@
   does not call it. The language model's training loss (`fast_loss`, tied and untied) runs
   it and equals `LanguageModel.loss`'s gradients.
 - One thread or two: the same bits; a workspace beyond the 64 MB kept between calls gets
-  memory of its own. Where it applies: float32 / float64 of one dtype, a vocabulary of at least
-  MIN_VOCABULARY by default (every size under JAXSEQ_KERNEL_MIN_STATE=0, as the suite sets),
-  not with JAXSEQ_KERNELS=off.
+  memory of its own. Where it applies: float32 / float64 of one dtype, by default a vocabulary of
+  at least MIN_VOCABULARY entries and rows of at most MAX_INPUTS values (every size under
+  JAXSEQ_KERNEL_MIN_STATE=0, as the suite sets, or inside `at_every_size()`), not with
+  JAXSEQ_KERNELS=off.
 """
 
 from __future__ import annotations
@@ -229,5 +230,7 @@ def test_where_the_kernel_applies(monkeypatch):
     assert K.applies(x, small)  # the suite's JAXSEQ_KERNEL_MIN_STATE=0: every size
     monkeypatch.delenv(build.MIN_STEP_STATE_VARIABLE)
     assert K.MIN_VOCABULARY == 512 and not K.applies(x, small) and K.applies(x, jnp.zeros((512, 3), jnp.float32))
+    assert K.MAX_INPUTS == 400 and K.applies(jnp.zeros((4, 400), jnp.float32), jnp.zeros((600, 400), jnp.float32))
+    assert not K.applies(jnp.zeros((4, 401), jnp.float32), jnp.zeros((600, 401), jnp.float32))
     with kernels.at_every_size():
-        assert K.applies(x, small)
+        assert K.applies(x, small) and K.applies(jnp.zeros((4, 401), jnp.float32), jnp.zeros((600, 401), jnp.float32))

@@ -68,8 +68,9 @@ void pack_tiles(const T* source, int64_t rows, int64_t K, int64_t row, int64_t s
 
 // C[m][j] (+)= sum_k A(m, k) B[k][j] for m < rows, j < cols: B's rows (stride ldb) hold at least
 // cols rounded up to L readable values, C's rows have stride ldc; C is set, or added to with
-// `accumulate`. The columns go in chunks of up to 4 vectors, as even as they go (13 vectors:
-// 4 3 3 3; a chunk of one vector would load as much as it multiplies).
+// `accumulate`. The summed axis goes in blocks of kDepth, each block's columns in chunks of up
+// to 4 vectors, as even as they go (13 vectors: 4 3 3 3; a chunk of one vector would load as
+// much as it multiplies), so that a block of A serves every chunk while it is in the cache.
 template <typename T>
 void product(int64_t rows, int64_t cols, int64_t K, Operand<T> A, const T* B, int64_t ldb, T* C, int64_t ldc,
              bool accumulate) {
@@ -77,13 +78,13 @@ void product(int64_t rows, int64_t cols, int64_t K, Operand<T> A, const T* B, in
   using V = typename S::V;
   constexpr int L = S::L;
   const int64_t vectors = ceil_div(cols, L), chunks = ceil_div(vectors, 4);
-  for (int64_t chunk = 0, c0 = 0; chunk < chunks; ++chunk) {
-    const int nv = static_cast<int>(vectors / chunks + (chunk < vectors % chunks ? 1 : 0));
-    int lanes[4];
-    for (int v = 0; v < 4; ++v) lanes[v] = static_cast<int>(std::clamp<int64_t>(cols - (c0 + v) * L, 0, L));
-    for (int64_t k0 = 0; k0 < K; k0 += kDepth) {
-      const int64_t depth = std::min(kDepth, K - k0);
-      const bool add = accumulate || k0 > 0;
+  for (int64_t k0 = 0; k0 < K; k0 += kDepth) {
+    const int64_t depth = std::min(kDepth, K - k0);
+    const bool add = accumulate || k0 > 0;
+    for (int64_t chunk = 0, c0 = 0; chunk < chunks; ++chunk) {
+      const int nv = static_cast<int>(vectors / chunks + (chunk < vectors % chunks ? 1 : 0));
+      int lanes[4];
+      for (int v = 0; v < 4; ++v) lanes[v] = static_cast<int>(std::clamp<int64_t>(cols - (c0 + v) * L, 0, L));
       for_each_row_tile<kRows>(rows, [&](auto tile_rows, int64_t m0) {
         constexpr int R = decltype(tile_rows)::value;
         V acc[R][4];
@@ -94,8 +95,8 @@ void product(int64_t rows, int64_t cols, int64_t K, Operand<T> A, const T* B, in
         for (int r = 0; r < R; ++r)
           for (int v = 0; v < nv; ++v) S::store(C + (m0 + r) * ldc + (c0 + v) * L, acc[r][v], lanes[v]);
       });
+      c0 += nv;
     }
-    c0 += nv;
   }
 }
 

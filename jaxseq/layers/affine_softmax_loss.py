@@ -16,12 +16,12 @@ the forward keeps the scores and their log-sum-exp, and the backward makes ds on
 language model's word-level vocabulary (V = 10,000) those passes are most of a training step
 after the matmuls themselves (benchmarks/results/lm_speed.md).
 
-On the CPU, where `jaxseq.kernels.decoder_loss.applies` (one device, float32 or float64, a
-vocabulary of at least 512 entries), one compiled kernel computes the loss and, in the forward
-of a differentiated call, the gradients too, without the (N*T, V) scores ever in XLA's memory;
-the backward then only scales them by dloss (`TemporalAffineSoftmaxLossGradients`). The same
-values (tests/test_kernels_decoder.py); `jaxseq.kernels.xla_loops()` or `JAXSEQ_KERNELS=off`
-keep the XLA version.
+On the CPU, where `jaxseq.kernels.decoder_loss.applies` (one device, float32 or float64, by
+default a vocabulary of at least 512 entries and rows of at most 400 values), one compiled
+kernel computes the loss and, in the forward of a differentiated call, the gradients too,
+without the (N*T, V) scores ever in XLA's memory; the backward then only scales them by dloss
+(`TemporalAffineSoftmaxLossGradients`). The same values (tests/test_kernels_decoder.py);
+`jaxseq.kernels.xla_loops()` or `JAXSEQ_KERNELS=off` keep the XLA version.
 """
 
 from __future__ import annotations
