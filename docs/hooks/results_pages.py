@@ -30,6 +30,15 @@ SPEED_RUNS = [
     ("xeon-kernels/latest-1core.json",
      "Layers, an Intel Xeon, the LSTM's loops compiled: one core (CPU time)"),
     ("recurrent/stacked-2cores.json", "Stacked bidirectional LSTM and GRU: two cores (wall clock)"),
+    ("lm_speed-xeon-decoder-kernel.json",
+     "Language model training step, an Intel Xeon under another tenant's load, the word model's decoder and loss "
+     "compiled: PyTorch busy-wait"),
+    ("lm_speed-xeon-decoder-kernel-malloc.json",
+     "Language model training step, an Intel Xeon under another tenant's load, the word model's decoder and loss "
+     "compiled: malloc keeping freed memory, every contender"),
+    ("lm_speed-xeon-decoder-kernel-passive.json",
+     "Language model training step, an Intel Xeon under another tenant's load, the word model's decoder and loss "
+     "compiled: PyTorch passive"),
     ("lm_speed-xeon-small-steps.json",
      "Language model training step, a quiet Intel Xeon, the word step on the XLA loops: PyTorch busy-wait"),
     ("lm_speed-xeon-small-steps-malloc.json",
