@@ -4,8 +4,10 @@
   to 2e-6 of each array's scale, float64 to 1e-13), over shapes that take every tail of the
   kernel (rows not a multiple of its row tile, inputs not a multiple of the vector width, a
   vocabulary that leaves a panel one entry wide, 1 x 1 x 1), with row weights of 0, targets
-  outside the vocabulary (a NaN loss and no one-hot term, as the XLA version), and scores far
-  beyond exp's range (1e4: the log-sum-exp stays exact).
+  outside the vocabulary (a NaN loss and no one-hot term, as the XLA version), scores far
+  beyond exp's range (1e4: the log-sum-exp stays exact), a bias of -inf over whole panels, and a
+  NaN input (NaN where the reference has it). A workspace beyond the machine's memory is XLA's
+  RESOURCE_EXHAUSTED error, not an abort.
 - Through the layer (`temporal_affine_softmax_loss`): value and gradients equal the XLA
   version's (float64 1e-12, float32 5e-6), the program calls the kernel (and not inside
   `xla_loops()`), vmap runs it per item, `shard_map` gets the plain gradients, a GPU's program
@@ -111,6 +113,50 @@ def test_scores_far_beyond_exp_range_keep_the_log_sum_exp_exact(x64):
     got = K.losses_and_gradients(*single)
     assert_close(got[:1], want[:1], 2e-6)
     assert_close(got, want, 1e-3)
+
+
+def test_a_bias_that_masks_whole_panels_gives_the_references_values():
+    """Entries 0-99 masked by a bias of -inf (the first panel entirely): their softmax is 0 and
+    the rest is exact, as XLA's version gives (not NaN from -inf - -inf)."""
+    x, w, b, y, r = problem(9, 6, 300, jnp.float32)
+    b = b.at[:100].set(-jnp.inf)
+    y = 100 + y % 200
+    got = K.losses_and_gradients(x, w, b, y, r)
+    assert np.isfinite(np.asarray(got[0])).all()
+    assert_close(got, reference(x, w, b, y, r), 2e-6)
+
+
+def test_a_nan_input_gives_nan_where_the_reference_has_it():
+    x, w, b, y, r = problem(9, 6, 300, jnp.float32)
+    x = x.at[3, 2].set(jnp.nan)
+    r = r.at[3].set(0.5)
+    want = reference(x, w, b, y, r)
+    assert np.isnan(want[0][3]) and np.isfinite(np.delete(want[0], 3)).all()
+    assert_close(K.losses_and_gradients(x, w, b, y, r), want, 2e-6)
+
+
+def test_a_workspace_beyond_the_machines_memory_is_an_error_not_an_abort(tmp_path):
+    """200,000 rows by 200,000 entries: 160 GB of exponentials. The call returns XLA's
+    RESOURCE_EXHAUSTED naming the kernel (an exception must not cross into XLA, which would abort
+    the process); run in a child process all the same."""
+    import subprocess
+    import sys
+
+    if open("/proc/sys/vm/overcommit_memory").read().strip() == "1":
+        pytest.skip("the kernel always overcommits memory here: the allocation would not fail")
+    code = (
+        "import jax, jax.numpy as jnp\n"
+        "from jaxseq.kernels import decoder_loss as K\n"
+        "M = V = 200_000\n"
+        "args = (jnp.ones((M, 1)), jnp.ones((V, 1)), jnp.zeros(V), jnp.zeros(M, jnp.int32), jnp.ones(M))\n"
+        "try:\n"
+        "    jax.block_until_ready(K.losses_and_gradients(*args))\n"
+        "except Exception as e:\n"
+        "    print(type(e).__name__, str(e).splitlines()[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "RESOURCE_EXHAUSTED" in done.stdout and "jaxseq decoder-loss kernel: not enough memory" in done.stdout
 
 
 def test_one_thread_or_two_give_the_same_bits(monkeypatch):

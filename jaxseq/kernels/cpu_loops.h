@@ -18,6 +18,8 @@
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -468,6 +470,21 @@ void run_backward(Args& a, int threads, int64_t G, const T* carry, Cell&& cell, 
            });
 }
 
+// Runs a kernel's work, `run()`, turning what it throws into the FFI error the call returns
+// (an exception must not cross into XLA): its workspace beyond the memory there is
+// (RESOURCE_EXHAUSTED), anything else (INTERNAL), each message starting with `prefix`.
+template <typename Run>
+ffi::Error guarded(const std::string& prefix, Run&& run) {
+  try {
+    run();
+    return ffi::Error::Success();
+  } catch (const std::bad_alloc&) {
+    return ffi::Error(ffi::ErrorCode::kResourceExhausted, prefix + "not enough memory for its workspace");
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(prefix + e.what());
+  }
+}
+
 // An FFI handler's checks: `buffer` is (T, N, gates H) with T, N, H positive and `lengths`
 // (N,); then run(T{}, steps, N, H) for its dtype, float32 or float64 (the other buffers share
 // it: jaxseq.kernels.lstm / gru make them).
@@ -483,11 +500,9 @@ ffi::Error on_gate_buffer(const char* kernel, int gates, const ffi::AnyBuffer& b
     return ffi::Error::InvalidArgument(prefix + "lengths must be (N,)");
   switch (buffer.element_type()) {
     case ffi::DataType::F32:
-      run(float{}, dims[0], dims[1], dims[2] / gates);
-      return ffi::Error::Success();
+      return guarded(prefix, [&] { run(float{}, dims[0], dims[1], dims[2] / gates); });
     case ffi::DataType::F64:
-      run(double{}, dims[0], dims[1], dims[2] / gates);
-      return ffi::Error::Success();
+      return guarded(prefix, [&] { run(double{}, dims[0], dims[1], dims[2] / gates); });
     default:
       return ffi::Error::InvalidArgument(prefix + "float32 or float64 only");
   }

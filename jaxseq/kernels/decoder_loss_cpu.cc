@@ -10,8 +10,8 @@
 //      L), x in tiles of kRows rows ([tile][d][row]: a register tile's broadcast values next to
 //      each other) and x^T in tiles of kRows inputs ([tile][m][input]);
 //   1. each panel's scores s = x w^T + b by register tiles, then, for each row, the panel's
-//      maximum, its exponentials exp(s - maximum) (kept: `S`, panel by panel) and their sum,
-//      and s[y] where the target is in the panel;
+//      maximum, its exponentials exp(s - maximum) (kept: `exps`, panel by panel; 0 where the
+//      whole panel is -inf) and their sum, and s[y] where the target is in the panel;
 //   2. each row's log-sum-exp from its panels' maxima and sums, its loss, and each panel's
 //      factor exp(maximum - lse) that turns its exponentials into softmax values;
 //   then, for the gradients:
@@ -20,6 +20,8 @@
 //   4. each block of rows' dx = sum over the panels of ds w.
 // Every product is register-tiled (tile_product: kRows rows by up to 4 vectors), over blocks of
 // kDepth values of the summed axis so that the vectors it streams stay in the first-level cache.
+// All of a call's memory is taken before its threads start; what it cannot get is the call's
+// RESOURCE_EXHAUSTED error (`guarded`).
 
 #include <limits>
 
@@ -147,6 +149,7 @@ struct DecoderArgs {
   T* panel_max;    // (M, panels)
   T* panel_sum;    // (M, panels): the sums of exps, then exp(panel max - lse)
   T* picked;       // (M,) s[y]
+  T* scratch;      // (threads, Dp, PW): each thread's (dw^T)'s panel
 };
 
 template <typename T>
@@ -189,7 +192,8 @@ void panel_scores(const DecoderArgs<T>& a, int64_t p) {
     V most = s[0];
     for (int v = 1; v < 4; ++v) most = most > s[v] ? most : s[v];
     const T maximum = horizontal_max<T>(most);
-    const V shift = S::splat(maximum);
+    // a panel whose scores are all -inf (a bias that masks its entries): exps and sum 0
+    const V shift = S::splat(maximum == -std::numeric_limits<T>::infinity() ? T(0) : maximum);
     V sum{};
     for (int v = 0; v < 4; ++v) {
       const V e = vexp<T>(s[v] - shift);
@@ -264,13 +268,14 @@ void decoder_loss(DecoderArgs<T> a, int threads) {
                 xt_tiles = ceil_div(a.D, kRows);
   const int64_t sizes[] = {a.panels * a.D * PW, a.gradients ? a.panels * PW * a.Dp : 0, x_tiles * kRows * a.D,
                            a.gradients ? xt_tiles * kRows * a.M : 0, a.panels * a.M * PW, a.M * a.panels,
-                           a.M * a.panels, a.M};
-  T** parts[] = {&a.w_panels, &a.w_rows, &a.x_tiles, &a.xt_tiles, &a.exps, &a.panel_max, &a.panel_sum, &a.picked};
+                           a.M * a.panels, a.M, a.gradients ? threads * a.Dp * PW : 0};
+  T** parts[] = {&a.w_panels, &a.w_rows, &a.x_tiles, &a.xt_tiles, &a.exps, &a.panel_max, &a.panel_sum, &a.picked,
+                 &a.scratch};
   int64_t total = 0;
   for (int64_t size : sizes) total += size;
-  PackedWorkspace workspace;
+  PackedWorkspace workspace;  // all of the call's memory, taken here: the threads allocate nothing
   T* memory = workspace.get<T>(static_cast<size_t>(total));
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 9; ++i) {
     *parts[i] = memory;
     memory += sizes[i];
   }
@@ -278,7 +283,9 @@ void decoder_loss(DecoderArgs<T> a, int threads) {
   const int64_t phases = a.gradients ? 5 : 3;
   WorkQueue work(phases);
   StepBarrier barrier(threads);
+  std::atomic<int> thread_numbers{0};
   run_parallel(threads, [&] {
+    T* scratch = a.scratch + thread_numbers.fetch_add(1) * a.Dp * PW;
     work.run(0, a.panels + tile_items + (a.gradients ? xt_tiles : 0), [&](int64_t i) {
       if (i < a.panels) return pack_panel<T>(a, i);
       i -= a.panels;
@@ -292,8 +299,7 @@ void decoder_loss(DecoderArgs<T> a, int threads) {
     work.run(2, row_blocks, [&](int64_t i) { row_losses<T>(a, i * a.row_block, std::min(a.M, (i + 1) * a.row_block)); });
     if (!a.gradients) return;
     barrier.wait();
-    std::vector<T> scratch(static_cast<size_t>(a.Dp * PW));
-    work.run(3, a.panels, [&](int64_t p) { panel_gradients<T>(a, p, scratch.data()); });
+    work.run(3, a.panels, [&](int64_t p) { panel_gradients<T>(a, p, scratch); });
     barrier.wait();
     work.run(4, row_blocks, [&](int64_t i) { row_gradients<T>(a, i * a.row_block, std::min(a.M, (i + 1) * a.row_block)); });
   });
@@ -317,11 +323,9 @@ ffi::Error on_decoder(const ffi::AnyBuffer& x, const ffi::AnyBuffer& w, const ff
     return ffi::Error::InvalidArgument(prefix + "x, w, b and row_weights must share a dtype");
   switch (x.element_type()) {
     case ffi::DataType::F32:
-      run(float{}, xd[0], xd[1], wd[0]);
-      return ffi::Error::Success();
+      return guarded(prefix, [&] { run(float{}, xd[0], xd[1], wd[0]); });
     case ffi::DataType::F64:
-      run(double{}, xd[0], xd[1], wd[0]);
-      return ffi::Error::Success();
+      return guarded(prefix, [&] { run(double{}, xd[0], xd[1], wd[0]); });
     default:
       return ffi::Error::InvalidArgument(prefix + "float32 or float64 only");
   }
