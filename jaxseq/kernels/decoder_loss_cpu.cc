@@ -27,10 +27,6 @@
 
 #include "cpu_loops.h"
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
 namespace {
 
 constexpr int64_t kDepth = 128;  // of the summed axis per block: 128 rows of 4 vectors is 32 KB in float32
@@ -102,28 +98,12 @@ void product(int64_t rows, int64_t cols, int64_t K, Operand<T> A, const T* B, in
   }
 }
 
-template <typename T>
-inline T horizontal_max(typename Simd<T>::V v) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) return _mm512_reduce_max_ps(reinterpret_cast<__m512>(v));
-  else return _mm512_reduce_max_pd(reinterpret_cast<__m512d>(v));
-#else
-  T m = v[0];
-  for (int l = 1; l < Simd<T>::L; ++l) m = std::max(m, v[l]);
-  return m;
-#endif
-}
-
-template <typename T>
-inline T horizontal_sum(typename Simd<T>::V v) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4) return _mm512_reduce_add_ps(reinterpret_cast<__m512>(v));
-  else return _mm512_reduce_add_pd(reinterpret_cast<__m512d>(v));
-#else
-  T m = v[0];
-  for (int l = 1; l < Simd<T>::L; ++l) m += v[l];
-  return m;
-#endif
+// op(... op(op(v[0], v[1]), v[2]) ..., v[L - 1]): a vector's lanes reduced to one value.
+template <typename T, typename Op>
+inline T across_lanes(typename Simd<T>::V v, Op op) {
+  T result = v[0];
+  for (int l = 1; l < Simd<T>::L; ++l) result = op(result, v[l]);
+  return result;
 }
 
 template <typename T>
@@ -191,7 +171,7 @@ void panel_scores(const DecoderArgs<T>& a, int64_t p) {
     if (j >= 0 && j < PW) a.picked[m] = s[j / L][j % L];
     V most = s[0];
     for (int v = 1; v < 4; ++v) most = most > s[v] ? most : s[v];
-    const T maximum = horizontal_max<T>(most);
+    const T maximum = across_lanes<T>(most, [](T u, T v) { return std::max(u, v); });
     // a panel whose scores are all -inf (a bias that masks its entries): exps and sum 0
     const V shift = S::splat(maximum == -std::numeric_limits<T>::infinity() ? T(0) : maximum);
     V sum{};
@@ -201,7 +181,7 @@ void panel_scores(const DecoderArgs<T>& a, int64_t p) {
       sum += e;
     }
     a.panel_max[m * a.panels + p] = maximum;
-    a.panel_sum[m * a.panels + p] = horizontal_sum<T>(sum);
+    a.panel_sum[m * a.panels + p] = across_lanes<T>(sum, std::plus<T>());
   }
 }
 
@@ -355,25 +335,24 @@ ffi::Error DecoderLossGradientsImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::Any
   });
 }
 
+// The inputs both handlers take, bound in this order.
+auto decoder_inputs() {
+  return ffi::Ffi::Bind()
+      .Arg<ffi::AnyBuffer>()         // x (M, D)
+      .Arg<ffi::AnyBuffer>()         // w (V, D)
+      .Arg<ffi::AnyBuffer>()         // b (V,)
+      .Arg<ffi::Buffer<ffi::S32>>()  // y (M,)
+      .Arg<ffi::AnyBuffer>();        // row_weights (M,)
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxseqDecoderLoss, DecoderLossImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()         // x (M, D)
-                                  .Arg<ffi::AnyBuffer>()         // w (V, D)
-                                  .Arg<ffi::AnyBuffer>()         // b (V,)
-                                  .Arg<ffi::Buffer<ffi::S32>>()  // y (M,)
-                                  .Arg<ffi::AnyBuffer>()         // row_weights (M,)
-                                  .Ret<ffi::AnyBuffer>());       // losses (M,)
+                              decoder_inputs().Ret<ffi::AnyBuffer>());  // losses (M,)
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxseqDecoderLossGradients, DecoderLossGradientsImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()         // x (M, D)
-                                  .Arg<ffi::AnyBuffer>()         // w (V, D)
-                                  .Arg<ffi::AnyBuffer>()         // b (V,)
-                                  .Arg<ffi::Buffer<ffi::S32>>()  // y (M,)
-                                  .Arg<ffi::AnyBuffer>()         // row_weights (M,)
-                                  .Ret<ffi::AnyBuffer>()         // losses (M,)
-                                  .Ret<ffi::AnyBuffer>()         // dx (M, D)
-                                  .Ret<ffi::AnyBuffer>()         // dw (V, D)
-                                  .Ret<ffi::AnyBuffer>());       // db (V,)
+                              decoder_inputs()
+                                  .Ret<ffi::AnyBuffer>()    // losses (M,)
+                                  .Ret<ffi::AnyBuffer>()    // dx (M, D)
+                                  .Ret<ffi::AnyBuffer>()    // dw (V, D)
+                                  .Ret<ffi::AnyBuffer>());  // db (V,)
