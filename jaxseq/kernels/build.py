@@ -273,8 +273,8 @@ def kernel_applies(array, name: str, targets: dict[str, str]) -> bool:
 
 def every_size() -> bool:
     """Whether the compiled kernels run at every size: `min_step_state()` is 0 (inside
-    `at_every_size()`, or $JAXSEQ_KERNEL_MIN_STATE=0), which lifts the decoder's vocabulary bound
-    (`jaxseq.kernels.decoder_loss.MIN_VOCABULARY`) too."""
+    `at_every_size()`, or $JAXSEQ_KERNEL_MIN_STATE=0), which lifts the decoder kernel's bounds
+    (`jaxseq.kernels.decoder_loss.MIN_VOCABULARY`, `MAX_INPUTS`) too."""
     return min_step_state() == 0
 
 

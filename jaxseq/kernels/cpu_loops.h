@@ -102,8 +102,8 @@ inline __attribute__((always_inline)) Simd<float>::V vexp_in_range(Simd<float>::
   return p * pow2;
 }
 
-// exp of a vector: float by vexp_in_range, 0 below -87 (where it is below float's normal range)
-// and at most exp(88); double: std::exp per lane.
+// exp of a vector: float by vexp_in_range, 0 below -87 (exp(-87) = 1.6e-38 is next to float's
+// smallest normal value, so nothing past it is kept) and at most exp(88); double: std::exp per lane.
 template <typename T>
 typename Simd<T>::V vexp(typename Simd<T>::V x);
 

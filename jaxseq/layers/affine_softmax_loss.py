@@ -30,7 +30,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-
 from jax import lax
 
 from jaxseq.kernels import decoder_loss as K
