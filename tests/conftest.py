@@ -72,7 +72,8 @@ os.environ.update({
     # the compiled CPU loops (jaxseq.kernels) are built once per session, here, not in ~/.cache
     "JAXSEQ_KERNEL_CACHE": os.path.join(_JIT_CACHE, "kernels"),
     # ... and run at every size, so that the suite's small layers exercise them; where they apply
-    # by default (jaxseq.kernels.build.MIN_STEP_STATE) is test_kernels.py's to check
+    # by default (build.MIN_STEP_STATE, decoder_loss.MIN_VOCABULARY and MAX_INPUTS) is
+    # test_kernels.py's and test_kernels_decoder.py's to check
     "JAXSEQ_KERNEL_MIN_STATE": "0",
     "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
                                              "ignore:Error reading persistent compilation cache entry"])),

@@ -347,6 +347,24 @@ inline void for_each_row_tile(int64_t N, Tile&& tile) {
 
 // ---------------------------------------------------------------- a call's loop
 
+// Runs work(phase, item, thread) for the items(phase) items of each of `phases` phases on
+// `threads` threads, the caller's among them (`thread`: 0 .. threads - 1, for memory of its
+// own): each phase's items go to whichever thread takes the next (WorkQueue), and the threads
+// meet between phases (StepBarrier), so a phase starts on what the one before completed.
+template <typename Items, typename Work>
+void run_phases(int threads, int64_t phases, Items&& items, Work&& work) {
+  WorkQueue queue(phases);
+  StepBarrier barrier(threads);
+  std::atomic<int> thread_numbers{0};
+  run_parallel(threads, [&] {
+    const int thread = thread_numbers.fetch_add(1);
+    for (int64_t phase = 0; phase < phases; ++phase) {
+      if (phase > 0) barrier.wait();
+      queue.run(phase, items(phase), [&](int64_t item) { work(phase, item, thread); });
+    }
+  });
+}
+
 // A loop's call: under the one-call lock, the packed weight's memory (`packed_count` values of T
 // from the workspace) in `packed`, then up to `threads` threads (at most `max_threads`): they
 // share out pack(item) for the `pack_items` items of the packing phase, then, at every step s,
@@ -358,15 +376,9 @@ void run_loop(T*& packed, int64_t packed_count, int threads, int64_t max_threads
   PackedWorkspace workspace;
   packed = workspace.get<T>(static_cast<size_t>(packed_count));
   threads = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, max_threads)));
-  WorkQueue work(steps + 1);
-  StepBarrier barrier(threads);
-  run_parallel(threads, [&] {
-    work.run(0, pack_items, pack);
-    for (int64_t s = 0; s < steps; ++s) {
-      barrier.wait();  // the packing (s = 0), the step before (s > 0) are complete
-      work.run(s + 1, step_items, [&](int64_t item) { step(s, item); });
-    }
-  });
+  run_phases(
+      threads, steps + 1, [&](int64_t phase) { return phase == 0 ? pack_items : step_items; },
+      [&](int64_t phase, int64_t item, int) { phase == 0 ? pack(item) : step(phase - 1, item); });
 }
 
 // The time of the forward's step s: t = s, or T - 1 - s in reverse. The backward's step s is the
@@ -485,6 +497,20 @@ ffi::Error guarded(const std::string& prefix, Run&& run) {
   }
 }
 
+// run(T{}) for `type`, float32 or float64 (`guarded`); any other type is an InvalidArgument
+// error starting with `prefix`.
+template <typename Run>
+ffi::Error for_float_type(ffi::DataType type, const std::string& prefix, Run&& run) {
+  switch (type) {
+    case ffi::DataType::F32:
+      return guarded(prefix, [&] { run(float{}); });
+    case ffi::DataType::F64:
+      return guarded(prefix, [&] { run(double{}); });
+    default:
+      return ffi::Error::InvalidArgument(prefix + "float32 or float64 only");
+  }
+}
+
 // An FFI handler's checks: `buffer` is (T, N, gates H) with T, N, H positive and `lengths`
 // (N,); then run(T{}, steps, N, H) for its dtype, float32 or float64 (the other buffers share
 // it: jaxseq.kernels.lstm / gru make them).
@@ -498,14 +524,7 @@ ffi::Error on_gate_buffer(const char* kernel, int gates, const ffi::AnyBuffer& b
                                        "H) with T, N and H positive");
   if (lengths.dimensions().size() != 1 || lengths.dimensions()[0] != dims[1])
     return ffi::Error::InvalidArgument(prefix + "lengths must be (N,)");
-  switch (buffer.element_type()) {
-    case ffi::DataType::F32:
-      return guarded(prefix, [&] { run(float{}, dims[0], dims[1], dims[2] / gates); });
-    case ffi::DataType::F64:
-      return guarded(prefix, [&] { run(double{}, dims[0], dims[1], dims[2] / gates); });
-    default:
-      return ffi::Error::InvalidArgument(prefix + "float32 or float64 only");
-  }
+  return for_float_type(buffer.element_type(), prefix, [&](auto zero) { run(zero, dims[0], dims[1], dims[2] / gates); });
 }
 
 }  // namespace

@@ -260,29 +260,28 @@ void decoder_loss(DecoderArgs<T> a, int threads) {
     memory += sizes[i];
   }
   const int64_t tile_items = ceil_div(x_tiles, 16);
-  const int64_t phases = a.gradients ? 5 : 3;
-  WorkQueue work(phases);
-  StepBarrier barrier(threads);
-  std::atomic<int> thread_numbers{0};
-  run_parallel(threads, [&] {
-    T* scratch = a.scratch + thread_numbers.fetch_add(1) * a.Dp * PW;
-    work.run(0, a.panels + tile_items + (a.gradients ? xt_tiles : 0), [&](int64_t i) {
-      if (i < a.panels) return pack_panel<T>(a, i);
-      i -= a.panels;
-      if (i < tile_items) return pack_tiles<T>(a.x, a.M, a.D, a.D, 1, a.x_tiles, 16 * i, std::min(x_tiles, 16 * i + 16));
-      i -= tile_items;
-      pack_tiles<T>(a.x, a.D, a.M, 1, a.D, a.xt_tiles, i, i + 1);
-    });
-    barrier.wait();
-    work.run(1, a.panels, [&](int64_t p) { panel_scores<T>(a, p); });
-    barrier.wait();
-    work.run(2, row_blocks, [&](int64_t i) { row_losses<T>(a, i * a.row_block, std::min(a.M, (i + 1) * a.row_block)); });
-    if (!a.gradients) return;
-    barrier.wait();
-    work.run(3, a.panels, [&](int64_t p) { panel_gradients<T>(a, p, scratch); });
-    barrier.wait();
-    work.run(4, row_blocks, [&](int64_t i) { row_gradients<T>(a, i * a.row_block, std::min(a.M, (i + 1) * a.row_block)); });
-  });
+  const int64_t pack_items = a.panels + tile_items + (a.gradients ? xt_tiles : 0);
+  const int64_t items[] = {pack_items, a.panels, row_blocks, a.panels, row_blocks};  // phases 0-4
+  run_phases(
+      threads, a.gradients ? 5 : 3, [&](int64_t phase) { return items[phase]; },
+      [&](int64_t phase, int64_t i, int thread) {
+        switch (phase) {
+          case 0:
+            if (i < a.panels) return pack_panel<T>(a, i);
+            i -= a.panels;
+            if (i < tile_items)
+              return pack_tiles<T>(a.x, a.M, a.D, a.D, 1, a.x_tiles, 16 * i, std::min(x_tiles, 16 * i + 16));
+            return pack_tiles<T>(a.x, a.D, a.M, 1, a.D, a.xt_tiles, i - tile_items, i - tile_items + 1);
+          case 1:
+            return panel_scores<T>(a, i);
+          case 2:
+            return row_losses<T>(a, i * a.row_block, std::min(a.M, (i + 1) * a.row_block));
+          case 3:
+            return panel_gradients<T>(a, i, a.scratch + thread * a.Dp * PW);
+          default:
+            return row_gradients<T>(a, i * a.row_block, std::min(a.M, (i + 1) * a.row_block));
+        }
+      });
 }
 
 // The handlers' checks: x (M, D), w (V, D), b (V,), y (M,), row_weights (M,), all positive,
@@ -301,14 +300,7 @@ ffi::Error on_decoder(const ffi::AnyBuffer& x, const ffi::AnyBuffer& w, const ff
   if (w.element_type() != x.element_type() || b.element_type() != x.element_type() ||
       row_weights.element_type() != x.element_type())
     return ffi::Error::InvalidArgument(prefix + "x, w, b and row_weights must share a dtype");
-  switch (x.element_type()) {
-    case ffi::DataType::F32:
-      return guarded(prefix, [&] { run(float{}, xd[0], xd[1], wd[0]); });
-    case ffi::DataType::F64:
-      return guarded(prefix, [&] { run(double{}, xd[0], xd[1], wd[0]); });
-    default:
-      return ffi::Error::InvalidArgument(prefix + "float32 or float64 only");
-  }
+  return for_float_type(x.element_type(), prefix, [&](auto zero) { run(zero, xd[0], xd[1], wd[0]); });
 }
 
 ffi::Error DecoderLossImpl(ffi::AnyBuffer x, ffi::AnyBuffer w, ffi::AnyBuffer b, ffi::Buffer<ffi::S32> y,
