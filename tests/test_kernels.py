@@ -12,7 +12,7 @@ themselves: test_kernels_gru.py).
   (Hand vs jax.grad vs numerical gradients with the compiled loops: the built-in check
   "lstm_fast+rev", test_gradcheck.py.)
 - One thread or two: the same bits; a packed weight above the 64 MB kept between calls gets
-  memory of its own (H = 2,100). vmap runs (sequentially). A GPU's program has no
+  memory of its own (H = 2,100); the kept one is on huge pages where the system gives them. vmap runs (sequentially). A GPU's program has no
   foreign call (lowered for CUDA here, without a GPU).
 - With lengths (0 and T among them) the same arrays and gradients.
 - Where they apply: not with projections, other dtypes, several devices, or JAXSEQ_KERNELS=off.
@@ -116,6 +116,43 @@ def test_a_weight_beyond_the_kept_workspace_gets_memory_of_its_own():
     compiled, xla = both_loops(loop_problem(2, 2, 2100, jnp.float32), False)
     for name in xla:
         assert scaled_error(compiled[name], xla[name]) < 5e-6, name
+
+
+def transparent_huge_page_policy() -> str:
+    """The kernel's transparent huge page policy ("always", "madvise", "never"; "" where none)."""
+    try:
+        text = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return ""
+    return text[text.index("[") + 1:text.index("]")] if "[" in text else ""
+
+
+def test_the_kept_workspace_is_on_huge_pages_where_the_system_gives_them():
+    """The packed weight of H = 512 (4 MB in float32) is advised to huge pages (cpu_loops.h's
+    HugePageMemory): in a fresh process, the forward loop's call adds at least 4 MB of huge
+    pages to the process's anonymous memory. Skipped where the kernel gives none."""
+    if transparent_huge_page_policy() not in ("always", "madvise"):
+        pytest.skip("this kernel gives no transparent huge pages")
+    code = textwrap.dedent("""
+        import jax, jax.numpy as jnp
+        from jaxseq.kernels import lstm as K
+        def huge_kb():
+            text = open("/proc/self/smaps_rollup").read()
+            return int(text.split("AnonHugePages:")[1].split()[0])
+        T, N, H = 2, 6, 512
+        xw, z = jnp.full((T, N, 4 * H), 0.01), jnp.zeros((N, H))
+        Wh, b = jnp.full((H, 4 * H), 0.01), jnp.zeros(4 * H)
+        assert K.applies(xw, None)
+        loop = jax.jit(lambda xw: K.forward_loop(xw, z, z, Wh, b, None, reverse=False))
+        compiled = loop.lower(xw).compile()
+        jax.block_until_ready((xw, z, Wh, b))
+        before = huge_kb()
+        jax.block_until_ready(compiled(xw))
+        print(huge_kb() - before)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) >= 4096, done.stdout
 
 
 def test_one_thread_or_two_give_the_same_bits(monkeypatch):
