@@ -30,6 +30,18 @@ SPEED_RUNS = [
     ("xeon-kernels/latest-1core.json",
      "Layers, an Intel Xeon, the LSTM's loops compiled: one core (CPU time)"),
     ("recurrent/stacked-2cores.json", "Stacked bidirectional LSTM and GRU: two cores (wall clock)"),
+    ("lm_speed-xeon-hugepages.json",
+     "Language model training step, an Intel Xeon, the kernels' workspace on huge pages: PyTorch busy-wait"),
+    ("lm_speed-xeon-hugepages-malloc.json",
+     "Language model training step, an Intel Xeon, the kernels' workspace on huge pages: malloc keeping freed "
+     "memory, every contender"),
+    ("lm_speed-xeon-hugepages-passive.json",
+     "Language model training step, an Intel Xeon, the kernels' workspace on huge pages: PyTorch passive"),
+    ("lm_speed-xeon-before-hugepages.json",
+     "Language model training step, the same Intel Xeon that morning, before the huge pages: PyTorch busy-wait"),
+    ("lm_speed-xeon-before-hugepages-malloc.json",
+     "Language model training step, the same Intel Xeon that morning, before the huge pages: malloc keeping freed "
+     "memory, every contender"),
     ("lm_speed-xeon-decoder-kernel.json",
      "Language model training step, an Intel Xeon under another tenant's load, the word model's decoder and loss "
      "compiled: PyTorch busy-wait"),
