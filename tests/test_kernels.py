@@ -16,6 +16,8 @@ themselves: test_kernels_gru.py).
   vmap runs (sequentially). A GPU's program has no foreign call (lowered for CUDA here,
   without a GPU).
 - With lengths (0 and T among them) the same arrays and gradients.
+- The loops take their gate-sized buffers as (T, N, 4H) or as rows (T N, 4H), the same bits;
+  the layers hand over rows, so the forward loop reads the input projection itself, not a copy.
 - Where they apply: not with projections, other dtypes, several devices, or JAXSEQ_KERNELS=off.
 - Building: one cached library per key (no temporary file left), a new key when the source
   changes; a broken source, no compiler, or a cached file that lies (not a library, one
@@ -117,6 +119,51 @@ def test_a_weight_beyond_the_kept_workspace_gets_memory_of_its_own():
     compiled, xla = both_loops(loop_problem(2, 2, 2100, jnp.float32), False)
     for name in xla:
         assert scaled_error(compiled[name], xla[name]) < 5e-6, name
+
+
+def forward_call(xw):
+    """The forward loop's foreign call on xw as given (3-D, or the rows form), on loop_problem's
+    other arrays."""
+    p = loop_problem(5, 3, 17, jnp.float32)
+    T, N, G = 3, 5, 68
+    shapes = [jax.ShapeDtypeStruct(s, jnp.float32) for s in ((T, N, G // 4), tuple(xw.shape), (T, N, G // 4),
+                                                               (T, N, G // 4), (N, G // 4))]
+    call = jax.ffi.ffi_call(K.FORWARD_TARGET, shapes, input_output_aliases={0: 1})
+    return call(xw, p["h0"], p["c0"], p["Wh"], p["b"], jnp.full((N,), T, jnp.int32), reverse=False)
+
+
+def test_the_loops_take_their_gate_buffers_as_rows_and_the_same_bits_come_out():
+    """(T, N, 4H) and its rows (T N, 4H) are the same buffer to the loops (jaxseq.kernels.lstm
+    hands them rows: XLA copies a product's result that reaches a foreign call reshaped); rows
+    that are not a multiple of N are a one-line error naming the buffer and both forms."""
+    xw = loop_problem(5, 3, 17, jnp.float32)["xw"]
+    assert K.applies(xw, None)
+    as_3d, as_rows = forward_call(xw), forward_call(xw.reshape(15, 68))
+    for a, b in zip(as_3d, as_rows):
+        np.testing.assert_array_equal(np.asarray(a).reshape(-1), np.asarray(b).reshape(-1))
+    with pytest.raises(Exception, match=r"xw must be \(T, N, 4H\) or \(T N, 4H\)"):
+        jax.block_until_ready(forward_call(xw.reshape(15, 68)[:14]))
+
+
+def test_the_forward_loop_reads_the_input_projection_without_a_copy():
+    """A layer on x (not a lookup): the forward loop's foreign call takes the product x Wx itself
+    (through `build.as_rows`), not a copy of it (64 MB a layer for the char language model,
+    5 ms of its step, and the whole step 4-6% faster without it: benchmarks/results/lm_speed.md)."""
+    rng = np.random.default_rng(0)
+    x, Wx, Wh = (jnp.asarray(rng.standard_normal(shape), jnp.float32) for shape in ((4, 6, 8), (8, 64), (16, 64)))
+    h0, b = jnp.zeros((4, 16), jnp.float32), jnp.zeros(64, jnp.float32)
+    gradients = jax.jit(jax.grad(lambda x, Wx: L.lstm(x, h0, Wx, Wh, b).sum(), argnums=(0, 1)))
+    with kernels.at_every_size():
+        lines = gradients.lower(x, Wx).compile().as_text().splitlines()
+    call = next(line for line in lines if f'custom_call_target="{K.FORWARD_TARGET}"' in line)
+    operand = call.split("custom-call(")[1].split(",")[0].strip()
+    producer = next(line for line in lines if line.strip().startswith(f"{operand} ="))
+    assert " copy(" not in producer, producer
+    if "calls=" in producer:  # a fusion: its computation's result must not be a copy either
+        called = producer.split("calls=")[1].split(",")[0]
+        start = next(i for i, line in enumerate(lines) if line.startswith(called + " "))
+        root = next(line for line in lines[start:] if line.strip().startswith("ROOT"))
+        assert " copy(" not in root, (producer, root)
 
 
 def transparent_huge_page_policy() -> str:

@@ -287,6 +287,15 @@ def loops_apply(gates_buffer, name: str, targets: dict[str, str], gates: int) ->
     return kernel_applies(gates_buffer, name, targets)
 
 
+def as_rows(gates_tm):
+    """(T, N, G) -> (T N, G), the form in which a loop takes and returns its gate-sized buffers:
+    XLA copies a product's result that reaches a foreign call reshaped (a bitcast), but not the
+    result itself, and the (T, N, G) the layers pass is such a reshape of a (T N, G) product (64 MB
+    a layer for the char language model; the rows' reshape and the layer's cancel out)."""
+    T, N, G = gates_tm.shape
+    return gates_tm.reshape(T * N, G)
+
+
 def step_counts(lengths, T: int, N: int):
     """The loops' lengths argument: (N,) int32, T for every row without lengths."""
     return jax.numpy.full((N,), T, jax.numpy.int32) if lengths is None else lengths.astype(jax.numpy.int32)

@@ -547,20 +547,25 @@ ffi::Error for_float_type(ffi::DataType type, const std::string& prefix, Run&& r
   }
 }
 
-// An FFI handler's checks: `buffer` is (T, N, gates H) with T, N, H positive and `lengths`
-// (N,); then run(T{}, steps, N, H) for its dtype, float32 or float64 (the other buffers share
-// it: jaxseq.kernels.lstm / gru make them).
+// An FFI handler's checks: `buffer` is (T, N, gates H), or the same as rows (T N, gates H), with
+// T, N, H positive and `lengths` (N,); then run(T{}, steps, N, H) for its dtype, float32 or
+// float64 (the other buffers share it: jaxseq.kernels.lstm / gru make them).
 template <typename Run>
 ffi::Error on_gate_buffer(const char* kernel, int gates, const ffi::AnyBuffer& buffer, const char* name,
                           const ffi::Buffer<ffi::S32>& lengths, Run run) {
   const std::string prefix = std::string("jaxseq ") + kernel + " kernel: ";
+  if (lengths.dimensions().size() != 1 || lengths.dimensions()[0] < 1)
+    return ffi::Error::InvalidArgument(prefix + "lengths must be (N,) with N positive");
+  const int64_t N = lengths.dimensions()[0];
   auto dims = buffer.dimensions();
-  if (dims.size() != 3 || dims[0] < 1 || dims[1] < 1 || dims[2] < gates || dims[2] % gates != 0)
-    return ffi::Error::InvalidArgument(prefix + name + " must be (T, N, " + std::to_string(gates) +
-                                       "H) with T, N and H positive");
-  if (lengths.dimensions().size() != 1 || lengths.dimensions()[0] != dims[1])
-    return ffi::Error::InvalidArgument(prefix + "lengths must be (N,)");
-  return for_float_type(buffer.element_type(), prefix, [&](auto zero) { run(zero, dims[0], dims[1], dims[2] / gates); });
+  const bool as_rows = dims.size() == 2;
+  const bool fits = (as_rows || (dims.size() == 3 && dims[1] == N)) && dims[0] >= (as_rows ? N : 1) &&
+                    dims[0] % (as_rows ? N : 1) == 0 && dims.back() >= gates && dims.back() % gates == 0;
+  if (!fits)
+    return ffi::Error::InvalidArgument(prefix + name + " must be (T, N, " + std::to_string(gates) + "H) or (T N, " +
+                                       std::to_string(gates) + "H) with T, N and H positive, N as lengths'");
+  const int64_t steps = as_rows ? dims[0] / N : dims[0];
+  return for_float_type(buffer.element_type(), prefix, [&](auto zero) { run(zero, steps, N, dims.back() / gates); });
 }
 
 }  // namespace

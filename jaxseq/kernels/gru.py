@@ -40,9 +40,11 @@ def forward_loop(xw_tm, h0, Wh, bh, lengths=None, *, reverse: bool):
     Returns: (h_tm (T, N, H), gates_tm (T, N, 3H) r, z, n, hw_n_tm (T, N, H)).
     """
     T, N, G = xw_tm.shape
-    shapes = [jax.ShapeDtypeStruct(s, xw_tm.dtype) for s in ((T, N, G // 3), (T, N, G), (T, N, G // 3))]
+    shapes = [jax.ShapeDtypeStruct(s, xw_tm.dtype) for s in ((T, N, G // 3), (T * N, G), (T, N, G // 3))]
     call = jax.ffi.ffi_call(FORWARD_TARGET, shapes, input_output_aliases={0: 1}, vmap_method="sequential")
-    return tuple(call(xw_tm, h0, Wh, bh, build.step_counts(lengths, T, N), reverse=bool(reverse)))
+    h_tm, gate_rows, hw_n_tm = call(build.as_rows(xw_tm), h0, Wh, bh, build.step_counts(lengths, T, N),
+                                    reverse=bool(reverse))
+    return h_tm, gate_rows.reshape(T, N, G), hw_n_tm
 
 
 def backward_loop(dh, gates_tm, hw_n_tm, h_tm, h0, Wh, dh_n, lengths=None, *, reverse: bool):
@@ -54,7 +56,8 @@ def backward_loop(dh, gates_tm, hw_n_tm, h_tm, h0, Wh, dh_n, lengths=None, *, re
     Returns: (dxw_tm (T, N, 3H), dhw_n_tm (T, N, H) the n block of dhw_tm, dh0 (N, H)).
     """
     T, N, G = gates_tm.shape
-    shapes = [jax.ShapeDtypeStruct(s, gates_tm.dtype) for s in ((T, N, G), (T, N, G // 3), (N, G // 3))]
+    shapes = [jax.ShapeDtypeStruct(s, gates_tm.dtype) for s in ((T * N, G), (T, N, G // 3), (N, G // 3))]
     call = jax.ffi.ffi_call(BACKWARD_TARGET, shapes, input_output_aliases={1: 0, 2: 1}, vmap_method="sequential")
-    return tuple(call(dh, gates_tm, hw_n_tm, h_tm, h0, Wh, dh_n, build.step_counts(lengths, T, N),
-                      reverse=bool(reverse)))
+    dxw_rows, dhw_n_tm, dh0 = call(dh, build.as_rows(gates_tm), hw_n_tm, h_tm, h0, Wh, dh_n,
+                                   build.step_counts(lengths, T, N), reverse=bool(reverse))
+    return dxw_rows.reshape(T, N, G), dhw_n_tm, dh0

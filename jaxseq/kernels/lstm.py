@@ -48,10 +48,12 @@ def forward_loop(xw_tm, h0, c0, Wh, b, lengths=None, *, reverse: bool):
     Returns: (h_tm (T, N, H), P_tm (T, N, 4H), q_tm, f_tm (T, N, H), c_n (N, H)).
     """
     T, N, G = xw_tm.shape
-    shapes = [jax.ShapeDtypeStruct(s, xw_tm.dtype) for s in ((T, N, G // 4), (T, N, G), (T, N, G // 4),
+    shapes = [jax.ShapeDtypeStruct(s, xw_tm.dtype) for s in ((T, N, G // 4), (T * N, G), (T, N, G // 4),
                                                              (T, N, G // 4), (N, G // 4))]
     call = jax.ffi.ffi_call(FORWARD_TARGET, shapes, input_output_aliases={0: 1}, vmap_method="sequential")
-    return tuple(call(xw_tm, h0, c0, Wh, b, build.step_counts(lengths, T, N), reverse=bool(reverse)))
+    h_tm, P_rows, q_tm, f_tm, c_n = call(build.as_rows(xw_tm), h0, c0, Wh, b, build.step_counts(lengths, T, N),
+                                         reverse=bool(reverse))
+    return h_tm, P_rows.reshape(T, N, G), q_tm, f_tm, c_n
 
 
 def backward_loop(dh, P_tm, q_tm, f_tm, Wh, dh_n, dc_n, lengths=None, *, reverse: bool):
@@ -63,6 +65,8 @@ def backward_loop(dh, P_tm, q_tm, f_tm, Wh, dh_n, dc_n, lengths=None, *, reverse
     Returns: (da_tm (T, N, 4H), dh0 (N, H), dc0 (N, H)).
     """
     T, N, G = P_tm.shape
-    shapes = [jax.ShapeDtypeStruct(s, P_tm.dtype) for s in ((T, N, G), (N, G // 4), (N, G // 4))]
+    shapes = [jax.ShapeDtypeStruct(s, P_tm.dtype) for s in ((T * N, G), (N, G // 4), (N, G // 4))]
     call = jax.ffi.ffi_call(BACKWARD_TARGET, shapes, input_output_aliases={1: 0}, vmap_method="sequential")
-    return tuple(call(dh, P_tm, q_tm, f_tm, Wh, dh_n, dc_n, build.step_counts(lengths, T, N), reverse=bool(reverse)))
+    da_rows, dh0, dc0 = call(dh, build.as_rows(P_tm), q_tm, f_tm, Wh, dh_n, dc_n, build.step_counts(lengths, T, N),
+                             reverse=bool(reverse))
+    return da_rows.reshape(T, N, G), dh0, dc0
