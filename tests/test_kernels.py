@@ -147,8 +147,8 @@ def test_the_loops_take_their_gate_buffers_as_rows_and_the_same_bits_come_out():
 
 def test_the_forward_loop_reads_the_input_projection_without_a_copy():
     """A layer on x (not a lookup): the forward loop's foreign call takes the product x Wx itself
-    (through `build.as_rows`), not a copy of it (64 MB a layer for the char language model,
-    5 ms of its step, and the whole step 4-6% faster without it: benchmarks/results/lm_speed.md)."""
+    (through `build.as_rows`), not a copy of it (64 MB a layer for the char language model, 5 ms
+    of its 731 ms step: benchmarks/results/lm_speed.md)."""
     rng = np.random.default_rng(0)
     x, Wx, Wh = (jnp.asarray(rng.standard_normal(shape), jnp.float32) for shape in ((4, 6, 8), (8, 64), (16, 64)))
     h0, b = jnp.zeros((4, 16), jnp.float32), jnp.zeros(64, jnp.float32)

@@ -30,6 +30,15 @@ SPEED_RUNS = [
     ("xeon-kernels/latest-1core.json",
      "Layers, an Intel Xeon, the LSTM's loops compiled: one core (CPU time)"),
     ("recurrent/stacked-2cores.json", "Stacked bidirectional LSTM and GRU: two cores (wall clock)"),
+    ("lm_speed-xeon-rows.json",
+     "Language model training step, an Intel Xeon, the kernels' workspace on huge pages and their gate buffers as "
+     "rows: PyTorch busy-wait"),
+    ("lm_speed-xeon-rows-malloc.json",
+     "Language model training step, an Intel Xeon, the kernels' workspace on huge pages and their gate buffers as "
+     "rows: malloc keeping freed memory, every contender"),
+    ("lm_speed-xeon-rows-passive.json",
+     "Language model training step, an Intel Xeon, the kernels' workspace on huge pages and their gate buffers as "
+     "rows: PyTorch passive"),
     ("lm_speed-xeon-hugepages.json",
      "Language model training step, an Intel Xeon, the kernels' workspace on huge pages: PyTorch busy-wait"),
     ("lm_speed-xeon-hugepages-malloc.json",
