@@ -209,9 +209,10 @@ std::mutex one_call_at_a_time;
 // policy, "madvise", gives them only where asked). A workspace is read again at every step (the
 // packed weight's panels, once per tile): on 4 KB pages, where its pages fell in physical memory
 // changed one LSTM layer's loops by 9-17% between two builds of the library in one process, and
-// its forward loop by up to 20% from process to process; on 2 MB pages the loops run at the better
-// placement's speed every time (benchmarks/results/lm_speed.md). The advice is only that: where the system has no huge
-// pages to give, the memory is ordinary. Contents are not initialised.
+// its forward loop by up to 20% from process to process; on 2 MB pages the loops run at the
+// better placement's speed every time (benchmarks/results/lm_speed.md). The advice is only
+// that: where the system has no huge pages to give, the memory is ordinary. Contents are not
+// initialised.
 class HugePageMemory {
  public:
   static constexpr size_t kHugePage = size_t(2) << 20;
