@@ -559,10 +559,9 @@ ffi::Error on_gate_buffer(const char* kernel, int gates, const ffi::AnyBuffer& b
     return ffi::Error::InvalidArgument(prefix + "lengths must be (N,) with N positive");
   const int64_t N = lengths.dimensions()[0];
   auto dims = buffer.dimensions();
-  const bool as_rows = dims.size() == 2;
-  const bool fits = (as_rows || (dims.size() == 3 && dims[1] == N)) && dims[0] >= (as_rows ? N : 1) &&
-                    dims[0] % (as_rows ? N : 1) == 0 && dims.back() >= gates && dims.back() % gates == 0;
-  if (!fits)
+  const bool steps_first = dims.size() == 3 && dims[1] == N;  // (T, N, gates H)
+  const bool as_rows = dims.size() == 2 && dims[0] % N == 0;   // (T N, gates H)
+  if (!(steps_first || as_rows) || dims[0] < 1 || dims.back() < gates || dims.back() % gates != 0)
     return ffi::Error::InvalidArgument(prefix + name + " must be (T, N, " + std::to_string(gates) + "H) or (T N, " +
                                        std::to_string(gates) + "H) with T, N and H positive, N as lengths'");
   const int64_t steps = as_rows ? dims[0] / N : dims[0];
